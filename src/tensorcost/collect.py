@@ -1,0 +1,336 @@
+"""Collect measured programs: tasks from networks, sampled schedules, real builds and runs.
+
+TVM lives here (and in `tuning`). The flow is split so that the same programs can be measured
+on several targets: `sample_programs` draws schedules once per task (target-independent trace
+JSON), and `measure_task_set` re-applies each trace and measures it on one target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import records as rec
+from .features import classify_op
+from .hardware import HardwareTarget
+
+log = logging.getLogger(__name__)
+
+# Error codes follow auto_scheduler's MeasureErrorNo so TenSet and our records agree.
+NO_ERROR, INSTANTIATION_ERROR, COMPILE_HOST, RUNTIME_DEVICE, BUILD_TIMEOUT, RUN_TIMEOUT = 0, 1, 2, 4, 6, 7
+
+
+@dataclass
+class Task:
+    task_id: str
+    task_name: str
+    networks: dict[str, int]
+    mod: object  # tvm.IRModule holding one PrimFunc
+    op_kind: str
+    shapes: list
+    flops: float
+    bytes_moved: float
+
+    @property
+    def weight(self) -> int:
+        return int(sum(self.networks.values()))
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    number: int = 3
+    repeat: int = 3
+    min_repeat_ms: int = 50
+    build_timeout_s: float = 30.0
+    run_timeout_s: float = 30.0
+    builder_workers: int = 2
+    run_batch: int = 8
+
+
+def network_to_relax(network: str, target) -> object:
+    """torch.nn network -> torch.export -> Relax, legalized and fused (extract_tasks needs that)."""
+    import torch
+    import tvm
+    from tvm import relax
+    import tvm.relax.frontend.torch  # noqa: F401  (registers from_exported_program)
+
+    from .zoo import get_network
+
+    spec = get_network(network)
+    model = spec.build()
+    with torch.no_grad():
+        exported = torch.export.export(model, (torch.randn(*spec.input_shape),))
+    mod = relax.frontend.torch.from_exported_program(exported)
+    passes = tvm.ir.transform.Sequential(
+        [
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
+    with target:
+        return passes(mod)
+
+
+def extract_tasks(networks: Iterable[str], target) -> list[Task]:
+    """Tuning tasks of the given networks, deduplicated by workload hash across networks.
+
+    Each task keeps its occurrence count in every network that uses it.
+    """
+    import tvm.s_tir.meta_schedule as ms
+
+    from .tvm_support import register_x86_intrinsics_only, structural_hash_hex, workload_info
+
+    register_x86_intrinsics_only()
+    tasks: dict[str, Task] = {}
+    for net in networks:
+        mod = network_to_relax(net, target)
+        for ext in ms.relax_integration.extract_tasks(mod, target):
+            wl = ext.dispatched[0]
+            tid = structural_hash_hex(wl)
+            if tid in tasks:
+                tasks[tid].networks[net] = tasks[tid].networks.get(net, 0) + int(ext.weight)
+                continue
+            info = workload_info(wl)
+            tasks[tid] = Task(
+                task_id=tid,
+                task_name=str(ext.task_name),
+                networks={net: int(ext.weight)},
+                mod=wl,
+                op_kind=classify_op(str(ext.task_name)),
+                shapes=info["shapes"],
+                flops=info["flops"],
+                bytes_moved=info["bytes_moved"],
+            )
+    return sorted(tasks.values(), key=lambda t: (-t.flops, t.task_id))
+
+
+def sample_programs(task: Task, target, n: int, seed: int, max_rounds: int = 4) -> list[str]:
+    """Up to `n` distinct random programs (trace JSON) from MetaSchedule's design space."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from .tvm_support import register_x86_intrinsics_only, structural_hash_hex, trace_to_json
+
+    register_x86_intrinsics_only()
+    seen: set[str] = set()
+    traces: list[str] = []
+    for round_ in range(max_rounds):
+        ctx = ms.TuneContext(
+            task.mod, target=target, space_generator="post-order-apply", search_strategy="replay-trace",
+            rand_state=seed + 7919 * round_, num_threads=1,
+        )
+        spaces = ctx.generate_design_space()
+        strategy = ctx.search_strategy
+        strategy.pre_tuning(max_trials=n, num_trials_per_iter=n, design_spaces=spaces, database=None, cost_model=None)
+        cands = strategy.generate_measure_candidates() or []
+        strategy.post_tuning()
+        for cand in cands:
+            h = structural_hash_hex(cand.sch.mod)
+            if h in seen:
+                continue
+            seen.add(h)
+            traces.append(trace_to_json(cand.sch.trace))
+            if len(traces) >= n:
+                return traces
+    return traces
+
+
+def save_task_set(tasks: list[Task], programs: dict[str, list[str]], out_dir: Path, meta: dict) -> None:
+    """tasks.json (metadata + workload IRModules as TVM JSON) and programs.parquet."""
+    import tvm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": meta,
+        "tasks": [
+            {
+                "task_id": t.task_id, "task_name": t.task_name, "networks": t.networks, "op_kind": t.op_kind,
+                "shapes": t.shapes, "flops": t.flops, "bytes_moved": t.bytes_moved,
+                "workload": tvm.ir.save_json(t.mod),
+            }
+            for t in tasks
+        ],
+    }
+    (out_dir / "tasks.json").write_text(json.dumps(doc, indent=1))
+    rows = [
+        {"task_id": tid, "program_id": rec.program_id(tr), "trace": tr}
+        for tid, trs in programs.items()
+        for tr in trs
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())])), out_dir / "programs.parquet")
+
+
+def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]:
+    import tvm
+
+    doc = json.loads((in_dir / "tasks.json").read_text())
+    tasks = [
+        Task(
+            task_id=d["task_id"], task_name=d["task_name"], networks=d["networks"], mod=tvm.ir.load_json(d["workload"]),
+            op_kind=d["op_kind"], shapes=d["shapes"], flops=d["flops"], bytes_moved=d["bytes_moved"],
+        )
+        for d in doc["tasks"]
+    ]
+    programs: dict[str, list[str]] = {}
+    for row in pq.read_table(in_dir / "programs.parquet").to_pylist():
+        programs.setdefault(row["task_id"], []).append(row["trace"])
+    return tasks, programs, doc.get("meta", {})
+
+
+def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
+    pid = rec.program_id(trace)
+    return {
+        "record_id": rec.record_id(hw.target_id, task.task_id, pid),
+        "source": "tvm-metaschedule",
+        "target": hw.target_id,
+        "task_id": task.task_id,
+        "task_name": task.task_name,
+        "networks": json.dumps(task.networks, sort_keys=True),
+        "task_weight": task.weight,
+        "op_kind": task.op_kind,
+        "shapes": json.dumps(task.shapes),
+        "flops": task.flops,
+        "bytes_moved": task.bytes_moved,
+        "program_id": pid,
+        "trace": trace,
+        "latencies": lat,
+        "latency_s": (sum(lat) / len(lat)) if (error_no == NO_ERROR and lat) else None,
+        "error_no": error_no,
+        "error_msg": error_msg,
+        "measured_at": time.time(),
+        "tvm_version": version,
+    }
+
+
+def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig):
+    """LocalBuilder with cheap intrinsics in its workers; LocalRunner on `hw.threads` threads."""
+    import os
+
+    import tvm.s_tir.meta_schedule as ms
+
+    from .tvm_support import register_x86_intrinsics_only
+
+    # The runner's worker inherits the environment at spawn; without this the TVM runtime
+    # uses half the cores on x86, whatever num-cores the target claims.
+    os.environ["TVM_NUM_THREADS"] = str(hw.threads)
+    builder = ms.builder.LocalBuilder(
+        max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only
+    )
+    runner = ms.runner.LocalRunner(
+        timeout_sec=cfg.run_timeout_s,
+        evaluator_config=ms.runner.EvaluatorConfig(
+            number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms, enable_cpu_cache_flush=False
+        ),
+    )
+    return builder, runner
+
+
+def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, runner, cfg: MeasureConfig, progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Build and run every program of one task on `hw`; failures become error records."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from .tvm_support import apply_trace_json, tvm_target, tvm_version
+
+    target = tvm_target(hw)
+    version = tvm_version()
+    rows: list[dict] = []
+    pending = []  # (trace, schedule)
+    for tr in traces:
+        try:
+            pending.append((tr, apply_trace_json(task.mod, tr)))
+        except Exception as exc:  # noqa: BLE001  (any TVM error while replaying is this program's failure)
+            rows.append(_record(task, hw, tr, [], INSTANTIATION_ERROR, f"apply trace: {exc}"[:2000], version))
+            if progress:
+                progress(1)
+    for start in range(0, len(pending), cfg.run_batch):
+        chunk = pending[start:start + cfg.run_batch]
+        built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in chunk])
+        run_inputs, run_idx = [], []
+        for i, ((tr, sch), b) in enumerate(zip(chunk, built)):
+            if b.error_msg:
+                code = BUILD_TIMEOUT if "timeout" in b.error_msg.lower() else COMPILE_HOST
+                rows.append(_record(task, hw, tr, [], code, str(b.error_msg)[:2000], version))
+                continue
+            args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+            run_inputs.append(ms.runner.RunnerInput(b.artifact_path, "cpu", args))
+            run_idx.append(i)
+        results = [f.result() for f in runner.run(run_inputs)] if run_inputs else []
+        for i, res in zip(run_idx, results):
+            tr = chunk[i][0]
+            if res.error_msg:
+                code = RUN_TIMEOUT if "timeout" in str(res.error_msg).lower() else RUNTIME_DEVICE
+                rows.append(_record(task, hw, tr, [], code, str(res.error_msg)[:2000], version))
+            else:
+                rows.append(_record(task, hw, tr, [float(x) for x in res.run_secs], NO_ERROR, None, version))
+        for b in built:
+            if b.artifact_path:
+                shutil.rmtree(Path(b.artifact_path).parent, ignore_errors=True)
+        if progress:
+            progress(len(chunk))
+    return rows
+
+
+def part_path(out_dir: Path, task_id: str) -> Path:
+    return out_dir / "parts" / f"task-{task_id}.parquet"
+
+
+def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: HardwareTarget, out_dir: Path, cfg: MeasureConfig) -> dict:
+    """Measure every program of every task on `hw`, one atomically written part per task.
+
+    Resumable: a task whose part exists is skipped, so a killed run restarted loses no finished
+    task and duplicates nothing. Returns counts.
+    """
+    from tqdm import tqdm
+
+    todo = [t for t in tasks if not part_path(out_dir, t.task_id).exists()]
+    total = sum(len(programs.get(t.task_id, [])) for t in todo)
+    counts = {"tasks": len(tasks), "tasks_skipped_done": len(tasks) - len(todo), "measured": 0, "errors": 0}
+    if todo:
+        builder, runner = make_builder_runner(hw, cfg)
+        with tqdm(total=total, desc=f"measure {hw.target_id}", unit="prog") as bar:
+            for task in todo:
+                rows = measure_task(task, programs.get(task.task_id, []), hw, builder, runner, cfg, bar.update)
+                rec.write_records(rec.to_table(rows), part_path(out_dir, task.task_id))
+                counts["measured"] += len(rows)
+                counts["errors"] += sum(r["error_no"] != NO_ERROR for r in rows)
+    return counts
+
+
+def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: HardwareTarget, db_dir: Path) -> int:
+    """Rebuild a MetaSchedule JSONDatabase from the measured records (derived, never appended to)."""
+    import tvm.s_tir.meta_schedule as ms
+    from tvm.s_tir.schedule import Trace  # noqa: F401
+
+    from .tvm_support import apply_trace_json, tvm_target
+
+    shutil.rmtree(db_dir, ignore_errors=True)
+    db_dir.mkdir(parents=True)
+    db = ms.database.JSONDatabase(work_dir=str(db_dir))
+    target = tvm_target(hw)
+    by_task = {t.task_id: t for t in tasks}
+    n = 0
+    for row in table.filter(pa.compute.equal(table["error_no"], 0)).to_pylist():
+        task = by_task.get(row["task_id"])
+        if task is None:
+            continue
+        sch = apply_trace_json(task.mod, row["trace"])
+        wl = db.commit_workload(task.mod)
+        db.commit_tuning_record(
+            ms.database.TuningRecord(
+                sch.trace, wl, [float(x) for x in row["latencies"]], target,
+                ms.arg_info.ArgInfo.from_prim_func(next(iter(task.mod.functions.values()))),
+            )
+        )
+        n += 1
+    return n

@@ -1,0 +1,171 @@
+"""Tuning with registry models: a MetaSchedule cost-model adapter and the side-by-side study.
+
+`RegistryCostModel` lets any tensorcost model (LightGBM now, attention later) serve as
+MetaSchedule's cost model: MetaSchedule hands it live candidates; it featurizes their traces
+with the same code that featurized the training records, and scores them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .features import flat_vector, tokenize_trace, workload_features
+from .hardware import HardwareTarget
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    network: str
+    max_trials_global: int
+    num_trials_per_iter: int
+    max_tasks: int
+    seed: int
+    timing_number: int = 20
+    timing_repeat: int = 5
+
+
+def candidate_features(trace_jsons: list[str], workload: list[float], hardware: list[float]) -> np.ndarray:
+    rows = []
+    for tj in trace_jsons:
+        tokens, decisions = tokenize_trace(tj)
+        rows.append(flat_vector(tokens, decisions, workload, hardware))
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def make_registry_cost_model(model, hw: HardwareTarget):
+    """Wrap a trained tensorcost model as a MetaSchedule `PyCostModel`.
+
+    The model is pre-trained offline and not updated online (`update` only counts results):
+    what we measure is how far the learned model alone guides the search.
+    """
+    import tvm
+    from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+
+    from .features import classify_op
+    from .tvm_support import structural_hash_hex, trace_to_json, workload_info
+
+    hw_feats = hw.features()
+
+    @tvm.ir.utils.derived_object
+    class RegistryCostModel(PyCostModel):
+        def __init__(self):
+            super().__init__()
+            self.workloads: dict[str, list[float]] = {}
+            self.n_predicted = 0
+            self.predict_seconds = 0.0
+            self.n_updates = 0
+
+        def load(self, path: str) -> None:  # the model comes from the registry, not from MetaSchedule
+            pass
+
+        def save(self, path: str) -> None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps({"model": model.metadata.family, "target": model.metadata.target}))
+
+        def update(self, context, candidates, results) -> None:
+            self.n_updates += len(results)
+
+        def _workload(self, context) -> list[float]:
+            key = structural_hash_hex(context.mod)
+            if key not in self.workloads:
+                info = workload_info(context.mod)
+                self.workloads[key] = workload_features(classify_op(str(context.task_name)), info["shapes"], info["flops"], info["bytes_moved"])
+            return self.workloads[key]
+
+        def predict(self, context, candidates) -> np.ndarray:
+            t0 = time.perf_counter()
+            feats = candidate_features([trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats)
+            scores = model.predict(feats) if len(feats) else np.zeros(0)
+            self.n_predicted += len(candidates)
+            self.predict_seconds += time.perf_counter() - t0
+            return np.asarray(scores, dtype="float64")
+
+    return RegistryCostModel()
+
+
+def make_progress_callback(total: int, desc: str):
+    """A MetaSchedule measure callback that drives a tqdm bar (tune_tasks itself only logs to files)."""
+    import tvm
+    from tqdm import tqdm
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    bar = tqdm(total=total, desc=desc, unit="trial")
+
+    @tvm.ir.utils.derived_object
+    class Progress(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+            bar.update(len(runner_results))
+
+    return Progress(), bar
+
+
+def tune_network(hw: HardwareTarget, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg) -> dict:
+    """Tune the network's largest tasks with `cost_model` ("xgb" or a PyCostModel), compile the
+    whole network with the tuned schedules and time it. Returns a report dict."""
+    import shutil
+
+    import tvm
+    import tvm.s_tir.meta_schedule as ms
+    from tvm import relax
+
+    from .collect import make_builder_runner, network_to_relax
+    from .tvm_support import register_x86_intrinsics_only, tvm_target
+    from .zoo import get_network
+
+    register_x86_intrinsics_only()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    target = tvm_target(hw)
+    mod = network_to_relax(cfg.network, target)
+    extracted = ms.relax_integration.extract_tasks(mod, target)
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    def flops(t):
+        try:
+            return float(estimate_tir_flops(t.dispatched[0]))
+        except Exception:  # noqa: BLE001
+            return 0.0
+
+    chosen = sorted(extracted, key=lambda t: -flops(t) * int(t.weight))[: cfg.max_tasks]
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        chosen, str(work_dir), space="post-order-apply", strategy="evolutionary", num_threads=2, seed=cfg.seed
+    )
+    builder, runner = make_builder_runner(hw, measure_cfg)
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    progress, bar = make_progress_callback(cfg.max_trials_global, f"tune {cfg.network} ({'xgb' if isinstance(cost_model, str) else 'tensorcost'})")
+    callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [progress]
+    t0 = time.perf_counter()
+    ms.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=cfg.max_trials_global,
+        num_trials_per_iter=cfg.num_trials_per_iter, builder=builder, runner=runner, database=database,
+        cost_model=cost_model, measure_callbacks=callbacks,
+    )
+    bar.close()
+    tuning_s = time.perf_counter() - t0
+    per_task = {}
+    for ctx, task in zip(contexts, chosen):
+        best = database.query_tuning_record(ctx.mod, target, workload_name="main")
+        secs = [float(x) for x in best.run_secs] if best is not None else []
+        per_task[str(task.task_name)] = {"best_latency_s": (sum(secs) / len(secs)) if secs else None, "weight": int(task.weight)}
+    n_records = len(database.get_all_tuning_records())
+    with target:
+        exe = ms.relax_integration.compile_relax(database, mod, target, params=None)
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(exe, dev)
+    spec = get_network(cfg.network)
+    inp = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(spec.input_shape).astype("float32"), dev)
+    timer = vm.time_evaluator("main", dev, number=cfg.timing_number, repeat=cfg.timing_repeat)
+    res = timer(inp)
+    runs = [float(x) for x in res.results]
+    return {
+        "tuning_wall_s": tuning_s,
+        "trials_measured": n_records,
+        "tasks_tuned": [str(t.task_name) for t in chosen],
+        "per_task": per_task,
+        "network_latency_ms": {"median": float(np.median(runs)) * 1e3, "min": min(runs) * 1e3, "max": max(runs) * 1e3, "repeats": len(runs)},
+    }

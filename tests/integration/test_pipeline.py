@@ -1,0 +1,120 @@
+"""The whole pipeline, for real: `dvc repro` on a micro profile in a temporary copy of the repo.
+
+Real TVM builds and runs, a real Great Expectations suite, real LightGBM training, a real MLflow
+store and registry, and real MetaSchedule tuning with both cost models.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tensorcost.hardware import available_targets
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _micro_target() -> str:
+    ts = available_targets()
+    for pref in ("cpu-avx2-t1", "cpu-sse42-t1"):
+        if pref in ts:
+            return pref
+    return sorted(ts)[0]
+
+
+def _copy_repo(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+
+
+def _micro_params(path: Path, target: str) -> None:
+    p = yaml.safe_load(path.read_text())
+    p["targets"] = [target]
+    p["zoo"]["networks"] = ["tiny_resnet"]
+    p["sample"].update({"reference_target": target, "max_tasks": 2, "programs_per_task": 8})
+    p["measure"].update({"number": 2, "repeat": 2, "min_repeat_ms": 5})
+    p["train"]["lightgbm"]["num_boost_round"] = 20
+    p["tune"].update({"target": target, "max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "timing_number": 5, "timing_repeat": 3})
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def _run(cmd, cwd, env, timeout=900):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("repo")
+    _copy_repo(work)
+    target = _micro_target()
+    _micro_params(work / "params.yaml", target)
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    _run(["git", "init", "-q"], work, env)
+    _run(git + ["add", "-A"], work, env)
+    _run(git + ["commit", "-q", "-m", "micro"], work, env)
+    t0 = time.time()
+    first = _run(["dvc", "repro"], work, env, timeout=1500)
+    return {"work": work, "env": env, "target": target, "first": first, "first_s": time.time() - t0}
+
+
+def test_stages_wrote_their_outputs(pipeline_run):
+    work, target = pipeline_run["work"], pipeline_run["target"]
+    summary = json.loads((work / "data/raw" / target / "summary.json").read_text())
+    assert summary["records"] == 16 and summary["database_records"] > 0
+    assert (work / "data/raw" / target / "database" / "database_tuning_record.json").stat().st_size > 0
+    val = json.loads((work / "reports/validation" / f"{target}.json").read_text())
+    assert val["success"] is True and val["n_rows"] == 16
+    assert (work / "reports/validation" / target / "data_docs" / "index.html").exists()
+    metrics = json.loads((work / "reports/metrics/evaluate.json").read_text())
+    m = metrics[target]["within_task"]["lightgbm_rank"]
+    assert 0.0 <= m["pca"] <= 1.0 and 0.0 < m["top1"] <= 1.0 and m["n_records"] > 0
+    assert (work / "reports/plots/ranking.csv").read_text().startswith("target,task_id,measured_rank,predicted_rank")
+    assert (work / "models" / target / "model.txt").exists()
+
+
+def test_tune_report_has_both_cost_models(pipeline_run):
+    work, target = pipeline_run["work"], pipeline_run["target"]
+    report = json.loads((work / "reports/tune" / f"{target}.json").read_text())
+    for name in ("tensorcost", "tvm_xgb"):
+        r = report["cost_models"][name]
+        assert r["trials_measured"] > 0
+        assert r["network_latency_ms"]["median"] > 0
+    assert report["cost_models"]["tensorcost"]["model"]["alias_used"] == "candidate"  # no champion yet
+    assert "falling back to 'candidate'" in pipeline_run["first"].stderr
+
+
+def test_registry_candidate_and_promotion(pipeline_run):
+    work, env, target = pipeline_run["work"], pipeline_run["env"], pipeline_run["target"]
+    show = _run(["tensorcost", "registry", "show", "--target", target, "--alias", "candidate"], work, env)
+    tags = json.loads(show.stdout.split("\n", 1)[1])
+    for key in ("target", "model_family", "feature_schema", "train_data_hash", "git_commit", "validation", "metric.pca"):
+        assert key in tags
+    assert tags["validation"] == "passed" and tags["git_commit"] != "unknown"
+    promoted = _run(["tensorcost", "promote", "--target", target], work, env)
+    assert "to champion" in promoted.stdout
+    again = subprocess.run(["tensorcost", "promote", "--target", target], cwd=work, env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and "already the champion" in again.stderr
+
+
+def test_second_repro_is_a_noop(pipeline_run):
+    t0 = time.time()
+    proc = _run(["dvc", "repro"], pipeline_run["work"], pipeline_run["env"])
+    assert "didn't change, skipping" in proc.stdout or "up to date" in proc.stdout
+    assert "Running stage" not in proc.stdout
+    assert time.time() - t0 < 60

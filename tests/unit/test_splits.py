@@ -1,0 +1,98 @@
+"""Train/test split strategies: determinism, fractions, task disjointness, errors, alignment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tensorcost.splits import STRATEGIES, SplitError, assign_test
+
+
+def _rows(n_tasks: int = 20, per_task: int = 100):
+    tasks = [f"task{t:02d}" for t in range(n_tasks) for _ in range(per_task)]
+    progs = [f"prog{p:03d}" for _ in range(n_tasks) for p in range(per_task)]
+    return tasks, progs
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_seed_same_assignment(strategy):
+    tasks, progs = _rows()
+    a = assign_test(strategy, tasks, progs, 0.2, seed=7)
+    b = assign_test(strategy, tasks, progs, 0.2, seed=7)
+    assert a.dtype == bool and a.shape == (len(tasks),)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_different_seed_different_assignment(strategy):
+    tasks, progs = _rows()
+    a = assign_test(strategy, tasks, progs, 0.2, seed=1)
+    b = assign_test(strategy, tasks, progs, 0.2, seed=2)
+    assert (a != b).any()
+
+
+def test_within_task_fraction_is_roughly_right():
+    # 2000 rows, p = 0.2: expected 400 test rows, binomial sd = sqrt(2000*0.2*0.8) ~= 17.9;
+    # +-0.05 (100 rows) is > 5 sd, and the hash is deterministic so this cannot flake.
+    tasks, progs = _rows(20, 100)
+    mask = assign_test("within_task", tasks, progs, 0.2, seed=0)
+    assert len(mask) == 2000
+    assert abs(mask.mean() - 0.2) < 0.05
+    # every task keeps programs on both sides (100 programs, p=0.2: P(all one side) is ~1e-10)
+    t = np.asarray(tasks)
+    for task in set(tasks):
+        m = mask[t == task]
+        assert m.any() and not m.all()
+
+
+def test_by_task_puts_no_task_on_both_sides():
+    tasks, progs = _rows(20, 10)
+    mask = assign_test("by_task", tasks, progs, 0.25, seed=3)
+    t = np.asarray(tasks)
+    test_tasks = set(t[mask])
+    train_tasks = set(t[~mask])
+    assert test_tasks and train_tasks
+    assert not test_tasks & train_tasks
+    # round(20 * 0.25) = 5 tasks held out
+    assert len(test_tasks) == 5
+
+
+def test_by_task_keeps_a_training_task():
+    tasks = ["a", "a", "b", "b"]
+    mask = assign_test("by_task", tasks, ["p0", "p1", "p0", "p1"], 0.75, seed=0)
+    assert not mask.all()
+
+
+def test_unknown_strategy_raises():
+    with pytest.raises(SplitError, match="unknown split strategy") as exc:
+        assign_test("random", ["a"], ["p"], 0.2, seed=0)
+    # the message lists the valid strategies
+    for s in STRATEGIES:
+        assert s in str(exc.value)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_bad_fraction_raises(fraction):
+    with pytest.raises(SplitError, match="test_fraction"):
+        assign_test("within_task", ["a"], ["p"], fraction, seed=0)
+
+
+def test_split_error_is_a_value_error():
+    assert issubclass(SplitError, ValueError)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_keys_same_side_regardless_of_row_order(strategy):
+    # Records of two targets hold the same (task, program) keys in different orders and with
+    # one target missing some rows: every key must fall on the same side in both.
+    tasks, progs = _rows(10, 30)
+    keys = list(zip(tasks, progs))
+    mask1 = assign_test(strategy, tasks, progs, 0.3, seed=11)
+    side1 = dict(zip(keys, mask1))
+
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(keys))[: len(keys) - 17]  # shuffled and a subset
+    keys2 = [keys[i] for i in perm]
+    mask2 = assign_test(strategy, [k[0] for k in keys2], [k[1] for k in keys2], 0.3, seed=11)
+    for key, m in zip(keys2, mask2):
+        assert side1[key] == m
