@@ -55,8 +55,13 @@ class MeasureConfig:
     run_batch: int = 8
 
 
-def network_to_relax(network: str, target) -> object:
-    """torch.nn network -> torch.export -> Relax, legalized and fused (extract_tasks needs that)."""
+def network_to_relax(network: str, target, fuse: bool = True) -> object:
+    """torch.nn network -> torch.export -> Relax with inference-mode ops decomposed.
+
+    With `fuse`, also legalized and fused into TIR tasks (extract_tasks needs that). Without it,
+    the module is what `compile_relax` expects: it runs the same legalize/fuse passes itself,
+    so its database keys match the tasks extracted from the fused module.
+    """
     import torch
     import tvm
     from tvm import relax
@@ -69,9 +74,11 @@ def network_to_relax(network: str, target) -> object:
     with torch.no_grad():
         exported = torch.export.export(model, (torch.randn(*spec.input_shape),))
     mod = relax.frontend.torch.from_exported_program(exported)
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    if not fuse:
+        return mod
     passes = tvm.ir.transform.Sequential(
         [
-            relax.transform.DecomposeOpsForInference(),
             relax.transform.LegalizeOps(),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),

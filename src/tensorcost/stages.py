@@ -213,7 +213,7 @@ def tune() -> None:
     """Tune the network with the registry model (by alias) and with TVM's XGB model, same budget."""
     from . import hardware, registry
     from .features import FEATURE_SCHEMA_VERSION
-    from .tuning import TuneConfig, make_registry_cost_model, tune_network
+    from .tuning import TuneConfig, make_registry_cost_model, tune_network, untuned_network_latency_ms
 
     p = load_params()
     tp = p["tune"]
@@ -222,7 +222,7 @@ def tune() -> None:
     _echo(resolved.message)
     cfg = TuneConfig(
         network=tp["network"], max_trials_global=int(tp["max_trials_global"]), num_trials_per_iter=int(tp["num_trials_per_iter"]),
-        max_tasks=int(tp["max_tasks"]), seed=int(tp["seed"]), timing_number=int(tp["timing_number"]), timing_repeat=int(tp["timing_repeat"]),
+        max_tasks=int(tp["max_tasks"]), seed=int(tp["seed"]), population_size=int(tp["population_size"]), timing_number=int(tp["timing_number"]), timing_repeat=int(tp["timing_repeat"]),
     )
     mcfg = _measure_config(p)
     work = Path(".tensorcost/tune") / hw.target_id
@@ -235,9 +235,12 @@ def tune() -> None:
     report["cost_models"]["tensorcost"] = r
     _echo("tuning with TVM's XGBoost cost model (same budget)")
     report["cost_models"]["tvm_xgb"] = tune_network(hw, cfg, "xgb", work / "tvm_xgb", mcfg)
+    report["untuned_network_latency_ms"] = untuned_network_latency_ms(hw, cfg)
     a, b = report["cost_models"]["tensorcost"], report["cost_models"]["tvm_xgb"]
     report["summary"] = {
+        "untuned_network_ms": report["untuned_network_latency_ms"]["median"],
         "tensorcost_network_ms": a["network_latency_ms"]["median"], "tvm_xgb_network_ms": b["network_latency_ms"]["median"],
+        "tensorcost_tuned_tasks_us": a["tuned_tasks_weighted_latency_us"], "tvm_xgb_tuned_tasks_us": b["tuned_tasks_weighted_latency_us"],
         "tensorcost_tuning_s": a["tuning_wall_s"], "tvm_xgb_tuning_s": b["tuning_wall_s"],
         "speedup_vs_tvm_xgb": b["network_latency_ms"]["median"] / a["network_latency_ms"]["median"],
     }

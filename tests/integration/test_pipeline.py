@@ -45,7 +45,7 @@ def _micro_params(path: Path, target: str) -> None:
     p["sample"].update({"reference_target": target, "max_tasks": 2, "programs_per_task": 8})
     p["measure"].update({"number": 2, "repeat": 2, "min_repeat_ms": 5})
     p["train"]["lightgbm"]["num_boost_round"] = 20
-    p["tune"].update({"target": target, "max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "timing_number": 5, "timing_repeat": 3})
+    p["tune"].update({"target": target, "max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "population_size": 32, "timing_number": 5, "timing_repeat": 3})
     path.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
