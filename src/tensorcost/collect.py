@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -123,6 +123,27 @@ def extract_tasks(networks: Iterable[str], target) -> list[Task]:
     return sorted(tasks.values(), key=lambda t: (-t.flops, t.task_id))
 
 
+def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_flops: float = float("inf")) -> list[Task]:
+    """Pick up to `max_tasks` tasks, round-robin over networks (largest FLOPs first within each),
+    so that every network contributes; tasks outside [min_flops, max_flops] are skipped."""
+    eligible = [t for t in tasks if min_flops <= t.flops <= max_flops]
+    by_net: dict[str, list[Task]] = {}
+    for t in sorted(eligible, key=lambda t: (-t.flops, t.task_id)):
+        by_net.setdefault(min(t.networks), []).append(t)
+    chosen: list[Task] = []
+    seen: set[str] = set()
+    while len(chosen) < max_tasks and any(by_net.values()):
+        for net in sorted(by_net):
+            queue = by_net[net]
+            while queue and queue[0].task_id in seen:
+                queue.pop(0)
+            if queue and len(chosen) < max_tasks:
+                t = queue.pop(0)
+                chosen.append(t)
+                seen.add(t.task_id)
+    return chosen
+
+
 def sample_programs(task: Task, target, n: int, seed: int, max_rounds: int = 4) -> list[str]:
     """Up to `n` distinct random programs (trace JSON) from MetaSchedule's design space."""
     import tvm.s_tir.meta_schedule as ms
@@ -190,9 +211,21 @@ def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]
         for d in doc["tasks"]
     ]
     programs: dict[str, list[str]] = {}
+    if not (in_dir / "programs.parquet").exists():
+        return tasks, programs, doc.get("meta", {})
     for row in pq.read_table(in_dir / "programs.parquet").to_pylist():
         programs.setdefault(row["task_id"], []).append(row["trace"])
     return tasks, programs, doc.get("meta", {})
+
+
+def load_tasks(dirs: Iterable[Path]) -> dict[str, Task]:
+    """Tasks by id from every task set (tasks.json) found in `dirs` (bundled and fresh)."""
+    out: dict[str, Task] = {}
+    for d in dirs:
+        if (Path(d) / "tasks.json").exists():
+            for t in load_task_set(Path(d))[0]:
+                out.setdefault(t.task_id, t)
+    return out
 
 
 def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
@@ -243,26 +276,24 @@ def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig):
     return builder, runner
 
 
-def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, runner, cfg: MeasureConfig, progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Build and run every program of one task on `hw`; failures become error records."""
+def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, runner, cfg: MeasureConfig) -> Iterator[list[dict]]:
+    """Build and run programs of one task on `hw`, yielding the records of each batch as soon as
+    it is measured (so a caller can persist them); failures become error records."""
     import tvm.s_tir.meta_schedule as ms
 
     from .tvm_support import apply_trace_json, tvm_target, tvm_version
 
     target = tvm_target(hw)
     version = tvm_version()
-    rows: list[dict] = []
-    pending = []  # (trace, schedule)
-    for tr in traces:
-        try:
-            pending.append((tr, apply_trace_json(task.mod, tr)))
-        except Exception as exc:  # noqa: BLE001  (any TVM error while replaying is this program's failure)
-            rows.append(_record(task, hw, tr, [], INSTANTIATION_ERROR, f"apply trace: {exc}"[:2000], version))
-            if progress:
-                progress(1)
-    for start in range(0, len(pending), cfg.run_batch):
-        chunk = pending[start:start + cfg.run_batch]
-        built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in chunk])
+    for start in range(0, len(traces), cfg.run_batch):
+        rows: list[dict] = []
+        chunk = []  # (trace, schedule)
+        for tr in traces[start:start + cfg.run_batch]:
+            try:
+                chunk.append((tr, apply_trace_json(task.mod, tr)))
+            except Exception as exc:  # noqa: BLE001  (any TVM error while replaying is this program's failure)
+                rows.append(_record(task, hw, tr, [], INSTANTIATION_ERROR, f"apply trace: {exc}"[:2000], version))
+        built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in chunk]) if chunk else []
         run_inputs, run_idx = [], []
         for i, ((tr, sch), b) in enumerate(zip(chunk, built)):
             if b.error_msg:
@@ -283,34 +314,53 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
         for b in built:
             if b.artifact_path:
                 shutil.rmtree(Path(b.artifact_path).parent, ignore_errors=True)
-        if progress:
-            progress(len(chunk))
-    return rows
+        yield rows
 
 
-def part_path(out_dir: Path, task_id: str) -> Path:
-    return out_dir / "parts" / f"task-{task_id}.parquet"
+def parts_dir(out_dir: Path) -> Path:
+    return out_dir / "parts"
+
+
+def finished_record_ids(out_dir: Path) -> set[str]:
+    """Record ids already persisted under `out_dir/parts` (a part is written atomically)."""
+    ids: set[str] = set()
+    for f in sorted(parts_dir(out_dir).glob("*.parquet")):
+        ids.update(pq.read_table(f, columns=["record_id"]).column("record_id").to_pylist())
+    return ids
 
 
 def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: HardwareTarget, out_dir: Path, cfg: MeasureConfig) -> dict:
-    """Measure every program of every task on `hw`, one atomically written part per task.
+    """Measure every program of every task on `hw`, persisting each batch as its own part.
 
-    Resumable: a task whose part exists is skipped, so a killed run restarted loses no finished
-    task and duplicates nothing. Returns counts.
+    Resumable: programs whose record already exists are skipped, and a part is written
+    atomically after its batch, so a run killed at any point and started again loses no
+    finished measurement and duplicates none. Returns counts.
     """
     from tqdm import tqdm
 
-    todo = [t for t in tasks if not part_path(out_dir, t.task_id).exists()]
-    total = sum(len(programs.get(t.task_id, [])) for t in todo)
-    counts = {"tasks": len(tasks), "tasks_skipped_done": len(tasks) - len(todo), "measured": 0, "errors": 0}
-    if todo:
-        builder, runner = make_builder_runner(hw, cfg)
-        with tqdm(total=total, desc=f"measure {hw.target_id}", unit="prog") as bar:
-            for task in todo:
-                rows = measure_task(task, programs.get(task.task_id, []), hw, builder, runner, cfg, bar.update)
-                rec.write_records(rec.to_table(rows), part_path(out_dir, task.task_id))
+    done = finished_record_ids(out_dir)
+    todo: dict[str, list[str]] = {}
+    for t in tasks:
+        rest = [tr for tr in programs.get(t.task_id, []) if rec.record_id(hw.target_id, t.task_id, rec.program_id(tr)) not in done]
+        if rest:
+            todo[t.task_id] = rest
+    total = sum(map(len, todo.values()))
+    counts = {"tasks": len(tasks), "programs_already_measured": len(done), "measured": 0, "errors": 0}
+    if not todo:
+        return counts
+    builder, runner = make_builder_runner(hw, cfg)
+    # Continue numbering after the highest existing part (never overwrite one).
+    seq = 1 + max((int(f.name.split("-")[1]) for f in parts_dir(out_dir).glob("part-*.parquet")), default=-1)
+    with tqdm(total=total, desc=f"measure {hw.target_id}", unit="prog", smoothing=0.05) as bar:
+        for task in tasks:
+            for rows in measure_task(task, todo.get(task.task_id, []), hw, builder, runner, cfg):
+                if not rows:
+                    continue
+                rec.write_records(rec.to_table(rows), parts_dir(out_dir) / f"part-{seq:06d}-{task.task_id}.parquet")
+                seq += 1
                 counts["measured"] += len(rows)
                 counts["errors"] += sum(r["error_no"] != NO_ERROR for r in rows)
+                bar.update(len(rows))
     return counts
 
 
@@ -341,3 +391,27 @@ def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: Hardware
         )
         n += 1
     return n
+
+
+def remeasure(table: pa.Table, tasks: list[Task], hw: HardwareTarget, fraction: float, seed: int, cfg: MeasureConfig) -> pa.Table:
+    """Measure again a random `fraction` of the valid records of `table` (same programs, same
+    target, a later pass): the noise study that bounds every accuracy figure."""
+    import hashlib
+
+    from tqdm import tqdm
+
+    by_task = {t.task_id: t for t in tasks}
+    chosen: dict[str, list[str]] = {}
+    valid = table.filter(pa.compute.equal(table["error_no"], 0)).select(["record_id", "task_id", "trace"]).to_pydict()
+    for rid, tid, tr in zip(valid["record_id"], valid["task_id"], valid["trace"]):
+        h = int.from_bytes(hashlib.blake2b(f"{seed}|{rid}".encode(), digest_size=8).digest(), "little") / 2**64
+        if h < fraction and tid in by_task:
+            chosen.setdefault(tid, []).append(tr)
+    builder, runner = make_builder_runner(hw, cfg)
+    rows: list[dict] = []
+    with tqdm(total=sum(map(len, chosen.values())), desc=f"re-measure {hw.target_id}", unit="prog") as bar:
+        for tid, traces in chosen.items():
+            for batch in measure_task(by_task[tid], traces, hw, builder, runner, cfg):
+                rows.extend(batch)
+                bar.update(len(batch))
+    return rec.to_table(rows)

@@ -196,16 +196,40 @@ def host_targets(host: HostInfo | None = None) -> dict[str, HardwareTarget]:
     return out
 
 
+def catalog_platforms() -> dict[str, HardwareTarget]:
+    """Published platforms (TenSet's six): their records can be featurized, not measured here."""
+    out = {}
+    for tid, spec in (_catalog().get("platforms") or {}).items():
+        out[tid] = HardwareTarget(
+            target_id=tid, kind=spec["kind"], vector_bytes=int(spec["vector_bytes"]),
+            threads=int(spec["physical_cores"]), physical_cores=int(spec["physical_cores"]),
+            clock_ghz=float(spec["clock_ghz"]), l1d_kb=float(spec["l1d_kb"]), l2_kb=float(spec["l2_kb"]),
+            l3_kb=float(spec["l3_kb"]), mcpu=None, cpu_model=spec["model"],
+        )
+    return out
+
+
 def available_targets() -> dict[str, HardwareTarget]:
+    """Targets that can be measured on this host."""
     return host_targets()
 
 
 def get_target(target_id: str) -> HardwareTarget:
-    """Resolve a target id, refusing unknown ids or variants the host cannot run."""
+    """Resolve a measurable target id, refusing unknown ids or variants the host cannot run."""
     targets = available_targets()
     if target_id not in targets:
         valid = ", ".join(sorted(targets)) or "(none detected)"
+        known = catalog_platforms()
+        hint = f" ({target_id} is a catalog platform: its records can be imported, not measured here)" if target_id in known else ""
         raise UnknownTargetError(
-            f"unknown or unsupported target {target_id!r} on this host; valid targets: {valid}"
+            f"unknown or unsupported target {target_id!r} on this host{hint}; valid targets: {valid}"
         )
     return targets[target_id]
+
+
+def describe_target(target_id: str) -> HardwareTarget:
+    """Any known target: a host variant or a catalog platform (for featurizing imported records)."""
+    known = {**catalog_platforms(), **available_targets()}
+    if target_id not in known:
+        raise UnknownTargetError(f"unknown target {target_id!r}; known: {', '.join(sorted(known))}")
+    return known[target_id]

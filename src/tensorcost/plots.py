@@ -24,3 +24,87 @@ def ranking_scatter(measured_rank: Sequence[int], predicted_rank: Sequence[int],
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def topk_per_network(by_net: dict, title: str, out: Path) -> None:
+    """Grouped bars: top-5 (and top-1 hatched) per held-out network, one bar per model."""
+    import numpy as np
+
+    plt = _plt()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nets = sorted(by_net)
+    models = sorted({m for v in by_net.values() for m in v})
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(nets) * max(1, len(models)) / 3), 3.8))
+    width = 0.8 / max(1, len(models))
+    x = np.arange(len(nets))
+    for i, m in enumerate(models):
+        top5 = [by_net[n].get(m, {}).get("top5", np.nan) for n in nets]
+        top1 = [by_net[n].get(m, {}).get("top1", np.nan) for n in nets]
+        ax.bar(x + i * width, top5, width, label=f"{m} top-5")
+        ax.bar(x + i * width, top1, width, fill=False, hatch="//", edgecolor="k", linewidth=0.4)
+    ax.set_xticks(x + width * (len(models) - 1) / 2, nets, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("top-k score (hatched: top-1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def pca_per_split(metrics: dict, out: Path) -> None:
+    """PCA per split strategy, one panel per target, one bar per model."""
+    import numpy as np
+
+    plt = _plt()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    targets = sorted(metrics)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        splits = list(metrics[t])
+        models = sorted({m for v in metrics[t].values() for m in v})
+        width = 0.8 / max(1, len(models))
+        x = np.arange(len(splits))
+        for i, m in enumerate(models):
+            ax.bar(x + i * width, [metrics[t][s].get(m, {}).get("pca", np.nan) for s in splits], width, label=m)
+        ax.axhline(0.5, color="k", lw=0.6, ls="--")
+        ax.set_xticks(x + width * (len(models) - 1) / 2, splits, rotation=15, fontsize=8)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_title(t, fontsize=9)
+        ax.set_ylabel("PCA")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def learning_curves(curves: dict, title: str, out: Path) -> None:
+    """PCA and top-5 against the share k of target data, one line per approach."""
+    plt = _plt()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric in zip(axes, ("pca", "top5")):
+        for approach, by_k in curves.items():
+            if not by_k:
+                continue
+            ks = sorted(by_k, key=float)
+            xs = [max(float(k), 0.5) for k in ks]  # k = 0 (zero-shot) drawn at 0.5 on the log axis
+            ax.plot(xs, [by_k[k][metric] for k in ks], marker="o" if approach != "zero_shot" else "*", ms=9 if approach == "zero_shot" else 4, label=approach, ls="-" if len(ks) > 1 else "none")
+        ax.set_xscale("log")
+        ax.set_xlabel("k = % of the target's data used (zero-shot at 0.5)")
+        ax.set_ylabel(metric.upper() if metric == "pca" else "top-5")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -7,6 +7,8 @@ registration) and `champion` (set only by `promote`). Artifacts are our own mode
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import logging
 import os
 import tempfile
@@ -156,20 +158,68 @@ class PromotionResult:
     reason: str
 
 
-def promote(target: str, version: str | None = None, tolerance: float = 0.0, metric_keys: tuple[str, ...] = ("pca", "top5")) -> PromotionResult:
-    """Move `champion` to `version` (default: the candidate) if its gates pass.
+HISTORY_EXPERIMENT = "tensorcost-registry-history"
 
-    Gates: validation passed; same feature schema as the champion; evaluated on the same
-    evaluation data as the champion; every metric in `metric_keys` not worse than the
-    champion's by more than `tolerance`.
+
+@contextlib.contextmanager
+def _promotion_lock(target: str):
+    """Serialize promotions of one target across processes (compare-and-set on the alias).
+
+    MLflow aliases have no compare-and-set, so gates are checked and the alias moved under an
+    OS file lock. For a SQLite store the lock sits beside the database; for a remote tracking
+    server it is per machine (promotions from several machines are not serialized).
     """
+    import fcntl
+    import hashlib
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        base = Path(uri[len("sqlite:///"):]).resolve()
+        lock_path = base.with_name(f"{base.name}.{model_name(target)}.lock")
+    else:
+        lock_path = Path.home() / ".cache" / "tensorcost" / f"promote-{hashlib.sha1(uri.encode()).hexdigest()[:12]}-{target}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _record_event(target: str, action: str, result: PromotionResult) -> None:
+    """Append one promotion/refusal/rollback to the history (a run in a dedicated experiment:
+    MLflow aliases keep no history of their own)."""
+    import getpass
+    import socket
+
+    client = _client()
+    exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
+    exp_id = exp.experiment_id if exp else client.create_experiment(HISTORY_EXPERIMENT)
+    run = client.create_run(exp_id, run_name=f"{action}-{target}-v{result.version}", tags={
+        "target": target, "action": action, "version": result.version, "previous": result.previous or "",
+        "promoted": str(result.promoted).lower(), "reason": result.reason[:4000],
+        "actor": f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}",
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+    })
+    client.set_terminated(run.info.run_id)
+
+
+def history(target: str) -> list[dict]:
+    """Every promotion, refusal and rollback of `target`, oldest first."""
+    client = _client()
+    exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.target = '{target}'", order_by=["attributes.start_time ASC"], max_results=10000)
+    keys = ("time", "action", "version", "previous", "promoted", "reason", "actor")
+    events = [{k: r.data.tags.get(k, "") for k in keys} for r in runs]
+    return sorted(events, key=lambda e: e["time"])
+
+
+def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[str, ...]) -> PromotionResult:
     client = _client()
     name = model_name(target)
-    if version is None:
-        cand = get_version(target, CANDIDATE)
-        if cand is None:
-            raise RegistryError(f"{name} has no '{CANDIDATE}' version to promote")
-        version = cand.version
     try:
         mv = client.get_model_version(name, str(version))
     except Exception as exc:  # noqa: BLE001
@@ -194,7 +244,61 @@ def promote(target: str, version: str | None = None, tolerance: float = 0.0, met
             )
         for key in metric_keys:
             new, old = float(tags.get(f"metric.{key}", "nan")), float(champ.tags.get(f"metric.{key}", "nan"))
-            if not new >= old - tolerance:
-                return refuse(f"{key} {new:.4f} is worse than champion {champ.version}'s {old:.4f} (tolerance {tolerance})")
-    client.set_registered_model_alias(name, CHAMPION, str(version))
+            if not new >= old + min_gain:
+                worse = "worse than" if new < old else "not enough above"
+                return refuse(f"{key} {new:.4f} is {worse} champion {champ.version}'s {old:.4f} (min gain {min_gain:+g})")
     return PromotionResult(True, target, str(version), champ.version if champ else None, "all gates passed")
+
+
+def promote(target: str, version: str | None = None, min_gain: float = 0.0, metric_keys: tuple[str, ...] = ("pca", "top5")) -> PromotionResult:
+    """Move `champion` to `version` (default: the candidate) if its gates pass; every attempt,
+    promoted or refused, is appended to the history.
+
+    Gates: validation passed; same feature schema as the champion; evaluated on the same
+    evaluation data as the champion; every metric in `metric_keys` not worse than the
+    champion's plus `min_gain` (0: not worse; negative: a tolerated drop). Checked and applied under a per-target lock, so two
+    racing promotions end with one consistent champion.
+    """
+    client = _client()
+    with _promotion_lock(target):
+        if version is None:
+            cand = get_version(target, CANDIDATE)
+            if cand is None:
+                raise RegistryError(f"{model_name(target)} has no '{CANDIDATE}' version to promote")
+            version = cand.version
+        result = _check_gates(target, str(version), min_gain, metric_keys)
+        if result.promoted:
+            client.set_registered_model_alias(model_name(target), CHAMPION, str(version))
+        _record_event(target, "promote" if result.promoted else "refuse", result)
+    return result
+
+
+def rollback(target: str) -> PromotionResult:
+    """Restore the champion that the last promotion (or rollback) replaced."""
+    client = _client()
+    with _promotion_lock(target):
+        champ = get_version(target, CHAMPION)
+        if champ is None:
+            raise RegistryError(f"{model_name(target)} has no champion to roll back")
+        moves = [e for e in history(target) if e["promoted"] == "true" and e["action"] in ("promote", "rollback") and e["version"] == champ.version]
+        if not moves or not moves[-1]["previous"]:
+            raise RegistryError(f"{model_name(target)}: no previous champion recorded for version {champ.version}")
+        previous = moves[-1]["previous"]
+        client.set_registered_model_alias(model_name(target), CHAMPION, previous)
+        result = PromotionResult(True, target, previous, champ.version, f"rolled back from version {champ.version}")
+        _record_event(target, "rollback", result)
+    return result
+
+
+def list_models() -> list[dict]:
+    """Per target: champion and candidate versions with their metrics."""
+    client = _client()
+    out = []
+    for rm in client.search_registered_models(filter_string="name LIKE 'tensorcost-%'"):
+        target = rm.name[len("tensorcost-"):]
+        row = {"target": target, "name": rm.name}
+        for alias in (CHAMPION, CANDIDATE):
+            v = get_version(target, alias)
+            row[alias] = None if v is None else {"version": v.version, **{k[len("metric."):]: v.tags[k] for k in v.tags if k.startswith("metric.")}, "split": v.tags.get("split", ""), "model_family": v.tags.get("model_family", "")}
+        out.append(row)
+    return sorted(out, key=lambda r: r["target"])

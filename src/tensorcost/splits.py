@@ -2,16 +2,29 @@
 
 Assignment hashes stable keys (task id, program id) with the seed, so the same program falls
 on the same side on every target: records measured on several targets stay aligned.
+
+- `within_task`: a random `test_fraction` of each task's programs is held out (random by hash,
+  not TenSet's "first 10% of each file").
+- `by_task`: whole tasks are held out; no task appears on both sides.
+- `by_network`: every task used by a held-out network is held out (TenSet and TLP evaluate on
+  ResNet-50, MobileNet-V2, ResNeXt-50 and BERT); a task shared with a training network goes to
+  the test side, so nothing of a held-out network is seen in training.
+- `by_hardware`: every record of the held-out target is test, every other target's is train
+  (the transfer setting).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Sequence
 
 import numpy as np
 
-STRATEGIES = ("within_task", "by_task")
+STRATEGIES = ("within_task", "by_task", "by_network", "by_hardware")
+
+# TenSet/TLP's held-out networks, as family names of the zoo.
+DEFAULT_TEST_NETWORKS = ("resnet50", "mobilenet_v2", "resnext50_32x4d", "bert_base")
 
 
 class SplitError(ValueError):
@@ -23,28 +36,54 @@ def _unit_hash(key: str, seed: int) -> float:
     return int.from_bytes(h, "little") / 2**64
 
 
+def network_family(network: str) -> str:
+    """'resnet50-b1-112' -> 'resnet50' (a variant's family)."""
+    return network.split("-")[0]
+
+
 def assign_test(
     strategy: str,
     task_ids: Sequence[str],
     program_ids: Sequence[str],
-    test_fraction: float,
-    seed: int,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    networks: Sequence[str] | None = None,
+    test_networks: Sequence[str] = DEFAULT_TEST_NETWORKS,
+    targets: Sequence[str] | None = None,
+    test_target: str | None = None,
 ) -> np.ndarray:
-    """Boolean mask of test rows.
-
-    - within_task: a random `test_fraction` of each task's programs is held out (random by hash,
-      not TenSet's "first 10% of the file").
-    - by_task: whole tasks are held out; no task appears on both sides.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise SplitError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    """Boolean mask of test rows. `networks` holds each row's JSON {network: weight} (by_network);
+    `targets` each row's target id (by_hardware)."""
     if strategy == "within_task":
+        _check_fraction(test_fraction)
         return np.array([_unit_hash(f"{t}|{p}", seed) < test_fraction for t, p in zip(task_ids, program_ids)], dtype=bool)
     if strategy == "by_task":
+        _check_fraction(test_fraction)
         tasks = sorted(set(task_ids))
         ranked = sorted(tasks, key=lambda t: _unit_hash(t, seed))
         # At least one task on each side whenever there are two or more.
         n_test = min(len(tasks) - 1, max(1, round(len(tasks) * test_fraction))) if len(tasks) > 1 else 0
         test_tasks = set(ranked[:n_test])
         return np.array([t in test_tasks for t in task_ids], dtype=bool)
+    if strategy == "by_network":
+        if networks is None:
+            raise SplitError("by_network needs each row's networks")
+        held = set(test_networks)
+        cache: dict[str, bool] = {}
+        out = np.empty(len(task_ids), dtype=bool)
+        for i, nets in enumerate(networks):
+            if nets not in cache:
+                cache[nets] = any(network_family(n) in held or n in held for n in json.loads(nets))
+            out[i] = cache[nets]
+        return out
+    if strategy == "by_hardware":
+        if targets is None or test_target is None:
+            raise SplitError("by_hardware needs each row's target and the held-out target")
+        return np.asarray(targets) == test_target
     raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise SplitError(f"test_fraction must be in (0, 1), got {test_fraction}")

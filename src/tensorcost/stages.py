@@ -19,9 +19,27 @@ log = logging.getLogger("tensorcost")
 
 PROGRAMS_DIR = Path("data/programs")
 RAW_DIR = Path("data/raw")
+BUNDLED_DIR = Path("data/bundled")
+RECORDS_DIR = Path("data/records")
 FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
 REPORTS_DIR = Path("reports")
+
+
+def _json(obj) -> str:
+    """JSON with NaN (e.g. PCA of a task set without comparable pairs) written as null."""
+    import math
+
+    def clean(o):
+        if isinstance(o, float) and math.isnan(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    return json.dumps(clean(obj), indent=1, allow_nan=False)
 
 
 def _echo(msg: str) -> None:
@@ -48,7 +66,7 @@ def sample() -> None:
         hardware.get_target(t)  # refuse an invalid target before spending minutes
     target = tvm_target(ref)
     tasks = collect.extract_tasks(p["zoo"]["networks"], target)
-    tasks = [t for t in tasks if t.flops >= float(sp.get("min_flops", 0))][: int(sp["max_tasks"])]
+    tasks = collect.select_tasks(tasks, int(sp["max_tasks"]), float(sp.get("min_flops", 0)), float(sp.get("max_flops", float("inf"))))
     programs = {}
     for task in tqdm(tasks, desc="sample programs", unit="task"):
         programs[task.task_id] = collect.sample_programs(task, target, int(sp["programs_per_task"]), int(sp["seed"]))
@@ -57,27 +75,74 @@ def sample() -> None:
     _echo(f"sampled {sum(map(len, programs.values()))} programs for {len(tasks)} tasks -> {PROGRAMS_DIR}")
 
 
-def collect_target(target_id: str) -> None:
-    """Measure the sampled programs on one target; write records, hardware.json and a MetaSchedule DB."""
+def collect_target(target_id: str, task_limit: int | None = None) -> None:
+    """Measure the sampled programs on one target; write records, hardware.json and a MetaSchedule DB.
+
+    `task_limit` measures only the first N tasks (to interleave targets task by task in long
+    collections); the database and summary are written once every task is measured."""
     from . import collect, hardware, records
 
     p = load_params()
-    hw = hardware.get_target(target_id)
     out = RAW_DIR / target_id
     tasks, programs, _ = collect.load_task_set(PROGRAMS_DIR)
-    counts = collect.measure_task_set(tasks, programs, hw, out, _measure_config(p))
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    if not any(programs.values()):
+        (out / "summary.json").write_text(json.dumps({"tasks": len(tasks), "measured": 0, "records": 0}, indent=1))
+        _echo(f"{target_id}: no programs to measure (sample.programs_per_task is 0)")
+        return
+    hw = hardware.get_target(target_id)
+    (out / "hardware.json").write_text(json.dumps(hw.to_dict(), indent=1))
+    counts = collect.measure_task_set(tasks[:task_limit], programs, hw, out, _measure_config(p))
+    if task_limit is not None and task_limit < len(tasks):
+        _echo(f"{target_id}: {counts} (first {task_limit} of {len(tasks)} tasks)")
+        return
     table = records.read_records(out / "parts")
     n_db = collect.write_metaschedule_database(tasks, table, hw, out / "database")
-    (out / "hardware.json").write_text(json.dumps(hw.to_dict(), indent=1))
     summary = counts | {"records": table.num_rows, "database_records": n_db}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _echo(f"{target_id}: {summary}")
 
 
+def merge_records_target(target_id: str) -> None:
+    """The target's training records: the bundled dataset (git) plus fresh measurements (DVC).
+
+    A program measured in both keeps its bundled record (labels are normalised per task, and
+    mixing measurement sessions within a task would mix their drift).
+    """
+    import pyarrow as pa
+
+    from . import records
+
+    p = load_params()
+    sources, hardware_json = [], None
+    bundled = BUNDLED_DIR / f"records-{target_id}.parquet"
+    use_bundled = bool(p.get("records", {}).get("bundled", True)) and bundled.exists()
+    if use_bundled:
+        sources.append(records.read_records(bundled))
+        hardware_json = (BUNDLED_DIR / f"hardware-{target_id}.json").read_text()
+    fresh_parts = RAW_DIR / target_id / "parts"
+    if fresh_parts.exists() and any(fresh_parts.glob("*.parquet")):
+        sources.append(records.read_records(fresh_parts))
+        hardware_json = hardware_json or (RAW_DIR / target_id / "hardware.json").read_text()
+    if not sources:
+        raise SystemExit(f"{target_id}: no records: neither {bundled} nor fresh measurements under {fresh_parts}")
+    table = pa.concat_tables(sources)
+    ids = table.column("record_id").to_pylist()
+    seen, keep = set(), []
+    for rid in ids:
+        keep.append(rid not in seen)
+        seen.add(rid)
+    merged = table.filter(pa.array(keep))
+    records.write_records(merged, RECORDS_DIR / f"{target_id}.parquet")
+    (RECORDS_DIR / f"{target_id}.hardware.json").write_text(hardware_json)
+    n_bundled = sources[0].num_rows if use_bundled else 0
+    _echo(f"{target_id}: {merged.num_rows} records ({n_bundled} bundled, {len(ids) - merged.num_rows} duplicates dropped)")
+
+
 def validate_target(target_id: str) -> None:
     from . import records, validation
 
-    table = records.read_records(RAW_DIR / target_id / "parts")
+    table = records.read_records(RECORDS_DIR / f"{target_id}.parquet")
     summary = validation.validate_records(table.to_pandas(), target_id, REPORTS_DIR / "validation" / target_id / "data_docs")
     validation.write_summary(summary, REPORTS_DIR / "validation" / f"{target_id}.json")
     print(summary.readable())
@@ -90,15 +155,39 @@ def featurize_target(target_id: str) -> None:
     from .features import FEATURE_SCHEMA_VERSION, featurize_table
     from .hardware import HARDWARE_FEATURE_NAMES, HardwareTarget
 
-    raw = RAW_DIR / target_id
-    hw = HardwareTarget(**json.loads((raw / "hardware.json").read_text()))
-    table = records.read_records(raw / "parts")
+    hw = HardwareTarget(**json.loads((RECORDS_DIR / f"{target_id}.hardware.json").read_text()))
+    table = records.read_records(RECORDS_DIR / f"{target_id}.parquet")
     df = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES)
     FEATURES_DIR.mkdir(parents=True, exist_ok=True)
     df.to_parquet(FEATURES_DIR / f"{target_id}.parquet", index=False)
     meta = {"feature_schema": FEATURE_SCHEMA_VERSION, "feature_names": df.attrs["feature_names"], "valid_records": len(df), "dropped_error_records": table.num_rows - len(df)}
     (FEATURES_DIR / f"{target_id}.json").write_text(json.dumps(meta, indent=1))
     _echo(f"{target_id}: {len(df)} feature rows ({meta['dropped_error_records']} error records dropped)")
+
+
+def ms_features_target(target_id: str) -> None:
+    """MetaSchedule PerStoreFeature vectors of every valid record (inputs of TVM's XGB peer)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from . import collect
+    from .hardware import HardwareTarget
+    from .models.tvm_xgb import extract_ms_features, pack_features
+    from .tvm_support import tvm_target
+
+    df = pd.read_parquet(RECORDS_DIR / f"{target_id}.parquet", columns=["record_id", "task_id", "trace", "error_no"])
+    df = df[df["error_no"] == 0]
+    tasks = collect.load_tasks([BUNDLED_DIR, PROGRAMS_DIR])
+    missing = sorted(set(df["task_id"]) - set(tasks))
+    if missing:
+        raise SystemExit(f"{target_id}: no workload for tasks {missing[:5]}... in {BUNDLED_DIR}/tasks.json or {PROGRAMS_DIR}/tasks.json")
+    hw = HardwareTarget(**json.loads((RECORDS_DIR / f"{target_id}.hardware.json").read_text()))
+    with tqdm(total=len(df), desc=f"MetaSchedule features {target_id}", unit="rec") as bar:
+        mats = extract_ms_features(tasks, list(zip(df["task_id"], df["trace"])), tvm_target(hw), bar.update)
+    counts, flat = pack_features(mats)
+    pd.DataFrame({"record_id": df["record_id"].to_numpy(), "n_stores": counts}).to_parquet(FEATURES_DIR / f"{target_id}.ms_index.parquet", index=False)
+    np.save(FEATURES_DIR / f"{target_id}.ms_rows.npy", flat)
+    _echo(f"{target_id}: {len(df)} records, {len(flat)} store rows")
 
 
 def _load_features(target_id: str):
@@ -109,11 +198,13 @@ def _load_features(target_id: str):
     return df, meta
 
 
-def _split(df, p: dict) -> np.ndarray:
-    from .splits import assign_test
+def _split(df, p: dict, target_id: str) -> np.ndarray:
+    from .evaluation import TargetData, split_mask
 
-    s = p["split"]
-    return assign_test(s["strategy"], df["task_id"].tolist(), df["program_id"].tolist(), float(s["test_fraction"]), int(s["seed"]))
+    strategy = p["split"]["strategy"]
+    if strategy == "by_hardware":
+        raise SystemExit("split.strategy by_hardware holds out a whole target: it is for the evaluate/transfer studies, not for train")
+    return split_mask(strategy, TargetData(target_id, df), p["split"])
 
 
 def _task_weights(df) -> dict:
@@ -127,13 +218,14 @@ def train_target(target_id: str) -> None:
 
     p = load_params()
     df, meta = _load_features(target_id)
-    test = _split(df, p)
+    test = _split(df, p, target_id)
     x = np.stack(df["flat"].to_numpy())
     lp = dict(p["train"]["lightgbm"])
     objective = lp.pop("objective", "lambdarank")
     model = LightGBMCostModel.create(target_id, meta["feature_schema"], meta["feature_names"], objective=objective, **lp)
     train = ~test
-    model.fit(x[train], df["label"].to_numpy()[train], df["task_id"].to_numpy()[train])
+    y, g = df["label"].to_numpy(), df["task_id"].to_numpy()
+    curves = model.fit(x[train], y[train], g[train], valid=(x[test], y[test], g[test]))
     scores = model.predict(x[test])
     tdf = df[test]
     report = ranking_report(tdf["task_id"].tolist(), scores, tdf["latency_s"].to_numpy(), _task_weights(df))
@@ -157,56 +249,188 @@ def train_target(target_id: str) -> None:
     version = registry.log_and_register(
         out, target_id, experiment=p["registry"]["experiment"], run_name=f"train-{target_id}",
         params={"objective": objective, **lp, **{f"split.{k}": v for k, v in p["split"].items()}},
-        metrics=report.to_dict(), tags=tags,
+        metrics=report.to_dict(), tags=tags, curves=curves,
     )
     info = {"registered_model": registry.model_name(target_id), "version": version, "alias": registry.CANDIDATE, "metrics": report.to_dict(), "train_records": int(train.sum()), "test_records": int(test.sum())}
     (REPORTS_DIR / "train").mkdir(parents=True, exist_ok=True)
-    (REPORTS_DIR / "train" / f"{target_id}.json").write_text(json.dumps(info, indent=1))
+    (REPORTS_DIR / "train" / f"{target_id}.json").write_text(_json(info))
     _echo(f"{target_id}: registered {info['registered_model']} version {version} as '{registry.CANDIDATE}': {report.to_dict()}")
 
 
-def evaluate() -> None:
-    """Held-out PCA/top-k per target (DVC metrics) and a ranking plot of one task per target."""
-    import csv
-
+def train_attention_target(target_id: str) -> None:
+    """The cross-feature attention model on the target's training split; registered as a new
+    version of tensorcost-<target> (alias `candidate`)."""
+    from . import registry
+    from .evaluation import attention_batch
     from .metrics import ranking_report
-    from .models import load_model
-    from .plots import ranking_scatter
+    from .models.attention import AttentionCostModel
 
     p = load_params()
-    strategy = p["split"]["strategy"]
-    metrics: dict = {}
-    rows = []
-    rng = np.random.default_rng(int(p["split"]["seed"]))
+    df, meta = _load_features(target_id)
+    test = _split(df, p, target_id)
+    model = AttentionCostModel.create(target_id, meta["feature_schema"], **p["attention"])
+    tr, te = df[~test], df[test]
+    losses = model.fit(attention_batch(tr, model.cfg.max_len), tr["label"].to_numpy(), tr["task_id"].to_numpy(), log=lambda m: _echo(f"{target_id} attention {m}"))
+    scores = model.predict(attention_batch(te, model.cfg.max_len))
+    report = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), _task_weights(df))
+    out = MODELS_DIR / f"attention-{target_id}"
+    model.save(out)
+    validation = json.loads((REPORTS_DIR / "validation" / f"{target_id}.json").read_text())
+    feats_file = FEATURES_DIR / f"{target_id}.parquet"
+    tags = {
+        "target": target_id, "model_family": "attention", "objective": "lambdarank", "feature_schema": meta["feature_schema"],
+        "split": p["split"]["strategy"], "train_data_hash": md5_file(feats_file),
+        "eval_data_hash": f"{md5_file(feats_file)}:{p['split']['strategy']}:{p['split']['test_fraction']}:{p['split']['seed']}",
+        "git_commit": git_commit(), "validation": "passed" if validation["success"] else "failed",
+        **{f"metric.{k}": v for k, v in report.to_dict().items()},
+    }
+    version = registry.log_and_register(
+        out, target_id, experiment=p["registry"]["experiment"], run_name=f"train-attention-{target_id}",
+        params={f"attention.{k}": v for k, v in p["attention"].items()}, metrics=report.to_dict(), tags=tags,
+        curves={"train_lambdarank_loss": losses},
+    )
+    info = {"registered_model": registry.model_name(target_id), "version": version, "alias": registry.CANDIDATE, "model_family": "attention", "metrics": report.to_dict(), "epoch_losses": losses}
+    (REPORTS_DIR / "train").mkdir(parents=True, exist_ok=True)
+    (REPORTS_DIR / "train" / f"attention-{target_id}.json").write_text(_json(info))
+    _echo(f"{target_id}: registered attention model as version {version}: {report.to_dict()}")
+
+
+def _most_distant_pair(targets: list[str]) -> tuple[str, str, dict]:
+    from . import dataset, records
+
+    tables = {t: records.read_records(RECORDS_DIR / f"{t}.parquet") for t in targets}
+    agreement = dataset.cross_target_agreement(tables)
+    pair = min(agreement, key=lambda k: agreement[k]["spearman_median"])
+    a, b = pair.split("|")
+    return a, b, agreement
+
+
+def transfer() -> None:
+    """Learning curves of transfer from a source target (model pulled from the registry by
+    alias) to a held-out target, against from-scratch and tree models on the same data."""
+    from . import registry
+    from .evaluation import TargetData
+    from .features import FEATURE_SCHEMA_VERSION
+    from .plots import learning_curves
+    from .transfer import transfer_study
+
+    p = load_params()
+    tp = p["transfer"]
+    a, b, agreement = _most_distant_pair(p["targets"])
+    source = tp["source"] if tp["source"] != "auto" else a
+    target = tp["target"] if tp["target"] != "auto" else b
+    model, resolved = registry.load_by_alias(source, tp["alias"], fallback=registry.CANDIDATE, expected_feature_schema=FEATURE_SCHEMA_VERSION)
+    _echo(resolved.message)
+    if model.metadata.family != "attention":
+        raise SystemExit(f"transfer needs an attention model at {resolved.name}@{resolved.alias}; version {resolved.version} is {model.metadata.family!r}")
+    df, meta = _load_features(target)
+    data = TargetData(target, df, _load_ms_features(target, df["record_id"]) if "tvm_xgb" in tp["approaches"] else None)
+    curves, finetuned = transfer_study(
+        model, data, [float(k) for k in tp["fractions"]], tp["approaches"], test_fraction=float(tp["test_fraction"]), seed=int(tp["seed"]),
+        finetune_epochs=int(tp["finetune_epochs"]), attention_params=p["attention"], lgb_params=dict(p["train"]["lightgbm"]),
+        feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=_echo, keep_finetuned_at=float(tp["register_k"]),
+    )
+    pair_key = "|".join(sorted([source, target]))
+    result = {target: curves}
+    (REPORTS_DIR / "metrics").mkdir(parents=True, exist_ok=True)
+    (REPORTS_DIR / "metrics" / "transfer.json").write_text(_json(result))
+    study = {"source": source, "target": target, "source_model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias},
+             "pair_agreement": agreement.get(pair_key), "all_pairs": agreement}
+    (REPORTS_DIR / "transfer").mkdir(parents=True, exist_ok=True)
+    learning_curves(curves, f"{source} -> {target}", REPORTS_DIR / "transfer" / "learning_curve.png")
+    if finetuned is not None:
+        out = MODELS_DIR / "finetuned"
+        finetuned.metadata.target = target
+        finetuned.save(out)
+        k = f"{float(tp['register_k']):g}"
+        rep = curves["finetune"][k]
+        version = registry.log_and_register(
+            out, target, experiment=p["registry"]["experiment"], run_name=f"finetune-{source}-to-{target}",
+            params={"source_model": f"{resolved.name}/{resolved.version}", "k_percent": k, "finetune_epochs": tp["finetune_epochs"]},
+            metrics={"pca": rep["pca"], "top5": rep["top5"]},
+            tags={"target": target, "model_family": "attention", "feature_schema": meta["feature_schema"], "split": f"transfer:{k}%",
+                  "source_model": f"{resolved.name}/{resolved.version}", "validation": json.loads((REPORTS_DIR / "validation" / f"{target}.json").read_text())["success"] and "passed" or "failed",
+                  "git_commit": git_commit(), "metric.pca": rep["pca"], "metric.top5": rep["top5"],
+                  "eval_data_hash": f"transfer:{md5_file(FEATURES_DIR / f'{target}.parquet')}:{tp['test_fraction']}:{tp['seed']}"},
+        )
+        study["finetuned_registered"] = {"name": registry.model_name(target), "version": version, "k_percent": k}
+    (REPORTS_DIR / "transfer" / "study.json").write_text(_json(study))
+    _echo(json.dumps(result, indent=1)[:3000])
+
+
+def _load_ms_features(target_id: str, record_ids) -> list | None:
+    import pandas as pd
+
+    from .models.tvm_xgb import unpack_features
+
+    index_file = FEATURES_DIR / f"{target_id}.ms_index.parquet"
+    if not index_file.exists():
+        return None
+    idx = pd.read_parquet(index_file)
+    mats = dict(zip(idx["record_id"], unpack_features(idx["n_stores"].to_numpy(), np.load(FEATURES_DIR / f"{target_id}.ms_rows.npy"))))
+    return [mats[r] for r in record_ids]
+
+
+def evaluate() -> None:
+    """Every model under every split strategy, per target (DVC metrics), plus per-network
+    tables, plots of top-k per network and PCA per split, and one task's ranking scatter."""
+    import csv
+
+    from .evaluation import TargetData, run_study
+    from .plots import pca_per_split, ranking_scatter, topk_per_network
+
+    p = load_params()
+    ev = p["evaluate"]
+    datasets, meta = {}, None
     for target_id in p["targets"]:
         df, meta = _load_features(target_id)
-        test = _split(df, p)
-        tdf = df[test].reset_index(drop=True)
-        model = load_model(MODELS_DIR / target_id, expected_feature_schema=meta["feature_schema"])
-        scores = model.predict(np.stack(tdf["flat"].to_numpy()))
-        weights = _task_weights(df)
-        metrics[target_id] = {
-            strategy: {
-                f"lightgbm_{'rank' if model.metadata.objective == 'lambdarank' else 'reg'}": ranking_report(tdf["task_id"].tolist(), scores, tdf["latency_s"].to_numpy(), weights).to_dict(),
-                "random": ranking_report(tdf["task_id"].tolist(), rng.random(len(tdf)), tdf["latency_s"].to_numpy(), weights).to_dict(),
-            }
-        }
-        # Plot the test task with the most programs.
-        task = tdf["task_id"].value_counts().idxmax()
-        m = (tdf["task_id"] == task).to_numpy()
-        meas_rank = (-tdf["label"].to_numpy()[m]).argsort().argsort()
-        pred_rank = (-scores[m]).argsort().argsort()
-        for mr, pr in zip(meas_rank, pred_rank):
-            rows.append({"target": target_id, "task_id": task, "measured_rank": int(mr), "predicted_rank": int(pr)})
-        ranking_scatter(meas_rank, pred_rank, f"{target_id} task {task}", REPORTS_DIR / "figures" / f"ranking_{target_id}.png")
+        ms = _load_ms_features(target_id, df["record_id"]) if "tvm_xgb" in ev["models"] else None
+        datasets[target_id] = TargetData(target_id, df, ms)
+    lgb = dict(p["train"]["lightgbm"])
+    metrics, per_network, preds = run_study(
+        datasets, ev["splits"], ev["models"], p["split"], lgb, meta["feature_schema"], meta["feature_names"], progress=lambda m: _echo(f"evaluate {m}"),
+        attention_params=p.get("attention"),
+    )
     (REPORTS_DIR / "metrics").mkdir(parents=True, exist_ok=True)
-    (REPORTS_DIR / "metrics" / "evaluate.json").write_text(json.dumps(metrics, indent=1))
+    (REPORTS_DIR / "metrics" / "evaluate.json").write_text(_json(metrics))
+    (REPORTS_DIR / "metrics" / "per_network.json").write_text(_json(per_network))
     (REPORTS_DIR / "plots").mkdir(parents=True, exist_ok=True)
+    with open(REPORTS_DIR / "plots" / "topk_per_network.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["target", "split", "network", "model", "pca", "top1", "top5"])
+        w.writeheader()
+        for t, by_split in per_network.items():
+            for sp, by_net in by_split.items():
+                for net, by_model in by_net.items():
+                    for m, r in by_model.items():
+                        w.writerow({"target": t, "split": sp, "network": net, "model": m, "pca": r["pca"], "top1": r["top1"], "top5": r["top5"]})
+    with open(REPORTS_DIR / "plots" / "pca_per_split.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["target", "split", "model", "pca", "top5"])
+        w.writeheader()
+        for t, by_split in metrics.items():
+            for sp, by_model in by_split.items():
+                for m, r in by_model.items():
+                    w.writerow({"target": t, "split": sp, "model": m, "pca": r["pca"], "top5": r["top5"]})
+    figures = REPORTS_DIR / "figures"
+    pca_per_split(metrics, figures / "pca_per_split.png")
+    rows = []
+    for t in per_network:
+        split = "by_network" if "by_network" in per_network[t] else next(iter(per_network[t]))
+        topk_per_network(per_network[t][split], f"{t} ({split})", figures / f"topk_per_network_{t}.png")
+        te, scores = preds[t][split]
+        model_key = "lightgbm_rank" if "lightgbm_rank" in scores else next(iter(scores))
+        task = te["task_id"].value_counts().idxmax()
+        m = (te["task_id"] == task).to_numpy()
+        meas_rank = (-te["label"].to_numpy()[m]).argsort().argsort()
+        pred_rank = (-scores[model_key][m]).argsort().argsort()
+        rows += [{"target": t, "task_id": task, "measured_rank": int(a), "predicted_rank": int(b)} for a, b in zip(meas_rank, pred_rank)]
+        ranking_scatter(meas_rank, pred_rank, f"{t} {split} {model_key}: task {task}", figures / f"ranking_{t}.png")
     with open(REPORTS_DIR / "plots" / "ranking.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["target", "task_id", "measured_rank", "predicted_rank"])
         w.writeheader()
         w.writerows(rows)
-    _echo(json.dumps(metrics, indent=1))
+    for t, by_split in metrics.items():
+        for sp, by_model in by_split.items():
+            _echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
 
 
 def tune() -> None:

@@ -38,6 +38,23 @@ def candidate_features(trace_jsons: list[str], workload: list[float], hardware: 
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
+def score_candidates(model, trace_jsons: list[str], workload: list[float], hardware: list[float]) -> np.ndarray:
+    """Featurize live candidates the way the model's training records were, and score them."""
+    if not trace_jsons:
+        return np.zeros(0)
+    if model.metadata.family == "attention":
+        from .models.attention import make_batch
+
+        toks, flats = [], []
+        for tj in trace_jsons:
+            tokens, decisions = tokenize_trace(tj)
+            toks.append(tokens)
+            flats.append(flat_vector(tokens, decisions, workload, hardware))
+        batch = make_batch([t.reshape(-1) for t in toks], [len(t) for t in toks], np.stack(flats), model.cfg.max_len)
+        return model.predict(batch)
+    return model.predict(candidate_features(trace_jsons, workload, hardware))
+
+
 def make_registry_cost_model(model, hw: HardwareTarget):
     """Wrap a trained tensorcost model as a MetaSchedule `PyCostModel`.
 
@@ -80,8 +97,7 @@ def make_registry_cost_model(model, hw: HardwareTarget):
 
         def predict(self, context, candidates) -> np.ndarray:
             t0 = time.perf_counter()
-            feats = candidate_features([trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats)
-            scores = model.predict(feats) if len(feats) else np.zeros(0)
+            scores = score_candidates(model, [trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats)
             self.n_predicted += len(candidates)
             self.predict_seconds += time.perf_counter() - t0
             return np.asarray(scores, dtype="float64")

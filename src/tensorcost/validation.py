@@ -53,6 +53,11 @@ def _expectations(target: str):
         gxe.ExpectColumnValuesToBeNull(column="latency_s", row_condition=failed),
         gxe.ExpectColumnValuesToBeBetween(column="flops", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="task_weight", min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["tvm-metaschedule", "tenset"]),
+        gxe.ExpectColumnValuesToBeBetween(column="measured_at", min_value=0),
+        gxe.ExpectColumnValuesToMatchRegex(column="program_id", regex=r"^[0-9a-f]{16}$"),
+        gxe.ExpectColumnValuesToMatchRegex(column="task_id", regex=r"^[0-9a-f]{16}$"),
+        gxe.ExpectColumnValuesToNotBeNull(column="error_msg", row_condition=failed),
     ]
     return exps
 

@@ -1,4 +1,10 @@
-"""Network zoo: torch.nn definitions (shapes only, no weights needed) and their input variants."""
+"""Network zoo: torch.nn definitions (shapes only, no weights needed) and their input variants.
+
+The families follow TenSet's: ResNets, MobileNet-V2, ResNeXt, DenseNet, Inception-style blocks,
+BERT encoders, a ViT and a DCGAN generator. torchvision is not importable beside the pinned
+torch, so every network is written here with torch.nn. A *variant* is a network at one input
+shape; its name is `<family>-b<batch>-<size>` (image side or sequence length).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,256 @@ from typing import Callable
 @dataclass(frozen=True)
 class NetworkSpec:
     name: str
-    build: Callable[[], "object"]
+    family: str
+    build: Callable[[], object]
     input_shape: tuple[int, ...]
+    input_dtype: str = "float32"
+
+
+# --------------------------------------------------------------------------- CNN building blocks
+
+
+def _conv_bn(cin, cout, k, stride=1, groups=1, relu=True):
+    from torch import nn
+
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if relu:
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _resnet(block: str, layers: list[int], width: int = 64, groups: int = 1, num_classes: int = 1000):
+    import torch
+    from torch import nn
+
+    class Basic(nn.Module):
+        expansion = 1
+
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            self.a = _conv_bn(cin, planes, 3, stride)
+            self.b = _conv_bn(planes, planes, 3, 1, relu=False)
+            self.down = None if stride == 1 and cin == planes else _conv_bn(cin, planes, 1, stride, relu=False)
+
+        def forward(self, x):
+            return torch.relu(self.b(self.a(x)) + (x if self.down is None else self.down(x)))
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            mid = planes * width // 64 * groups
+            self.a = _conv_bn(cin, mid, 1)
+            self.b = _conv_bn(mid, mid, 3, stride, groups=groups)
+            self.c = _conv_bn(mid, planes * 4, 1, relu=False)
+            self.down = None if stride == 1 and cin == planes * 4 else _conv_bn(cin, planes * 4, 1, stride, relu=False)
+
+        def forward(self, x):
+            return torch.relu(self.c(self.b(self.a(x))) + (x if self.down is None else self.down(x)))
+
+    blk = Basic if block == "basic" else Bottleneck
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
+            stages, cin = [], 64
+            for i, n in enumerate(layers):
+                planes = 64 * 2**i
+                for j in range(n):
+                    stages.append(blk(cin, planes, 2 if (j == 0 and i > 0) else 1))
+                    cin = planes * blk.expansion
+            self.stages = nn.Sequential(*stages)
+            self.fc = nn.Linear(cin, num_classes)
+
+        def forward(self, x):
+            x = self.stages(self.stem(x))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    return ResNet().eval()
+
+
+def _mobilenet_v2(num_classes: int = 1000):
+    import torch
+    from torch import nn
+
+    class Inverted(nn.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            layers = [] if expand == 1 else [_conv_bn(cin, hidden, 1)]
+            layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), _conv_bn(hidden, cout, 1, relu=False)]
+            self.body = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.body(x)
+            return x + y if self.residual else y
+
+    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+    class MobileNetV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, cin = [_conv_bn(3, 32, 3, 2)], 32
+            for t, c, n, s in cfg:
+                for i in range(n):
+                    layers.append(Inverted(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            layers.append(_conv_bn(cin, 1280, 1))
+            self.features = nn.Sequential(*layers)
+            self.fc = nn.Linear(1280, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+    return MobileNetV2().eval()
+
+
+def _densenet(growth: int = 32, blocks=(6, 12), num_classes: int = 1000):
+    """DenseNet-style: dense blocks (BN-ReLU-1x1-BN-ReLU-3x3, concatenation) and transitions."""
+    import torch
+    from torch import nn
+
+    class DenseLayer(nn.Module):
+        def __init__(self, cin):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
+                nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+            )
+
+        def forward(self, x):
+            return torch.cat([x, self.body(x)], 1)
+
+    class DenseNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, c = [_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)], 64
+            for bi, n in enumerate(blocks):
+                for _ in range(n):
+                    layers.append(DenseLayer(c))
+                    c += growth
+                if bi != len(blocks) - 1:
+                    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+                    c //= 2
+            self.features = nn.Sequential(*layers)
+            self.fc = nn.Linear(c, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+    return DenseNet().eval()
+
+
+def _inception(num_classes: int = 1000):
+    """Inception-style: parallel 1x1 / 3x3 / double-3x3 / pool branches, concatenated."""
+    import torch
+    from torch import nn
+
+    class Mixed(nn.Module):
+        def __init__(self, cin, c1, c3r, c3, d3r, d3, pool):
+            super().__init__()
+            self.b1 = _conv_bn(cin, c1, 1)
+            self.b3 = nn.Sequential(_conv_bn(cin, c3r, 1), _conv_bn(c3r, c3, 3))
+            self.bd = nn.Sequential(_conv_bn(cin, d3r, 1), _conv_bn(d3r, d3, 3), _conv_bn(d3, d3, 3))
+            self.bp = nn.Sequential(nn.AvgPool2d(3, 1, 1), _conv_bn(cin, pool, 1))
+
+        def forward(self, x):
+            return torch.cat([self.b1(x), self.b3(x), self.bd(x), self.bp(x)], 1)
+
+    class Inception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(_conv_bn(3, 32, 3, 2), _conv_bn(32, 64, 3), nn.MaxPool2d(3, 2, 1), _conv_bn(64, 192, 3), nn.MaxPool2d(3, 2, 1))
+            self.m1 = Mixed(192, 64, 96, 128, 16, 32, 32)
+            self.m2 = Mixed(256, 128, 128, 192, 32, 96, 64)
+            self.fc = nn.Linear(480, num_classes)
+
+        def forward(self, x):
+            x = self.m2(self.m1(self.stem(x)))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    return Inception().eval()
+
+
+def _dcgan_generator(nz: int = 100, ngf: int = 64):
+    from torch import nn
+
+    return nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(),
+        nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh(),
+    ).eval()
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+def _encoder(dim: int, heads: int, layers: int, ffn: int):
+    import torch
+    from torch import nn
+
+    class Layer(nn.Module):
+        """A post-LN transformer encoder layer written out (no fused SDPA kernel in the graph)."""
+
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.out = nn.Linear(dim, dim)
+            self.ln1 = nn.LayerNorm(dim)
+            self.ff1 = nn.Linear(dim, ffn)
+            self.ff2 = nn.Linear(ffn, dim)
+            self.ln2 = nn.LayerNorm(dim)
+
+        def forward(self, x):
+            b, s, _ = x.shape
+            q, k, v = self.qkv(x).reshape(b, s, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+            att = torch.softmax(q @ k.transpose(-1, -2) * (dim // heads) ** -0.5, dim=-1)
+            y = (att @ v).permute(0, 2, 1, 3).reshape(b, s, dim)
+            x = self.ln1(x + self.out(y))
+            return self.ln2(x + self.ff2(nn.functional.gelu(self.ff1(x))))
+
+    return nn.Sequential(*[Layer() for _ in range(layers)])
+
+
+def _bert(dim: int, heads: int, layers: int):
+    from torch import nn
+
+    class Bert(nn.Module):
+        """BERT encoder over precomputed embeddings (the embedding lookup is not a tuning task)."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = _encoder(dim, heads, layers, 4 * dim)
+            self.pool = nn.Linear(dim, dim)
+
+        def forward(self, x):
+            h = self.encoder(x)
+            return self.pool(h[:, 0])
+
+    return Bert().eval()
+
+
+def _vit(image: int, patch: int = 16, dim: int = 192, heads: int = 3, layers: int = 4, num_classes: int = 1000):
+    import torch
+    from torch import nn
+
+    class ViT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(3, dim, patch, patch)
+            self.encoder = _encoder(dim, heads, layers, 4 * dim)
+            self.head = nn.Linear(dim, num_classes)
+
+        def forward(self, x):
+            x = self.embed(x).flatten(2).transpose(1, 2)
+            return self.head(self.encoder(x).mean(1))
+
+    return ViT().eval()
 
 
 def _tiny_resnet():
@@ -57,10 +311,35 @@ def _mlp():
     return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
 
 
-NETWORKS: dict[str, NetworkSpec] = {
-    "tiny_resnet": NetworkSpec("tiny_resnet", _tiny_resnet, (1, 3, 32, 32)),
-    "mlp": NetworkSpec("mlp", _mlp, (8, 256)),
-}
+def _image_variants(family: str, build: Callable[[], object], sizes=(112, 224), batches=(1,)) -> list[NetworkSpec]:
+    return [NetworkSpec(f"{family}-b{b}-{s}", family, build, (b, 3, s, s)) for b in batches for s in sizes]
+
+
+def _seq_variants(family: str, build: Callable[[], object], dim: int, seqs=(64, 128), batches=(1,)) -> list[NetworkSpec]:
+    return [NetworkSpec(f"{family}-b{b}-{s}", family, build, (b, s, dim)) for b in batches for s in seqs]
+
+
+def _all_networks() -> dict[str, NetworkSpec]:
+    specs = [
+        NetworkSpec("tiny_resnet", "tiny_resnet", _tiny_resnet, (1, 3, 32, 32)),
+        NetworkSpec("mlp", "mlp", _mlp, (8, 256)),
+        *_image_variants("resnet18", lambda: _resnet("basic", [2, 2, 2, 2])),
+        *_image_variants("resnet50", lambda: _resnet("bottleneck", [3, 4, 6, 3])),
+        *_image_variants("resnext50_32x4d", lambda: _resnet("bottleneck", [3, 4, 6, 3], width=4, groups=32)),
+        *_image_variants("wide_resnet50_2", lambda: _resnet("bottleneck", [3, 4, 6, 3], width=128)),
+        *_image_variants("mobilenet_v2", _mobilenet_v2),
+        *_image_variants("densenet", _densenet),
+        *_image_variants("inception", _inception, sizes=(112, 160)),
+        *_image_variants("vit_tiny", lambda: _vit(224), sizes=(224,)),
+        *_seq_variants("bert_tiny", lambda: _bert(128, 2, 2), 128),
+        *_seq_variants("bert_base", lambda: _bert(768, 12, 12), 768),
+        NetworkSpec("dcgan-b1-64", "dcgan", _dcgan_generator, (1, 100, 1, 1)),
+        NetworkSpec("dcgan-b8-64", "dcgan", _dcgan_generator, (8, 100, 1, 1)),
+    ]
+    return {s.name: s for s in specs}
+
+
+NETWORKS: dict[str, NetworkSpec] = _all_networks()
 
 
 def get_network(name: str) -> NetworkSpec:

@@ -74,8 +74,8 @@ def test_promotion_gates(mlflow_store, tmp_path):
     res = registry.promote(TARGET, other_schema)
     assert not res.promoted and "feature schema" in res.reason
 
-    # With a tolerance wide enough, the worse model may be promoted.
-    res = registry.promote(TARGET, worse, tolerance=1.0)
+    # With a tolerated drop wide enough (negative min gain), the worse model may be promoted.
+    res = registry.promote(TARGET, worse, min_gain=-1.0)
     assert res.promoted and res.previous == good
 
 
@@ -97,3 +97,72 @@ def test_promote_cli_refusal_exit_code(mlflow_store, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tensorcost.cli", "promote", "--target", TARGET, "--version", worse], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "pca" in proc.stderr
+
+
+def _noisy(scale, seed=1):
+    def f(y):
+        return np.clip(y + np.random.default_rng(seed).normal(0, scale, len(y)), 0.01, 1.0)
+    return f
+
+
+def test_history_and_rollback(mlflow_store, tmp_path):
+    v1, _ = _register(tmp_path, "v1", lambda y: y)
+    assert registry.promote(TARGET, v1).promoted
+    worse, _ = _register(tmp_path, "worse", lambda y: 1.0 - y + 1e-3)
+    assert not registry.promote(TARGET, worse).promoted
+    assert registry.promote(TARGET, worse, min_gain=-1.0).promoted
+    events = registry.history(TARGET)
+    assert [(e["action"], e["version"], e["previous"]) for e in events] == [
+        ("promote", v1, ""), ("refuse", worse, v1), ("promote", worse, v1)]
+    assert "worse" in events[1]["reason"] and events[0]["actor"]
+    res = registry.rollback(TARGET)
+    assert res.version == v1 and res.previous == worse
+    assert registry.get_version(TARGET, registry.CHAMPION).version == v1
+    assert registry.history(TARGET)[-1]["action"] == "rollback"
+    rows = registry.list_models()
+    assert rows[0]["target"] == TARGET and rows[0]["champion"]["version"] == v1 and rows[0]["candidate"]["version"] == worse
+
+
+def test_rollback_without_history_is_refused(mlflow_store, tmp_path):
+    _register(tmp_path, "v1", lambda y: y)
+    with pytest.raises(registry.RegistryError, match="no champion"):
+        registry.rollback(TARGET)
+
+
+RACER = """
+import sys, time
+from tensorcost import registry
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+r = registry.promote("{target}", sys.argv[1])
+print(r.promoted, r.version, r.previous)
+"""
+
+
+def test_two_racing_promotions_end_consistent(mlflow_store, tmp_path):
+    import os
+    import time
+
+    v1, r1 = _register(tmp_path, "v1", _noisy(0.6))
+    assert registry.promote(TARGET, v1).promoted
+    v2, r2 = _register(tmp_path, "v2", _noisy(0.2))
+    v3, r3 = _register(tmp_path, "v3", lambda y: y)
+    assert r1.pca < r2.pca < r3.pca  # real models of increasing quality on the same evaluation data
+    script = tmp_path / "racer.py"
+    script.write_text(RACER.format(target=TARGET))
+    start = str(time.time() + 4.0)  # both processes released at the same instant
+    procs = [subprocess.Popen([sys.executable, str(script), v, start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for v in (v2, v3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    events = registry.history(TARGET)[1:]  # after v1's promotion
+    assert sorted(e["version"] for e in events) == sorted([v2, v3])  # both attempts recorded
+    # Whatever the order, the best one ends as champion and the chain of champions is consistent.
+    champion = registry.get_version(TARGET, registry.CHAMPION).version
+    assert champion == v3
+    current = v1
+    for e in events:
+        assert e["previous"] == current, events
+        if e["promoted"] == "true":
+            current = e["version"]
+    assert current == champion

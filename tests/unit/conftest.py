@@ -29,14 +29,14 @@ def _record_row(
     i: int = 0,
     *,
     target: str = "cpu-avx2-t1",
-    task_id: str = "task-a",
+    task_id: str = "00000000000000aa",
     latency: float | None = 1e-3,
     error_no: int = 0,
     **overrides,
 ) -> dict:
     """One canonical records row (every column of records.RECORDS_SCHEMA) with sane defaults."""
     trace = overrides.pop("trace", MS_TRACE.replace("64,512", f"64,{512 + i}"))
-    prog = overrides.pop("program_id", f"prog-{i:04d}")
+    prog = overrides.pop("program_id", f"{i:016x}")
     row = {
         "record_id": f"rec-{target}-{task_id}-{i:04d}",
         "source": "tvm-metaschedule",

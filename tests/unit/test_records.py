@@ -75,12 +75,12 @@ def test_read_records_wrong_type_is_reported(tmp_path, make_row):
 def test_read_records_directory_of_parts(tmp_path, make_row):
     d = tmp_path / "records"
     write_records(to_table([make_row(0), make_row(1)]), d / "part-0.parquet")
-    write_records(to_table([make_row(2, task_id="task-b")]), d / "nested" / "part-1.parquet")
+    write_records(to_table([make_row(2, task_id="00000000000000bb")]), d / "nested" / "part-1.parquet")
     (d / "notes.txt").write_text("not a parquet file, must be ignored")
     back = read_records(d)
     assert back.num_rows == 3
     assert sorted(back.column("record_id").to_pylist()) == sorted(
-        [make_row(0)["record_id"], make_row(1)["record_id"], make_row(2, task_id="task-b")["record_id"]]
+        [make_row(0)["record_id"], make_row(1)["record_id"], make_row(2, task_id="00000000000000bb")["record_id"]]
     )
     # a list of paths mixes files and directories
     both = read_records([d / "part-0.parquet", d / "nested"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tensorcost.splits import STRATEGIES, SplitError, assign_test
+from tensorcost.splits import STRATEGIES, SplitError, assign_test, network_family
+
+HASHED = ("within_task", "by_task")  # strategies driven by the seed and fraction
 
 
 def _rows(n_tasks: int = 20, per_task: int = 100):
@@ -14,7 +16,7 @@ def _rows(n_tasks: int = 20, per_task: int = 100):
     return tasks, progs
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", HASHED)
 def test_same_seed_same_assignment(strategy):
     tasks, progs = _rows()
     a = assign_test(strategy, tasks, progs, 0.2, seed=7)
@@ -23,7 +25,7 @@ def test_same_seed_same_assignment(strategy):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", HASHED)
 def test_different_seed_different_assignment(strategy):
     tasks, progs = _rows()
     a = assign_test(strategy, tasks, progs, 0.2, seed=1)
@@ -67,7 +69,7 @@ def test_unknown_strategy_raises():
     with pytest.raises(SplitError, match="unknown split strategy") as exc:
         assign_test("random", ["a"], ["p"], 0.2, seed=0)
     # the message lists the valid strategies
-    for s in STRATEGIES:
+    for s in HASHED:
         assert s in str(exc.value)
 
 
@@ -81,7 +83,7 @@ def test_split_error_is_a_value_error():
     assert issubclass(SplitError, ValueError)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", HASHED)
 def test_same_keys_same_side_regardless_of_row_order(strategy):
     # Records of two targets hold the same (task, program) keys in different orders and with
     # one target missing some rows: every key must fall on the same side in both.
@@ -96,3 +98,31 @@ def test_same_keys_same_side_regardless_of_row_order(strategy):
     mask2 = assign_test(strategy, [k[0] for k in keys2], [k[1] for k in keys2], 0.3, seed=11)
     for key, m in zip(keys2, mask2):
         assert side1[key] == m
+
+
+def test_strategies_listed():
+    assert set(STRATEGIES) == {"within_task", "by_task", "by_network", "by_hardware"}
+
+
+def test_by_network_holds_out_every_task_of_held_out_networks():
+    import json
+
+    nets = [
+        json.dumps({"resnet50-b1-112": 1}),                       # held out
+        json.dumps({"resnet18-b1-112": 2, "resnet50-b1-112": 1}),  # shared with a held-out network -> test
+        json.dumps({"resnet18-b1-112": 1}),                       # train
+        json.dumps({"bert_base-b1-64": 12}),                      # held out (another family)
+        json.dumps({"bert_tiny-b1-64": 2}),                       # train: bert_tiny is not bert_base
+    ]
+    mask = assign_test("by_network", ["t0", "t1", "t2", "t3", "t4"], ["p"] * 5, networks=nets, test_networks=("resnet50", "bert_base"))
+    assert mask.tolist() == [True, True, False, True, False]
+    assert network_family("resnext50_32x4d-b1-112") == "resnext50_32x4d"
+    with pytest.raises(SplitError, match="networks"):
+        assign_test("by_network", ["t0"], ["p"])
+
+
+def test_by_hardware_holds_out_one_target():
+    mask = assign_test("by_hardware", ["t", "t", "u"], ["p", "q", "p"], targets=["A", "B", "A"], test_target="A")
+    assert mask.tolist() == [True, False, True]
+    with pytest.raises(SplitError, match="held-out target"):
+        assign_test("by_hardware", ["t"], ["p"], targets=["A"])

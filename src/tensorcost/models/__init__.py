@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .base import CostModel, FeatureSchemaMismatch, ModelMetadata, read_metadata
 
-FAMILIES = ("lightgbm",)
+FAMILIES = ("lightgbm", "tvm_xgb", "attention")
 
 
 def load_model(path: str | Path, expected_feature_schema: str | None = None) -> CostModel:
@@ -28,6 +28,14 @@ def load_model(path: str | Path, expected_feature_schema: str | None = None) -> 
         from .lightgbm_model import LightGBMCostModel
 
         return LightGBMCostModel.load(path)
+    if meta.family == "attention":
+        from .attention import AttentionCostModel
+
+        return AttentionCostModel.load(path)
+    if meta.family == "tvm_xgb":
+        from .tvm_xgb import TVMXGBCostModel
+
+        return TVMXGBCostModel.load(path)
     raise ValueError(f"{path}: unknown model family {meta.family!r}; known: {', '.join(FAMILIES)}")
 
 

@@ -46,19 +46,32 @@ class LightGBMCostModel:
         """Throughput label in (0, 1] -> integer grade 0..levels-1 (lambdarank's label gain)."""
         return np.clip(np.floor(np.asarray(labels) * (levels - 1) + 0.5), 0, levels - 1).astype(np.int32)
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> None:
+    def _dataset(self, features, labels, groups, reference=None):
+        import lightgbm as lgb
+
+        order, sizes = _group_sizes(groups)
+        x, y = np.asarray(features)[order], np.asarray(labels)[order]
+        if self.metadata.objective == "lambdarank":
+            return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
+        return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
+
+    def fit(self, features: np.ndarray, labels: np.ndarray, groups: Sequence[str], valid: tuple | None = None) -> dict[str, list[float]]:
+        """Train; with `valid = (features, labels, groups)` also record learning curves on it
+        (recorded only: no early stopping). Returns {metric: values per boosting round}."""
         import lightgbm as lgb
 
         params = self._lgb_params()
         rounds = params.pop("num_boost_round")
-        order, sizes = _group_sizes(groups)
-        x, y = np.asarray(features)[order], np.asarray(labels)[order]
         if self.metadata.objective == "lambdarank":
             params["label_gain"] = list(range(31))
-            train = lgb.Dataset(x, self.relevance(y), group=sizes, free_raw_data=True)
-        else:
-            train = lgb.Dataset(x, y, free_raw_data=True)
-        self.booster = lgb.train(params, train, num_boost_round=rounds)
+            params.setdefault("eval_at", [1, 5])
+        train = self._dataset(features, labels, groups)
+        evals: dict = {}
+        kwargs: dict = {}
+        if valid is not None:
+            kwargs = {"valid_sets": [self._dataset(*valid, reference=train)], "valid_names": ["valid"], "callbacks": [lgb.record_evaluation(evals)]}
+        self.booster = lgb.train(params, train, num_boost_round=rounds, **kwargs)
+        return {f"valid_{k}".replace("@", "_at_"): list(map(float, v)) for k, v in evals.get("valid", {}).items()}
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self.booster is None:

@@ -1,0 +1,276 @@
+"""TenSet / auto_scheduler measure-record importer (pure Python + orjson + Arrow, no TVM).
+
+Reads record files of format versions v0.2 to v0.6, one JSON object a line:
+`{"i": [[workload_key, target, hardware_params?, target_host?, layout_rewrite?, task_inputs?],
+[stages, steps]], "r": [costs, error_no, all_cost, timestamp], "v": "v0.6"}`, single files or
+TenSet's `measure_records/<platform>/<task>.json` layout, by streaming: memory stays flat in the
+input size. Malformed lines are reported as `path:line: reason`, counted, and written to a
+quarantine file; good lines are never lost. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import records as rec
+from .features import classify_op
+
+BATCH_ROWS = 65536
+TENSET_PLATFORMS = ("platinum-8272", "e5-2673", "epyc-7452", "graviton2", "k80", "t4")
+
+
+@dataclass
+class ImportReport:
+    files: int = 0
+    lines: int = 0
+    imported: int = 0
+    skipped: int = 0
+    comments: int = 0
+    errors_by_reason: dict = field(default_factory=dict)
+    examples: list = field(default_factory=list)  # first few "path:line: reason"
+
+    def merge(self, other: "ImportReport") -> None:
+        self.files += other.files
+        self.lines += other.lines
+        self.imported += other.imported
+        self.skipped += other.skipped
+        self.comments += other.comments
+        for k, v in other.errors_by_reason.items():
+            self.errors_by_reason[k] = self.errors_by_reason.get(k, 0) + v
+        self.examples.extend(other.examples[: max(0, 20 - len(self.examples))])
+
+
+class MalformedRecord(ValueError):
+    pass
+
+
+def iter_record_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named directly, or every *.json / *.log / *.jsonl under a directory, in sorted order."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix in (".json", ".log", ".jsonl"):
+                    yield f
+        elif p.exists():
+            yield p
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+
+
+def target_id_for(path: Path, target_str: str, override: str | None) -> str:
+    """Target id: the override, else TenSet's platform directory name, else from the target string."""
+    if override:
+        return override
+    for part in reversed(path.parts[:-1]):
+        if part in TENSET_PLATFORMS:
+            return f"tenset-{part}"
+    kind = target_str.split()[0] if target_str else "unknown"
+    m = re.search(r"-mcpu=([\w.-]+)", target_str)
+    if m:
+        return f"tenset-{kind}-{m.group(1)}"
+    m = re.search(r"-model=([\w.-]+)", target_str)
+    return f"tenset-{kind}-{m.group(1)}" if m else f"tenset-{kind}"
+
+
+class _Columns:
+    """Column-wise buffers of canonical records (appending to lists beats building row dicts)."""
+
+    NAMES = rec.COLUMNS
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {n: [] for n in self.NAMES}
+
+    def __len__(self) -> int:
+        return len(self.cols["record_id"])
+
+    def to_batch(self) -> pa.RecordBatch:
+        batch = pa.RecordBatch.from_pydict(self.cols, schema=rec.RECORDS_SCHEMA)
+        self.cols = {n: [] for n in self.NAMES}
+        return batch
+
+
+def _sha(text: str | bytes, n: int = 16) -> str:
+    return hashlib.sha1(text if isinstance(text, bytes) else text.encode()).hexdigest()[:n]
+
+
+def parse_line(obj: dict) -> tuple:
+    """Validate one decoded record; returns its fields or raises MalformedRecord with the reason."""
+    if not isinstance(obj, dict):
+        raise MalformedRecord("not a JSON object")
+    try:
+        inp, res = obj["i"], obj["r"]
+    except KeyError as exc:
+        raise MalformedRecord(f"missing key {exc.args[0]!r}") from None
+    if not (isinstance(inp, list) and len(inp) == 2 and isinstance(inp[0], list) and isinstance(inp[1], list)):
+        raise MalformedRecord("'i' must be [task, state]")
+    task, state = inp
+    if len(task) < 2 or not isinstance(task[0], str) or not isinstance(task[1], str):
+        raise MalformedRecord("'i[0]' must start with workload_key and target strings")
+    if len(state) != 2 or not isinstance(state[1], list):
+        raise MalformedRecord("'i[1]' must be [stages, steps]")
+    if not (isinstance(res, list) and len(res) >= 4 and isinstance(res[0], list)):
+        raise MalformedRecord("'r' must be [costs, error_no, all_cost, timestamp]")
+    costs, error_no, _, timestamp = res[0], res[1], res[2], res[3]
+    if not isinstance(error_no, int):
+        raise MalformedRecord("error_no must be an integer")
+    if not all(isinstance(c, (int, float)) for c in costs):
+        raise MalformedRecord("costs must be numbers")
+    if error_no == 0:
+        if not costs:
+            raise MalformedRecord("measured record (error_no 0) without costs")
+        if not all(c > 0 and c < float("inf") for c in costs):
+            raise MalformedRecord("measured record has a non-positive or non-finite cost")
+    return task, state[1], costs, error_no, timestamp, str(obj.get("v", "v0.2"))
+
+
+def import_file(path: Path, cols: _Columns, target_override: str | None, quarantine, report: ImportReport, workload_cache: dict) -> Iterator[pa.RecordBatch]:
+    """Stream one file into `cols`, yielding full batches; bad lines go to `quarantine`."""
+    report.files += 1
+    c = cols.cols
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            report.lines += 1
+            stripped = line.strip()
+            if not stripped or stripped.startswith(b"#"):
+                report.comments += 1
+                continue
+            try:
+                try:
+                    obj = orjson.loads(stripped)
+                except orjson.JSONDecodeError as exc:
+                    raise MalformedRecord(f"invalid JSON ({str(exc).split(':')[0]})") from None
+                task, steps, costs, error_no, timestamp, version = parse_line(obj)
+                wkey, target_str = task[0], task[1]
+                key = (wkey, target_str)
+                wl = workload_cache.get(key)
+                if wl is None:
+                    try:
+                        wargs = json.loads(wkey)
+                    except json.JSONDecodeError:
+                        raise MalformedRecord("workload_key is not a JSON list") from None
+                    if not isinstance(wargs, list) or not wargs or not isinstance(wargs[0], str):
+                        raise MalformedRecord("workload_key must be a JSON list starting with a name or hash")
+                    tid = target_id_for(path, target_str, target_override)
+                    name = wargs[0]
+                    wl = (tid, _sha(wkey), name, classify_op(name), json.dumps([wargs[1:]]))
+                    workload_cache[key] = wl
+                tid, task_id, name, op_kind, shapes = wl
+                trace = orjson.dumps(steps)
+                pid = _sha(trace)
+                ok = error_no == 0
+            except MalformedRecord as exc:
+                report.skipped += 1
+                reason = str(exc)
+                report.errors_by_reason[reason] = report.errors_by_reason.get(reason, 0) + 1
+                msg = f"{path}:{lineno}: {reason}"
+                if len(report.examples) < 20:
+                    report.examples.append(msg)
+                if quarantine is not None:
+                    quarantine.write(orjson.dumps({"where": f"{path}:{lineno}", "reason": reason, "line": stripped.decode("utf-8", "replace")}) + b"\n")
+                continue
+            c["record_id"].append(_sha(f"{tid}|{task_id}|{pid}|{timestamp}|{lineno}", 20))
+            c["source"].append("tenset")
+            c["target"].append(tid)
+            c["task_id"].append(task_id)
+            c["task_name"].append(name)
+            c["networks"].append("{}")
+            c["task_weight"].append(1)
+            c["op_kind"].append(op_kind)
+            c["shapes"].append(shapes)
+            c["flops"].append(0.0)
+            c["bytes_moved"].append(0.0)
+            c["program_id"].append(pid)
+            c["trace"].append(trace.decode())
+            c["latencies"].append(costs if ok else [])
+            c["latency_s"].append(sum(costs) / len(costs) if ok else None)
+            c["error_no"].append(error_no)
+            c["error_msg"].append(None)
+            c["measured_at"].append(float(timestamp) if isinstance(timestamp, (int, float)) else 0.0)
+            c["tvm_version"].append(f"auto_scheduler-{version}")
+            report.imported += 1
+            if len(cols) >= BATCH_ROWS:
+                yield cols.to_batch()
+
+
+def _import_files(files: list[Path], target_override: str | None, out: Path, quarantine_path: Path | None) -> ImportReport:
+    """Import `files` into one Parquet file (one worker's share)."""
+    report = ImportReport()
+    cols = _Columns()
+    cache: dict = {}
+    q = open(quarantine_path, "wb") if quarantine_path else None
+    writer = pq.ParquetWriter(out, rec.RECORDS_SCHEMA, compression="zstd")
+    try:
+        for f in files:
+            for batch in import_file(f, cols, target_override, q, report, cache):
+                writer.write_batch(batch)
+        if len(cols):
+            writer.write_batch(cols.to_batch())
+    finally:
+        writer.close()
+        if q:
+            q.close()
+    return report
+
+
+def _worker(args) -> ImportReport:
+    return _import_files(*args)
+
+
+def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | None = None, workers: int | None = None, progress: bool = True) -> ImportReport:
+    """Import record files into the canonical Parquet table `out` (and `<out>.quarantine.jsonl`).
+
+    With several workers, files are shared out by size; each worker writes a part and the parts
+    are concatenated into `out` (row groups are copied, not re-encoded).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = list(iter_record_files(paths))
+    workers = max(1, min(workers or (os.cpu_count() or 1), len(files) or 1))
+    quarantine = out.with_name(out.name + ".quarantine.jsonl")
+    tmp_dir = out.with_name(out.name + ".parts")
+    tmp_dir.mkdir(exist_ok=True)
+    shares: list[list[Path]] = [[] for _ in range(workers)]
+    sizes = [0] * workers
+    for f in sorted(files, key=lambda f: -f.stat().st_size):
+        i = sizes.index(min(sizes))
+        shares[i].append(f)
+        sizes[i] += f.stat().st_size
+    jobs = [(sorted(share), target, tmp_dir / f"part-{i}.parquet", tmp_dir / f"q-{i}.jsonl") for i, share in enumerate(shares)]
+    report = ImportReport()
+    if workers == 1:
+        reports = [_worker(jobs[0])]
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            reports = pool.map(_worker, jobs)
+    for r in reports:
+        report.merge(r)
+    # Concatenate parts (their row groups) into the final file, atomically.
+    tmp_out = out.with_name(out.name + ".tmp")
+    with pq.ParquetWriter(tmp_out, rec.RECORDS_SCHEMA, compression="zstd") as writer:
+        for _, _, part, _ in jobs:
+            pf = pq.ParquetFile(part)
+            for i in range(pf.num_row_groups):
+                writer.write_table(pf.read_row_group(i))
+    tmp_out.replace(out)
+    with open(quarantine, "wb") as qf:
+        for _, _, _, qpart in jobs:
+            if qpart.exists():
+                qf.write(qpart.read_bytes())
+    for p in tmp_dir.iterdir():
+        p.unlink()
+    tmp_dir.rmdir()
+    if report.skipped == 0:
+        quarantine.unlink()
+    return report

@@ -1,0 +1,100 @@
+"""The cross-feature attention model: shapes, masking, loss, a tiny real training run, artifacts."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tensorcost.features import TOKEN_DIM, flat_vector, tokenize_trace, workload_features
+from tensorcost.models import FeatureSchemaMismatch, load_model
+from tensorcost.models.attention import (N_HARDWARE, N_WORKLOAD, AttentionCostModel, ProgramBatch, lambdarank_loss, make_batch)
+
+
+def _synthetic(n_tasks=6, per_task=24, seed=0, max_len=16):
+    """Token sequences whose 3rd slot of the first token drives latency; two hardware contexts."""
+    rng = np.random.default_rng(seed)
+    n = n_tasks * per_task
+    lengths = rng.integers(4, max_len + 1, n)
+    tokens = np.zeros((n, max_len, TOKEN_DIM), np.float32)
+    for i, k in enumerate(lengths):
+        tokens[i, :k] = rng.random((k, TOKEN_DIM))
+    workload = rng.random((n, N_WORKLOAD)).astype(np.float32)
+    hardware = np.repeat(rng.random((2, N_HARDWARE)), n // 2, axis=0).astype(np.float32)
+    groups = np.repeat([f"t{i}" for i in range(n_tasks)], per_task)
+    latency = 0.2 + tokens[:, 0, 2]
+    labels = np.empty(n, np.float32)
+    for g in np.unique(groups):
+        m = groups == g
+        labels[m] = latency[m].min() / latency[m]
+    return ProgramBatch(tokens, lengths.astype(np.int64), workload, hardware), labels, groups, latency
+
+
+def _model(**kw):
+    params = dict(d_model=16, n_heads=2, n_layers=1, max_len=16, epochs=6, lr=5e-3, groups_per_batch=4, programs_per_group=24, dropout=0.0, threads=1)
+    params.update(kw)
+    return AttentionCostModel.create("cpu-test", "tc-feat-1", **params)
+
+
+def test_lambdarank_loss_prefers_the_right_order():
+    labels = torch.tensor([[1.0, 0.5, 0.2]])
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    good = lambdarank_loss(torch.tensor([[3.0, 2.0, 1.0]]), labels, valid)
+    bad = lambdarank_loss(torch.tensor([[1.0, 2.0, 3.0]]), labels, valid)
+    assert float(good) < float(bad)
+    # padding entries take no part: adding a padded slot with any score changes nothing
+    padded = lambdarank_loss(torch.tensor([[3.0, 2.0, 1.0, 99.0]]), torch.tensor([[1.0, 0.5, 0.2, 1.0]]), torch.tensor([[True, True, True, False]]))
+    assert float(padded) == pytest.approx(float(good))
+
+
+def test_shapes_and_padding_mask():
+    batch, labels, groups, _ = _synthetic()
+    model = _model(epochs=1)
+    model.fit(batch, labels, groups)
+    scores = model.predict(batch)
+    assert scores.shape == (len(batch),) and np.isfinite(scores).all()
+    # Garbage in padded positions must not change a program's score.
+    noisy = ProgramBatch(batch.tokens.copy(), batch.lengths, batch.workload, batch.hardware)
+    for i, k in enumerate(batch.lengths):
+        noisy.tokens[i, k:] = 7.0
+    np.testing.assert_allclose(model.predict(noisy), scores, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_training_lowers_the_loss_and_ranks_better_than_chance():
+    from tensorcost.metrics import pairwise_comparison_accuracy
+
+    batch, labels, groups, latency = _synthetic()
+    model = _model(epochs=25)
+    losses = model.fit(batch, labels, groups)
+    assert losses[-1] < losses[0]
+    assert pairwise_comparison_accuracy(groups, model.predict(batch), latency) > 0.7
+
+
+def test_deterministic_given_a_seed():
+    batch, labels, groups, _ = _synthetic()
+    a, b = _model(epochs=2), _model(epochs=2)
+    a.fit(batch, labels, groups)
+    b.fit(batch, labels, groups)
+    np.testing.assert_array_equal(a.predict(batch), b.predict(batch))
+
+
+def test_artifact_roundtrip_and_schema_check(tmp_path):
+    batch, labels, groups, _ = _synthetic()
+    model = _model(epochs=1)
+    model.fit(batch, labels, groups)
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metadata.json", "weights.pt"]
+    loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-1")
+    np.testing.assert_allclose(loaded.predict(batch), model.predict(batch), rtol=1e-6)
+    with pytest.raises(FeatureSchemaMismatch, match="tc-feat-2"):
+        load_model(tmp_path / "m", expected_feature_schema="tc-feat-2")
+
+
+def test_make_batch_from_feature_columns():
+    trace = '[[["GetSBlock",[],["C","main"],["b0"]],["GetLoops",["b0"],[],["l1","l2"]]],[]]'
+    tokens, decisions = tokenize_trace(trace)
+    wl = workload_features("conv2d", [[1, 2], [3, 4]], 100.0, 50.0)
+    flat = flat_vector(tokens, decisions, wl, list(range(N_HARDWARE)))
+    b = make_batch([tokens.reshape(-1)], [len(tokens)], np.stack([flat]), max_len=8)
+    assert b.tokens.shape == (1, 8, TOKEN_DIM) and b.lengths.tolist() == [2]
+    np.testing.assert_allclose(b.workload[0], wl, rtol=1e-6)
+    np.testing.assert_allclose(b.hardware[0], list(range(N_HARDWARE)))

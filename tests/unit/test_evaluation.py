@@ -1,0 +1,51 @@
+"""The split-strategy study on a small synthetic problem (real LightGBM, no TVM)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tensorcost.evaluation import TargetData, run_study
+from tensorcost.features import per_task_labels
+
+
+def _frame(target, shift, n_tasks=6, per_task=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(n_tasks):
+        net = "resnet50-b1-112" if t < 2 else "resnet18-b1-112"
+        for p in range(per_task):
+            x = rng.random(4).astype(np.float32)
+            lat = 1e-3 * (0.1 + x[0] + shift * x[1])
+            rows.append({"record_id": f"{target}{t}{p}", "task_id": f"t{t}", "program_id": f"p{p}", "target": target,
+                         "task_weight": 2 if t == 0 else 1, "networks": json.dumps({net: 1}), "latency_s": lat, "flat": x})
+    df = pd.DataFrame(rows)
+    df["label"] = per_task_labels(df["task_id"], df["latency_s"])
+    return df
+
+
+def test_study_shapes_and_quality():
+    ds = {"A": TargetData("A", _frame("A", 0.1)), "B": TargetData("B", _frame("B", 0.3, seed=1))}
+    lgb = {"num_boost_round": 40, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
+    metrics, per_net, preds = run_study(ds, ["within_task", "by_task", "by_network", "by_hardware"], ["lightgbm_rank", "random"],
+                                        {"test_fraction": 0.3, "seed": 0, "test_networks": ["resnet50"]}, lgb, "s", ["f0", "f1", "f2", "f3"])
+    assert set(metrics) == {"A", "B"}
+    assert set(metrics["A"]) == {"within_task", "by_task", "by_network", "by_hardware"}
+    for split, by_model in metrics["A"].items():
+        r = by_model["lightgbm_rank"]
+        assert set(r) >= {"pca", "top1", "top5", "n_tasks", "n_records", "train_s", "candidates_per_s"}
+        assert r["pca"] > by_model["random"]["pca"] + 0.2, split  # latency is a simple function of f0
+        assert r["candidates_per_s"] > 0
+    assert metrics["A"]["by_network"]["lightgbm_rank"]["n_tasks"] == 2  # the two resnet50 tasks
+    assert metrics["A"]["by_hardware"]["lightgbm_rank"]["n_records"] == 180  # all of A, trained on B
+    assert set(per_net["A"]["by_network"]) == {"resnet50"}
+    assert set(per_net["A"]["within_task"]) == {"resnet50", "resnet18"}
+    te, scores = preds["A"]["by_task"]
+    assert len(scores["lightgbm_rank"]) == len(te)
+
+
+def test_unknown_model_is_refused():
+    ds = {"A": TargetData("A", _frame("A", 0.1))}
+    with pytest.raises(ValueError, match="unknown model"):
+        run_study(ds, ["within_task"], ["nope"], {"test_fraction": 0.3, "seed": 0}, {}, "s", ["f0", "f1", "f2", "f3"])
