@@ -18,7 +18,7 @@ import pandas as pd
 from .metrics import ranking_report
 from .splits import assign_test, network_family
 
-MODEL_KEYS = ("lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "random")
+MODEL_KEYS = ("lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "attention_concat", "random")
 
 
 @dataclass
@@ -90,10 +90,13 @@ def fit_predict(model_key: str, train: TargetData, test: TargetData, feature_sch
         model.fit(x_tr, tr["label"].to_numpy(), groups)
         train_s = time.perf_counter() - t0
         return model.predict(x_te), train_s, _throughput(model.predict, x_te, len(te))
-    if model_key == "attention":
+    if model_key in ("attention", "attention_concat"):
         from .models.attention import AttentionCostModel
 
-        model = AttentionCostModel.create(train.target, feature_schema, **(attention_params or {}))
+        params = dict(attention_params or {})
+        if model_key == "attention_concat":
+            params["fusion"] = "concat"  # the ablation: no FiLM modulation of the tokens
+        model = AttentionCostModel.create(train.target, feature_schema, **params)
         b_tr, b_te = attention_batch(tr, model.cfg.max_len), attention_batch(te, model.cfg.max_len)
         t0 = time.perf_counter()
         model.fit(b_tr, tr["label"].to_numpy(), groups)

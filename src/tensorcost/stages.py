@@ -211,6 +211,26 @@ def _task_weights(df) -> dict:
     return dict(zip(df["task_id"], df["task_weight"].astype(float)))
 
 
+def _version_tags(target_id: str, family: str, objective: str, feature_schema: str, p: dict, report) -> dict:
+    """The tags every registered version carries (the promotion gates read them)."""
+    validation = json.loads((REPORTS_DIR / "validation" / f"{target_id}.json").read_text())
+    data_hash = md5_file(FEATURES_DIR / f"{target_id}.parquet")
+    sp = p["split"]
+    return {
+        "target": target_id,
+        "model_family": family,
+        "objective": objective,
+        "feature_schema": feature_schema,
+        "split": sp["strategy"],
+        "train_data_hash": data_hash,
+        # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
+        "eval_data_hash": f"{data_hash}:{sp['strategy']}:{sp['test_fraction']}:{sp['seed']}",
+        "git_commit": git_commit(),
+        "validation": "passed" if validation["success"] else "failed",
+        **{f"metric.{k}": v for k, v in report.to_dict().items()},
+    }
+
+
 def train_target(target_id: str) -> None:
     from . import registry
     from .metrics import ranking_report
@@ -231,21 +251,7 @@ def train_target(target_id: str) -> None:
     report = ranking_report(tdf["task_id"].tolist(), scores, tdf["latency_s"].to_numpy(), _task_weights(df))
     out = MODELS_DIR / target_id
     model.save(out)
-    validation = json.loads((REPORTS_DIR / "validation" / f"{target_id}.json").read_text())
-    feats_file = FEATURES_DIR / f"{target_id}.parquet"
-    tags = {
-        "target": target_id,
-        "model_family": "lightgbm",
-        "objective": objective,
-        "feature_schema": meta["feature_schema"],
-        "split": p["split"]["strategy"],
-        "train_data_hash": md5_file(feats_file),
-        # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
-        "eval_data_hash": f"{md5_file(feats_file)}:{p['split']['strategy']}:{p['split']['test_fraction']}:{p['split']['seed']}",
-        "git_commit": git_commit(),
-        "validation": "passed" if validation["success"] else "failed",
-        **{f"metric.{k}": v for k, v in report.to_dict().items()},
-    }
+    tags = _version_tags(target_id, "lightgbm", objective, meta["feature_schema"], p, report)
     version = registry.log_and_register(
         out, target_id, experiment=p["registry"]["experiment"], run_name=f"train-{target_id}",
         params={"objective": objective, **lp, **{f"split.{k}": v for k, v in p["split"].items()}},
@@ -275,15 +281,7 @@ def train_attention_target(target_id: str) -> None:
     report = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), _task_weights(df))
     out = MODELS_DIR / f"attention-{target_id}"
     model.save(out)
-    validation = json.loads((REPORTS_DIR / "validation" / f"{target_id}.json").read_text())
-    feats_file = FEATURES_DIR / f"{target_id}.parquet"
-    tags = {
-        "target": target_id, "model_family": "attention", "objective": "lambdarank", "feature_schema": meta["feature_schema"],
-        "split": p["split"]["strategy"], "train_data_hash": md5_file(feats_file),
-        "eval_data_hash": f"{md5_file(feats_file)}:{p['split']['strategy']}:{p['split']['test_fraction']}:{p['split']['seed']}",
-        "git_commit": git_commit(), "validation": "passed" if validation["success"] else "failed",
-        **{f"metric.{k}": v for k, v in report.to_dict().items()},
-    }
+    tags = _version_tags(target_id, "attention", "lambdarank", meta["feature_schema"], p, report)
     version = registry.log_and_register(
         out, target_id, experiment=p["registry"]["experiment"], run_name=f"train-attention-{target_id}",
         params={f"attention.{k}": v for k, v in p["attention"].items()}, metrics=report.to_dict(), tags=tags,

@@ -114,3 +114,14 @@ def test_dataset_stats_counts(tmp_path):
     s = dataset.stats([out])
     assert s["targets"]["tenset-llvm-core-avx2"] == {"tasks": 26, "networks": 0, "valid_records": 26, "error_records": 0}
     assert s["total_valid_records"] == 28
+
+
+# NaN/Infinity are not JSON: the line is rejected as invalid JSON before the cost checks.
+@pytest.mark.parametrize("costs,reason", [([float("nan"), 0.1], "invalid JSON"), ([0.1, float("inf")], "invalid JSON"), ([0.1, -1.0], "non-positive or non-finite"), ([0.1, 1e400 * 0], "invalid JSON"), (["x"], "must be numbers"), ([], "without costs")])
+def test_bad_costs_are_rejected(tmp_path, costs, reason):
+    line = json.loads(next(l for l in (LOGS / "matmul.json").read_text().splitlines() if l.startswith("{")))
+    line["r"][0] = costs
+    src = tmp_path / "c.json"
+    src.write_text(json.dumps(line) + "\n")
+    report = import_tenset([src], tmp_path / "o.parquet", workers=1)
+    assert report.skipped == 1 and reason in report.examples[0]

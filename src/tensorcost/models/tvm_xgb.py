@@ -36,7 +36,7 @@ def extract_ms_features(tasks_by_id: dict, rows: Sequence[tuple[str, str]], targ
         by_task.setdefault(tid, []).append(i)
     for tid, idx in by_task.items():
         task = tasks_by_id[tid]
-        ctx = ms.TuneContext(task.mod, target=target, num_threads=1)
+        ctx = ms.TuneContext(task.mod, target=target, num_threads=2)  # feature extraction runs in parallel over candidates
         for start in range(0, len(idx), 256):
             chunk = idx[start:start + 256]
             cands = []
