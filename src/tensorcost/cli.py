@@ -211,6 +211,36 @@ def dataset_pack(
     typer.echo(json.dumps(dataset.pack(Path(work_dir), Path(dest), targets), indent=1))
 
 
+@app.command("study")
+def study(
+    models: str = typer.Option(..., help="comma-separated model keys, e.g. attention,attention_concat"),
+    splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies"),
+    out: str = typer.Option(..., help="JSON file for {target: {split: {model: metrics}}}"),
+) -> None:
+    """Run the split study for chosen models on the current features (an ablation beside the
+    pipeline's evaluate stage; reads params.yaml, writes only OUT)."""
+    from pathlib import Path
+
+    from . import stages
+    from .evaluation import TargetData, run_study
+    from .params_io import load_params
+
+    p = load_params()
+    model_keys = [m.strip() for m in models.split(",") if m.strip()]
+    datasets, meta = {}, None
+    for t in p["targets"]:
+        df, meta = stages._load_features(t)
+        ms = stages._load_ms_features(t, df["record_id"]) if "tvm_xgb" in model_keys else None
+        datasets[t] = TargetData(t, df, ms)
+    metrics, _, _ = run_study(datasets, [x.strip() for x in splits.split(",")], model_keys, p["split"], dict(p["train"]["lightgbm"]),
+                              meta["feature_schema"], meta["feature_names"], progress=lambda m: typer.echo(m, err=True), attention_params=p.get("attention"))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(stages._json(metrics))
+    for t, by_split in metrics.items():
+        for sp, by_model in by_split.items():
+            typer.echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
+
+
 @app.command("targets")
 def targets(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the target ids valid on this host."""

@@ -85,19 +85,35 @@ def target_id_for(path: Path, target_str: str, override: str | None) -> str:
 
 
 class _Columns:
-    """Column-wise buffers of canonical records (appending to lists beats building row dicts)."""
-
-    NAMES = rec.COLUMNS
+    """Buffered records of one batch. Per record only what varies is kept, as one tuple (one
+    append instead of one per column); per-workload fields are stored once and expanded with a
+    vectorized `take`, constant fields are filled in at batch time."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, list] = {n: [] for n in self.NAMES}
+        self.rows: list[tuple] = []  # (record_id, workload index, program_id, trace, latencies, latency_s, error_no, measured_at, version)
+        self.workloads: list[tuple] = []  # (target, task_id, task_name, op_kind, shapes)
 
     def __len__(self) -> int:
-        return len(self.cols["record_id"])
+        return len(self.rows)
 
     def to_batch(self) -> pa.RecordBatch:
-        batch = pa.RecordBatch.from_pydict(self.cols, schema=rec.RECORDS_SCHEMA)
-        self.cols = {n: [] for n in self.NAMES}
+        n = len(self.rows)
+        rid, widx, pid, trace, lats, lat, err, at, ver = zip(*self.rows) if n else ([],) * 9
+        idx = pa.array(widx, pa.int32())
+        wcols = list(zip(*self.workloads)) if self.workloads else [[]] * 5
+        wl = [pa.array(list(col), pa.string()).take(idx) for col in wcols]
+        cols = {
+            "record_id": pa.array(rid, pa.string()), "source": pa.array(["tenset"] * n, pa.string()),
+            "target": wl[0], "task_id": wl[1], "task_name": wl[2], "networks": pa.array(["{}"] * n, pa.string()),
+            "task_weight": pa.array([1] * n, pa.int32()), "op_kind": wl[3], "shapes": wl[4],
+            "flops": pa.array([0.0] * n, pa.float64()), "bytes_moved": pa.array([0.0] * n, pa.float64()),
+            "program_id": pa.array(pid, pa.string()), "trace": pa.array(trace, pa.string()),
+            "latencies": pa.array(lats, pa.list_(pa.float64())), "latency_s": pa.array(lat, pa.float64()),
+            "error_no": pa.array(err, pa.int32()), "error_msg": pa.nulls(n, pa.string()),
+            "measured_at": pa.array(at, pa.float64()), "tvm_version": pa.array(ver, pa.string()),
+        }
+        batch = pa.RecordBatch.from_pydict(cols, schema=rec.RECORDS_SCHEMA)
+        self.rows = []
         return batch
 
 
@@ -135,76 +151,76 @@ def parse_line(obj: dict) -> tuple:
             raise MalformedRecord("costs must be numbers") from None
         if not ok:
             raise MalformedRecord("measured record has a non-positive or non-finite cost")
-    return task, state[1], costs, error_no, timestamp, str(obj.get("v", "v0.2"))
+        return task, state[1], costs, error_no, timestamp, obj.get("v", "v0.2"), total / len(costs)
+    return task, state[1], costs, error_no, timestamp, obj.get("v", "v0.2"), None
 
 
 def import_file(path: Path, cols: _Columns, target_override: str | None, quarantine, report: ImportReport, workload_cache: dict) -> Iterator[pa.RecordBatch]:
-    """Stream one file into `cols`, yielding full batches; bad lines go to `quarantine`."""
+    """Stream one file into `cols`, yielding full batches; bad lines go to `quarantine`.
+
+    The loop body is the importer's hot path: keep per-record work to decoding, validation, the
+    trace's re-serialization and hash, and one tuple append.
+    """
     report.files += 1
-    c = cols.cols
+    # record ids: a per-file tag and the line number (unique, deterministic, no hashing per line)
+    file_tag = _sha(str(path), 12)
+    rows = cols.rows
+    versions: dict = {}
+    loads, dumps, sha1 = orjson.loads, orjson.dumps, hashlib.sha1
+    lineno = 0
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
-            report.lines += 1
             stripped = line.strip()
-            if not stripped or stripped.startswith(b"#"):
+            if not stripped or stripped[:1] == b"#":
                 report.comments += 1
                 continue
             try:
                 try:
-                    obj = orjson.loads(stripped)
+                    obj = loads(stripped)
                 except orjson.JSONDecodeError as exc:
                     raise MalformedRecord(f"invalid JSON ({str(exc).split(':')[0]})") from None
-                task, steps, costs, error_no, timestamp, version = parse_line(obj)
-                wkey, target_str = task[0], task[1]
-                key = (wkey, target_str)
-                wl = workload_cache.get(key)
-                if wl is None:
-                    try:
-                        wargs = json.loads(wkey)
-                    except json.JSONDecodeError:
-                        raise MalformedRecord("workload_key is not a JSON list") from None
-                    if not isinstance(wargs, list) or not wargs or not isinstance(wargs[0], str):
-                        raise MalformedRecord("workload_key must be a JSON list starting with a name or hash")
-                    tid = target_id_for(path, target_str, target_override)
-                    name = wargs[0]
-                    wl = (tid, _sha(wkey), name, classify_op(name), json.dumps([wargs[1:]]))
-                    workload_cache[key] = wl
-                tid, task_id, name, op_kind, shapes = wl
-                trace = orjson.dumps(steps)
-                pid = _sha(trace)
-                ok = error_no == 0
+                task, steps, costs, error_no, timestamp, version, mean = parse_line(obj)
+                key = (task[0], task[1])
+                w = workload_cache.get(key)
+                if w is None:
+                    w = _workload(path, task[0], task[1], target_override, cols)
+                    workload_cache[key] = w
+                trace = dumps(steps)
+                vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version}")
             except MalformedRecord as exc:
-                report.skipped += 1
-                reason = str(exc)
-                report.errors_by_reason[reason] = report.errors_by_reason.get(reason, 0) + 1
-                msg = f"{path}:{lineno}: {reason}"
-                if len(report.examples) < 20:
-                    report.examples.append(msg)
-                if quarantine is not None:
-                    quarantine.write(orjson.dumps({"where": f"{path}:{lineno}", "reason": reason, "line": stripped.decode("utf-8", "replace")}) + b"\n")
+                _quarantine(report, quarantine, path, lineno, stripped, str(exc))
                 continue
-            c["record_id"].append(_sha(f"{tid}|{task_id}|{pid}|{timestamp}|{lineno}", 20))
-            c["source"].append("tenset")
-            c["target"].append(tid)
-            c["task_id"].append(task_id)
-            c["task_name"].append(name)
-            c["networks"].append("{}")
-            c["task_weight"].append(1)
-            c["op_kind"].append(op_kind)
-            c["shapes"].append(shapes)
-            c["flops"].append(0.0)
-            c["bytes_moved"].append(0.0)
-            c["program_id"].append(pid)
-            c["trace"].append(trace.decode())
-            c["latencies"].append(costs if ok else [])
-            c["latency_s"].append(sum(costs) / len(costs) if ok else None)
-            c["error_no"].append(error_no)
-            c["error_msg"].append(None)
-            c["measured_at"].append(float(timestamp) if isinstance(timestamp, (int, float)) else 0.0)
-            c["tvm_version"].append(f"auto_scheduler-{version}")
+            rows.append((
+                f"{file_tag}{lineno:08x}", w, sha1(trace).hexdigest()[:16], trace.decode(), costs if mean is not None else [],
+                mean, error_no, float(timestamp) if type(timestamp) in (int, float) else 0.0, vstr,
+            ))
             report.imported += 1
-            if len(cols) >= BATCH_ROWS:
+            if len(rows) >= BATCH_ROWS:
                 yield cols.to_batch()
+                rows = cols.rows
+    report.lines += lineno
+
+
+def _workload(path: Path, wkey: str, target_str: str, target_override: str | None, cols: _Columns) -> int:
+    """Register a workload (task) once per batch writer; returns its index in `cols.workloads`."""
+    try:
+        wargs = json.loads(wkey)
+    except json.JSONDecodeError:
+        raise MalformedRecord("workload_key is not a JSON list") from None
+    if not isinstance(wargs, list) or not wargs or not isinstance(wargs[0], str):
+        raise MalformedRecord("workload_key must be a JSON list starting with a name or hash")
+    name = wargs[0]
+    cols.workloads.append((target_id_for(path, target_str, target_override), _sha(wkey), name, classify_op(name), json.dumps([wargs[1:]])))
+    return len(cols.workloads) - 1
+
+
+def _quarantine(report: ImportReport, quarantine, path: Path, lineno: int, line: bytes, reason: str) -> None:
+    report.skipped += 1
+    report.errors_by_reason[reason] = report.errors_by_reason.get(reason, 0) + 1
+    if len(report.examples) < 20:
+        report.examples.append(f"{path}:{lineno}: {reason}")
+    if quarantine is not None:
+        quarantine.write(orjson.dumps({"where": f"{path}:{lineno}", "reason": reason, "line": line.decode("utf-8", "replace")}) + b"\n")
 
 
 def _parse_file(args) -> tuple[bytes, ImportReport, bytes]:
