@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -367,7 +367,6 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
 def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: HardwareTarget, db_dir: Path) -> int:
     """Rebuild a MetaSchedule JSONDatabase from the measured records (derived, never appended to)."""
     import tvm.s_tir.meta_schedule as ms
-    from tvm.s_tir.schedule import Trace  # noqa: F401
 
     from .tvm_support import apply_trace_json, tvm_target
 

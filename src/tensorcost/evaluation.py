@@ -117,10 +117,10 @@ def fit_predict(model_key: str, train: TargetData, test: TargetData, feature_sch
     raise ValueError(f"unknown model {model_key!r}; known: {', '.join(MODEL_KEYS)}")
 
 
-def _subset(data: TargetData, mask: np.ndarray, target: str | None = None) -> TargetData:
-    idx = np.flatnonzero(mask)
+def take_rows(data: TargetData, idx: np.ndarray) -> TargetData:
+    """The rows `idx` of a target's data (features and MetaSchedule features alike)."""
     ms = [data.ms_features[i] for i in idx] if data.ms_features is not None else None
-    return TargetData(target or data.target, data.frame.iloc[idx].reset_index(drop=True), ms)
+    return TargetData(data.target, data.frame.iloc[idx].reset_index(drop=True), ms)
 
 
 def _concat(parts: Sequence[TargetData], target: str) -> TargetData:
@@ -159,7 +159,7 @@ def run_study(
                 mask = split_mask(strategy, data, split_params)
                 if mask.all() or not mask.any():
                     continue  # e.g. by_network when no held-out network is in this data
-                train, test = _subset(data, ~mask), _subset(data, mask)
+                train, test = take_rows(data, np.flatnonzero(~mask)), take_rows(data, np.flatnonzero(mask))
             te = test.frame
             scores_by_model = {}
             for model_key in models:

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .evaluation import TargetData, attention_batch, fit_predict
+from .evaluation import TargetData, attention_batch, fit_predict, take_rows
 from .metrics import ranking_report
 
 APPROACHES = ("zero_shot", "finetune", "scratch", "lightgbm_rank", "tvm_xgb")
@@ -36,11 +36,6 @@ def target_split(data: TargetData, test_fraction: float, seed: int) -> tuple[np.
     pool = np.flatnonzero(~test)
     order = pool[np.argsort([_h(keys[i], f"pool{seed}") for i in pool], kind="stable")]
     return test, order
-
-
-def _take(data: TargetData, idx: np.ndarray) -> TargetData:
-    ms = [data.ms_features[i] for i in idx] if data.ms_features is not None else None
-    return TargetData(data.target, data.frame.iloc[idx].reset_index(drop=True), ms)
 
 
 def transfer_study(
@@ -61,7 +56,7 @@ def transfer_study(
 ) -> tuple[dict, object | None]:
     """Returns ({approach: {k: {"pca", "top5", "n_train"}}}, the fine-tuned model at `keep_finetuned_at`)."""
     test_mask, order = target_split(data, test_fraction, seed)
-    test = _take(data, np.flatnonzero(test_mask))
+    test = take_rows(data, np.flatnonzero(test_mask))
     te = test.frame
     weights = dict(zip(te["task_id"], te["task_weight"].astype(float)))
 
@@ -77,7 +72,7 @@ def transfer_study(
         out["zero_shot"]["0"] = report(source_model.predict(b_test), 0)
     for k in fractions:
         n = max(2, int(round(len(order) * k / 100.0)))
-        train = _take(data, np.sort(order[:n]))
+        train = take_rows(data, np.sort(order[:n]))
         tr = train.frame
         groups = (tr["target"] + "|" + tr["task_id"]).to_numpy()
         key = f"{k:g}"

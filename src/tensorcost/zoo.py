@@ -250,7 +250,6 @@ def _bert(dim: int, heads: int, layers: int):
 
 
 def _vit(image: int, patch: int = 16, dim: int = 192, heads: int = 3, layers: int = 4, num_classes: int = 1000):
-    import torch
     from torch import nn
 
     class ViT(nn.Module):

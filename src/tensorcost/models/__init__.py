@@ -7,7 +7,6 @@ family's own weight files in a format that loads without executing code (no pick
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .base import CostModel, FeatureSchemaMismatch, ModelMetadata, read_metadata
@@ -39,4 +38,4 @@ def load_model(path: str | Path, expected_feature_schema: str | None = None) -> 
     raise ValueError(f"{path}: unknown model family {meta.family!r}; known: {', '.join(FAMILIES)}")
 
 
-__all__ = ["CostModel", "FeatureSchemaMismatch", "ModelMetadata", "load_model", "read_metadata", "json"]
+__all__ = ["CostModel", "FeatureSchemaMismatch", "ModelMetadata", "load_model", "read_metadata"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -259,4 +259,4 @@ class AttentionCostModel:
         return cls(meta, cfg, module, extra["norm"])
 
 
-__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "lambdarank_loss", "make_batch", "field"]
+__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "lambdarank_loss", "make_batch"]

@@ -10,7 +10,6 @@ online measurements. Saved in XGBoost's JSON format (no pickle).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -106,4 +105,4 @@ def unpack_features(counts: np.ndarray, flat: np.ndarray) -> list[np.ndarray]:
     return [flat[offs[i]:offs[i + 1]] for i in range(len(counts))]
 
 
-__all__ = ["TVMXGBCostModel", "extract_ms_features", "pack_features", "unpack_features", "json"]
+__all__ = ["TVMXGBCostModel", "extract_ms_features", "pack_features", "unpack_features"]
