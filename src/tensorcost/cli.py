@@ -36,11 +36,14 @@ def stage_collect(
 
 
 @stage_app.command("records")
-def stage_records(target: str = typer.Option(...)) -> None:
+def stage_records(
+    target: str = typer.Option(...),
+    bundled_only: bool = typer.Option(False, help="a target measured elsewhere (a GPU): its bundled records alone"),
+) -> None:
     """Merge the bundled dataset and fresh measurements of TARGET into its records table."""
     from . import stages
 
-    stages.merge_records_target(target)
+    stages.merge_records_target(target, bundled_only=bundled_only)
 
 
 @stage_app.command("validate")
@@ -251,7 +254,10 @@ def targets(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo(json.dumps({k: v.to_dict() for k, v in ts.items()}, indent=1))
         return
     for tid, t in sorted(ts.items()):
-        typer.echo(f"{tid:20s} mcpu={t.mcpu:16s} vector={t.vector_bytes}B threads={t.threads}  {t.cpu_model}")
+        if t.kind == "gpu":
+            typer.echo(f"{tid:20s} arch={t.tvm_options.get('arch', '?'):14s} SMs={t.physical_cores}  {t.cpu_model}")
+        else:
+            typer.echo(f"{tid:20s} mcpu={t.mcpu or '-':16s} vector={t.vector_bytes}B threads={t.threads}  {t.cpu_model}")
 
 
 @app.command("promote")

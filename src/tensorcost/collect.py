@@ -145,12 +145,16 @@ def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_
 
 
 def sample_programs(task: Task, target, n: int, seed: int, max_rounds: int = 4) -> list[str]:
-    """Up to `n` distinct random programs (trace JSON) from MetaSchedule's design space."""
+    """Up to `n` distinct random programs (trace JSON) from MetaSchedule's design space.
+
+    The design space is the target's: post-order-apply with MetaSchedule's default rules for
+    its kind (LLVM: tiling, parallel, vectorize; CUDA: tiling with thread binding, shared-memory
+    caching, cross-thread reduction), so GPU programs need a sample set of their own."""
     import tvm.s_tir.meta_schedule as ms
 
-    from .tvm_support import register_x86_intrinsics_only, structural_hash_hex, trace_to_json
+    from .tvm_support import register_intrinsics_for, structural_hash_hex, trace_to_json
 
-    register_x86_intrinsics_only()
+    register_intrinsics_for(target)
     seen: set[str] = set()
     traces: list[str] = []
     for round_ in range(max_rounds):
@@ -172,6 +176,44 @@ def sample_programs(task: Task, target, n: int, seed: int, max_rounds: int = 4) 
             if len(traces) >= n:
                 return traces
     return traces
+
+
+def _sample_worker(workload_json: str, target_config: dict, n: int, seed: int) -> list[str]:
+    """`sample_programs` in a worker process (plain arguments only: workload JSON, target dict)."""
+    import tvm
+
+    task = Task("", "", {}, tvm.ir.load_json(workload_json), "", [], 0.0, 0.0)
+    return sample_programs(task, tvm.target.Target(target_config), n, seed)
+
+
+def sample_task_set(tasks: list[Task], target, n: int, seed: int, workers: int = 1, progress=None) -> dict[str, list[str]]:
+    """`sample_programs` for every task, by task id; `workers` > 1 spreads the tasks over that
+    many processes (spawned: each imports TVM and, for CUDA, the CUDA intrinsics once). Random
+    GPU programs cost more to sample than CPU ones (every candidate is lowered and checked
+    against the thread and shared-memory limits, and many are rejected), hence the processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        out = {}
+        for task in tasks:
+            out[task.task_id] = sample_programs(task, target, n, seed)
+            if progress:
+                progress(1)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import tvm
+
+    from .tvm_support import to_plain_json
+
+    config = {k: v for k, v in to_plain_json(target.export()).items() if k not in ("tag", "keys")}
+    results: dict[str, list[str]] = {}
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_sample_worker, tvm.ir.save_json(t.mod), config, n, seed): t.task_id for t in tasks}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if progress:
+                progress(1)
+    return {t.task_id: results[t.task_id] for t in tasks}
 
 
 def save_task_set(tasks: list[Task], programs: dict[str, list[str]], out_dir: Path, meta: dict) -> None:
@@ -228,6 +270,15 @@ def load_tasks(dirs: Iterable[Path]) -> dict[str, Task]:
     return out
 
 
+def _clip_error(msg: str, limit: int = 2000) -> str:
+    """At most `limit` characters of an error message: its head and its tail (a TVM traceback
+    ends with the error itself: a CUDA runtime error, an nvcc message)."""
+    if len(msg) <= limit:
+        return msg
+    head = limit // 4
+    return msg[:head] + "\n[...]\n" + msg[-(limit - head - 7):]
+
+
 def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
     pid = rec.program_id(trace)
     return {
@@ -253,19 +304,29 @@ def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_
     }
 
 
+def runner_device_type(hw: HardwareTarget) -> str:
+    """The device string of `RunnerInput` (`tvm.runtime.device`): "cpu" or "cuda"."""
+    return "cuda" if hw.kind == "gpu" else "cpu"
+
+
 def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig):
-    """LocalBuilder with cheap intrinsics in its workers; LocalRunner on `hw.threads` threads."""
+    """LocalBuilder with cheap intrinsics in its workers; LocalRunner on `hw.threads` threads
+    (CPU) or on CUDA device 0 (GPU; its timings are taken one program at a time)."""
     import os
 
     import tvm.s_tir.meta_schedule as ms
 
-    from .tvm_support import register_x86_intrinsics_only
+    from .tvm_support import build_in_target_scope, register_x86_intrinsics_only
 
-    # The runner's worker inherits the environment at spawn; without this the TVM runtime
-    # uses half the cores on x86, whatever num-cores the target claims.
-    os.environ["TVM_NUM_THREADS"] = str(hw.threads)
+    if hw.kind == "cpu":
+        # The runner's worker inherits the environment at spawn; without this the TVM runtime
+        # uses half the cores on x86, whatever num-cores the target claims. A GPU target's
+        # `threads` are its SMs: the host side of a CUDA module only launches kernels, so the
+        # thread pool is left as it is.
+        os.environ["TVM_NUM_THREADS"] = str(hw.threads)
     builder = ms.builder.LocalBuilder(
-        max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only
+        max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only,
+        f_build=build_in_target_scope if hw.kind == "gpu" else None,  # CPU: MetaSchedule's default build
     )
     runner = ms.runner.LocalRunner(
         timeout_sec=cfg.run_timeout_s,
@@ -285,6 +346,7 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
 
     target = tvm_target(hw)
     version = tvm_version()
+    device_type = runner_device_type(hw)
     for start in range(0, len(traces), cfg.run_batch):
         rows: list[dict] = []
         chunk = []  # (trace, schedule)
@@ -292,23 +354,23 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
             try:
                 chunk.append((tr, apply_trace_json(task.mod, tr)))
             except Exception as exc:  # noqa: BLE001  (any TVM error while replaying is this program's failure)
-                rows.append(_record(task, hw, tr, [], INSTANTIATION_ERROR, f"apply trace: {exc}"[:2000], version))
+                rows.append(_record(task, hw, tr, [], INSTANTIATION_ERROR, _clip_error(f"apply trace: {exc}"), version))
         built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in chunk]) if chunk else []
         run_inputs, run_idx = [], []
         for i, ((tr, sch), b) in enumerate(zip(chunk, built)):
             if b.error_msg:
                 code = BUILD_TIMEOUT if "timeout" in b.error_msg.lower() else COMPILE_HOST
-                rows.append(_record(task, hw, tr, [], code, str(b.error_msg)[:2000], version))
+                rows.append(_record(task, hw, tr, [], code, _clip_error(str(b.error_msg)), version))
                 continue
             args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
-            run_inputs.append(ms.runner.RunnerInput(b.artifact_path, "cpu", args))
+            run_inputs.append(ms.runner.RunnerInput(b.artifact_path, device_type, args))
             run_idx.append(i)
         results = [f.result() for f in runner.run(run_inputs)] if run_inputs else []
         for i, res in zip(run_idx, results):
             tr = chunk[i][0]
             if res.error_msg:
                 code = RUN_TIMEOUT if "timeout" in str(res.error_msg).lower() else RUNTIME_DEVICE
-                rows.append(_record(task, hw, tr, [], code, str(res.error_msg)[:2000], version))
+                rows.append(_record(task, hw, tr, [], code, _clip_error(str(res.error_msg)), version))
             else:
                 rows.append(_record(task, hw, tr, [float(x) for x in res.run_secs], NO_ERROR, None, version))
         for b in built:

@@ -1,8 +1,9 @@
 """Hardware catalog and host detection.
 
 A *target id* names one measurable hardware configuration (``cpu-avx512-t2``: the host CPU,
-code generated for AVX-512, run on 2 threads). It maps to TVM target options and to the
-numeric hardware features a cost model sees. Pure Python: no TVM import here.
+code generated for AVX-512, run on 2 threads; ``cuda-h100``: an NVIDIA H100 found by
+nvidia-smi). It maps to TVM target options and to the numeric hardware features a cost model
+sees. Pure Python: no TVM import here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -48,10 +51,16 @@ class HardwareTarget:
     tvm_options: dict = field(default_factory=dict)
 
     def tvm_target_config(self) -> dict:
-        """The dict that ``tvm.target.Target`` accepts (CLI-style strings are refused by TVM 0.27)."""
-        cfg: dict = {"kind": "llvm" if self.kind == "cpu" else "cuda", "num-cores": self.threads}
-        if self.mcpu:
-            cfg["mcpu"] = self.mcpu
+        """The dict that ``tvm.target.Target`` accepts (CLI-style strings are refused by TVM 0.27).
+
+        CPU: LLVM with `mcpu` and `num-cores`; GPU: CUDA with the catalog's options (arch,
+        thread and shared-memory limits); the cuda kind has no `num-cores`."""
+        if self.kind == "cpu":
+            cfg: dict = {"kind": "llvm", "num-cores": self.threads}
+            if self.mcpu:
+                cfg["mcpu"] = self.mcpu
+        else:
+            cfg = {"kind": "cuda"}
         cfg.update(self.tvm_options)
         return cfg
 
@@ -209,9 +218,134 @@ def catalog_platforms() -> dict[str, HardwareTarget]:
     return out
 
 
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU as nvidia-smi reports it (0 / "" where it does not)."""
+
+    index: int
+    name: str
+    memory_mib: float = 0.0
+    compute_cap: str = ""
+    max_sm_clock_mhz: float = 0.0
+    driver_version: str = ""
+
+
+# Fields asked of `nvidia-smi --query-gpu=... --format=csv,noheader`, in this order.
+NVIDIA_SMI_FIELDS = ("index", "name", "memory.total", "compute_cap", "clocks.max.sm", "driver_version")
+
+
+def _leading_number(text: str) -> float:
+    """'81559 MiB' -> 81559.0 ; '1980 MHz' -> 1980.0 ; '[N/A]' -> 0.0"""
+    m = re.match(r"\s*([\d.]+)", text)
+    return float(m.group(1)) if m else 0.0
+
+
+def parse_nvidia_smi(text: str, fields: tuple[str, ...] = NVIDIA_SMI_FIELDS) -> list[GpuInfo]:
+    """GPUs from `nvidia-smi --query-gpu=<fields> --format=csv,noheader[,nounits]` output.
+
+    Lines that do not have one value per field are skipped (warnings, blank lines)."""
+    gpus = []
+    for line in text.splitlines():
+        values = [v.strip() for v in line.split(",")]
+        if len(values) != len(fields) or not values[0].isdigit():
+            continue
+        row = dict(zip(fields, values))
+        cap = row.get("compute_cap", "")
+        gpus.append(
+            GpuInfo(
+                index=int(row["index"]),
+                name=row.get("name", ""),
+                memory_mib=_leading_number(row.get("memory.total", "")),
+                compute_cap=cap if re.fullmatch(r"\d+\.\d+", cap) else "",
+                max_sm_clock_mhz=_leading_number(row.get("clocks.max.sm", "")),
+                driver_version="" if "N/A" in row.get("driver_version", "N/A") else row["driver_version"],
+            )
+        )
+    return gpus
+
+
+def _query_nvidia_smi(fields: tuple[str, ...]) -> str | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [exe, f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def detect_gpus() -> tuple[GpuInfo, ...]:
+    """The NVIDIA GPUs of this host (empty when nvidia-smi is missing or fails).
+
+    Older drivers do not know every field (`compute_cap`): then only index and name are asked."""
+    text = _query_nvidia_smi(NVIDIA_SMI_FIELDS)
+    if text is not None:
+        return tuple(parse_nvidia_smi(text))
+    minimal = ("index", "name")
+    text = _query_nvidia_smi(minimal)
+    return tuple(parse_nvidia_smi(text, minimal)) if text is not None else ()
+
+
+def _measured_gpu(gpus: tuple[GpuInfo, ...] | list[GpuInfo]) -> GpuInfo | None:
+    """The GPU a measurement runs on: TVM's device 0, i.e. the first of CUDA_VISIBLE_DEVICES when
+    it names indices (nvidia-smi lists every GPU whatever that variable says), else the first."""
+    if not gpus:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if visible.isdigit():
+        return next((g for g in gpus if g.index == int(visible)), None)
+    if visible == "" and "CUDA_VISIBLE_DEVICES" in os.environ:
+        return None  # CUDA_VISIBLE_DEVICES="" hides every GPU
+    return gpus[0]
+
+
+def _gpu_target(tid: str, spec: dict, model: str | None = None) -> HardwareTarget:
+    sms = int(spec["physical_cores"])
+    return HardwareTarget(
+        target_id=tid, kind="gpu", vector_bytes=int(spec["vector_bytes"]), threads=sms, physical_cores=sms,
+        clock_ghz=float(spec["clock_ghz"]), l1d_kb=float(spec["l1d_kb"]), l2_kb=float(spec["l2_kb"]),
+        l3_kb=float(spec.get("l3_kb", 0)), mcpu=None, cpu_model=model or spec["model"], tvm_options=dict(spec["tvm"]),
+    )
+
+
+def catalog_gpus() -> dict[str, HardwareTarget]:
+    """Every GPU of the catalog, present or not (code for it can be generated anywhere)."""
+    return {tid: _gpu_target(tid, spec) for tid, spec in (_catalog().get("gpus") or {}).items()}
+
+
+def match_gpu(name: str) -> str | None:
+    """The catalog target id whose `match` pattern finds `name` (first entry wins), or None."""
+    for tid, spec in (_catalog().get("gpus") or {}).items():
+        if re.search(spec["match"], name, flags=re.IGNORECASE):
+            return tid
+    return None
+
+
+def gpu_targets(gpus: tuple[GpuInfo, ...] | list[GpuInfo] | None = None) -> dict[str, HardwareTarget]:
+    """The `cuda-*` target of the GPU measurements run on, when the catalog knows it."""
+    gpu = _measured_gpu(detect_gpus() if gpus is None else gpus)
+    tid = match_gpu(gpu.name) if gpu else None
+    if gpu is None or tid is None:
+        return {}
+    return {tid: _gpu_target(tid, _catalog()["gpus"][tid], model=gpu.name)}
+
+
 def available_targets() -> dict[str, HardwareTarget]:
-    """Targets that can be measured on this host."""
-    return host_targets()
+    """Targets that can be measured on this host: CPU variants and a detected catalog GPU."""
+    return {**host_targets(), **gpu_targets()}
+
+
+def codegen_target(target_id: str) -> HardwareTarget:
+    """A target code can be generated for here: any measurable target, or a catalog GPU even
+    when absent (sampling GPU programs, or building them, needs no GPU)."""
+    gpus = catalog_gpus()
+    if target_id in gpus and target_id not in available_targets():
+        return gpus[target_id]
+    return get_target(target_id)
 
 
 def get_target(target_id: str) -> HardwareTarget:
@@ -219,8 +353,13 @@ def get_target(target_id: str) -> HardwareTarget:
     targets = available_targets()
     if target_id not in targets:
         valid = ", ".join(sorted(targets)) or "(none detected)"
-        known = catalog_platforms()
-        hint = f" ({target_id} is a catalog platform: its records can be imported, not measured here)" if target_id in known else ""
+        if target_id in catalog_platforms():
+            hint = f" ({target_id} is a catalog platform: its records can be imported, not measured here)"
+        elif target_id in catalog_gpus():
+            found = ", ".join(g.name for g in detect_gpus()) or "none"
+            hint = f" ({target_id} is a catalog GPU that nvidia-smi does not report here; GPUs found: {found})"
+        else:
+            hint = ""
         raise UnknownTargetError(
             f"unknown or unsupported target {target_id!r} on this host{hint}; valid targets: {valid}"
         )
@@ -228,8 +367,9 @@ def get_target(target_id: str) -> HardwareTarget:
 
 
 def describe_target(target_id: str) -> HardwareTarget:
-    """Any known target: a host variant or a catalog platform (for featurizing imported records)."""
-    known = {**catalog_platforms(), **available_targets()}
+    """Any known target: a host variant, a catalog GPU or a catalog platform (for featurizing
+    imported records)."""
+    known = {**catalog_platforms(), **catalog_gpus(), **available_targets()}
     if target_id not in known:
         raise UnknownTargetError(f"unknown target {target_id!r}; known: {', '.join(sorted(known))}")
     return known[target_id]

@@ -52,8 +52,23 @@ def _measure_config(p: dict):
     return MeasureConfig(**p["measure"])
 
 
+def _task_set_kind(meta: dict) -> str:
+    """The kind of target ("cpu" or "gpu") a task set's programs were sampled for (task sets
+    written before GPU targets existed carry only the reference target id, a CPU one)."""
+    if meta.get("reference_kind"):
+        return str(meta["reference_kind"])
+    return "gpu" if str(meta.get("reference_target", "")).startswith("cuda-") else "cpu"
+
+
 def sample() -> None:
-    """Extract tasks from the zoo networks and sample programs once, for every target."""
+    """Extract tasks and sample programs once, for every target of one kind.
+
+    Programs come from the reference target's design space (`sample.reference_target`, default
+    the first target): CPU and GPU programs differ (thread binding, shared memory), so a GPU
+    collection samples its own task set, in its own work dir, with a GPU reference target.
+    `sample.tasks_from` (a directory holding a tasks.json, e.g. data/bundled) takes the tasks
+    from an existing task set instead of extracting them from the zoo: same workloads, same
+    task ids, and no torch needed. `sample.workers` samples that many tasks in parallel."""
     from tqdm import tqdm
 
     from . import collect, hardware
@@ -61,16 +76,31 @@ def sample() -> None:
 
     p = load_params()
     sp = p["sample"]
-    ref = hardware.get_target(sp.get("reference_target") or p["targets"][0])
+    # Sampling and building need no device: a catalog GPU is a valid reference without a GPU.
+    ref = hardware.codegen_target(sp.get("reference_target") or p["targets"][0])
     for t in p["targets"]:
-        hardware.get_target(t)  # refuse an invalid target before spending minutes
+        hw = hardware.codegen_target(t)  # refuse an invalid target before spending minutes
+        if hw.kind != ref.kind:
+            raise SystemExit(
+                f"target {t} ({hw.kind}) cannot measure programs sampled for {ref.target_id} ({ref.kind}): "
+                "sample a separate task set for each kind (see docs/dataset-params-cuda.yaml)"
+            )
     target = tvm_target(ref)
-    tasks = collect.extract_tasks(p["zoo"]["networks"], target)
+    tasks_from = sp.get("tasks_from")
+    if tasks_from:
+        tasks = collect.load_task_set(Path(tasks_from))[0]
+        networks = sorted({n for t in tasks for n in t.networks})
+    else:
+        tasks = collect.extract_tasks(p["zoo"]["networks"], target)
+        networks = p["zoo"]["networks"]
     tasks = collect.select_tasks(tasks, int(sp["max_tasks"]), float(sp.get("min_flops", 0)), float(sp.get("max_flops", float("inf"))))
-    programs = {}
-    for task in tqdm(tasks, desc="sample programs", unit="task"):
-        programs[task.task_id] = collect.sample_programs(task, target, int(sp["programs_per_task"]), int(sp["seed"]))
-    meta = {"reference_target": ref.target_id, "tvm_version": tvm_version(), "networks": p["zoo"]["networks"]}
+    with tqdm(total=len(tasks), desc=f"sample programs ({ref.target_id})", unit="task") as bar:
+        programs = collect.sample_task_set(
+            tasks, target, int(sp["programs_per_task"]), int(sp["seed"]), int(sp.get("workers", 1)), bar.update
+        )
+    meta = {"reference_target": ref.target_id, "reference_kind": ref.kind, "tvm_version": tvm_version(), "networks": networks}
+    if tasks_from:
+        meta["tasks_from"] = str(tasks_from)
     collect.save_task_set(tasks, programs, PROGRAMS_DIR, meta)
     _echo(f"sampled {sum(map(len, programs.values()))} programs for {len(tasks)} tasks -> {PROGRAMS_DIR}")
 
@@ -84,13 +114,18 @@ def collect_target(target_id: str, task_limit: int | None = None) -> None:
 
     p = load_params()
     out = RAW_DIR / target_id
-    tasks, programs, _ = collect.load_task_set(PROGRAMS_DIR)
+    tasks, programs, meta = collect.load_task_set(PROGRAMS_DIR)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     if not any(programs.values()):
         (out / "summary.json").write_text(json.dumps({"tasks": len(tasks), "measured": 0, "records": 0}, indent=1))
         _echo(f"{target_id}: no programs to measure (sample.programs_per_task is 0)")
         return
     hw = hardware.get_target(target_id)
+    if _task_set_kind(meta) != hw.kind:
+        raise SystemExit(
+            f"{target_id} is a {hw.kind} target but {PROGRAMS_DIR} holds programs sampled for "
+            f"{meta.get('reference_target')} ({_task_set_kind(meta)}): sample a task set for this kind first"
+        )
     (out / "hardware.json").write_text(json.dumps(hw.to_dict(), indent=1))
     counts = collect.measure_task_set(tasks[:task_limit], programs, hw, out, _measure_config(p))
     if task_limit is not None and task_limit < len(tasks):
@@ -103,11 +138,12 @@ def collect_target(target_id: str, task_limit: int | None = None) -> None:
     _echo(f"{target_id}: {summary}")
 
 
-def merge_records_target(target_id: str) -> None:
+def merge_records_target(target_id: str, bundled_only: bool = False) -> None:
     """The target's training records: the bundled dataset (git) plus fresh measurements (DVC).
 
     A program measured in both keeps its bundled record (labels are normalised per task, and
-    mixing measurement sessions within a task would mix their drift).
+    mixing measurement sessions within a task would mix their drift). `bundled_only`: a target
+    this machine cannot measure (the bundled GPU): its bundled records, whatever `records.bundled`.
     """
     import pyarrow as pa
 
@@ -116,12 +152,14 @@ def merge_records_target(target_id: str) -> None:
     p = load_params()
     sources, hardware_json = [], None
     bundled = BUNDLED_DIR / f"records-{target_id}.parquet"
-    use_bundled = bool(p.get("records", {}).get("bundled", True)) and bundled.exists()
+    if bundled_only and not bundled.exists():
+        raise SystemExit(f"{target_id}: a bundled-only target needs {bundled}")
+    use_bundled = (bundled_only or bool(p.get("records", {}).get("bundled", True))) and bundled.exists()
     if use_bundled:
         sources.append(records.read_records(bundled))
         hardware_json = (BUNDLED_DIR / f"hardware-{target_id}.json").read_text()
     fresh_parts = RAW_DIR / target_id / "parts"
-    if fresh_parts.exists() and any(fresh_parts.glob("*.parquet")):
+    if not bundled_only and fresh_parts.exists() and any(fresh_parts.glob("*.parquet")):
         sources.append(records.read_records(fresh_parts))
         hardware_json = hardware_json or (RAW_DIR / target_id / "hardware.json").read_text()
     if not sources:
@@ -305,46 +343,66 @@ def _most_distant_pair(targets: list[str]) -> tuple[str, str, dict]:
 
 def transfer() -> None:
     """Learning curves of transfer from a source target (model pulled from the registry by
-    alias) to a held-out target, against from-scratch and tree models on the same data."""
+    alias) to held-out targets, against from-scratch and tree models on the same data: the most
+    distant pair of measured targets, and every bundled-only target in `transfer.also_targets`
+    (the GPU: real heterogeneity, programs from another design space)."""
     from . import registry
-    from .evaluation import TargetData
     from .features import FEATURE_SCHEMA_VERSION
-    from .plots import learning_curves
-    from .transfer import transfer_study
 
     p = load_params()
     tp = p["transfer"]
     a, b, agreement = _most_distant_pair(p["targets"])
     source = tp["source"] if tp["source"] != "auto" else a
-    target = tp["target"] if tp["target"] != "auto" else b
+    primary = tp["target"] if tp["target"] != "auto" else b
     model, resolved = registry.load_by_alias(source, tp["alias"], fallback=registry.CANDIDATE, expected_feature_schema=FEATURE_SCHEMA_VERSION)
     _echo(resolved.message)
     if model.metadata.family != "attention":
         raise SystemExit(f"transfer needs an attention model at {resolved.name}@{resolved.alias}; version {resolved.version} is {model.metadata.family!r}")
-    df, meta = _load_features(target)
-    data = TargetData(target, df, _load_ms_features(target, df["record_id"]) if "tvm_xgb" in tp["approaches"] else None)
-    curves, finetuned = transfer_study(
-        model, data, [float(k) for k in tp["fractions"]], tp["approaches"], test_fraction=float(tp["test_fraction"]), seed=int(tp["seed"]),
-        finetune_epochs=int(tp["finetune_epochs"]), attention_params=p["attention"], lgb_params=dict(p["train"]["lightgbm"]),
-        feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=_echo, keep_finetuned_at=float(tp["register_k"]),
-    )
-    pair_key = "|".join(sorted([source, target]))
-    result = {target: curves}
+    targets = [primary] + [t for t in tp.get("also_targets") or [] if t != primary]
+    result, studies = {}, []
+    for i, target in enumerate(targets):
+        curves, study = _transfer_to(p, source, target, model, resolved, plots=[REPORTS_DIR / "transfer" / "curves" / f"{target}.png"] + ([REPORTS_DIR / "transfer" / "learning_curve.png"] if i == 0 else []))
+        study["pair_agreement"] = agreement.get("|".join(sorted([source, target])))
+        result[target] = curves
+        studies.append(study)
     (REPORTS_DIR / "metrics").mkdir(parents=True, exist_ok=True)
     (REPORTS_DIR / "metrics" / "transfer.json").write_text(_json(result))
-    study = {"source": source, "target": target, "source_model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias},
-             "pair_agreement": agreement.get(pair_key), "all_pairs": agreement}
-    (REPORTS_DIR / "transfer").mkdir(parents=True, exist_ok=True)
-    learning_curves(curves, f"{source} -> {target}", REPORTS_DIR / "transfer" / "learning_curve.png")
+    (REPORTS_DIR / "transfer" / "study.json").write_text(_json({"source": source, "source_model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias},
+                                                                 "studies": studies, "all_pairs": agreement}))
+    _echo(json.dumps(result, indent=1)[:3000])
+
+
+def _transfer_to(p: dict, source: str, target: str, model, resolved, plots: list[Path]) -> tuple[dict, dict]:
+    """One transfer study source -> target; registers the model fine-tuned on `register_k`%."""
+    from . import registry
+    from .evaluation import TargetData
+    from .plots import learning_curves
+    from .transfer import transfer_study
+
+    tp = p["transfer"]
+    df, meta = _load_features(target)
+    data = TargetData(target, df, _load_ms_features(target, df["record_id"]) if "tvm_xgb" in tp["approaches"] else None)
+    if "tvm_xgb" in tp["approaches"] and data.ms_features is None:
+        _echo(f"{target}: no MetaSchedule features (no msfeatures stage for this target): tvm_xgb is left out")
+    curves, finetuned = transfer_study(
+        model, data, [float(k) for k in tp["fractions"]], tp["approaches"], test_fraction=float(tp["test_fraction"]), seed=int(tp["seed"]),
+        finetune_epochs=int(tp["finetune_epochs"]), finetune_steps=int(tp.get("finetune_steps", 0)), attention_params=p["attention"],
+        lgb_params=dict(p["train"]["lightgbm"]), feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=_echo,
+        keep_finetuned_at=float(tp["register_k"]),
+    )
+    for plot in plots:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        learning_curves(curves, f"{source} -> {target}", plot)
+    study = {"source": source, "target": target, "source_model": {"name": resolved.name, "version": resolved.version, "alias": resolved.alias}}
     if finetuned is not None:
-        out = MODELS_DIR / "finetuned"
+        out = MODELS_DIR / "finetuned" / target
         finetuned.metadata.target = target
         finetuned.save(out)
         k = f"{float(tp['register_k']):g}"
         rep = curves["finetune"][k]
         version = registry.log_and_register(
             out, target, experiment=p["registry"]["experiment"], run_name=f"finetune-{source}-to-{target}",
-            params={"source_model": f"{resolved.name}/{resolved.version}", "k_percent": k, "finetune_epochs": tp["finetune_epochs"]},
+            params={"source_model": f"{resolved.name}/{resolved.version}", "k_percent": k, "finetune_epochs": tp["finetune_epochs"], "finetune_steps": tp.get("finetune_steps", 0)},
             metrics={"pca": rep["pca"], "top5": rep["top5"]},
             tags={"target": target, "model_family": "attention", "feature_schema": meta["feature_schema"], "split": f"transfer:{k}%",
                   "source_model": f"{resolved.name}/{resolved.version}", "validation": json.loads((REPORTS_DIR / "validation" / f"{target}.json").read_text())["success"] and "passed" or "failed",
@@ -352,8 +410,7 @@ def transfer() -> None:
                   "eval_data_hash": f"transfer:{md5_file(FEATURES_DIR / f'{target}.parquet')}:{tp['test_fraction']}:{tp['seed']}"},
         )
         study["finetuned_registered"] = {"name": registry.model_name(target), "version": version, "k_percent": k}
-    (REPORTS_DIR / "transfer" / "study.json").write_text(_json(study))
-    _echo(json.dumps(result, indent=1)[:3000])
+    return curves, study
 
 
 def _load_ms_features(target_id: str, record_ids) -> list | None:

@@ -48,6 +48,7 @@ def transfer_study(
     seed: int,
     finetune_epochs: int,
     attention_params: dict,
+    finetune_steps: int = 0,
     lgb_params: dict,
     feature_schema: str,
     feature_names: list[str],
@@ -81,7 +82,10 @@ def transfer_study(
         if "finetune" in approaches and source_model is not None:
             model = copy.deepcopy(source_model)
             model.cfg.seed = seed
-            model.fit(attention_batch(tr, max_len), tr["label"].to_numpy(), groups, epochs=finetune_epochs)
+            # at small k an epoch is a step or two: fine-tune for at least `finetune_steps` steps
+            steps = max(1, model.steps_per_epoch(groups))
+            epochs = max(finetune_epochs, -(-finetune_steps // steps))
+            model.fit(attention_batch(tr, max_len), tr["label"].to_numpy(), groups, epochs=epochs)
             out["finetune"][key] = report(model.predict(b_test), n)
             if keep_finetuned_at is not None and abs(k - keep_finetuned_at) < 1e-9:
                 kept = model

@@ -37,6 +37,39 @@ def register_x86_intrinsics_only() -> None:
     importlib.import_module(f"{_INTRIN_PKG}.x86")
 
 
+def is_cuda(target) -> bool:
+    """Whether `target` (a tvm.target.Target) generates CUDA code."""
+    return target is not None and str(target.kind.name) == "cuda"
+
+
+def register_intrinsics_for(target=None) -> None:
+    """The tensor intrinsics MetaSchedule's default rules for `target` look up by name.
+
+    x86 only (about 0.2 s), plus `tvm.s_tir.tensor_intrin.cuda` for a CUDA target: the default
+    CUDA rules of sm_70 and newer ("cuda-tensorcore") resolve the wmma/mma intrinsics when a
+    TuneContext is made, even for float32 workloads they never tensorize. That module alone costs
+    about 10 s on a slow core (the whole package 29 s), once per process, and only the process
+    that makes TuneContexts needs it: building replays no rule, so builder workers keep
+    `register_x86_intrinsics_only` as their initializer."""
+    register_x86_intrinsics_only()
+    if is_cuda(target):
+        importlib.import_module(f"{_INTRIN_PKG}.cuda")
+
+
+def build_in_target_scope(mod, target, params=None):
+    """MetaSchedule's default build, run inside `with target:` (a LocalBuilder `f_build`).
+
+    TVM 0.27 hands CUDA source to `tvm_callback_cuda_compile` (NVRTC by default, nvcc with
+    TVM_CUDA_COMPILE_MODE=nvcc) while building, and that callback takes the architecture from
+    `Target.current()`: outside a target scope it asks the GPU instead, which fails where there
+    is none and otherwise opens a CUDA context in every builder worker. Module-level, so the
+    builder's worker processes can import it."""
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build
+
+    with target:
+        return default_build(mod, target, params)
+
+
 def tvm_target(hw) -> Any:
     """A `tvm.target.Target` for a catalog `HardwareTarget`."""
     import tvm

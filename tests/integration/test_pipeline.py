@@ -99,18 +99,24 @@ def test_stages_wrote_their_outputs(pipeline_run):
 
 def test_transfer_study_and_finetuned_registration(pipeline_run):
     work, env = pipeline_run["work"], pipeline_run["env"]
-    study = json.loads((work / "reports/transfer/study.json").read_text())
-    source, target = study["source"], study["target"]
+    report = json.loads((work / "reports/transfer/study.json").read_text())
+    primary, gpu = report["studies"]
+    source, target = report["source"], primary["target"]
     assert {source, target} == set(pipeline_run["targets"])
-    curves = json.loads((work / "reports/metrics/transfer.json").read_text())[target]
+    transfer = json.loads((work / "reports/metrics/transfer.json").read_text())
+    curves = transfer[target]
     assert set(curves["zero_shot"]) == {"0"}
     for approach in ("finetune", "scratch", "lightgbm_rank", "tvm_xgb"):
         assert set(curves[approach]) == {"25", "100"}, approach
-    assert study["source_model"]["name"] == f"tensorcost-{source}"
-    reg = study["finetuned_registered"]
-    show = _run(["tensorcost", "registry", "show", "--target", target, "--alias", "candidate"], work, env)
-    tags = json.loads(show.stdout.split("\n", 1)[1])
-    assert tags["source_model"] == f"tensorcost-{source}/{study['source_model']['version']}" and reg["name"] == f"tensorcost-{target}"
+    assert report["source_model"]["name"] == f"tensorcost-{source}"
+    for study in (primary, gpu):
+        reg = study["finetuned_registered"]
+        show = _run(["tensorcost", "registry", "show", "--target", study["target"], "--alias", "candidate"], work, env)
+        tags = json.loads(show.stdout.split("\n", 1)[1])
+        assert tags["source_model"] == f"tensorcost-{source}/{report['source_model']['version']}" and reg["name"] == f"tensorcost-{study['target']}"
+        assert (work / "reports/transfer/curves" / f"{study['target']}.png").stat().st_size > 0
+    # the bundled GPU target: studied from its bundled records, without TVM's XGBoost (no msfeatures for it)
+    assert gpu["target"] == "cuda-h200" and set(transfer["cuda-h200"]["finetune"]) == {"25", "100"} and not transfer["cuda-h200"]["tvm_xgb"]
     assert (work / "reports/transfer/learning_curve.png").stat().st_size > 0
 
 

@@ -7,7 +7,8 @@ torch = pytest.importorskip("torch")
 
 from tensorcost.features import TOKEN_DIM, flat_vector, tokenize_trace, workload_features
 from tensorcost.models import FeatureSchemaMismatch, load_model
-from tensorcost.models.attention import (N_HARDWARE, N_WORKLOAD, AttentionCostModel, ProgramBatch, lambdarank_loss, make_batch)
+from tensorcost.features import FLAT_PROGRAM_DIM
+from tensorcost.models.attention import (N_HARDWARE, N_WORKLOAD, AttentionCostModel, ProgramBatch, lambdarank_loss, make_batch, ranking_loss)
 
 
 def _synthetic(n_tasks=6, per_task=24, seed=0, max_len=16):
@@ -59,14 +60,53 @@ def test_shapes_and_padding_mask():
     np.testing.assert_allclose(model.predict(noisy), scores, rtol=1e-5, atol=1e-5)
 
 
-def test_tiny_training_lowers_the_loss_and_ranks_better_than_chance():
+@pytest.mark.parametrize("loss,min_pca", [("ranknet", 0.85), ("hybrid", 0.75), ("lambdarank", 0.6)])
+def test_tiny_training_lowers_the_loss_and_ranks_better_than_chance(loss, min_pca):
     from tensorcost.metrics import pairwise_comparison_accuracy
 
     batch, labels, groups, latency = _synthetic()
-    model = _model(epochs=25)
+    model = _model(epochs=25, loss=loss)
     losses = model.fit(batch, labels, groups)
-    assert losses[-1] < losses[0]
-    assert pairwise_comparison_accuracy(groups, model.predict(batch), latency) > 0.7
+    assert losses[-1] < 0.5 * losses[0]
+    assert pairwise_comparison_accuracy(groups, model.predict(batch), latency) > min_pca
+
+
+def test_ranking_losses_weigh_pairs_as_documented():
+    labels = torch.tensor([[1.0, 0.5, 0.02, 0.01]])
+    valid = torch.ones(1, 4, dtype=torch.bool)
+    # only the pair of the two slow programs is mis-ordered
+    scores = torch.tensor([[4.0, 3.0, 1.0, 2.0]])
+    ranknet = float(ranking_loss(scores, labels, valid, "ranknet"))
+    lambdarank = float(ranking_loss(scores, labels, valid, "lambdarank"))
+    # RankNet counts that pair like any other (PCA does); LambdaRank hardly at all (no NDCG at stake)
+    fixed = torch.tensor([[4.0, 3.0, 2.0, 1.0]])
+    assert ranknet - float(ranking_loss(fixed, labels, valid, "ranknet")) > 0.1
+    assert lambdarank - float(ranking_loss(fixed, labels, valid, "lambdarank")) < 0.05
+    assert float(ranking_loss(scores, labels, valid, "hybrid")) > 0
+    with pytest.raises(ValueError, match="unknown ranking loss"):
+        ranking_loss(scores, labels, valid, "listnet")
+
+
+def test_steps_per_epoch_counts_chunks_with_pairs():
+    model = _model(programs_per_group=4, groups_per_batch=2)
+    # groups of 9 (chunks 4, 4, 1: the single is dropped), 5 (4, 1) and 2 (2): 4 chunks, 2 steps
+    groups = ["a"] * 9 + ["b"] * 5 + ["c"] * 2
+    assert model.steps_per_epoch(groups) == 2
+
+
+def test_program_features_feed_the_head_and_travel_with_the_model(tmp_path):
+    batch, labels, groups, latency = _synthetic()
+    rng = np.random.default_rng(1)
+    batch.program = rng.random((len(batch), FLAT_PROGRAM_DIM)).astype(np.float32)
+    model = _model(epochs=2, program_features=True)
+    model.fit(batch, labels, groups)
+    scores = model.predict(batch)
+    other = batch.take(np.arange(len(batch)))
+    other.program = batch.program[::-1].copy()
+    assert not np.allclose(model.predict(other), scores)  # the program summary changes the score
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-1")
+    np.testing.assert_allclose(loaded.predict(batch), scores, rtol=1e-6)
 
 
 def test_deterministic_given_a_seed():
@@ -98,3 +138,6 @@ def test_make_batch_from_feature_columns():
     assert b.tokens.shape == (1, 8, TOKEN_DIM) and b.lengths.tolist() == [2]
     np.testing.assert_allclose(b.workload[0], wl, rtol=1e-6)
     np.testing.assert_allclose(b.hardware[0], list(range(N_HARDWARE)))
+    assert b.program.shape == (1, FLAT_PROGRAM_DIM)
+    with pytest.raises(ValueError, match="flat feature vectors have"):
+        make_batch([tokens.reshape(-1)], [len(tokens)], np.stack([flat[:-1]]), max_len=8)
