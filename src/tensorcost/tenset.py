@@ -153,8 +153,15 @@ def parse_line(obj: dict) -> tuple:
             raise MalformedRecord("costs must be numbers") from None
         if not ok:
             raise MalformedRecord("measured record has a non-positive or non-finite cost")
-        return task, state[1], costs, error_no, timestamp, obj.get("v", "v0.2"), total / len(costs)
-    return task, state[1], costs, error_no, timestamp, obj.get("v", "v0.2"), None
+        return task, state[1], costs, error_no, timestamp, _version(obj), total / len(costs)
+    return task, state[1], costs, error_no, timestamp, _version(obj), None
+
+
+def _version(obj: dict) -> str:
+    version = obj.get("v", "v0.2")
+    if type(version) is not str:
+        raise MalformedRecord("'v' must be a version string")
+    return version
 
 
 def import_file(path: Path, cols: _Columns, target_override: str | None, quarantine, report: ImportReport, workload_cache: dict) -> Iterator[pa.RecordBatch]:

@@ -125,3 +125,11 @@ def test_bad_costs_are_rejected(tmp_path, costs, reason):
     src.write_text(json.dumps(line) + "\n")
     report = import_tenset([src], tmp_path / "o.parquet", workers=1)
     assert report.skipped == 1 and reason in report.examples[0]
+
+
+def test_a_non_string_version_is_quarantined_not_a_crash(tmp_path):
+    line = json.loads(next(l for l in (LOGS / "matmul.json").read_text().splitlines() if l.startswith("{")))
+    src = tmp_path / "v.json"
+    src.write_text(json.dumps(line) + "\n" + json.dumps(line | {"v": ["v0.6"]}) + "\n")
+    report = import_tenset([src], tmp_path / "o.parquet", workers=1)
+    assert report.imported == 1 and report.examples == [f"{src}:2: 'v' must be a version string"]
