@@ -386,7 +386,8 @@ def _transfer_to(p: dict, source: str, target: str, model, resolved, plots: list
         _echo(f"{target}: no MetaSchedule features (no msfeatures stage for this target): tvm_xgb is left out")
     curves, finetuned = transfer_study(
         model, data, [float(k) for k in tp["fractions"]], tp["approaches"], test_fraction=float(tp["test_fraction"]), seed=int(tp["seed"]),
-        finetune_epochs=int(tp["finetune_epochs"]), finetune_steps=int(tp.get("finetune_steps", 0)), attention_params=p["attention"],
+        finetune_epochs=int(tp["finetune_epochs"]), finetune_steps=int(tp.get("finetune_steps", 0)),
+        finetune_lr=float(tp["finetune_lr"]) if tp.get("finetune_lr") else None, attention_params=p["attention"],
         lgb_params=dict(p["train"]["lightgbm"]), feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=_echo,
         keep_finetuned_at=float(tp["register_k"]),
     )
@@ -402,7 +403,8 @@ def _transfer_to(p: dict, source: str, target: str, model, resolved, plots: list
         rep = curves["finetune"][k]
         version = registry.log_and_register(
             out, target, experiment=p["registry"]["experiment"], run_name=f"finetune-{source}-to-{target}",
-            params={"source_model": f"{resolved.name}/{resolved.version}", "k_percent": k, "finetune_epochs": tp["finetune_epochs"], "finetune_steps": tp.get("finetune_steps", 0)},
+            params={"source_model": f"{resolved.name}/{resolved.version}", "k_percent": k, "finetune_epochs": tp["finetune_epochs"], "finetune_steps": tp.get("finetune_steps", 0),
+                    "finetune_lr": tp.get("finetune_lr")},
             metrics={"pca": rep["pca"], "top5": rep["top5"]},
             tags={"target": target, "model_family": "attention", "feature_schema": meta["feature_schema"], "split": f"transfer:{k}%",
                   "source_model": f"{resolved.name}/{resolved.version}", "validation": json.loads((REPORTS_DIR / "validation" / f"{target}.json").read_text())["success"] and "passed" or "failed",

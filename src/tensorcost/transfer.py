@@ -49,6 +49,7 @@ def transfer_study(
     finetune_epochs: int,
     attention_params: dict,
     finetune_steps: int = 0,
+    finetune_lr: float | None = None,
     lgb_params: dict,
     feature_schema: str,
     feature_names: list[str],
@@ -82,6 +83,8 @@ def transfer_study(
         if "finetune" in approaches and source_model is not None:
             model = copy.deepcopy(source_model)
             model.cfg.seed = seed
+            if finetune_lr:  # a smaller step than from scratch: keep what the source learned
+                model.cfg.lr = finetune_lr
             # at small k an epoch is a step or two: fine-tune for at least `finetune_steps` steps
             steps = max(1, model.steps_per_epoch(groups))
             epochs = max(finetune_epochs, -(-finetune_steps // steps))
