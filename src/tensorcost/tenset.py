@@ -17,6 +17,8 @@ import io
 import json
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -179,10 +181,13 @@ def import_file(path: Path, cols: _Columns, target_override: str | None, quarant
     lineno = 0
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped or stripped[:1] == b"#":
-                report.comments += 1
-                continue
+            if line[:1] == b"{":  # the common case: orjson takes the line with its newline
+                stripped = line
+            else:
+                stripped = line.strip()
+                if not stripped or stripped[:1] == b"#":
+                    report.comments += 1
+                    continue
             try:
                 try:
                     obj = loads(stripped)
@@ -197,7 +202,7 @@ def import_file(path: Path, cols: _Columns, target_override: str | None, quarant
                 trace = dumps(steps)
                 vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version}")
             except MalformedRecord as exc:
-                _quarantine(report, quarantine, path, lineno, stripped, str(exc))
+                _quarantine(report, quarantine, path, lineno, stripped.strip(), str(exc))
                 continue
             rows.append((
                 f"{file_tag}{lineno:08x}", w, sha1(trace).hexdigest()[:16], trace, costs if mean is not None else [],
@@ -246,9 +251,13 @@ def _gc_paused():
             gc.enable()
 
 
-def _parse_file(args) -> tuple[bytes, ImportReport, bytes]:
-    """Worker: one file -> (Arrow IPC stream of its records, report, quarantine lines)."""
-    path, target_override = args
+def _parse_file(args) -> tuple[str, ImportReport, bytes]:
+    """Worker: one file -> (an Arrow IPC file of its records in `spool`, report, quarantine lines).
+
+    The records go through a spool file the writer memory-maps, not through the result pipe:
+    a gigabyte of traces pickled, piped and unpickled costs the writer process CPU that the
+    parsers need."""
+    path, target_override, spool = args
     report = ImportReport()
     cols = _Columns()
     quarantine = io.BytesIO()
@@ -256,11 +265,28 @@ def _parse_file(args) -> tuple[bytes, ImportReport, bytes]:
         batches = list(import_file(Path(path), cols, target_override, quarantine, report, {}))
     if len(cols):
         batches.append(cols.to_batch())
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, rec.RECORDS_SCHEMA) as writer:
+    fd, ipc_path = tempfile.mkstemp(suffix=".arrow", dir=spool)
+    with os.fdopen(fd, "wb") as sink, pa.ipc.new_stream(sink, rec.RECORDS_SCHEMA) as writer:
         for b in batches:
             writer.write_batch(b)
-    return sink.getvalue(), report, quarantine.getvalue()
+    return ipc_path, report, quarantine.getvalue()
+
+
+# The writer is the one process all records pass through: dictionary-encode only the columns
+# with few distinct values (trying it on a million distinct traces is wasted work) and keep
+# min/max statistics off the long text columns (nobody filters on a trace's min).
+_DICT_COLUMNS = ["source", "target", "task_id", "task_name", "networks", "op_kind", "shapes", "tvm_version"]
+_STATS_COLUMNS = ["target", "task_id", "task_weight", "latency_s", "error_no", "measured_at"]
+
+
+def _spool_root(out: Path) -> str:
+    """/dev/shm when writable with room to spare (containers often give it 64 MB), else beside `out`."""
+    try:
+        if os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free > 2 << 30:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return str(out.parent)
 
 
 def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | None = None, workers: int | None = None, progress: bool = True) -> ImportReport:
@@ -279,10 +305,22 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     quarantine = out.with_name(out.name + ".quarantine.jsonl")
     tmp_out = out.with_name(out.name + ".tmp")
     report = ImportReport()
-    jobs = [(str(f), target) for f in files]
+    # tmpfs when there is one: the spool files are written once, read once, deleted
+    spool = tempfile.TemporaryDirectory(prefix="tensorcost-import-", dir=_spool_root(out))
+    jobs = [(str(f), target, spool.name) for f in files]
     pending: list[pa.RecordBatch] = []
+    pending_files: list[str] = []
     pending_rows = 0
-    with pq.ParquetWriter(tmp_out, rec.RECORDS_SCHEMA, compression="zstd") as writer, open(quarantine, "wb") as qf, \
+
+    def flush() -> None:
+        nonlocal pending, pending_files, pending_rows
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending))
+        for f in pending_files:
+            os.unlink(f)
+        pending, pending_files, pending_rows = [], [], 0
+
+    with spool, pq.ParquetWriter(tmp_out, rec.RECORDS_SCHEMA, compression="zstd", use_dictionary=_DICT_COLUMNS, write_statistics=_STATS_COLUMNS) as writer, open(quarantine, "wb") as qf, \
             tqdm(total=len(files), desc="import", unit="file", disable=not progress) as bar:
         if workers == 1:
             results = map(_parse_file, jobs)
@@ -293,18 +331,17 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
             pool = mp.get_context("fork").Pool(workers)
             results = pool.imap(_parse_file, jobs, chunksize=1)
         try:
-            for ipc, rep, qlines in results:
+            for ipc_path, rep, qlines in results:
                 report.merge(rep)
                 qf.write(qlines)
-                for batch in pa.ipc.open_stream(ipc):
+                for batch in pa.ipc.open_stream(pa.memory_map(ipc_path)):  # zero-copy views of the spool file
                     pending.append(batch)
                     pending_rows += batch.num_rows
+                pending_files.append(ipc_path)
                 if pending_rows >= BATCH_ROWS:
-                    writer.write_table(pa.Table.from_batches(pending))
-                    pending, pending_rows = [], 0
+                    flush()
                 bar.update(1)
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending))
+            flush()
         finally:
             if pool is not None:
                 pool.close()

@@ -133,3 +133,16 @@ def test_a_non_string_version_is_quarantined_not_a_crash(tmp_path):
     src.write_text(json.dumps(line) + "\n" + json.dumps(line | {"v": ["v0.6"]}) + "\n")
     report = import_tenset([src], tmp_path / "o.parquet", workers=1)
     assert report.imported == 1 and report.examples == [f"{src}:2: 'v' must be a version string"]
+
+
+def test_spool_files_are_removed_after_the_import(tmp_path, monkeypatch):
+    from tensorcost import tenset
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tenset, "_spool_root", lambda out: str(spool))
+    for i in range(3):
+        shutil.copy(LOGS / "resnet-50-NHWC-B1-llvm.json", tmp_path / f"r{i}.json")
+    report = import_tenset(sorted(tmp_path.glob("r*.json")), tmp_path / "o.parquet", workers=2)
+    assert report.imported == 3 * 26 and read_records(tmp_path / "o.parquet").num_rows == 3 * 26
+    assert list(spool.iterdir()) == []
