@@ -25,9 +25,9 @@ def extract_ms_features(tasks_by_id: dict, rows: Sequence[tuple[str, str]], targ
     """PerStoreFeature matrices for `(task_id, trace_json)` rows, in order (TVM)."""
     import tvm.s_tir.meta_schedule as ms
 
-    from ..tvm_support import apply_trace_json, register_x86_intrinsics_only
+    from ..tvm_support import apply_trace_json, register_intrinsics_for
 
-    register_x86_intrinsics_only()
+    register_intrinsics_for(target)
     extractor = ms.feature_extractor.PerStoreFeature()
     out: list[np.ndarray | None] = [None] * len(rows)
     by_task: dict[str, list[int]] = {}
