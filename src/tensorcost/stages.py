@@ -319,11 +319,11 @@ def train_attention_target(target_id: str) -> None:
     report = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), _task_weights(df))
     out = MODELS_DIR / f"attention-{target_id}"
     model.save(out)
-    tags = _version_tags(target_id, "attention", "lambdarank", meta["feature_schema"], p, report)
+    tags = _version_tags(target_id, "attention", model.cfg.loss, meta["feature_schema"], p, report)
     version = registry.log_and_register(
         out, target_id, experiment=p["registry"]["experiment"], run_name=f"train-attention-{target_id}",
         params={f"attention.{k}": v for k, v in p["attention"].items()}, metrics=report.to_dict(), tags=tags,
-        curves={"train_lambdarank_loss": losses},
+        curves={f"train_{model.cfg.loss}_loss": losses},
     )
     info = {"registered_model": registry.model_name(target_id), "version": version, "alias": registry.CANDIDATE, "model_family": "attention", "metrics": report.to_dict(), "epoch_losses": losses}
     (REPORTS_DIR / "train").mkdir(parents=True, exist_ok=True)

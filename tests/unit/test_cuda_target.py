@@ -58,27 +58,22 @@ def test_sample_cuda_programs_and_lower_to_cuda_source():
 
 
 def test_runner_device_type_and_gpu_builder_runner(monkeypatch):
-    import tvm.s_tir.meta_schedule as ms
+    import os
 
     from tensorcost.tvm_support import build_in_target_scope
 
-    made = {}
-    monkeypatch.setattr(ms.builder, "LocalBuilder", lambda **kw: made.setdefault("builder", kw))
-    monkeypatch.setattr(ms.runner, "LocalRunner", lambda **kw: made.setdefault("runner", kw))
     monkeypatch.setenv("TVM_NUM_THREADS", "7")
     gpu = hardware.catalog_gpus()["cuda-h200"]
     assert collect.runner_device_type(gpu) == "cuda"
-    collect.make_builder_runner(gpu, collect.MeasureConfig(builder_workers=14))
-    assert made["builder"]["max_workers"] == 14 and made["builder"]["f_build"] is build_in_target_scope
-    import os
-
+    # real MetaSchedule builder and runner objects (no worker process starts before a build)
+    builder, _ = collect.make_builder_runner(gpu, collect.MeasureConfig(builder_workers=14))
+    assert builder.max_workers == 14 and builder._inst.f_build is build_in_target_scope
     assert os.environ["TVM_NUM_THREADS"] == "7"  # a GPU target leaves the CPU thread pool alone
     cpu = hardware.HardwareTarget("cpu-avx2-t2", "cpu", 32, 2, 2, 2.5, 48, 1280, 55296, mcpu="haswell")
     assert collect.runner_device_type(cpu) == "cpu"
-    made.clear()
-    collect.make_builder_runner(cpu, collect.MeasureConfig())
+    builder, _ = collect.make_builder_runner(cpu, collect.MeasureConfig())
     assert os.environ["TVM_NUM_THREADS"] == "2"
-    assert made["builder"]["f_build"] is None  # CPU builds stay MetaSchedule's default
+    assert builder._inst.f_build is None  # CPU builds stay MetaSchedule's default
 
 
 def test_task_set_kind():

@@ -181,16 +181,18 @@ class AttentionCostModel:
         return cls(meta, cfg)
 
     # -- normalisation of the context features (standardised with training statistics)
+    def _standardised(self, x: np.ndarray, prefix: str = "") -> np.ndarray:
+        mean, std = np.asarray(self.norm[f"{prefix}mean"], np.float32), np.asarray(self.norm[f"{prefix}std"], np.float32)
+        return ((x - mean) / std).astype(np.float32)
+
     def _context(self, batch: ProgramBatch) -> np.ndarray:
-        x = np.concatenate([batch.workload, batch.hardware], axis=1)
-        mean, std = np.asarray(self.norm["mean"], np.float32), np.asarray(self.norm["std"], np.float32)
-        return (x - mean) / std
+        return self._standardised(np.concatenate([batch.workload, batch.hardware], axis=1))
 
     def _program(self, batch: ProgramBatch) -> np.ndarray:
+        """The standardised program summary; zeros for a model trained without it."""
         if "program_mean" not in self.norm:
             return np.zeros_like(batch.program)
-        mean, std = np.asarray(self.norm["program_mean"], np.float32), np.asarray(self.norm["program_std"], np.float32)
-        return ((batch.program - mean) / std).astype(np.float32)
+        return self._standardised(batch.program, "program_")
 
     @staticmethod
     def _stats(x: np.ndarray) -> tuple[list, list]:
