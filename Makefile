@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # Idempotent and fast when nothing changed: re-installs only when the pins or the package metadata change.
 setup: $(STAMP)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt src/tensorcost/_recscan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'

@@ -4,7 +4,8 @@
 
 Generates `measure_records/<platform>/<task>.json` files from the real records in
 tests/data/autoscheduler_logs (workload keys, steps and costs perturbed so every line is a
-distinct record), then times the import into Parquet. Prints per-run and median records/s and
+distinct record; the perturbed costs have 17 significant digits where TVM writes at most 6, the
+C scanner's slow case), then times the import into Parquet. Prints per-run and median records/s and
 the importer's peak RSS.
 """
 
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/tensorcost-bench"))
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    ap.add_argument("--reference-parser", action="store_true", help="time the reference path (orjson) instead of the C scanner")
     args = ap.parse_args()
     src = args.workdir / "tenset"
     if not (src / "measure_records").exists():
@@ -70,6 +72,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "tensorcost.cli", "import-tenset", str(src / "measure_records"), "--out", str(out)]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
+        if args.reference_parser:
+            cmd += ["--reference-parser"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         dt = time.perf_counter() - t0

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/tenset_parse_profile.py --files 40
 
-Prints (1) the cost of the per-line steps (orjson decode, trace re-serialization, SHA-1) on a
-real line, (2) the parsers alone (`tenset._parse_file`, no writer) in this process and in a pool
+Prints (1) the cost of the per-line steps (the C scanner; the reference path's orjson decode and
+trace re-serialization; SHA-1) on the generated lines, (2) the parsers alone (`tenset._parse_file`, no writer) in this process and in a pool
 of 2 processes, and (3) the writer's Parquet encoding of the same records.
 """
 
@@ -36,13 +36,16 @@ def main() -> None:
     lines = [line for f in files[:3] for line in f.open("rb")]  # the generator's lines vary in length
     steps = [orjson.loads(line)["i"][1][1] for line in lines]
     traces = [orjson.dumps(s) for s in steps]
-    for name, fn in (("orjson.loads(line)", lambda: [orjson.loads(x) for x in lines]), ("orjson.dumps(steps)", lambda: [orjson.dumps(x) for x in steps]),
-                     ("sha1(trace)", lambda: [hashlib.sha1(x).hexdigest()[:16] for x in traces])):
+    steps_fns = [("orjson.loads(line)", lambda: [orjson.loads(x) for x in lines]), ("orjson.dumps(steps)", lambda: [orjson.dumps(x) for x in steps]),
+                 ("sha1(trace)", lambda: [hashlib.sha1(x).hexdigest()[:16] for x in traces])]
+    if tenset._scan_record is not None:  # the C fast path replaces the first two
+        steps_fns.insert(0, ("C scan_record(line)", lambda: [tenset._scan_record(x) for x in lines]))
+    for name, fn in steps_fns:
         best = min(timeit.repeat(fn, number=1, repeat=5))
         print(f"{name:22s} {best / len(lines) * 1e6:.2f} us a line (mean line {sum(map(len, lines)) / len(lines):.0f} bytes)")
 
     with tempfile.TemporaryDirectory() as spool:
-        jobs = [(str(f), None, spool) for f in files]
+        jobs = [(str(f), None, spool, True) for f in files]
         t0, c0 = time.perf_counter(), time.process_time()
         outs = [tenset._parse_file(j) for j in jobs]
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0

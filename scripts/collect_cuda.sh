@@ -19,6 +19,7 @@
 #
 # Environment: OUT (default $WORK/out), WORK (default /tmp/tensorcost-cuda), PROGRAMS,
 # TVM_CUDA_COMPILE_MODE (nvcc | nvrtc; default nvcc, the other one is tried when it fails),
+# MODE (collect | remeasure: the 5% noise study of the bundled records of this GPU instead),
 # HIDE_TORCH (default 1: the collector needs no torch, and tvm_ffi imports it in every builder
 # worker otherwise, about 2 s per process), TASK_LIMIT (measure only the first N tasks).
 set -uo pipefail
@@ -113,6 +114,21 @@ fi
 source "$WORK/smoke.env"
 export TVM_CUDA_COMPILE_MODE
 say "target $TARGET, CUDA compile mode $TVM_CUDA_COMPILE_MODE"
+
+# 3b. MODE=remeasure: the noise study of the bundled GPU records instead of a collection ------
+# (a random 5% of the valid records measured again on the same kind of GPU; see docs/DATASET.md)
+if [ "${MODE:-collect}" = remeasure ]; then
+  first="$repo/data/bundled/records-$TARGET.parquet"
+  [ -f "$first" ] || { say "no bundled records for $TARGET ($first): re-measure needs the GPU they came from"; exit 5; }
+  t=$(( $(left) - 10 ))
+  say "re-measuring 5% of $first (timeout ${t}s)"
+  timeout -k 10 $t python3 -m tensorcost.cli dataset remeasure --records "$first" --programs "$repo/data/bundled/gpu" \
+    --target "$TARGET" --out "$OUT/noise-$TARGET.parquet" --fraction 0.05 --seed 0 --params "$repo/docs/dataset-params-cuda.yaml"
+  say "remeasure rc $?"
+  ls -la "$OUT"
+  sleep 1
+  exit 0
+fi
 
 # 4. The GPU task set -----------------------------------------------------------------------
 python3 - "$repo/docs/dataset-params-cuda.yaml" "$WORK/params.yaml" "$TARGET" "$repo/data/bundled" <<'EOF'

@@ -112,6 +112,7 @@ def import_tenset_cmd(
     out: str = typer.Option(..., "--out", help="canonical records Parquet file to write"),
     target: Optional[str] = typer.Option(None, help="target id for every record (default: from the platform directory or target string)"),
     workers: int = typer.Option(0, help="parallel parser processes (0 = all cores)"),
+    reference_parser: bool = typer.Option(False, "--reference-parser", help="parse every line with the reference path (orjson), not the C scanner"),
 ) -> None:
     """Import auto_scheduler / TenSet measure records (v0.2-v0.6) into the canonical table.
 
@@ -121,7 +122,7 @@ def import_tenset_cmd(
     from .tenset import import_tenset
 
     try:
-        report = import_tenset(paths, out, target=target, workers=workers or None)
+        report = import_tenset(paths, out, target=target, workers=workers or None, fast=not reference_parser)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
@@ -129,7 +130,8 @@ def import_tenset_cmd(
         typer.echo(ex, err=True)
     if report.skipped:
         typer.echo(f"skipped {report.skipped} malformed line(s) of {report.lines}; written to {out}.quarantine.jsonl", err=True)
-    typer.echo(json.dumps({"files": report.files, "lines": report.lines, "imported": report.imported, "skipped": report.skipped, "comments": report.comments, "out": out}))
+    typer.echo(json.dumps({"files": report.files, "lines": report.lines, "imported": report.imported, "skipped": report.skipped, "comments": report.comments,
+                           "fast_path_lines": report.fast_lines, "out": out}))
     if report.imported == 0:
         typer.echo("error: nothing imported", err=True)
         raise typer.Exit(1)

@@ -30,6 +30,11 @@ import pyarrow.parquet as pq
 from . import records as rec
 from .features import classify_op
 
+try:  # the C fast path (src/tensorcost/_recscan.c), built by `pip install`; optional
+    from ._recscan import scan_record as _scan_record
+except ImportError:  # pragma: no cover - only without a C compiler at install time
+    _scan_record = None
+
 BATCH_ROWS = 65536
 _INF = float("inf")
 TENSET_PLATFORMS = ("platinum-8272", "e5-2673", "epyc-7452", "graviton2", "k80", "t4")
@@ -42,6 +47,7 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     comments: int = 0
+    fast_lines: int = 0  # lines the C scanner took; the rest went through the reference path
     errors_by_reason: dict = field(default_factory=dict)
     examples: list = field(default_factory=list)  # first few "path:line: reason"
 
@@ -51,6 +57,7 @@ class ImportReport:
         self.imported += other.imported
         self.skipped += other.skipped
         self.comments += other.comments
+        self.fast_lines += other.fast_lines
         for k, v in other.errors_by_reason.items():
             self.errors_by_reason[k] = self.errors_by_reason.get(k, 0) + v
         self.examples.extend(other.examples[: max(0, 20 - len(self.examples))])
@@ -143,8 +150,8 @@ def parse_line(obj: dict) -> tuple:
     if not (isinstance(res, list) and len(res) >= 4 and isinstance(res[0], list)):
         raise MalformedRecord("'r' must be [costs, error_no, all_cost, timestamp]")
     costs, error_no, _, timestamp = res[0], res[1], res[2], res[3]
-    if not isinstance(error_no, int):
-        raise MalformedRecord("error_no must be an integer")
+    if type(error_no) is not int or not -(2**31) <= error_no < 2**31:
+        raise MalformedRecord("error_no must be a 32-bit integer")
     if error_no == 0:
         if not costs:
             raise MalformedRecord("measured record (error_no 0) without costs")
@@ -166,22 +173,44 @@ def _version(obj: dict) -> str:
     return version
 
 
-def import_file(path: Path, cols: _Columns, target_override: str | None, quarantine, report: ImportReport, workload_cache: dict) -> Iterator[pa.RecordBatch]:
+def import_file(path: Path, cols: _Columns, target_override: str | None, quarantine, report: ImportReport, workload_cache: dict, fast: bool = True) -> Iterator[pa.RecordBatch]:
     """Stream one file into `cols`, yielding full batches; bad lines go to `quarantine`.
 
-    The loop body is the importer's hot path: keep per-record work to decoding, validation, the
-    trace's re-serialization and hash, and one tuple append.
+    Each line first goes to the C scanner (`_recscan.scan_record`), which handles the common,
+    well-formed line; whatever it declines (malformed, or merely unusual) takes the reference
+    path: orjson + `parse_line`, which accepts a superset and words the `path:line: reason`.
+    Both give identical fields for the lines the scanner accepts (tested). The loop body is the
+    importer's hot path: keep per-record work to one scan, a hash and one tuple append.
     """
     report.files += 1
     # record ids: a per-file tag and the line number (unique, deterministic, no hashing per line)
     file_tag = _sha(str(path), 12)
     rows = cols.rows
     versions: dict = {}
-    loads, dumps, sha1 = orjson.loads, orjson.dumps, hashlib.sha1
-    lineno = 0
+    scan = _scan_record if fast else None
+    sha1 = hashlib.sha1
+    lineno = fast_lines = 0
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
-            if line[:1] == b"{":  # the common case: orjson takes the line with its newline
+            if line[:1] == b"{":  # the common case: the scanners take the line with its newline
+                fields = scan(line) if scan is not None else None
+                if fields is not None:
+                    key, trace, costs, mean, error_no, timestamp, version = fields
+                    w = workload_cache.get(key)
+                    if w is None:
+                        try:
+                            w = _workload(path, *orjson.loads(b"[" + key + b"]"), target_override, cols)
+                        except MalformedRecord as exc:
+                            _quarantine(report, quarantine, path, lineno, line.strip(), str(exc))
+                            continue
+                        workload_cache[key] = w
+                    vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version.decode() if version else 'v0.2'}")
+                    rows.append((f"{file_tag}{lineno:08x}", w, sha1(trace).hexdigest()[:16], trace, costs, mean, error_no, timestamp, vstr))
+                    fast_lines += 1
+                    if len(rows) >= BATCH_ROWS:
+                        yield cols.to_batch()
+                        rows = cols.rows
+                    continue
                 stripped = line
             else:
                 stripped = line.strip()
@@ -189,30 +218,37 @@ def import_file(path: Path, cols: _Columns, target_override: str | None, quarant
                     report.comments += 1
                     continue
             try:
-                try:
-                    obj = loads(stripped)
-                except orjson.JSONDecodeError as exc:
-                    raise MalformedRecord(f"invalid JSON ({str(exc).split(':')[0]})") from None
-                task, steps, costs, error_no, timestamp, version, mean = parse_line(obj)
-                key = (task[0], task[1])
-                w = workload_cache.get(key)
-                if w is None:
-                    w = _workload(path, task[0], task[1], target_override, cols)
-                    workload_cache[key] = w
-                trace = dumps(steps)
-                vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version}")
+                row = _reference_row(path, stripped, cols, target_override, workload_cache, versions)
             except MalformedRecord as exc:
                 _quarantine(report, quarantine, path, lineno, stripped.strip(), str(exc))
                 continue
-            rows.append((
-                f"{file_tag}{lineno:08x}", w, sha1(trace).hexdigest()[:16], trace, costs if mean is not None else [],
-                mean, error_no, float(timestamp) if type(timestamp) in (int, float) else 0.0, vstr,
-            ))
-            report.imported += 1
+            rows.append((f"{file_tag}{lineno:08x}", *row))
+            report.imported += 1  # the fast path's lines are added once, after the loop
             if len(rows) >= BATCH_ROWS:
                 yield cols.to_batch()
                 rows = cols.rows
     report.lines += lineno
+    report.fast_lines += fast_lines
+    report.imported += fast_lines
+
+
+def _reference_row(path: Path, line: bytes, cols: _Columns, target_override: str | None, workload_cache: dict, versions: dict) -> tuple:
+    """The reference path for one line (orjson + `parse_line`): a row without its record id, or
+    MalformedRecord with the reason."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRecord(f"invalid JSON ({str(exc).split(':')[0]})") from None
+    task, steps, costs, error_no, timestamp, version, mean = parse_line(obj)
+    key = (task[0], task[1])
+    w = workload_cache.get(key)
+    if w is None:
+        w = _workload(path, task[0], task[1], target_override, cols)
+        workload_cache[key] = w
+    trace = orjson.dumps(steps)
+    vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version}")
+    return (w, hashlib.sha1(trace).hexdigest()[:16], trace, costs if mean is not None else [], mean, error_no,
+            float(timestamp) if type(timestamp) in (int, float) else 0.0, vstr)
 
 
 def _workload(path: Path, wkey: str, target_str: str, target_override: str | None, cols: _Columns) -> int:
@@ -257,12 +293,12 @@ def _parse_file(args) -> tuple[str, ImportReport, bytes]:
     The records go through a spool file the writer memory-maps, not through the result pipe:
     a gigabyte of traces pickled, piped and unpickled costs the writer process CPU that the
     parsers need."""
-    path, target_override, spool = args
+    path, target_override, spool, fast = args
     report = ImportReport()
     cols = _Columns()
     quarantine = io.BytesIO()
     with _gc_paused():
-        batches = list(import_file(Path(path), cols, target_override, quarantine, report, {}))
+        batches = list(import_file(Path(path), cols, target_override, quarantine, report, {}, fast))
     if len(cols):
         batches.append(cols.to_batch())
     fd, ipc_path = tempfile.mkstemp(suffix=".arrow", dir=spool)
@@ -289,7 +325,8 @@ def _spool_root(out: Path) -> str:
     return str(out.parent)
 
 
-def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | None = None, workers: int | None = None, progress: bool = True) -> ImportReport:
+def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | None = None, workers: int | None = None, progress: bool = True,
+                  fast: bool = True) -> ImportReport:
     """Import record files into the canonical Parquet table `out` (and `<out>.quarantine.jsonl`).
 
     Worker processes parse files in parallel and hand Arrow batches to this process, the single
@@ -307,7 +344,7 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     report = ImportReport()
     # tmpfs when there is one: the spool files are written once, read once, deleted
     spool = tempfile.TemporaryDirectory(prefix="tensorcost-import-", dir=_spool_root(out))
-    jobs = [(str(f), target, spool.name) for f in files]
+    jobs = [(str(f), target, spool.name, fast) for f in files]
     pending: list[pa.RecordBatch] = []
     pending_files: list[str] = []
     pending_rows = 0

@@ -1,0 +1,7 @@
+"""Only the C extension lives here; all other metadata is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+# The TenSet importer's C fast path. Optional: without a C compiler the install still succeeds
+# and the importer takes its reference path (orjson) for every line, about 2x slower.
+setup(ext_modules=[Extension("tensorcost._recscan", ["src/tensorcost/_recscan.c"], optional=True)])
