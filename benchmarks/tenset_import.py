@@ -4,7 +4,7 @@
 
 Generates `measure_records/<platform>/<task>.json` files from the real records in
 tests/data/autoscheduler_logs (workload keys, steps and costs perturbed so every line is a
-distinct record; the perturbed costs have 17 significant digits where TVM writes at most 6, the
+distinct record; the perturbed costs have 17 significant digits where the real files have at most 6, the
 C scanner's slow case), then times the import into Parquet. Prints per-run and median records/s and
 the importer's peak RSS.
 """
@@ -15,7 +15,6 @@ import argparse
 import json
 import random
 import resource
-import shutil
 import statistics
 import subprocess
 import sys

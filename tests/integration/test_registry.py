@@ -1,6 +1,5 @@
 """Registry behaviour against a real MLflow store with real (small) LightGBM models."""
 
-import json
 import subprocess
 import sys
 
