@@ -15,11 +15,12 @@
  * them), a bad or missing cost, ... The caller then takes the reference path (orjson +
  * tensorcost.tenset.parse_line), which gives the precise `path:line: reason` or imports the
  * line. So this module only ever accepts a strict subset of what the reference path accepts,
- * and for that subset it must produce exactly the same fields: tests/unit/test_tenset.py
- * checks both on the real files and on edge cases.
+ * and for that subset it must produce exactly the same fields: tests/unit/test_recscan.py
+ * checks both on the real files, on edge cases and on random corruptions.
  *
  * Why C: orjson builds a Python object for every list and number of a ~900-byte line only for
- * the importer to serialize the steps again; scanning the bytes once is about 5x cheaper.
+ * the importer to serialize the steps again; scanning the bytes once took 3.5-3.7 us a line
+ * where the decode and re-serialization took about 8 (benchmarks/tenset_parse_profile.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,7 +28,7 @@
 #include <string.h>
 #if defined(__GLIBC__)
 #include <locale.h>
-static locale_t c_locale;  /* strtod_l in the "C" locale: correctly rounded, ~4x faster than PyOS_string_to_double */
+static locale_t c_locale;  /* strtod_l in the "C" locale: correctly rounded, and not Python's slower big-number dtoa */
 #endif
 
 #define MAX_DEPTH 64   /* steps nest 3 deep; anything deeper goes to the reference path */
@@ -220,6 +221,20 @@ static int scan_value(Scan *s, int depth)
     }
 }
 
+/* The rest of an array whose remaining elements are not used: validated up to its ']'. */
+static int skip_rest_of_array(Scan *s)
+{
+    for (;;) {
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (expect(s, ',') < 0 || scan_value(s, 2) < 0)
+            return -1;
+    }
+}
+
 static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
@@ -300,7 +315,6 @@ static int number_value(Scan *s, double *v, int *is_int)
 
 typedef struct {
     const char *key_start, *key_end;     /* `"wk", "target"` */
-    const char *steps_start, *steps_end;
     char *trace_out, *trace_end;  /* where the compact steps go, and their end */
     double costs[MAX_COSTS];
     int n_costs, costs_numeric, costs_float;
@@ -323,27 +337,18 @@ static int scan_input(Scan *s, Record *r)
     if (scan_string(s, 1) < 0)
         return -1;
     r->key_end = s->p;
-    for (;;) {  /* hardware_params, target_host, ...: validated, not used */
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            break;
-        }
-        if (expect(s, ',') < 0 || scan_value(s, 2) < 0)
-            return -1;
-    }
+    if (skip_rest_of_array(s) < 0)  /* hardware_params, target_host, ... */
+        return -1;
     if (expect(s, ',') < 0 || expect(s, '[') < 0 || scan_value(s, 2) < 0 || expect(s, ',') < 0)
         return -1;
     skip_ws(s);
     if (s->p >= s->end || *s->p != '[')
         return -1;
-    r->steps_start = s->p;
     s->out = r->trace_out;  /* the compact copy is made while validating, in one pass */
     if (scan_value(s, 2) < 0)  /* a float or an escape in the steps: orjson would re-spell it */
         return -1;
     r->trace_end = s->out;
     s->out = NULL;
-    r->steps_end = s->p;
     return (expect(s, ']') < 0 || expect(s, ']') < 0) ? -1 : 0;
 }
 
@@ -394,15 +399,7 @@ static int scan_result(Scan *s, Record *r)
     skip_ws(s);
     if (number_value(s, &r->timestamp, &is_int) < 0)
         return -1;
-    for (;;) {
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        if (expect(s, ',') < 0 || scan_value(s, 2) < 0)
-            return -1;
-    }
+    return skip_rest_of_array(s);  /* fields after the timestamp */
 }
 
 static int scan_line(Scan *s, Record *r)
@@ -477,10 +474,10 @@ static PyObject *scan_record(PyObject *Py_UNUSED(self), PyObject *arg)
     if (_PyBytes_Resize(&trace, r.trace_end - PyBytes_AS_STRING(trace)) < 0)
         return NULL;
 
-    PyObject *costs = NULL, *mean = Py_None, *version = Py_None;
+    PyObject *mean = Py_None, *version = Py_None;
     Py_INCREF(Py_None);
     Py_INCREF(Py_None);
-    costs = PyList_New(measured ? r.n_costs : 0);  /* failed measurements keep no latencies */
+    PyObject *costs = PyList_New(measured ? r.n_costs : 0);  /* failed measurements keep no latencies */
     if (!costs)
         goto fail;
     if (measured) {

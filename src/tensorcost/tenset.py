@@ -1,4 +1,4 @@
-"""TenSet / auto_scheduler measure-record importer (pure Python + orjson + Arrow, no TVM).
+"""TenSet / auto_scheduler measure-record importer (Python + orjson + Arrow, an optional C scanner; no TVM).
 
 Reads record files of format versions v0.2 to v0.6, one JSON object a line:
 `{"i": [[workload_key, target, hardware_params?, target_host?, layout_rewrite?, task_inputs?],
@@ -118,7 +118,7 @@ class _Columns:
             "target": wl[0], "task_id": wl[1], "task_name": wl[2], "networks": pa.array(["{}"] * n, pa.string()),
             "task_weight": pa.array([1] * n, pa.int32()), "op_kind": wl[3], "shapes": wl[4],
             "flops": pa.array([0.0] * n, pa.float64()), "bytes_moved": pa.array([0.0] * n, pa.float64()),
-            "program_id": pa.array(pid, pa.string()), "trace": pa.array(trace, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
+            "program_id": pa.array(pid, pa.string()), "trace": pa.array(trace, pa.binary()).view(pa.string()),  # orjson's or the scanner's (ASCII) output: valid UTF-8
             "latencies": pa.array(lats, pa.list_(pa.float64())), "latency_s": pa.array(lat, pa.float64()),
             "error_no": pa.array(err, pa.int32()), "error_msg": pa.nulls(n, pa.string()),
             "measured_at": pa.array(at, pa.float64()), "tvm_version": pa.array(ver, pa.string()),
@@ -189,47 +189,38 @@ def import_file(path: Path, cols: _Columns, target_override: str | None, quarant
     versions: dict = {}
     scan = _scan_record if fast else None
     sha1 = hashlib.sha1
-    lineno = fast_lines = 0
+    lineno = 0
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
-            if line[:1] == b"{":  # the common case: the scanners take the line with its newline
-                fields = scan(line) if scan is not None else None
-                if fields is not None:
-                    key, trace, costs, mean, error_no, timestamp, version = fields
-                    w = workload_cache.get(key)
-                    if w is None:
-                        try:
-                            w = _workload(path, *orjson.loads(b"[" + key + b"]"), target_override, cols)
-                        except MalformedRecord as exc:
-                            _quarantine(report, quarantine, path, lineno, line.strip(), str(exc))
-                            continue
-                        workload_cache[key] = w
-                    vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version.decode() if version else 'v0.2'}")
-                    rows.append((f"{file_tag}{lineno:08x}", w, sha1(trace).hexdigest()[:16], trace, costs, mean, error_no, timestamp, vstr))
-                    fast_lines += 1
-                    if len(rows) >= BATCH_ROWS:
-                        yield cols.to_batch()
-                        rows = cols.rows
-                    continue
+            if line[:1] == b"{":  # the common case: the parsers take the line with its newline
                 stripped = line
+                fields = scan(line) if scan is not None else None
             else:
                 stripped = line.strip()
                 if not stripped or stripped[:1] == b"#":
                     report.comments += 1
                     continue
+                fields = None
             try:
-                row = _reference_row(path, stripped, cols, target_override, workload_cache, versions)
+                if fields is not None:  # the scanner's fields; only a new workload costs a decode
+                    key, trace, costs, mean, error_no, timestamp, version = fields
+                    w = workload_cache.get(key)
+                    if w is None:
+                        w = workload_cache[key] = _workload(path, *orjson.loads(b"[" + key + b"]"), target_override, cols)
+                    vstr = versions.get(version) or versions.setdefault(version, f"auto_scheduler-{version.decode() if version else 'v0.2'}")
+                    row = (w, sha1(trace).hexdigest()[:16], trace, costs, mean, error_no, timestamp, vstr)
+                    report.fast_lines += 1
+                else:
+                    row = _reference_row(path, stripped, cols, target_override, workload_cache, versions)
             except MalformedRecord as exc:
                 _quarantine(report, quarantine, path, lineno, stripped.strip(), str(exc))
                 continue
             rows.append((f"{file_tag}{lineno:08x}", *row))
-            report.imported += 1  # the fast path's lines are added once, after the loop
+            report.imported += 1
             if len(rows) >= BATCH_ROWS:
                 yield cols.to_batch()
                 rows = cols.rows
     report.lines += lineno
-    report.fast_lines += fast_lines
-    report.imported += fast_lines
 
 
 def _reference_row(path: Path, line: bytes, cols: _Columns, target_override: str | None, workload_cache: dict, versions: dict) -> tuple:
