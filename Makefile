@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast clean-state mlflow-ui
+.PHONY: setup run study test test-fast clean-state mlflow-ui
 
 # Idempotent and fast when nothing changed: re-installs only when the pins or the package metadata change.
 setup: $(STAMP)
-$(STAMP): pyproject.toml setup.py constraints.txt src/tensorcost/_recscan.c
+$(STAMP): pyproject.toml setup.py constraints.txt src/tensorcost/records/_recscan.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
@@ -18,6 +18,15 @@ run: setup
 	@test -d .dvc || $(BIN)/dvc init -q
 	$(BIN)/dvc config core.analytics false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+# The full study (docs/RESULTS.md has its wall time): every bundled target, all four splits, the
+# full attention model, a bigger sample of this machine. An experiment over params-study.yaml:
+# it leaves the study's params and results in the workspace (`git checkout params.yaml` and
+# `dvc checkout` return to the default profile).
+study: setup
+	@test -d .dvc || $(BIN)/dvc init -q
+	cp params-study.yaml params.yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name study-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q

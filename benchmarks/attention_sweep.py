@@ -1,11 +1,11 @@
 """Hyper-parameter sweep of the attention cost model on the current features (data/features/).
 
-    .venv/bin/python benchmarks/attention_sweep.py --targets cpu-avx512-t2 --splits by_network \
+    .venv/bin/python benchmarks/attention_sweep.py --targets zen5-2c.avx2-t1 --splits by_network \
         --grid '{"epochs": [4, 30], "loss": ["lambdarank", "ranknet"]}' --out reports/sweep.json
 
-Every combination of the grid (over params.yaml's `attention` section) is trained on the split's
-training side and scored on its test side; LightGBM (lambdarank, params.yaml) is the reference,
-trained on the same rows. Prints PCA / top-5 / train seconds per run and writes them as JSON.
+Every combination of the grid (over params.yaml's `models.attention` preset) is trained on the
+split's training side and scored on its test side; the `--reference` presets are trained on the
+same rows. Prints PCA / top-5 / train seconds per run and writes them as JSON.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorcost import stages
-from tensorcost.evaluation import TargetData, _weights, fit_predict, split_mask, take_rows
+from tensorcost.evaluation import ModelSpec, fit_predict, network_weights, split_mask
+from tensorcost.features import load_feature_table
 from tensorcost.metrics import ranking_report
-from tensorcost.params_io import load_params
+from tensorcost.params import load_params
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", default="")
     ap.add_argument("--splits", default="by_network")
-    ap.add_argument("--grid", default="{}", help="JSON {param: [values]} over params.yaml's attention section")
+    ap.add_argument("--grid", default="{}", help="JSON {param: [values]} over params.yaml's models.attention preset")
     ap.add_argument("--reference", default="lightgbm_rank,lightgbm_reg")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -36,18 +36,17 @@ def main() -> None:
     keys = sorted(grid)
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))] or [{}]
     results = []
-    for target in [t for t in args.targets.split(",") if t] or p["targets"]:
-        df, meta = stages._load_features(target)
-        data = TargetData(target, df)
+    family, attention = p.model_spec("attention")
+    for target in [t for t in args.targets.split(",") if t] or p.targets:
+        data, meta = load_feature_table(Path("data/features"), target)
         for split in args.splits.split(","):
-            mask = split_mask(split, data, p["split"])
-            train, test = take_rows(data, np.flatnonzero(~mask)), take_rows(data, np.flatnonzero(mask))
+            mask = split_mask(split, data, p.split.model_dump())
+            train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
             te = test.frame
-            runs = [(m, {}) for m in args.reference.split(",") if m] + [("attention", c) for c in combos]
-            for model_key, combo in runs:
-                params = dict(p["attention"]) | combo
-                scores, train_s, _ = fit_predict(model_key, train, test, meta["feature_schema"], meta["feature_names"], dict(p["train"]["lightgbm"]), 0, params)
-                r = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), _weights(te))
+            runs = [(m, ModelSpec(*p.model_spec(m)), {}) for m in args.reference.split(",") if m] + [("attention", ModelSpec(family, attention | c), c) for c in combos]
+            for model_key, spec, combo in runs:
+                scores, train_s, _ = fit_predict(spec, train, test, meta["feature_schema"], meta["feature_names"])
+                r = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te))
                 row = {"target": target, "split": split, "model": model_key, "config": combo, "pca": r.pca, "top5": r.top5, "train_s": train_s}
                 results.append(row)
                 print(f"{target} {split} {model_key} {json.dumps(combo)}: pca {r.pca:.3f} top5 {r.top5:.3f} train {train_s:.1f} s", flush=True)

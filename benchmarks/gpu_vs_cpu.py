@@ -10,21 +10,19 @@ programs within a task (slowest / fastest), and the spread of one measurement's 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-BUNDLED = Path(__file__).resolve().parents[1] / "data" / "bundled"
+from tensorcost import dataset
 
 
 def valid(target: str) -> pd.DataFrame:
-    df = pd.read_parquet(BUNDLED / f"records-{target}.parquet")
+    df = pd.read_parquet(dataset.bundled_records_path(target))
     return df[df.error_no == 0]
 
 
-def main(gpu: str = "cuda-h200", cpu: str = "cpu-avx512-t2", other_cpu: str = "cpu-sse42-t2") -> None:
+def main(gpu: str = "h200.cuda", cpu: str = "sapphirerapids-2c.avx512-t2", other_cpu: str = "sapphirerapids-2c.sse42-t2") -> None:
     g, c, o = valid(gpu), valid(cpu), valid(other_cpu)
     best_g = g.groupby("task_id").latency_s.min()
     best_c = c.groupby("task_id").latency_s.min().reindex(best_g.index)

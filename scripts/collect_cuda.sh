@@ -11,11 +11,11 @@
 #    picks the CUDA compile mode that works (nvcc first, then NVRTC);
 # 4. samples the GPU task set (docs/dataset-params-cuda.yaml: the bundled dataset's tasks,
 #    programs from the CUDA design space) unless one is carried in $PROGRAMS (default
-#    data/bundled/gpu when it exists: a task set sampled beforehand anywhere, no GPU needed);
+#    data/bundled/programs/gpu when it exists: a task set sampled beforehand anywhere, no GPU needed);
 # 5. measures under `timeout` with what is left of the budget; the collector writes a part per
 #    batch, so the kill loses at most one batch, and a second call on the same machine resumes;
-# 6. packs the records into $OUT: records-<target>.parquet, hardware-<target>.json, tasks.json,
-#    programs.parquet (as `tensorcost dataset pack` writes them) and collect-cuda.log.
+# 6. packs the records into $OUT in the bundled layout (`tensorcost dataset pack`):
+#    platforms/<platform>/cuda.parquet, programs/gpu/{tasks.json,programs.parquet}, and collect-cuda.log.
 #
 # Environment: OUT (default $WORK/out), WORK (default /tmp/tensorcost-cuda), PROGRAMS,
 # TVM_CUDA_COMPILE_MODE (nvcc | nvrtc; default nvcc, the other one is tried when it fails),
@@ -105,7 +105,7 @@ fi
 
 # 3. Smoke check ----------------------------------------------------------------------------
 cd "$WORK"
-timeout -k 10 180 python3 "$repo/scripts/cuda_smoke.py" "$WORK/smoke.env" "$repo/data/bundled"
+timeout -k 10 180 python3 "$repo/scripts/cuda_smoke.py" "$WORK/smoke.env" "$repo/data/bundled/programs/cpu"
 rc=$?
 if [ $rc -ne 0 ] || [ ! -f "$WORK/smoke.env" ]; then
   say "smoke check failed (rc $rc): not collecting"; sleep 1; exit 3
@@ -118,12 +118,12 @@ say "target $TARGET, CUDA compile mode $TVM_CUDA_COMPILE_MODE"
 # 3b. MODE=remeasure: the noise study of the bundled GPU records instead of a collection ------
 # (a random 5% of the valid records measured again on the same kind of GPU; see docs/DATASET.md)
 if [ "${MODE:-collect}" = remeasure ]; then
-  first="$repo/data/bundled/records-$TARGET.parquet"
+  first="$repo/data/bundled/platforms/${TARGET%%.*}/cuda.parquet"
   [ -f "$first" ] || { say "no bundled records for $TARGET ($first): re-measure needs the GPU they came from"; exit 5; }
   t=$(( $(left) - 10 ))
   say "re-measuring 5% of $first (timeout ${t}s)"
-  timeout -k 10 $t python3 -m tensorcost.cli dataset remeasure --records "$first" --programs "$repo/data/bundled/gpu" \
-    --target "$TARGET" --out "$OUT/noise-$TARGET.parquet" --fraction 0.05 --seed 0 --params "$repo/docs/dataset-params-cuda.yaml"
+  (cd "$repo" && timeout -k 10 $t python3 -m tensorcost.cli dataset remeasure --target "$TARGET" --out "$OUT/noise-cuda.parquet" \
+    --fraction 0.05 --seed 0 --params "$repo/docs/dataset-params-cuda.yaml")
   say "remeasure rc $?"
   ls -la "$OUT"
   sleep 1
@@ -131,7 +131,7 @@ if [ "${MODE:-collect}" = remeasure ]; then
 fi
 
 # 4. The GPU task set -----------------------------------------------------------------------
-python3 - "$repo/docs/dataset-params-cuda.yaml" "$WORK/params.yaml" "$TARGET" "$repo/data/bundled" <<'EOF'
+python3 - "$repo/docs/dataset-params-cuda.yaml" "$WORK/params.yaml" "$TARGET" "$repo/data/bundled/programs/cpu" <<'EOF'
 import sys, yaml
 src, dst, target, tasks_from = sys.argv[1:]
 p = yaml.safe_load(open(src))
@@ -139,7 +139,7 @@ p["targets"] = [target]
 p["sample"].update({"reference_target": target, "tasks_from": tasks_from})
 open(dst, "w").write(yaml.safe_dump(p, sort_keys=False))
 EOF
-PROGRAMS=${PROGRAMS:-$repo/data/bundled/gpu}
+PROGRAMS=${PROGRAMS:-$repo/data/bundled/programs/gpu}
 if [ -f data/programs/tasks.json ]; then
   say "task set already in $WORK/data/programs (resuming)"
 elif [ -f "$PROGRAMS/tasks.json" ]; then
@@ -149,7 +149,7 @@ else
   t=$(( $(left) - RESERVE - 120 )); [ $t -gt 240 ] && t=240
   [ $t -lt 30 ] && { say "no time left to sample"; exit 4; }
   say "sampling (timeout ${t}s)"
-  timeout -k 10 $t python3 -m tensorcost.cli stage sample || { say "sampling failed"; exit 4; }
+  timeout -k 10 $t python3 -m tensorcost.cli dataset sample --params "$WORK/params.yaml" --work "$WORK" || { say "sampling failed"; exit 4; }
 fi
 python3 -c 'import json; d = json.load(open("data/programs/tasks.json")); print("[collect_cuda] task set:", len(d["tasks"]), "tasks, meta", {k: v for k, v in d["meta"].items() if k != "networks"})'
 
@@ -157,7 +157,7 @@ python3 -c 'import json; d = json.load(open("data/programs/tasks.json")); print(
 t=$(( $(left) - RESERVE ))
 if [ $t -gt 20 ]; then
   say "measuring on $TARGET (timeout ${t}s)"
-  timeout -k 10 $t python3 -m tensorcost.cli stage collect --target "$TARGET" ${TASK_LIMIT:+--task-limit $TASK_LIMIT}
+  timeout -k 10 $t python3 -m tensorcost.cli dataset collect --work "$WORK" --params "$WORK/params.yaml" --target "$TARGET" ${TASK_LIMIT:+--task-limit $TASK_LIMIT}
   rc=$?
   [ $rc -eq 124 ] && say "measuring stopped by the budget (resumable: run again to continue)" || say "collect rc $rc"
 else
@@ -167,8 +167,8 @@ rm -rf "${TMPDIR:?}"/*
 
 # 6. Pack -----------------------------------------------------------------------------------
 if ls "data/raw/$TARGET/parts/"*.parquet >/dev/null 2>&1; then
-  python3 -m tensorcost.cli dataset pack --work-dir "$WORK" --dest "$OUT" --target "$TARGET"
-  python3 - "$OUT/records-$TARGET.parquet" <<'EOF'
+  python3 -m tensorcost.cli dataset pack --work "$WORK" --dest "$OUT" --target "$TARGET" --kind gpu
+  python3 - "$OUT/platforms/${TARGET%%.*}/cuda.parquet" <<'EOF'
 import sys
 import pyarrow.parquet as pq
 t = pq.read_table(sys.argv[1]).to_pandas()

@@ -1,6 +1,6 @@
 """Smoke check of a CUDA collection before spending the budget (run by scripts/collect_cuda.sh).
 
-Detects the GPU (nvidia-smi) and its catalog target, prints the TVM target and the CUDA
+Detects the GPU (NVML or nvidia-smi) and its platform, prints the TVM target and the CUDA
 toolchain TVM will use, then samples, builds and runs 2 programs of one small task. When the
 build fails with the CUDA compile mode asked for (TVM_CUDA_COMPILE_MODE: nvcc or nvrtc), the
 other mode is tried. Writes shell assignments (TARGET=..., TVM_CUDA_COMPILE_MODE=...) to the
@@ -24,20 +24,19 @@ def say(msg: str) -> None:
 
 def main() -> int:
     env_file = Path(sys.argv[1])
-    tasks_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("data/bundled")
+    tasks_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("data/bundled/programs/cpu")
     t0 = time.time()
 
     from tensorcost import hardware
 
     gpus = hardware.detect_gpus()
-    say(f"nvidia-smi: {[g.__dict__ for g in gpus] or 'no GPU reported'}")
-    found = hardware.gpu_targets()
-    if not found:
-        names = ", ".join(g.name for g in gpus) or "none"
-        say(f"no catalog GPU target for the GPUs found ({names}); catalog: {sorted(hardware.catalog_gpus())}")
+    say(f"GPUs: {[g.__dict__ for g in gpus] or 'none reported'}")
+    platform = hardware.detect_gpu_platform()
+    if platform is None or not platform.cores:
+        say(f"no measurable GPU (found: {', '.join(g.name for g in gpus) or 'none'}; a GPU the catalog does not know needs NVML's SM count)")
         return 1
-    hw = next(iter(found.values()))
-    say(f"target {hw.target_id}: {hw.to_dict()}")
+    hw = hardware.Target(platform, hardware.variant("cuda"))
+    say(f"target {hw.id}: {hw.to_dict()}")
 
     import tvm
 
@@ -73,7 +72,7 @@ def main() -> int:
             if r["error_no"]:
                 say(f"  error {r['error_no']}: {(r['error_msg'] or '')[-1500:]}")
         if ok:
-            env_file.write_text(f"TARGET={hw.target_id}\nTVM_CUDA_COMPILE_MODE={mode}\n")
+            env_file.write_text(f"TARGET={hw.id}\nTVM_CUDA_COMPILE_MODE={mode}\n")
             say(f"ok in {time.time() - t0:.1f} s")
             return 0
     return 1

@@ -1,92 +1,98 @@
-"""The `tensorcost` command line (Typer). Thin: every command calls into the rooms."""
+"""The `tensorcost` command line (Typer). Thin: every command calls into the rooms.
+
+A user error (unknown target, bad params, missing data) prints one line and exits 2; `--debug`
+or TENSORCOST_DEBUG=1 shows its traceback (`main`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned cost models of tensor programs.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learned cost models of tensor programs.", pretty_exceptions_enable=False)
 stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages (run by `dvc repro`; see dvc.yaml).")
 registry_app = typer.Typer(no_args_is_help=True, help="The MLflow model registry.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets of measured programs.")
+platform_app = typer.Typer(invoke_without_command=True, help="This machine as a hardware platform of the dataset.")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(stage_app, name="stage")
 app.add_typer(registry_app, name="registry")
+app.add_typer(platform_app, name="platform")
+
+SLOT = typer.Option(..., "--target", help="dataset slot: a target id, or `host` (this machine)")
 
 
-@stage_app.command("sample")
-def stage_sample() -> None:
-    """Extract tasks from the zoo and sample programs (once, for all targets)."""
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="show the traceback of a user error too (or TENSORCOST_DEBUG=1)")) -> None:
+    if debug:
+        os.environ["TENSORCOST_DEBUG"] = "1"
+
+
+# -- pipeline stages (dvc.yaml) ------------------------------------------------------------------
+
+@stage_app.command("host")
+def stage_host() -> None:
+    """Resolve this machine's target (host.target) into data/host/target.json."""
     from . import stages
 
-    stages.sample()
+    stages.host()
 
 
 @stage_app.command("collect")
-def stage_collect(
-    target: str = typer.Option(..., help="target id, see `tensorcost targets`"),
-    task_limit: Optional[int] = typer.Option(None, help="measure only the first N tasks (interleave targets in long runs)"),
-) -> None:
-    """Measure the sampled programs on TARGET."""
+def stage_collect() -> None:
+    """Measure a sample of the bundled program set on this machine."""
     from . import stages
 
-    stages.collect_target(target, task_limit)
+    stages.collect()
 
 
 @stage_app.command("records")
-def stage_records(
-    target: str = typer.Option(...),
-    bundled_only: bool = typer.Option(False, help="a target measured elsewhere (a GPU): its bundled records alone"),
-) -> None:
-    """Merge the bundled dataset and fresh measurements of TARGET into its records table."""
+def stage_records(target: str = SLOT) -> None:
+    """A slot's canonical records under their real target id."""
     from . import stages
 
-    stages.merge_records_target(target, bundled_only=bundled_only)
+    stages.records(target)
 
 
 @stage_app.command("validate")
-def stage_validate(target: str = typer.Option(...)) -> None:
-    """Great Expectations checks on TARGET's records."""
+def stage_validate(target: str = SLOT) -> None:
+    """Great Expectations checks on a slot's records."""
     from . import stages
 
-    stages.validate_target(target)
+    stages.validate(target)
 
 
 @stage_app.command("featurize")
-def stage_featurize(target: str = typer.Option(...)) -> None:
+def stage_featurize(target: str = SLOT) -> None:
     from . import stages
 
-    stages.featurize_target(target)
+    stages.featurize(target)
 
 
 @stage_app.command("msfeatures")
-def stage_msfeatures(target: str = typer.Option(...)) -> None:
-    """MetaSchedule's own per-store features of TARGET's records (for TVM's XGBoost peer)."""
+def stage_msfeatures(target: str = SLOT) -> None:
+    """MetaSchedule's own per-store features of a slot's records (for TVM's XGBoost)."""
     from . import stages
 
-    stages.ms_features_target(target)
+    stages.msfeatures(target)
 
 
 @stage_app.command("train")
-def stage_train(target: str = typer.Option(...)) -> None:
+def stage_train(target: str = typer.Option(..., help="target id (train.targets)")) -> None:
+    """Train and register every model of train.models for TARGET."""
     from . import stages
 
-    stages.train_target(target)
-
-
-@stage_app.command("train-attention")
-def stage_train_attention(target: str = typer.Option(...)) -> None:
-    """Train and register the cross-feature attention model of TARGET."""
-    from . import stages
-
-    stages.train_attention_target(target)
+    stages.train(target)
 
 
 @stage_app.command("transfer")
 def stage_transfer() -> None:
-    """The transfer learning-curve study (source model pulled from the registry by alias)."""
+    """Transfer registry models of other platforms to transfer.target (default: this machine)."""
     from . import stages
 
     stages.transfer()
@@ -106,11 +112,69 @@ def stage_tune() -> None:
     stages.tune()
 
 
+# -- hardware ------------------------------------------------------------------------------------
+
+@app.command("targets")
+def targets(as_json: bool = typer.Option(False, "--json", help="a list of {id, platform, kind, variant, source, available_here}")) -> None:
+    """Targets measurable here (source `host`) and targets of the bundled dataset (`bundled`)."""
+    from . import dataset, hardware
+
+    here = hardware.host_targets()
+    bundled = set(dataset.bundled_targets())
+    rows = [{"id": t, "platform": t.split(".")[0], "kind": here[t].kind if t in here else hardware.describe_target(t).kind, "variant": t.split(".", 1)[1],
+             "source": "bundled" if t in bundled else "host", "available_here": t in here} for t in sorted(set(here) | bundled)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:32s} {r['kind']:4s} {r['source']:8s} {'measurable here' if r['available_here'] else ''}")
+
+
+@platform_app.callback()
+def platform_show(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The detected platform of this machine and its features (`platform add`: grow the dataset)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import hardware
+
+    p = hardware.host_platform()
+    gpu = hardware.detect_gpu_platform() if hasattr(hardware, "detect_gpu_platform") else None
+    doc = {"cpu": p.to_dict(), "in_catalog": p.id in hardware.platforms(), "variants": sorted(t.variant.id for t in hardware.host_targets().values() if t.platform.id == p.id),
+           "gpu": gpu.to_dict() if gpu is not None else None}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    typer.echo(f"platform   {p.id}  ({'in the catalog' if doc['in_catalog'] else 'new: `tensorcost platform add` measures it into the dataset'})")
+    for key in ("vendor", "model_name", "microarch", "cores", "clock_ghz", "l1d_kb", "l2_kb", "l3_kb"):
+        typer.echo(f"  {key:11s}{getattr(p, key)}")
+    typer.echo(f"  isa        {' '.join(p.isa)}")
+    typer.echo(f"  variants   {' '.join(doc['variants']) or '(none: not an x86-64 CPU with SSE4.2)'}")
+    if gpu is not None:
+        typer.echo(f"gpu        {gpu.id}  ({gpu.model_name}, {gpu.cores} SMs, compute {gpu.compute_capability})")
+
+
+@platform_app.command("add")
+def platform_add(
+    variants: list[str] = typer.Option(["avx2-t1"], "--variant", help="code-generation variant(s) to measure, e.g. avx2-t1 avx512-t2"),
+    noise_fraction: float = typer.Option(0.05, help="share of the programs measured a second time (the noise study; 0: none)"),
+    params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol (the bundled dataset's)"),
+    dvc: bool = typer.Option(True, help="run the slot's data stages and `dvc push` (when a remote is configured)"),
+    commit: bool = typer.Option(True, help="commit the platform's files, params.yaml and dvc.lock"),
+) -> None:
+    """Measure the bundled program set on this machine and add it to the dataset as a platform."""
+    from . import newplatform
+
+    report = newplatform.add_host_platform(variants, noise_fraction, Path(params), run_dvc=dvc, commit=commit, log=lambda m: typer.echo(m, err=True))
+    typer.echo(json.dumps(report, indent=1))
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
 @app.command("import-tenset")
 def import_tenset_cmd(
     paths: list[str] = typer.Argument(..., help="record files or directories (TenSet measure_records/<platform>/ layout)"),
     out: str = typer.Option(..., "--out", help="canonical records Parquet file to write"),
-    target: Optional[str] = typer.Option(None, help="target id for every record (default: from the platform directory or target string)"),
+    target: Optional[str] = typer.Option(None, help="target id for every record (default: <platform>.tenset from the directory or target string)"),
     workers: int = typer.Option(0, help="parallel parser processes (0 = all cores)"),
     reference_parser: bool = typer.Option(False, "--reference-parser", help="parse every line with the reference path (orjson), not the C scanner"),
 ) -> None:
@@ -119,13 +183,9 @@ def import_tenset_cmd(
     Malformed lines are reported as path:line: reason, skipped, and written to OUT.quarantine.jsonl.
     Exits 0 when something was imported. Never unpickles anything.
     """
-    from .tenset import import_tenset
+    from .records.tenset import import_tenset
 
-    try:
-        report = import_tenset(paths, out, target=target, workers=workers or None, fast=not reference_parser)
-    except FileNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    report = import_tenset(paths, out, target=target, workers=workers or None, fast=not reference_parser)
     for ex in report.examples:
         typer.echo(ex, err=True)
     if report.skipped:
@@ -145,11 +205,7 @@ def dataset_stats(
     """Per-target counts of tasks, networks, valid and error records."""
     from . import dataset
 
-    try:
-        result = dataset.stats(paths or dataset.default_paths())
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    result = dataset.stats(paths)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -166,101 +222,118 @@ def dataset_stats(
 
 
 @dataset_app.command("agreement")
-def dataset_agreement(paths: list[str] = typer.Argument(..., help="records files, one or more per target")) -> None:
-    """Rank agreement of the same programs across each pair of targets (how far apart they are)."""
-    from . import dataset, records
+def dataset_agreement(targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target)")) -> None:
+    """Rank agreement of the same programs between each pair of targets (how far apart they are)."""
+    from . import dataset
 
-    table = records.read_records(paths)
-    targets = sorted(set(table.column("target").to_pylist()))
-    import pyarrow.compute as pc
+    typer.echo(json.dumps(dataset.cross_target_agreement(dataset.bundled_tables(targets or dataset.bundled_targets())), indent=1))
 
-    per = {t: table.filter(pc.equal(table["target"], t)) for t in targets}
-    typer.echo(json.dumps(dataset.cross_target_agreement(per), indent=1))
+
+@dataset_app.command("noise")
+def dataset_noise(targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target with a noise file)")) -> None:
+    """Each target's pass-to-pass noise next to its rank agreement with the other targets, on the
+    programs of its noise sample (docs/DATASET.md)."""
+    from . import dataset
+
+    typer.echo(json.dumps(dataset.noise_and_platforms(targets or dataset.bundled_targets()), indent=1))
 
 
 @dataset_app.command("remeasure")
 def dataset_remeasure(
-    records_file: str = typer.Option(..., "--records", help="records of one target to sample from"),
-    programs_dir: str = typer.Option(..., "--programs", help="the task set (tasks.json) the records came from"),
-    target: str = typer.Option(...),
+    target: str = typer.Option(..., help="a bundled target id of this machine's platform"),
     out: str = typer.Option(..., help="Parquet file for the second measurements"),
     fraction: float = typer.Option(0.05),
     seed: int = typer.Option(0),
-    params: str = typer.Option("params.yaml", help="params file whose `measure` section is used"),
+    params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol"),
 ) -> None:
-    """Measure a random fraction of a target's programs again and report the relative differences."""
-    from pathlib import Path
-
+    """Measure a random fraction of a bundled target's programs again; report the differences."""
     from . import collect, dataset, hardware, records
-    from .params_io import load_params
+    from .params import load_collection_params
 
-    hw = hardware.get_target(target)
-    tasks, _, _ = collect.load_task_set(Path(programs_dir))
-    first = records.read_records(records_file)
-    second = collect.remeasure(first, tasks, hw, fraction, seed, collect.MeasureConfig(**load_params(params)["measure"]))
+    hw = hardware.resolve_target(target)
+    tasks, _, _ = collect.load_task_set(dataset.programs_dir(hw.kind))
+    first = dataset.relabel(records.read_records(dataset.bundled_records_path(target)), target)
+    second = collect.remeasure(first, tasks, hw, fraction, seed, load_collection_params(params).measure)
     records.write_records(second, out)
     typer.echo(json.dumps({"target": target, **dataset.relative_differences(first, second)}, indent=1))
 
 
+@dataset_app.command("sample")
+def dataset_sample(
+    params: str = typer.Option(..., help="collection params (docs/dataset-params.yaml): zoo, sample, targets, measure"),
+    work: str = typer.Option(..., help="work directory: the task set goes to WORK/data/programs"),
+) -> None:
+    """Sample a new program set once (tasks of the zoo's networks, random programs of each)."""
+    from tqdm import tqdm
+
+    from . import collect
+    from .params import load_collection_params
+
+    cp = load_collection_params(params)
+    with tqdm(total=cp.sample.max_tasks if cp.sample else 0, desc="sample programs", unit="task") as bar:
+        typer.echo(json.dumps(collect.sample_task_set_from(cp, Path(work) / "data/programs", bar.update)))
+
+
+@dataset_app.command("collect")
+def dataset_collect(
+    work: str = typer.Option(..., help="work directory of `dataset sample`"),
+    target: str = typer.Option(..., help="a target of this machine, e.g. host.avx2-t1 or zen4-2c.avx2-t1"),
+    params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol"),
+    task_limit: Optional[int] = typer.Option(None, help="measure only the first N tasks (interleave targets in long runs)"),
+) -> None:
+    """Measure a sampled program set on TARGET (resumable) into WORK/data/raw/<target>/."""
+    from . import collect, hardware
+    from .params import load_collection_params
+
+    hw = hardware.resolve_target(target)
+    tasks, programs, meta = collect.load_task_set(Path(work) / "data/programs")
+    collect.check_task_set_kind(meta, hw, Path(work) / "data/programs")
+    cfg = load_collection_params(params).measure
+    typer.echo(json.dumps({"target": hw.id, **collect.collect_target(tasks, programs, hw, Path(work) / "data/raw" / hw.id, cfg, task_limit)}), err=True)
+
+
 @dataset_app.command("pack")
 def dataset_pack(
-    work_dir: str = typer.Option(..., help="directory where `tensorcost stage sample/collect` ran"),
-    dest: str = typer.Option("data/bundled"),
-    targets: list[str] = typer.Option(..., "--target"),
+    work: str = typer.Option(..., help="work directory of `dataset sample` and `dataset collect`"),
+    targets: list[str] = typer.Option(..., "--target", help="measured target ids"),
+    kind: str = typer.Option("cpu", help="the program set's kind: cpu or gpu"),
+    dest: str = typer.Option("data/bundled", help="the bundled dataset's root"),
+    merge: bool = typer.Option(False, "--merge", help="add the run's new tasks to the existing program set and records (nothing existing changes)"),
 ) -> None:
-    """Pack a collection run into the bundled dataset layout."""
-    from pathlib import Path
+    """Pack a collection run into the bundled layout (platform records, the program set)."""
+    from . import dataset, hardware
 
-    from . import dataset
-
-    typer.echo(json.dumps(dataset.pack(Path(work_dir), Path(dest), targets), indent=1))
+    ids = [hardware.resolve_target(t).id if t.startswith("host.") else t for t in targets]
+    typer.echo(json.dumps(dataset.pack(Path(work), ids, kind, Path(dest), merge=merge), indent=1))
 
 
 @app.command("study")
 def study(
-    models: str = typer.Option(..., help="comma-separated model keys, e.g. attention,attention_concat"),
+    models: str = typer.Option(..., help="comma-separated model presets of params.yaml, e.g. attention,attention_concat"),
     splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies"),
-    out: str = typer.Option(..., help="JSON file for {target: {split: {model: metrics}}}"),
+    out: str = typer.Option(..., help="JSON file for {slot: {split: {model: metrics}}}"),
 ) -> None:
     """Run the split study for chosen models on the current features (an ablation beside the
     pipeline's evaluate stage; reads params.yaml, writes only OUT)."""
-    from pathlib import Path
-
-    from . import stages
-    from .evaluation import TargetData, run_study
-    from .params_io import load_params
+    from .evaluation import ModelSpec, run_study
+    from .features import load_feature_table
+    from .params import load_params
+    from .reports import write_json
 
     p = load_params()
-    model_keys = [m.strip() for m in models.split(",") if m.strip()]
+    specs = {k.strip(): ModelSpec(*p.model_spec(k.strip())) for k in models.split(",") if k.strip()}
     datasets, meta = {}, None
-    for t in p["targets"]:
-        df, meta = stages._load_features(t)
-        ms = stages._load_ms_features(t, df["record_id"]) if "tvm_xgb" in model_keys else None
-        datasets[t] = TargetData(t, df, ms)
-    metrics, _, _ = run_study(datasets, [x.strip() for x in splits.split(",")], model_keys, p["split"], dict(p["train"]["lightgbm"]),
-                              meta["feature_schema"], meta["feature_names"], progress=lambda m: typer.echo(m, err=True), attention_params=p.get("attention"))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(stages._json(metrics))
+    for slot in p.targets:
+        datasets[slot], meta = load_feature_table(Path("data/features"), slot, with_ms=any("ms_features" in s.inputs for s in specs.values()))
+    metrics, _, _ = run_study(datasets, [x.strip() for x in splits.split(",")], specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
+                              progress=lambda m: typer.echo(m, err=True))
+    write_json(out, metrics)
     for t, by_split in metrics.items():
         for sp, by_model in by_split.items():
             typer.echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
 
 
-@app.command("targets")
-def targets(as_json: bool = typer.Option(False, "--json")) -> None:
-    """List the target ids valid on this host."""
-    from .hardware import available_targets
-
-    ts = available_targets()
-    if as_json:
-        typer.echo(json.dumps({k: v.to_dict() for k, v in ts.items()}, indent=1))
-        return
-    for tid, t in sorted(ts.items()):
-        if t.kind == "gpu":
-            typer.echo(f"{tid:20s} arch={t.tvm_options.get('arch', '?'):14s} SMs={t.physical_cores}  {t.cpu_model}")
-        else:
-            typer.echo(f"{tid:20s} mcpu={t.mcpu or '-':16s} vector={t.vector_bytes}B threads={t.threads}  {t.cpu_model}")
-
+# -- registry ------------------------------------------------------------------------------------
 
 @app.command("promote")
 def promote(
@@ -272,11 +345,7 @@ def promote(
     """Move the `champion` alias to a version if its gates pass; refusals say why (exit 1)."""
     from . import registry
 
-    try:
-        res = registry.rollback(target) if rollback else registry.promote(target, version, min_gain)
-    except registry.RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    res = registry.rollback(target) if rollback else registry.promote(target, version, min_gain)
     if rollback:
         typer.echo(f"rolled back {registry.model_name(target)}: champion is version {res.version} again (was {res.previous})")
     elif res.promoted:
@@ -321,7 +390,7 @@ def registry_list(as_json: bool = typer.Option(False, "--json")) -> None:
     def fmt(v):
         if not v:
             return "-"
-        return f"v{v['version']} {v.get('model_family', '')} pca={float(v.get('pca', 'nan')):.3f} top5={float(v.get('top5', 'nan')):.3f} ({v.get('split', '')})"
+        return f"v{v['version']} {v.get('model_key') or v.get('model_family', '')} pca={float(v.get('pca', 'nan')):.3f} top5={float(v.get('top5', 'nan')):.3f} ({v.get('split', '')})"
 
     for r in rows:
         table.add_row(r["target"], fmt(r["champion"]), fmt(r["candidate"]))
@@ -333,14 +402,23 @@ def registry_show(target: str = typer.Option(...), alias: str = typer.Option("ch
     """Show the version behind an alias (falls back to the candidate)."""
     from . import registry
 
-    try:
-        r = registry.resolve(target, alias)
-    except registry.RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+    r = registry.resolve(target, alias)
     typer.echo(r.message)
     typer.echo(json.dumps(r.tags, indent=1, sort_keys=True))
 
 
+def main() -> None:
+    """The console entry point: user errors as one line and exit status 2."""
+    from .errors import UserError
+
+    try:
+        app()
+    except UserError as exc:
+        if os.environ.get("TENSORCOST_DEBUG") == "1" or "--debug" in sys.argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -17,9 +17,11 @@ from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import records as rec
-from .features import classify_op
+from .errors import UserError
+from .records import classify_op
 from .hardware import HardwareTarget
 
 log = logging.getLogger(__name__)
@@ -44,15 +46,17 @@ class Task:
         return int(sum(self.networks.values()))
 
 
-@dataclass(frozen=True)
-class MeasureConfig:
-    number: int = 3
-    repeat: int = 3
-    min_repeat_ms: int = 50
-    build_timeout_s: float = 30.0
-    run_timeout_s: float = 30.0
-    builder_workers: int = 2
-    run_batch: int = 8
+class MeasureConfig(BaseModel):
+    """The measurement protocol (params.yaml's `measure`: typed, bounded, defaults written here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    number: int = Field(3, ge=1)  # runs averaged into one repeat
+    repeat: int = Field(3, ge=1)  # repeats kept per record
+    min_repeat_ms: int = Field(20, ge=0)
+    build_timeout_s: float = Field(30.0, gt=0)
+    run_timeout_s: float = Field(30.0, gt=0)
+    builder_workers: int = Field(2, ge=1)
+    run_batch: int = Field(32, ge=1)  # programs per LocalBuilder call (each call re-spawns its worker pool)
 
 
 def network_to_relax(network: str, target, fuse: bool = True) -> object:
@@ -123,10 +127,15 @@ def extract_tasks(networks: Iterable[str], target) -> list[Task]:
     return sorted(tasks.values(), key=lambda t: (-t.flops, t.task_id))
 
 
-def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_flops: float = float("inf")) -> list[Task]:
+def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_flops: float = float("inf"), skip: set[str] | None = None,
+                 op_kinds_first: bool = False) -> list[Task]:
     """Pick up to `max_tasks` tasks, round-robin over networks (largest FLOPs first within each),
-    so that every network contributes; tasks outside [min_flops, max_flops] are skipped."""
-    eligible = [t for t in tasks if min_flops <= t.flops <= max_flops]
+    so that every network contributes; tasks outside [min_flops, max_flops] or in `skip` (a set
+    that already has them) are left out. `op_kinds_first`: within a network, a task of an op
+    kind no chosen task has comes before larger ones (a new network's new operator structures
+    rather than its biggest convolutions)."""
+    skip = skip or set()
+    eligible = [t for t in tasks if min_flops <= t.flops <= max_flops and t.task_id not in skip]
     by_net: dict[str, list[Task]] = {}
     for t in sorted(eligible, key=lambda t: (-t.flops, t.task_id)):
         by_net.setdefault(min(t.networks), []).append(t)
@@ -134,9 +143,11 @@ def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_
     seen: set[str] = set()
     while len(chosen) < max_tasks and any(by_net.values()):
         for net in sorted(by_net):
-            queue = by_net[net]
-            while queue and queue[0].task_id in seen:
-                queue.pop(0)
+            queue = [t for t in by_net[net] if t.task_id not in seen]
+            if op_kinds_first:
+                kinds = {t.op_kind for t in chosen}
+                queue.sort(key=lambda t: t.op_kind in kinds)  # stable: largest first among equals
+            by_net[net] = queue
             if queue and len(chosen) < max_tasks:
                 t = queue.pop(0)
                 chosen.append(t)
@@ -282,9 +293,9 @@ def _clip_error(msg: str, limit: int = 2000) -> str:
 def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
     pid = rec.program_id(trace)
     return {
-        "record_id": rec.record_id(hw.target_id, task.task_id, pid),
+        "record_id": rec.record_id(hw.id, task.task_id, pid),
         "source": "tvm-metaschedule",
-        "target": hw.target_id,
+        "target": hw.id,
         "task_id": task.task_id,
         "task_name": task.task_name,
         "networks": json.dumps(task.networks, sort_keys=True),
@@ -403,7 +414,7 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
     done = finished_record_ids(out_dir)
     todo: dict[str, list[str]] = {}
     for t in tasks:
-        rest = [tr for tr in programs.get(t.task_id, []) if rec.record_id(hw.target_id, t.task_id, rec.program_id(tr)) not in done]
+        rest = [tr for tr in programs.get(t.task_id, []) if rec.record_id(hw.id, t.task_id, rec.program_id(tr)) not in done]
         if rest:
             todo[t.task_id] = rest
     total = sum(map(len, todo.values()))
@@ -413,7 +424,7 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
     builder, runner = make_builder_runner(hw, cfg)
     # Continue numbering after the highest existing part (never overwrite one).
     seq = 1 + max((int(f.name.split("-")[1]) for f in parts_dir(out_dir).glob("part-*.parquet")), default=-1)
-    with tqdm(total=total, desc=f"measure {hw.target_id}", unit="prog", smoothing=0.05) as bar:
+    with tqdm(total=total, desc=f"measure {hw.id}", unit="prog", smoothing=0.05) as bar:
         for task in tasks:
             for rows in measure_task(task, todo.get(task.task_id, []), hw, builder, runner, cfg):
                 if not rows:
@@ -470,9 +481,75 @@ def remeasure(table: pa.Table, tasks: list[Task], hw: HardwareTarget, fraction: 
             chosen.setdefault(tid, []).append(tr)
     builder, runner = make_builder_runner(hw, cfg)
     rows: list[dict] = []
-    with tqdm(total=sum(map(len, chosen.values())), desc=f"re-measure {hw.target_id}", unit="prog") as bar:
+    with tqdm(total=sum(map(len, chosen.values())), desc=f"re-measure {hw.id}", unit="prog") as bar:
         for tid, traces in chosen.items():
             for batch in measure_task(by_task[tid], traces, hw, builder, runner, cfg):
                 rows.extend(batch)
                 bar.update(len(batch))
     return rec.to_table(rows)
+
+
+def task_set_kind(meta: dict) -> str:
+    """The kind of target ("cpu" or "gpu") a task set's programs were sampled for (task sets
+    written before GPU targets existed carry only the reference target id, a CPU one)."""
+    if meta.get("reference_kind"):
+        return str(meta["reference_kind"])
+    return "gpu" if str(meta.get("reference_target", "")).startswith("cuda-") else "cpu"
+
+
+def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: HardwareTarget, out: Path, cfg: MeasureConfig, task_limit: int | None = None) -> dict:
+    """Measure the programs of `tasks` on `hw` into `out` (parts/, target.json); once every task
+    is measured, also the MetaSchedule database and summary.json. Resumable. Returns counts."""
+    parts_dir(out).mkdir(parents=True, exist_ok=True)
+    (out / "target.json").write_text(json.dumps(hw.to_dict(), indent=1))
+    if not any(programs.get(t.task_id) for t in tasks):
+        summary = {"tasks": len(tasks), "measured": 0, "records": 0}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+    counts = measure_task_set(tasks[:task_limit], programs, hw, out, cfg)
+    if task_limit is not None and task_limit < len(tasks):
+        return counts | {"partial": f"first {task_limit} of {len(tasks)} tasks"}
+    table = rec.read_records(parts_dir(out))
+    n_db = write_metaschedule_database(tasks, table, hw, out / "database")
+    summary = counts | {"records": table.num_rows, "database_records": n_db}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def check_task_set_kind(meta: dict, hw: HardwareTarget, where: Path) -> None:
+    """Programs sampled for one kind of target (CPU or GPU) cannot be measured on the other."""
+    if task_set_kind(meta) != hw.kind:
+        raise UserError(f"{hw.id} is a {hw.kind} target but {where} holds programs sampled for {meta.get('reference_target')} "
+                        f"({task_set_kind(meta)}): sample a task set for this kind first")
+
+
+def sample_task_set_from(params, out_dir: Path, progress=None) -> dict:
+    """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
+    an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
+    design space, saved to `out_dir` (tasks.json, programs.parquet). Returns counts."""
+    from . import hardware
+    from .tvm_support import tvm_target, tvm_version
+
+    sp = params.sample
+    if sp is None:
+        raise UserError("the collection params have no `sample` section")
+    ref = hardware.codegen_target(sp.reference_target)  # sampling needs no device
+    for t in params.targets:
+        hw = hardware.codegen_target(t)
+        if hw.kind != ref.kind:
+            raise UserError(f"target {t} ({hw.kind}) cannot measure programs sampled for {ref.id} ({ref.kind}): sample a separate task set for each kind")
+    target = tvm_target(ref)
+    if sp.tasks_from:
+        tasks = load_task_set(Path(sp.tasks_from))[0]
+        networks = sorted({n for t in tasks for n in t.networks})
+    else:
+        tasks = extract_tasks(params.zoo.networks, target)
+        networks = list(params.zoo.networks)
+    skip = {t.task_id for t in load_task_set(Path(sp.skip_tasks_of))[0]} if sp.skip_tasks_of else set()
+    tasks = select_tasks(tasks, sp.max_tasks, sp.min_flops, sp.max_flops, skip, sp.op_kinds_first)
+    programs = sample_task_set(tasks, target, sp.programs_per_task, sp.seed, sp.workers, progress)
+    meta = {"reference_target": ref.id, "reference_kind": ref.kind, "tvm_version": tvm_version(), "networks": networks}
+    if sp.tasks_from:
+        meta["tasks_from"] = str(sp.tasks_from)
+    save_task_set(tasks, programs, out_dir, meta)
+    return {"tasks": len(tasks), "programs": sum(map(len, programs.values()))}

@@ -1,4 +1,12 @@
-"""Dataset-level views of canonical records: per-target statistics. Pure Arrow, no TVM."""
+"""The dataset: the bundled layout (one directory per platform, one records file per variant),
+relabelling, sampling, merging, and dataset-level views (statistics, rank agreement between
+targets, pass-to-pass noise). Pure Arrow and NumPy, no TVM.
+
+    data/bundled/programs/<kind>/{tasks.json, programs.parquet}   the program sets (cpu, gpu)
+    data/bundled/platforms/<platform>/<variant>.parquet          records of target <platform>.<variant>
+    data/bundled/platforms/<platform>/noise-<variant>.parquet    a second pass over a sample of them
+    data/bundled/platforms/<platform>/SOURCE.md                  the machine, the command, the date
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import records as rec
@@ -13,9 +22,12 @@ from . import records as rec
 BUNDLED_DIR = Path("data/bundled")
 
 
-def stats(paths: Iterable[str | Path]) -> dict:
-    """`{"targets": {target: {"tasks", "networks", "valid_records", "error_records"}}, "total_valid_records"}`."""
-    table = rec.read_records(list(paths))
+def stats(paths: Iterable[str | Path] | None = None) -> dict:
+    """`{"targets": {target: {"tasks", "networks", "valid_records", "error_records"}}, "total_valid_records"}`
+    of records files, or of the bundled dataset (under its real target ids) when `paths` is None."""
+    import pyarrow as pa
+
+    table = rec.read_records(list(paths)) if paths else pa.concat_tables(bundled_tables(bundled_targets()).values())
     cols = table.select(["target", "task_id", "networks", "error_no"]).to_pydict()
     per: dict[str, dict] = {}
     for target, task, nets, err in zip(cols["target"], cols["task_id"], cols["networks"], cols["error_no"]):
@@ -31,14 +43,63 @@ def stats(paths: Iterable[str | Path]) -> dict:
     return {"targets": out, "total_valid_records": int(sum(s["valid_records"] for s in out.values()))}
 
 
-def default_paths() -> list[Path]:
-    files = sorted(BUNDLED_DIR.glob("records-*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no bundled dataset under {BUNDLED_DIR} (run from the repository root)")
-    return files
+def platforms_dir(root: Path = BUNDLED_DIR) -> Path:
+    return root / "platforms"
 
 
-__all__ = ["stats", "default_paths", "cross_target_agreement", "relative_differences", "spearman"]
+def programs_dir(kind: str, root: Path = BUNDLED_DIR) -> Path:
+    """The bundled program set measured on every platform of this kind ("cpu" or "gpu")."""
+    return root / "programs" / kind
+
+
+def bundled_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
+    platform_id, _, variant_id = target_id.partition(".")
+    return platforms_dir(root) / platform_id / f"{variant_id}.parquet"
+
+
+def bundled_targets(root: Path = BUNDLED_DIR) -> list[str]:
+    """Target ids with records in the bundled dataset (`<platform>.<variant>`)."""
+    base = platforms_dir(root)
+    return sorted(f"{f.parent.name}.{f.stem}" for f in base.glob("*/*.parquet") if not f.stem.startswith("noise-")) if base.exists() else []
+
+
+def relabel(table, target_id: str):
+    """Records under their real target id: `target` set and `record_id` recomputed from it (files
+    measured before platforms existed carry a host label such as `cpu-avx2-t1`, and the same
+    programs re-measured on another machine would otherwise collide)."""
+    import pyarrow as pa
+
+    tasks = table.column("task_id").to_pylist()
+    programs = table.column("program_id").to_pylist()
+    out = table.set_column(table.schema.get_field_index("target"), "target", pa.array([target_id] * table.num_rows, pa.string()))
+    ids = pa.array([rec.record_id(target_id, t, p) for t, p in zip(tasks, programs)], pa.string())
+    return out.set_column(out.schema.get_field_index("record_id"), "record_id", ids)
+
+
+def _unit_hash(key: str, seed: int) -> float:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).digest(), "little") / 2**64
+
+
+def sample_programs(programs: dict[str, list[str]], tasks: int, per_task: int, seed: int) -> dict[str, list[str]]:
+    """A reproducible sample of a program set: `tasks` tasks and `per_task` programs of each,
+    ranked by a seeded hash of their ids (0 = all). The same seed picks the same programs on
+    every machine, so fresh measurements line up with the bundled ones."""
+    from .records import program_id
+
+    # salted: the split strategies hash the same (task, program) keys, and a sample drawn by the
+    # same hash would fall entirely on one side of a split
+    chosen = sorted(programs, key=lambda t: _unit_hash(f"sample|{t}", seed))
+    if tasks:
+        chosen = chosen[:tasks]
+    out = {}
+    for t in chosen:
+        ranked = sorted(programs[t], key=lambda tr: _unit_hash(f"sample|{t}|{program_id(tr)}", seed))
+        out[t] = ranked[:per_task] if per_task else ranked
+    return out
+
+
 
 
 def _ranks(x):
@@ -66,8 +127,9 @@ def cross_target_agreement(tables: dict) -> dict:
     """For each pair of targets: rank agreement of the same programs' latencies, per task.
 
     `tables` maps target id -> canonical records table. Returns
-    `{"a|b": {"spearman_median", "spearman_mean", "pca", "tasks", "programs"}}` where Spearman is
-    computed within each task over the programs valid on both targets, and PCA pools the pairs.
+    `{"a|b": {"spearman_median", "spearman_mean", "pca", "same_best", "tasks", "programs"}}` where
+    Spearman is computed within each task over the programs valid on both targets, PCA pools the
+    pairs, and `same_best` counts the tasks whose fastest program is the same on both.
     """
     import numpy as np
 
@@ -85,7 +147,7 @@ def cross_target_agreement(tables: dict) -> dict:
             by_task: dict[str, list] = {}
             for key in common:
                 by_task.setdefault(key[0], []).append((lat[a][key], lat[b][key]))
-            rhos, good, total = [], 0.0, 0
+            rhos, good, total, same_best = [], 0.0, 0, 0
             for pairs in by_task.values():
                 if len(pairs) < 3:
                     continue
@@ -94,10 +156,12 @@ def cross_target_agreement(tables: dict) -> dict:
                 g, n = pairwise_counts(-y, x)  # does b's order (faster = higher score) match a's?
                 good += g
                 total += n
+                same_best += int(np.argmin(x) == np.argmin(y))
             out[f"{a}|{b}"] = {
                 "spearman_median": float(np.nanmedian(rhos)) if rhos else float("nan"),
                 "spearman_mean": float(np.nanmean(rhos)) if rhos else float("nan"),
                 "pca": good / total if total else float("nan"),
+                "same_best": same_best,
                 "tasks": len(rhos),
                 "programs": len(common),
             }
@@ -119,18 +183,115 @@ def relative_differences(first, second) -> dict:
     return {"n": len(d), "median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "max": float(d.max())}
 
 
-def pack(work_dir: Path, dest: Path, targets: list[str]) -> dict:
-    """Copy a collection run (`tensorcost stage sample/collect` in `work_dir`) into a bundled
-    dataset: one zstd Parquet per target, its hardware description, and the task set."""
+def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR, merge: bool = False) -> dict:
+    """Copy a collection run (`tensorcost dataset sample` + `dataset collect` in `work_dir`) into
+    the bundled layout: each target's records (sorted, zstd) and the program set of `kind`.
+
+    `merge`: the run's tasks join the existing program set, and its records the targets'
+    existing files; a task the set already has is left out (its records too: the set's own
+    programs of that task are the ones every platform measures). Nothing existing is changed."""
+    import json
     import shutil
 
+    import pyarrow.parquet as pq
+
+    dest = programs_dir(kind, root)
     dest.mkdir(parents=True, exist_ok=True)
+    src = work_dir / "data/programs"
+    skip: set[str] = set()
+    if merge and (dest / "tasks.json").exists():
+        old, new = json.loads((dest / "tasks.json").read_text()), json.loads((src / "tasks.json").read_text())
+        have = {t["task_id"] for t in old["tasks"]}
+        skip = {t["task_id"] for t in new["tasks"]} & have
+        old["tasks"] += [t for t in new["tasks"] if t["task_id"] not in have]
+        old["meta"].setdefault("merged", []).append({k: v for k, v in new["meta"].items()} | {"tasks": len(new["tasks"]) - len(skip)})
+        programs = pq.read_table(src / "programs.parquet")
+        programs = programs.filter(pc.invert(pc.is_in(programs["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
+        pq.write_table(pa.concat_tables([pq.read_table(dest / "programs.parquet"), programs]), dest / "programs.parquet")
+        (dest / "tasks.json").write_text(json.dumps(old, indent=1))
+    else:
+        for name in ("tasks.json", "programs.parquet"):
+            shutil.copy(src / name, dest / name)
     counts = {}
     for t in targets:
         table = rec.read_records(work_dir / "data/raw" / t / "parts")
-        rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), dest / f"records-{t}.parquet")
-        shutil.copy(work_dir / "data/raw" / t / "hardware.json", dest / f"hardware-{t}.json")
+        table = table.filter(pc.invert(pc.is_in(table["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
+        path = bundled_records_path(t, root)
+        if merge and path.exists():
+            table, _ = merge_records([rec.read_records(path), table])
+        rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), path)
         counts[t] = table.num_rows
-    for name in ("tasks.json", "programs.parquet"):
-        shutil.copy(work_dir / "data/programs" / name, dest / name)
-    return counts
+    return {"records": counts, "tasks_already_in_the_set": sorted(skip)}
+
+
+def merge_records(sources: list) -> tuple:
+    """Concatenate record tables, keeping the first record of each record id (earlier sources
+    win: a program measured in both the bundled dataset and a fresh run keeps its bundled
+    record, since labels are normalised per task and mixing sessions within a task would mix
+    their drift). Returns (table, duplicates dropped)."""
+    import pyarrow as pa
+
+    table = pa.concat_tables(sources)
+    seen: set = set()
+    keep = []
+    for rid in table.column("record_id").to_pylist():
+        keep.append(rid not in seen)
+        seen.add(rid)
+    merged = table.filter(pa.array(keep))
+    return merged, table.num_rows - merged.num_rows
+
+
+def most_distant_pair(tables: dict) -> tuple[str, str, dict]:
+    """The two targets whose rankings of the same programs agree least (lowest median
+    Spearman), with every pair's agreement."""
+    agreement = cross_target_agreement(tables)
+    if not agreement:
+        raise ValueError(f"need at least two targets with common programs, got {sorted(tables)}")
+    pair = min(agreement, key=lambda k: agreement[k]["spearman_median"])
+    a, b = pair.split("|")
+    return a, b, agreement
+
+
+def noise_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
+    platform_id, _, variant_id = target_id.partition(".")
+    return platforms_dir(root) / platform_id / f"noise-{variant_id}.parquet"
+
+
+def bundled_tables(targets: Iterable[str], root: Path = BUNDLED_DIR) -> dict:
+    """Each bundled target's records, relabelled to its id."""
+    from .errors import MissingDataError
+
+    targets = list(targets)
+    if not targets:
+        raise MissingDataError(f"no bundled dataset under {platforms_dir(root)} (run from the repository root)")
+    out = {}
+    for t in targets:
+        path = bundled_records_path(t, root)
+        if not path.exists():
+            raise MissingDataError(f"{path}: {t} is not in the bundled dataset; bundled targets: {', '.join(bundled_targets(root))}")
+        out[t] = relabel(rec.read_records(path), t)
+    return out
+
+
+def noise_and_platforms(targets: list[str], root: Path = BUNDLED_DIR) -> dict:
+    """Each target's pass-to-pass noise next to the distance between platforms, on the same
+    programs: for every target with a noise file, the relative differences and the rank
+    agreement (PCA, Spearman) of its two passes, and its first pass against every other target
+    on exactly the programs of its noise sample. Agreement between platforms above the noise
+    ceiling is measurement noise; below it, the platforms differ."""
+    tables = bundled_tables(targets, root)
+    out = {}
+    for t in targets:
+        path = noise_records_path(t, root)
+        if not path.exists():
+            continue
+        second = relabel(rec.read_records(path), f"{t}#2")
+        first = tables[t]
+        ids = set(relabel(rec.read_records(path), t).column("program_id").to_pylist())
+        subset = {name: tab.filter(pc.is_in(tab["program_id"], value_set=pa.array(sorted(ids)))) for name, tab in tables.items()}
+        row = {"programs": len(ids), "noise": relative_differences(first, relabel(rec.read_records(path), t))}
+        passes = cross_target_agreement({t: subset[t], f"{t}#2": second})
+        row["two_passes"] = next(iter(passes.values()))
+        row["vs"] = {o: cross_target_agreement({t: subset[t], o: subset[o]})["|".join(sorted([t, o]))] for o in targets if o != t}
+        out[t] = row
+    return out

@@ -1,45 +1,84 @@
-"""The split-strategy study: every model family under every split, per target, side by side.
+"""The split-strategy study: every model under every split, per target, side by side.
 
 For each target and split strategy the same training rows feed every model; the same test rows
 score them. Reports PCA, top-1, top-5 (task-weighted), train time and prediction throughput,
-and the same per held-out network. Pure orchestration over `splits`, `metrics` and `models`.
+and the same per held-out network. Pure orchestration over `splits`, `metrics` and `models`:
+models are named presets (`ModelSpec`: a family and its params), never special-cased.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
+from .features import FeatureTable
 from .metrics import ranking_report
-from .splits import assign_test, network_family
+from .models import CostModel, create_model, family_class
+from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS, assign_test, network_family
 
-MODEL_KEYS = ("lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "attention_concat", "random")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the study: a family and the params it is created with."""
+
+    family: str
+    params: dict = field(default_factory=dict)
+
+    def create(self, target: str, feature_schema: str, feature_names: list[str]) -> CostModel:
+        return create_model(self.family, target, feature_schema, feature_names, **self.params)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return family_class(self.family).inputs
+
+    def train_and_score(self, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str], log=None) -> "TrainResult":
+        """Train on `train` (learning curves on `test` where the family records them) and report
+        PCA / top-1 / top-5 on `test`."""
+        model = self.create(train.target_id, feature_schema, feature_names)
+        t0 = time.perf_counter()
+        curves = model.fit(train, test, log=log)
+        train_s = time.perf_counter() - t0
+        te = test.frame
+        rep = ranking_report(te["task_id"].tolist(), model.predict(test), te["latency_s"].to_numpy(), test.task_weights())
+        return TrainResult(model, rep.to_dict(), curves, train_s)
 
 
 @dataclass
-class TargetData:
-    """One target's feature frame (flat vectors, labels, latencies) and optional MetaSchedule features."""
+class TrainResult:
+    model: CostModel
+    metrics: dict
+    curves: dict
+    train_s: float
 
-    target: str
-    frame: pd.DataFrame
-    ms_features: list | None = None  # per-record PerStoreFeature matrices, aligned with frame rows
+
+def pick_candidate(metrics_by_model: dict[str, dict], keys: Sequence[str]) -> str:
+    """The model with the best mean of `keys` (PCA, top-1, top-5...); ties go to the higher PCA."""
+    return max(metrics_by_model, key=lambda m: (float(np.mean([metrics_by_model[m][k] for k in keys])), metrics_by_model[m]["pca"]))
 
 
-def split_mask(strategy: str, data: TargetData, params: dict) -> np.ndarray:
+def train_test(table: FeatureTable, strategy: str, params: dict) -> tuple[FeatureTable, FeatureTable]:
+    """The two sides of a split of one slot's table (by_hardware needs other slots: run_study)."""
+    test = split_mask(strategy, table, params)
+    return table.take(np.flatnonzero(~test)), table.take(np.flatnonzero(test))
+
+
+def split_mask(strategy: str, data: FeatureTable, params: dict) -> np.ndarray:
     df = data.frame
     return assign_test(
         strategy, df["task_id"].tolist(), df["program_id"].tolist(), float(params.get("test_fraction", 0.2)), int(params.get("seed", 0)),
-        networks=df["networks"].tolist(), test_networks=tuple(params.get("test_networks", ())) or ("resnet50", "mobilenet_v2", "resnext50_32x4d", "bert_base"),
-        targets=df["target"].tolist(), test_target=data.target,
+        networks=df["networks"].tolist(), test_networks=tuple(params.get("test_networks") or DEFAULT_TEST_NETWORKS),
+        test_families=tuple(params.get("test_families") or DEFAULT_TEST_FAMILIES), targets=df["slot"].tolist(), test_target=data.slot,
     )
 
 
-def _weights(df: pd.DataFrame, network: str | None = None) -> dict:
+def network_weights(df, network: str | None = None) -> dict:
+    """Task weights of a frame: occurrences over all networks, or in one network family."""
     if network is None:
         return dict(zip(df["task_id"], df["task_weight"].astype(float)))
     out = {}
@@ -52,133 +91,122 @@ def _weights(df: pd.DataFrame, network: str | None = None) -> dict:
 THROUGHPUT_BATCH = 4096
 
 
-def _throughput(predict: Callable[[object], np.ndarray], batch, n: int) -> float:
-    """Candidates scored per second on a batch of at least THROUGHPUT_BATCH rows (best of 3),
-    so small test sets do not turn the figure into a measurement of call overhead."""
+def throughput(model: CostModel, table: FeatureTable) -> float:
+    """Candidates scored per second from the feature table, on a batch of at least
+    THROUGHPUT_BATCH rows (best of 3), so small test sets do not turn the figure into a
+    measurement of call overhead."""
+    n = len(table)
     reps = max(1, -(-THROUGHPUT_BATCH // max(n, 1)))
-    if isinstance(batch, np.ndarray):
-        big = np.concatenate([batch] * reps)
-    elif hasattr(batch, "take"):  # the attention model's ProgramBatch
-        big = batch.take(np.tile(np.arange(n), reps))
-    else:
-        big = list(batch) * reps
+    big = table.take(np.tile(np.arange(n), reps))
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        predict(big)
+        model.predict(big)
         best = min(best, time.perf_counter() - t0)
     return n * reps / max(best, 1e-9)
 
 
-def attention_batch(frame: pd.DataFrame, max_len: int):
-    from .models.attention import make_batch
-
-    return make_batch(frame["tokens"].to_numpy(), frame["n_tokens"].to_numpy(), np.stack(frame["flat"].to_numpy()), max_len)
-
-
-def fit_predict(model_key: str, train: TargetData, test: TargetData, feature_schema: str, feature_names: list[str], lgb_params: dict, seed: int, attention_params: dict | None = None) -> tuple[np.ndarray, float, float]:
-    """Train `model_key` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
-    tr, te = train.frame, test.frame
-    groups = (tr["target"] + "|" + tr["task_id"]).to_numpy()  # pooled targets rank within (target, task)
-    if model_key == "random":
-        rng = np.random.default_rng(seed)
-        scores = rng.random(len(te))
-        return scores, 0.0, _throughput(lambda b: rng.random(len(b)), np.zeros((len(te), 1)), len(te))
-    if model_key.startswith("lightgbm"):
-        from .models.lightgbm_model import LightGBMCostModel
-
-        p = dict(lgb_params)
-        p.pop("objective", None)
-        model = LightGBMCostModel.create(train.target, feature_schema, feature_names, objective="lambdarank" if model_key == "lightgbm_rank" else "regression", **p)
-        x_tr, x_te = np.stack(tr["flat"].to_numpy()), np.stack(te["flat"].to_numpy())
-        t0 = time.perf_counter()
-        model.fit(x_tr, tr["label"].to_numpy(), groups)
-        train_s = time.perf_counter() - t0
-        return model.predict(x_te), train_s, _throughput(model.predict, x_te, len(te))
-    if model_key in ("attention", "attention_concat"):
-        from .models.attention import AttentionCostModel
-
-        params = dict(attention_params or {})
-        if model_key == "attention_concat":
-            params["fusion"] = "concat"  # the ablation: no FiLM modulation of the tokens
-        model = AttentionCostModel.create(train.target, feature_schema, **params)
-        b_tr, b_te = attention_batch(tr, model.cfg.max_len), attention_batch(te, model.cfg.max_len)
-        t0 = time.perf_counter()
-        model.fit(b_tr, tr["label"].to_numpy(), groups)
-        train_s = time.perf_counter() - t0
-        return model.predict(b_te), train_s, _throughput(model.predict, b_te, len(te))
-    if model_key == "tvm_xgb":
-        from .models.tvm_xgb import TVMXGBCostModel
-
-        if train.ms_features is None or test.ms_features is None:
-            raise ValueError("tvm_xgb needs MetaSchedule features (the msfeatures stage)")
-        model = TVMXGBCostModel.create(train.target, feature_schema)
-        t0 = time.perf_counter()
-        model.fit(train.ms_features, tr["label"].to_numpy(), groups)
-        train_s = time.perf_counter() - t0
-        return model.predict(test.ms_features), train_s, _throughput(model.predict, test.ms_features, len(te))
-    raise ValueError(f"unknown model {model_key!r}; known: {', '.join(MODEL_KEYS)}")
+def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[np.ndarray, float, float]:
+    """Train `spec` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
+    model = spec.create(train.target_id, feature_schema, feature_names)
+    t0 = time.perf_counter()
+    model.fit(train)
+    train_s = time.perf_counter() - t0
+    scores = model.predict(test)
+    return scores, train_s, throughput(model, test)
 
 
-def take_rows(data: TargetData, idx: np.ndarray) -> TargetData:
-    """The rows `idx` of a target's data (features and MetaSchedule features alike)."""
-    ms = [data.ms_features[i] for i in idx] if data.ms_features is not None else None
-    return TargetData(data.target, data.frame.iloc[idx].reset_index(drop=True), ms)
-
-
-def _concat(parts: Sequence[TargetData], target: str) -> TargetData:
-    frame = pd.concat([p.frame for p in parts], ignore_index=True)
-    ms = None if any(p.ms_features is None for p in parts) else [m for p in parts for m in p.ms_features]
-    return TargetData(target, frame, ms)
+def other_platforms(datasets: dict[str, FeatureTable], slot: str) -> list[str]:
+    """The slots by_hardware trains on when `slot` is held out: every slot of another platform
+    of the same kind (the whole test machine is held out, whichever variants of it the dataset
+    holds; CPU and GPU programs come from different design spaces)."""
+    held = datasets[slot]
+    return [t for t, d in datasets.items() if d.platform_id != held.platform_id and d.kind == held.kind]
 
 
 def run_study(
-    datasets: dict[str, TargetData],
+    datasets: dict[str, FeatureTable],
     strategies: Sequence[str],
-    models: Sequence[str],
+    models: dict[str, ModelSpec],
     split_params: dict,
-    lgb_params: dict,
     feature_schema: str,
     feature_names: list[str],
     progress: Callable[[str], None] | None = None,
-    attention_params: dict | None = None,
+    only: Sequence[str] | None = None,
 ) -> tuple[dict, dict, dict]:
-    """Returns (metrics, per_network, predictions) where
+    """`datasets`: the feature table of each dataset slot; `only`: the slots evaluated (default
+    all; the others still train by_hardware models). Returns (metrics, per_network, predictions) where
     metrics = {target: {split: {model: {pca, top1, top5, n_tasks, n_records, train_s, candidates_per_s}}}},
     per_network = {target: {split: {network: {model: {pca, top1, top5, n_tasks}}}}},
     predictions = {target: {split: (test frame, {model: scores})}} for plots."""
     metrics: dict = {}
     per_network: dict = {}
     predictions: dict = {}
-    seed = int(split_params.get("seed", 0))
     for target, data in datasets.items():
+        if only is not None and target not in only:
+            continue
         for strategy in strategies:
             if strategy == "by_hardware":
-                others = [d for t, d in datasets.items() if t != target]
+                others = other_platforms(datasets, target)
                 if not others:
                     continue
-                train, test = _concat(others, target), data
+                train, test = FeatureTable.concat([datasets[t] for t in others], target), data
             else:
                 mask = split_mask(strategy, data, split_params)
                 if mask.all() or not mask.any():
                     continue  # e.g. by_network when no held-out network is in this data
-                train, test = take_rows(data, np.flatnonzero(~mask)), take_rows(data, np.flatnonzero(mask))
+                train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
             te = test.frame
             scores_by_model = {}
-            for model_key in models:
+            for key, spec in models.items():
                 if progress:
-                    progress(f"{target} / {strategy} / {model_key}")
-                scores, train_s, per_s = fit_predict(model_key, train, test, feature_schema, feature_names, lgb_params, seed, attention_params)
-                scores_by_model[model_key] = scores
-                rep = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), _weights(te)).to_dict()
-                metrics.setdefault(target, {}).setdefault(strategy, {})[model_key] = rep | {"train_s": train_s, "candidates_per_s": per_s}
+                    progress(f"{target} / {strategy} / {key}")
+                scores, train_s, per_s = fit_predict(spec, train, test, feature_schema, feature_names)
+                scores_by_model[key] = scores
+                rep = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+                metrics.setdefault(target, {}).setdefault(strategy, {})[key] = rep | {"train_s": train_s, "candidates_per_s": per_s}
                 for net in sorted({network_family(n) for nets in te["networks"].unique() for n in json.loads(nets)}):
-                    w = _weights(te, net)
+                    w = network_weights(te, net)
                     rows = np.array([w.get(t, 0.0) > 0 for t in te["task_id"]])
                     if not rows.any():
                         continue
                     sub = te[rows]
                     r = ranking_report(sub["task_id"].tolist(), scores[rows], sub["latency_s"].to_numpy(), w)
-                    per_network.setdefault(target, {}).setdefault(strategy, {}).setdefault(net, {})[model_key] = {"pca": r.pca, "top1": r.top1, "top5": r.top5, "n_tasks": r.n_tasks}
+                    per_network.setdefault(target, {}).setdefault(strategy, {}).setdefault(net, {})[key] = {"pca": r.pca, "top1": r.top1, "top5": r.top5, "n_tasks": r.n_tasks}
             predictions.setdefault(target, {})[strategy] = (te, scores_by_model)
     return metrics, per_network, predictions
+
+
+def write_study_reports(metrics: dict, per_network: dict, predictions: dict, plots_dir: Path, figures_dir: Path) -> None:
+    """The study's DVC plots (CSV) and figures: top-k per network, PCA per split, and one
+    task's measured-vs-predicted ranking per target."""
+    from .plots import pca_per_split, ranking_scatter, topk_per_network
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(plots_dir / "topk_per_network.csv", ["target", "split", "network", "model", "pca", "top1", "top5"],
+               ({"target": t, "split": sp, "network": net, "model": m, "pca": r["pca"], "top1": r["top1"], "top5": r["top5"]}
+                for t, by_split in per_network.items() for sp, by_net in by_split.items() for net, by_model in by_net.items() for m, r in by_model.items()))
+    _write_csv(plots_dir / "pca_per_split.csv", ["target", "split", "model", "pca", "top5"],
+               ({"target": t, "split": sp, "model": m, "pca": r["pca"], "top5": r["top5"]}
+                for t, by_split in metrics.items() for sp, by_model in by_split.items() for m, r in by_model.items()))
+    pca_per_split(metrics, figures_dir / "pca_per_split.png")
+    rows = []
+    for t in per_network:
+        split = "by_network" if "by_network" in per_network[t] else next(iter(per_network[t]))
+        topk_per_network(per_network[t][split], f"{t} ({split})", figures_dir / f"topk_per_network_{t}.png")
+        te, scores = predictions[t][split]
+        model_key = "lightgbm_rank" if "lightgbm_rank" in scores else next(iter(scores))
+        task = te["task_id"].value_counts().idxmax()
+        m = (te["task_id"] == task).to_numpy()
+        meas_rank = (-te["label"].to_numpy()[m]).argsort().argsort()
+        pred_rank = (-scores[model_key][m]).argsort().argsort()
+        rows += [{"target": t, "task_id": task, "measured_rank": int(a), "predicted_rank": int(b)} for a, b in zip(meas_rank, pred_rank)]
+        ranking_scatter(meas_rank, pred_rank, f"{t} {split} {model_key}: task {task}", figures_dir / f"ranking_{t}.png")
+    _write_csv(plots_dir / "ranking.csv", ["target", "task_id", "measured_rank", "predicted_rank"], rows)
+
+
+def _write_csv(path: Path, fields: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)

@@ -71,7 +71,7 @@ class RankingReport:
     n_records: int
 
     def to_dict(self) -> dict:
-        return {"pca": self.pca, "top1": self.top1, "top5": self.top5, "n_tasks": self.n_tasks, "n_records": self.n_records}
+        return {"pca": float(self.pca), "top1": float(self.top1), "top5": float(self.top5), "n_tasks": int(self.n_tasks), "n_records": int(self.n_records)}
 
 
 def ranking_report(task_ids: Sequence, scores: Sequence[float], latencies: Sequence[float], weights: dict | None = None) -> RankingReport:

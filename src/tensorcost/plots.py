@@ -98,7 +98,8 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
                 continue
             ks = sorted(by_k, key=float)
             xs = [max(float(k), 0.5) for k in ks]  # k = 0 (zero-shot) drawn at 0.5 on the log axis
-            ax.plot(xs, [by_k[k][metric] for k in ks], marker="o" if approach != "zero_shot" else "*", ms=9 if approach == "zero_shot" else 4, label=approach, ls="-" if len(ks) > 1 else "none")
+            zero = approach.startswith("zero_shot")
+            ax.plot(xs, [by_k[k][metric] for k in ks], marker="*" if zero else "o", ms=9 if zero else 4, label=approach, ls="-" if len(ks) > 1 else "none")
         ax.set_xscale("log")
         ax.set_xlabel("k = % of the target's data used (zero-shot at 0.5)")
         ax.set_ylabel(metric.upper() if metric == "pca" else "top-5")

@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -27,6 +29,10 @@ def tracking_uri() -> str:
 
 
 def model_name(target: str) -> str:
+    """`tensorcost-<target>`; the id is checked first (it becomes a registry name and a filter)."""
+    from .hardware import split_target_id
+
+    split_target_id(target)
     return f"tensorcost-{target}"
 
 
@@ -38,8 +44,8 @@ def _client():
     return MlflowClient(tracking_uri=tracking_uri())
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(UserError, RuntimeError):
+    """A registry request that cannot be served (no such version or alias, a refused rollback)."""
 
 
 @dataclass
@@ -61,9 +67,11 @@ def log_and_register(
     metrics: dict,
     tags: dict,
     curves: dict[str, list[float]] | None = None,
+    alias: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Log a training run with the model directory as artifacts and register it as a new
-    version of `tensorcost-<target>` carrying `tags`, aliased `candidate`. Returns the version."""
+    version of `tensorcost-<target>` carrying `tags` (and `alias`, if given). Returns the version."""
     import mlflow
 
     client = _client()
@@ -83,14 +91,39 @@ def log_and_register(
         client.get_registered_model(name)
     except Exception:  # noqa: BLE001  (mlflow raises RestException when absent)
         client.create_registered_model(name, tags={"target": target})
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
-    client.set_registered_model_alias(name, CANDIDATE, mv.version)
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
 
 
+def set_alias(target: str, alias: str, version: str) -> None:
+    _client().set_registered_model_alias(model_name(target), alias, str(version))
+
+
+def model_card_tags(
+    *, target: str, family: str, objective: str, feature_schema: str, split: str, train_data_hash: str, eval_data_hash: str,
+    validation_passed: bool, git_commit: str, metrics: dict, **extra,
+) -> dict:
+    """The tags every registered version carries (the promotion gates and model cards read them)."""
+    return {
+        "target": target,
+        "model_family": family,
+        "objective": objective,
+        "feature_schema": feature_schema,
+        "split": split,
+        "train_data_hash": train_data_hash,
+        "eval_data_hash": eval_data_hash,
+        "git_commit": git_commit,
+        "validation": "passed" if validation_passed else "failed",
+        **{f"metric.{k}": v for k, v in metrics.items()},
+        **extra,
+    }
+
+
 def get_version(target: str, alias: str) -> ResolvedVersion | None:
-    client = _client()
     name = model_name(target)
+    client = _client()
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001
@@ -121,6 +154,7 @@ def resolve(target: str, alias: str = CHAMPION, fallback: str | None = CANDIDATE
 
 def download(target: str, version: str, dest: Path | None = None) -> Path:
     """Download a version's model directory (to a fresh temp dir by default)."""
+    model_name(target)  # a valid id before any store is opened
     import mlflow
 
     _client()
@@ -207,6 +241,7 @@ def _record_event(target: str, action: str, result: PromotionResult) -> None:
 
 def history(target: str) -> list[dict]:
     """Every promotion, refusal and rollback of `target`, oldest first."""
+    model_name(target)  # a valid id before any store is opened
     client = _client()
     exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
     if exp is None:
@@ -250,7 +285,7 @@ def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[
     return PromotionResult(True, target, str(version), champ.version if champ else None, "all gates passed")
 
 
-def promote(target: str, version: str | None = None, min_gain: float = 0.0, metric_keys: tuple[str, ...] = ("pca", "top5")) -> PromotionResult:
+def promote(target: str, version: str | None = None, min_gain: float = 0.0, metric_keys: tuple[str, ...] = ("pca", "top1", "top5")) -> PromotionResult:
     """Move `champion` to `version` (default: the candidate) if its gates pass; every attempt,
     promoted or refused, is appended to the history.
 
@@ -259,6 +294,7 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
     champion's plus `min_gain` (0: not worse; negative: a tolerated drop). Checked and applied under a per-target lock, so two
     racing promotions end with one consistent champion.
     """
+    model_name(target)  # a valid id before any store is opened
     client = _client()
     with _promotion_lock(target):
         if version is None:
@@ -275,6 +311,7 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
 
 def rollback(target: str) -> PromotionResult:
     """Restore the champion that the last promotion (or rollback) replaced."""
+    model_name(target)  # a valid id before any store is opened
     client = _client()
     with _promotion_lock(target):
         champ = get_version(target, CHAMPION)

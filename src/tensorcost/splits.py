@@ -9,6 +9,9 @@ on the same side on every target: records measured on several targets stay align
 - `by_network`: every task used by a held-out network is held out (TenSet and TLP evaluate on
   ResNet-50, MobileNet-V2, ResNeXt-50 and BERT); a task shared with a training network goes to
   the test side, so nothing of a held-out network is seen in training.
+- `by_family`: the same for whole architecture families (`zoo.ARCHITECTURE_FAMILIES`): every
+  network of a held-out family is out at once, so the test operators are structures training
+  never saw (a user's own network), not cousins of training networks.
 - `by_hardware`: every record of the held-out target is test, every other target's is train
   (the transfer setting).
 """
@@ -21,10 +24,12 @@ from typing import Sequence
 
 import numpy as np
 
-STRATEGIES = ("within_task", "by_task", "by_network", "by_hardware")
+STRATEGIES = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
 # TenSet/TLP's held-out networks, as family names of the zoo.
 DEFAULT_TEST_NETWORKS = ("resnet50", "mobilenet_v2", "resnext50_32x4d", "bert_base")
+# Architecture families held out by `by_family`: transformers, and every structure TenSet's zoo lacks.
+DEFAULT_TEST_FAMILIES = ("transformer", "senet", "unet", "rnn", "video3d", "swin", "detection")
 
 
 class SplitError(ValueError):
@@ -50,6 +55,7 @@ def assign_test(
     *,
     networks: Sequence[str] | None = None,
     test_networks: Sequence[str] = DEFAULT_TEST_NETWORKS,
+    test_families: Sequence[str] = DEFAULT_TEST_FAMILIES,
     targets: Sequence[str] | None = None,
     test_target: str | None = None,
 ) -> np.ndarray:
@@ -66,15 +72,20 @@ def assign_test(
         n_test = min(len(tasks) - 1, max(1, round(len(tasks) * test_fraction))) if len(tasks) > 1 else 0
         test_tasks = set(ranked[:n_test])
         return np.array([t in test_tasks for t in task_ids], dtype=bool)
-    if strategy == "by_network":
+    if strategy in ("by_network", "by_family"):
         if networks is None:
-            raise SplitError("by_network needs each row's networks")
-        held = set(test_networks)
+            raise SplitError(f"{strategy} needs each row's networks")
+        if strategy == "by_network":
+            held, key = set(test_networks), network_family
+        else:
+            from .zoo import architecture_family
+
+            held, key = set(test_families), architecture_family
         cache: dict[str, bool] = {}
         out = np.empty(len(task_ids), dtype=bool)
         for i, nets in enumerate(networks):
             if nets not in cache:
-                cache[nets] = any(network_family(n) in held or n in held for n in json.loads(nets))
+                cache[nets] = any(key(n) in held or n in held for n in json.loads(nets))
             out[i] = cache[nets]
         return out
     if strategy == "by_hardware":

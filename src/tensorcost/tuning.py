@@ -1,6 +1,6 @@
 """Tuning with registry models: a MetaSchedule cost-model adapter and the side-by-side study.
 
-`RegistryCostModel` lets any tensorcost model (LightGBM now, attention later) serve as
+`RegistryCostModel` lets any tensorcost model (every family of `models`) serve as
 MetaSchedule's cost model: MetaSchedule hands it live candidates; it featurizes their traces
 with the same code that featurized the training records, and scores them.
 """
@@ -9,50 +9,38 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from .features import flat_vector, tokenize_trace, workload_features
+from .features import table_from_traces, workload_features
 from .hardware import HardwareTarget
 
 
-@dataclass(frozen=True)
-class TuneConfig:
-    network: str
-    max_trials_global: int
-    num_trials_per_iter: int
-    max_tasks: int
-    seed: int
-    population_size: int = 512  # evolutionary search; smaller = faster search per iteration
-    timing_number: int = 20
-    timing_repeat: int = 5
+class TuneConfig(BaseModel):
+    """A tuning run's budget (params.yaml's `tune`: typed, bounded, defaults written here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    network: str = "tiny_resnet"
+    max_tasks: int = Field(3, ge=1)  # the largest tasks by FLOPs x occurrences
+    max_trials_global: int = Field(48, ge=1)
+    num_trials_per_iter: int = Field(16, ge=1)
+    population_size: int = Field(128, ge=2)  # evolutionary search (TVM's default 512 costs ~20 s a round on 2 cores)
+    seed: int = Field(0, ge=0)
+    timing_number: int = Field(20, ge=1)  # the whole network's timing: runs per repeat
+    timing_repeat: int = Field(5, ge=1)
 
 
-def candidate_features(trace_jsons: list[str], workload: list[float], hardware: list[float]) -> np.ndarray:
-    rows = []
-    for tj in trace_jsons:
-        tokens, decisions = tokenize_trace(tj)
-        rows.append(flat_vector(tokens, decisions, workload, hardware))
-    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
-
-
-def score_candidates(model, trace_jsons: list[str], workload: list[float], hardware: list[float]) -> np.ndarray:
-    """Featurize live candidates the way the model's training records were, and score them."""
+def score_candidates(model, trace_jsons: list[str], workload: list[float], hardware: list[float], ms_features=None) -> np.ndarray:
+    """Featurize live candidates the way the model's training records were, and score them.
+    `ms_features`: MetaSchedule's per-store features of the same candidates, for models that
+    read them (`"ms_features" in model.inputs`)."""
     if not trace_jsons:
         return np.zeros(0)
-    if model.metadata.family == "attention":
-        from .models.attention import make_batch
-
-        toks, flats = [], []
-        for tj in trace_jsons:
-            tokens, decisions = tokenize_trace(tj)
-            toks.append(tokens)
-            flats.append(flat_vector(tokens, decisions, workload, hardware))
-        batch = make_batch([t.reshape(-1) for t in toks], [len(t) for t in toks], np.stack(flats), model.cfg.max_len)
-        return model.predict(batch)
-    return model.predict(candidate_features(trace_jsons, workload, hardware))
+    table = table_from_traces(trace_jsons, workload, hardware, target=model.metadata.target)
+    table.ms_features = ms_features
+    return model.predict(table)
 
 
 def make_registry_cost_model(model, hw: HardwareTarget):
@@ -64,7 +52,8 @@ def make_registry_cost_model(model, hw: HardwareTarget):
     import tvm
     from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
-    from .features import classify_op
+    from .records import classify_op
+    from .features.metaschedule import extract_from_candidates
     from .tvm_support import structural_hash_hex, trace_to_json, workload_info
 
     hw_feats = hw.features()
@@ -97,7 +86,8 @@ def make_registry_cost_model(model, hw: HardwareTarget):
 
         def predict(self, context, candidates) -> np.ndarray:
             t0 = time.perf_counter()
-            scores = score_candidates(model, [trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats)
+            ms_feats = extract_from_candidates(context, candidates) if "ms_features" in model.inputs else None
+            scores = score_candidates(model, [trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats, ms_feats)
             self.n_predicted += len(candidates)
             self.predict_seconds += time.perf_counter() - t0
             return np.asarray(scores, dtype="float64")
@@ -210,3 +200,34 @@ def untuned_network_latency_ms(hw: HardwareTarget, cfg: TuneConfig) -> dict:
     target = tvm_target(hw)
     runs = time_network(cfg, network_to_relax(cfg.network, target, fuse=False), target)
     return {"median": float(np.median(runs)) * 1e3, "min": min(runs) * 1e3, "max": max(runs) * 1e3, "repeats": len(runs)}
+
+
+def compare_cost_models(hw: HardwareTarget, cfg: TuneConfig, model, model_info: dict, work_dir: Path, measure_cfg, log=None) -> dict:
+    """Tune `cfg.network` with `model` (a tensorcost model as MetaSchedule's cost model) and with
+    TVM's XGBoost on the same budget, and time the untuned network: the tune stage's report."""
+    say = log or (lambda m: None)
+    ours = make_registry_cost_model(model, hw)
+    report = {"target": hw.id, "network": cfg.network,
+              "budget": {"max_trials_global": cfg.max_trials_global, "num_trials_per_iter": cfg.num_trials_per_iter, "max_tasks": cfg.max_tasks}, "cost_models": {}}
+    say(f"tuning {cfg.network} on {hw.id} with {model_info.get('name')} v{model_info.get('version')}")
+    r = tune_network(hw, cfg, ours, work_dir / "tensorcost", measure_cfg)
+    r["model"] = model_info
+    r["predict_candidates_per_s"] = ours.n_predicted / ours.predict_seconds if ours.predict_seconds else None
+    report["cost_models"]["tensorcost"] = r
+    say("tuning with TVM's XGBoost cost model (same budget)")
+    report["cost_models"]["tvm_xgb"] = tune_network(hw, cfg, "xgb", work_dir / "tvm_xgb", measure_cfg)
+    report["untuned_network_latency_ms"] = untuned_network_latency_ms(hw, cfg)
+    report["summary"] = tune_summary(report)
+    return report
+
+
+def tune_summary(report: dict) -> dict:
+    """The side-by-side figures of a `compare_cost_models` report."""
+    a, b = report["cost_models"]["tensorcost"], report["cost_models"]["tvm_xgb"]
+    return {
+        "untuned_network_ms": report["untuned_network_latency_ms"]["median"],
+        "tensorcost_network_ms": a["network_latency_ms"]["median"], "tvm_xgb_network_ms": b["network_latency_ms"]["median"],
+        "tensorcost_tuned_tasks_us": a["tuned_tasks_weighted_latency_us"], "tvm_xgb_tuned_tasks_us": b["tuned_tasks_weighted_latency_us"],
+        "tensorcost_tuning_s": a["tuning_wall_s"], "tvm_xgb_tuning_s": b["tuning_wall_s"],
+        "speedup_vs_tvm_xgb": b["network_latency_ms"]["median"] / a["network_latency_ms"]["median"],
+    }

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class NetworkSpec:
@@ -310,6 +312,205 @@ def _mlp():
     return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
 
 
+# --------------------------------------------------------------------------- operator structures TenSet's zoo lacks
+
+
+def _se_resnet(layers=(2, 2, 2, 2), reduction: int = 16, num_classes: int = 1000):
+    """ResNet-18 with squeeze-and-excitation: global pooling, two tiny dense layers, a sigmoid gate."""
+    import torch
+    from torch import nn
+
+    class SEBlock(nn.Module):
+        def __init__(self, cin, planes, stride):
+            super().__init__()
+            self.body = nn.Sequential(_conv_bn(cin, planes, 3, stride), _conv_bn(planes, planes, 3, relu=False))
+            self.fc1 = nn.Linear(planes, planes // reduction)
+            self.fc2 = nn.Linear(planes // reduction, planes)
+            self.short = _conv_bn(cin, planes, 1, stride, relu=False) if stride != 1 or cin != planes else nn.Identity()
+
+        def forward(self, x):
+            y = self.body(x)
+            s = torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1)
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+            return torch.relu(y * s[:, :, None, None] + self.short(x))
+
+    class SEResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
+            blocks, cin = [], 64
+            for i, n in enumerate(layers):
+                planes = 64 * 2**i
+                for j in range(n):
+                    blocks.append(SEBlock(cin, planes, 2 if j == 0 and i > 0 else 1))
+                    cin = planes
+            self.blocks = nn.Sequential(*blocks)
+            self.fc = nn.Linear(cin, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+    return SEResNet().eval()
+
+
+def _unet(base: int = 32, depth: int = 3, classes: int = 2):
+    """U-Net: a convolutional encoder, and a decoder of transposed convolutions whose outputs are
+    concatenated with the encoder's skip connections."""
+    import torch
+    from torch import nn
+
+    def double(cin, cout):
+        return nn.Sequential(_conv_bn(cin, cout, 3), _conv_bn(cout, cout, 3))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [base * 2**i for i in range(depth + 1)]
+            self.down = nn.ModuleList([double(3 if i == 0 else chans[i - 1], chans[i]) for i in range(depth)])
+            self.mid = double(chans[depth - 1], chans[depth])
+            self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))])
+            self.dec = nn.ModuleList([double(2 * chans[i], chans[i]) for i in reversed(range(depth))])
+            self.head = nn.Conv2d(chans[0], classes, 1)
+
+        def forward(self, x):
+            skips = []
+            for block in self.down:
+                x = block(x)
+                skips.append(x)
+                x = nn.functional.max_pool2d(x, 2)
+            x = self.mid(x)
+            for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+                x = dec(torch.cat([up(x), skip], 1))
+            return self.head(x)
+
+    return UNet().eval()
+
+
+def _recurrent(cell: str, dim: int = 128, hidden: int = 256, layers: int = 2, vocab: int = 1000):
+    """A recurrent language model over precomputed embeddings: stacked LSTM or GRU, a projection."""
+    from torch import nn
+
+    rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+
+    class RNNLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rnn_cls(dim, hidden, layers, batch_first=True)
+            self.proj = nn.Linear(hidden, vocab)
+
+        def forward(self, x):
+            return self.proj(self.rnn(x)[0])
+
+    return RNNLM().eval()
+
+
+def _c3d(base: int = 16, num_classes: int = 400):
+    """A C3D-style video network: 3D convolutions and 3D pooling over (frames, height, width)."""
+    import torch
+    from torch import nn
+
+    def conv3(cin, cout):
+        return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1), nn.ReLU())
+
+    class C3D(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                conv3(3, base), nn.MaxPool3d((1, 2, 2)), conv3(base, 2 * base), nn.MaxPool3d(2),
+                conv3(2 * base, 4 * base), conv3(4 * base, 4 * base), nn.MaxPool3d(2), conv3(4 * base, 8 * base), nn.AdaptiveAvgPool3d(1),
+            )
+            self.fc = nn.Linear(8 * base, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.features(x), 1))
+
+    return C3D().eval()
+
+
+def _swin(image: int = 112, patch: int = 4, dim: int = 64, heads: int = 2, window: int = 7, depths=(2, 2), num_classes: int = 1000):
+    """Swin-style: self-attention inside windows of the patch grid, every other block on windows
+    shifted by half a window (torch.roll), patch merging between stages."""
+    import torch
+    from torch import nn
+
+    class WindowBlock(nn.Module):
+        def __init__(self, d, h, shift):
+            super().__init__()
+            self.h, self.shift = h, shift
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.ff1, self.ff2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+        def forward(self, x):
+            b, hh, ww, d = x.shape
+            y = self.ln1(x)
+            if self.shift:
+                y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
+            w = window
+            y = y.reshape(b, hh // w, w, ww // w, w, d).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, d)
+            q, k, v = self.qkv(y).reshape(y.shape[0], w * w, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+            att = torch.softmax(q @ k.transpose(-1, -2) * (d // self.h) ** -0.5, dim=-1)
+            y = self.out((att @ v).permute(0, 2, 1, 3).reshape(-1, w * w, d))
+            y = y.reshape(b, hh // w, ww // w, w, w, d).permute(0, 1, 3, 2, 4, 5).reshape(b, hh, ww, d)
+            if self.shift:
+                y = torch.roll(y, (self.shift, self.shift), (1, 2))
+            x = x + y
+            return x + self.ff2(nn.functional.gelu(self.ff1(self.ln2(x))))
+
+    class Swin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(3, dim, patch, patch)
+            stages, d, h = [], dim, heads
+            for i, n in enumerate(depths):
+                stages.append(nn.Sequential(*[WindowBlock(d, h, (window // 2) if j % 2 else 0) for j in range(n)]))
+                if i < len(depths) - 1:
+                    stages.append(nn.Linear(4 * d, 2 * d))  # patch merging: 2x2 neighbours -> 2x the width
+                    d, h = 2 * d, 2 * h
+            self.stages = nn.ModuleList(stages)
+            self.head = nn.Linear(d, num_classes)
+
+        def forward(self, x):
+            x = self.embed(x).permute(0, 2, 3, 1)
+            for stage in self.stages:
+                if isinstance(stage, nn.Linear):
+                    b, hh, ww, d = x.shape
+                    x = stage(x.reshape(b, hh // 2, 2, ww // 2, 2, d).permute(0, 1, 3, 4, 2, 5).reshape(b, hh // 2, ww // 2, 4 * d))
+                else:
+                    x = stage(x)
+            return self.head(x.mean((1, 2)))
+
+    return Swin().eval()
+
+
+def _detection_head(anchors: int = 6, classes: int = 21):
+    """An SSD-style detector: a small backbone, then per-scale convolutional heads for box offsets
+    and class scores, reshaped to (boxes, 4) / (boxes, classes) and concatenated across scales."""
+    import torch
+    from torch import nn
+
+    class SSD(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s1 = nn.Sequential(_conv_bn(3, 32, 3, 2), _conv_bn(32, 64, 3, 2), _conv_bn(64, 128, 3, 2))
+            self.s2 = nn.Sequential(_conv_bn(128, 256, 3, 2))
+            self.s3 = nn.Sequential(_conv_bn(256, 256, 3, 2))
+            self.loc = nn.ModuleList([nn.Conv2d(c, anchors * 4, 3, padding=1) for c in (128, 256, 256)])
+            self.cls = nn.ModuleList([nn.Conv2d(c, anchors * classes, 3, padding=1) for c in (128, 256, 256)])
+
+        def forward(self, x):
+            f1 = self.s1(x)
+            f2 = self.s2(f1)
+            f3 = self.s3(f2)
+            locs, scores = [], []
+            for f, loc, cls in zip((f1, f2, f3), self.loc, self.cls):
+                locs.append(loc(f).permute(0, 2, 3, 1).reshape(x.shape[0], -1, 4))
+                scores.append(cls(f).permute(0, 2, 3, 1).reshape(x.shape[0], -1, classes))
+            return torch.cat(locs, 1), torch.sigmoid(torch.cat(scores, 1))
+
+    return SSD().eval()
+
+
 def _image_variants(family: str, build: Callable[[], object], sizes=(112, 224), batches=(1,)) -> list[NetworkSpec]:
     return [NetworkSpec(f"{family}-b{b}-{s}", family, build, (b, 3, s, s)) for b in batches for s in sizes]
 
@@ -334,14 +535,55 @@ def _all_networks() -> dict[str, NetworkSpec]:
         *_seq_variants("bert_base", lambda: _bert(768, 12, 12), 768),
         NetworkSpec("dcgan-b1-64", "dcgan", _dcgan_generator, (1, 100, 1, 1)),
         NetworkSpec("dcgan-b8-64", "dcgan", _dcgan_generator, (8, 100, 1, 1)),
+        # operator structures TenSet's zoo lacks (issue 13): the unseen families of by_family
+        *_image_variants("se_resnet18", _se_resnet, sizes=(112,)),
+        *_image_variants("unet", _unet, sizes=(64, 128)),
+        *_seq_variants("lstm_lm", lambda: _recurrent("lstm"), 128, seqs=(16, 32)),
+        *_seq_variants("gru_lm", lambda: _recurrent("gru"), 128, seqs=(16, 32)),
+        NetworkSpec("c3d-b1-8x56", "c3d", _c3d, (1, 3, 8, 56, 56)),
+        NetworkSpec("swin_tiny-b1-112", "swin_tiny", _swin, (1, 3, 112, 112)),
+        NetworkSpec("ssd_head-b1-128", "ssd_head", _detection_head, (1, 3, 128, 128)),
     ]
     return {s.name: s for s in specs}
+
+
+# Architecture families: the networks a `by_family` split holds out together (a new family brings
+# operator structures no network of another family has).
+ARCHITECTURE_FAMILIES = {
+    "resnet": ("tiny_resnet", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"),
+    "mobilenet": ("mobilenet_v2",),
+    "densenet": ("densenet",),
+    "inception": ("inception",),
+    "transformer": ("bert_tiny", "bert_base", "vit_tiny"),
+    "gan": ("dcgan",),
+    "mlp": ("mlp",),
+    "senet": ("se_resnet18",),
+    "unet": ("unet",),
+    "rnn": ("lstm_lm", "gru_lm"),
+    "video3d": ("c3d",),
+    "swin": ("swin_tiny",),
+    "detection": ("ssd_head",),
+}
+_FAMILY_OF = {net: fam for fam, nets in ARCHITECTURE_FAMILIES.items() for net in nets}
+
+
+def architecture_family(network: str) -> str:
+    """'resnet50-b1-112' -> 'resnet'; a network outside the zoo is its own family."""
+    name = network.split("-")[0]
+    return _FAMILY_OF.get(name, name)
 
 
 NETWORKS: dict[str, NetworkSpec] = _all_networks()
 
 
+class UnknownNetworkError(UserError, KeyError):
+    """A network name the zoo does not define."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; a user error is plain text
+        return str(self.args[0])
+
+
 def get_network(name: str) -> NetworkSpec:
     if name not in NETWORKS:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(NETWORKS))}")
+        raise UnknownNetworkError(f"unknown network {name!r}; known: {', '.join(sorted(NETWORKS))}")
     return NETWORKS[name]

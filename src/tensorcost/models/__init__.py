@@ -1,17 +1,34 @@
-"""Cost models behind one contract (fit / predict / save / load + the feature schema they need).
+"""Cost models behind one contract (`base.CostModel`), and the registry of families.
 
+Adding a family: a module with a `CostModel` subclass, and one line in `FAMILIES`.
 Models know nothing of MLflow or DVC; `registry` moves their artifact directories around.
-An artifact directory always holds `metadata.json` (family, feature schema, target...) plus the
-family's own weight files in a format that loads without executing code (no pickle).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from .base import CostModel, FeatureSchemaMismatch, ModelMetadata, read_metadata
+from .base import CostModel, FeatureSchemaMismatch, ModelFormatError, ModelMetadata, read_metadata
 
-FAMILIES = ("lightgbm", "tvm_xgb", "attention")
+# family -> "module:Class" (imported on first use: torch and xgboost stay unimported until needed)
+FAMILIES = {
+    "lightgbm": "lightgbm_model:LightGBMCostModel",
+    "attention": "attention:AttentionCostModel",
+    "tvm_xgb": "tvm_xgb:TVMXGBCostModel",
+    "random": "random_model:RandomCostModel",
+}
+
+
+def family_class(family: str) -> type[CostModel]:
+    if family not in FAMILIES:
+        raise ModelFormatError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def create_model(family: str, target: str, feature_schema: str, feature_names: list[str], **params) -> CostModel:
+    return family_class(family).create(target, feature_schema, feature_names, **params)
 
 
 def load_model(path: str | Path, expected_feature_schema: str | None = None) -> CostModel:
@@ -23,19 +40,7 @@ def load_model(path: str | Path, expected_feature_schema: str | None = None) -> 
             f"{path}: model was trained on feature schema {meta.feature_schema!r}, "
             f"this code produces {expected_feature_schema!r}; retrain the model or use a matching tensorcost version"
         )
-    if meta.family == "lightgbm":
-        from .lightgbm_model import LightGBMCostModel
-
-        return LightGBMCostModel.load(path)
-    if meta.family == "attention":
-        from .attention import AttentionCostModel
-
-        return AttentionCostModel.load(path)
-    if meta.family == "tvm_xgb":
-        from .tvm_xgb import TVMXGBCostModel
-
-        return TVMXGBCostModel.load(path)
-    raise ValueError(f"{path}: unknown model family {meta.family!r}; known: {', '.join(FAMILIES)}")
+    return family_class(meta.family).load(path)
 
 
-__all__ = ["CostModel", "FeatureSchemaMismatch", "ModelMetadata", "load_model", "read_metadata"]
+__all__ = ["FAMILIES", "CostModel", "FeatureSchemaMismatch", "ModelFormatError", "ModelMetadata", "create_model", "family_class", "load_model", "read_metadata"]

@@ -5,7 +5,8 @@ A program's schedule-primitive tokens go through a self-attention encoder. The w
 from them modulates every token before attention (FiLM: `x * (1 + gamma) + beta`), so the same
 primitive can be scored differently on different hardware or operators, and is also joined to
 the pooled program vector before the scoring head. `fusion="concat"` drops the modulation and
-only concatenates (the ablation). Trained with a LambdaRank loss within (target, task) groups.
+only concatenates (the ablation). Trained with a pairwise ranking loss (RankNet by default,
+LambdaRank or both: `ranking_loss`) within (target, task) groups.
 
 Artifacts: `weights.pt` (a state dict, loaded with `torch.load(weights_only=True)`) and
 `metadata.json` (architecture, normalisation statistics, feature schema): nothing executable.
@@ -17,37 +18,52 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+from pydantic import Field, StrictBool, model_validator
 
-from ..features import FLAT_PROGRAM_DIM, TOKEN_DIM, WORKLOAD_FEATURE_NAMES
+from ..features import FLAT_PROGRAM_DIM, TOKEN_DIM, WORKLOAD_FEATURE_NAMES, FeatureTable
 from ..hardware import HARDWARE_FEATURE_NAMES
-from .base import ModelMetadata, read_metadata
+from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, make_config
 
 WEIGHTS_FILE = "weights.pt"
+CLIP = 5.0  # standardised inputs are clipped to this many training standard deviations
 N_WORKLOAD = len(WORKLOAD_FEATURE_NAMES)
-N_HARDWARE = len(HARDWARE_FEATURE_NAMES)
 
 
-@dataclass
-class AttentionConfig:
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    max_len: int = 96
-    dropout: float = 0.1
-    fusion: str = "film"  # "film" | "concat"
-    program_features: bool = False  # also feed the program-level summary (counts, decisions) to the head
-    loss: str = "ranknet"  # "ranknet" | "lambdarank" | "hybrid" (see ranking_loss)
-    epochs: int = 8
-    lr: float = 2e-3
-    warmup_frac: float = 0.05  # linear warm-up, then cosine decay to 0 over all steps of a fit
-    weight_decay: float = 1e-4
-    groups_per_batch: int = 8
-    programs_per_group: int = 48
-    seed: int = 0
-    threads: int = 2
+class AttentionConfig(FamilyConfig):
+    """The architecture and its training. Upper bounds keep an edited artifact from asking for
+    gigabytes before its weights are read."""
+
+    d_model: int = Field(32, ge=4, le=1024)
+    n_heads: int = Field(4, ge=1, le=64)
+    n_layers: int = Field(1, ge=1, le=24)
+    max_len: int = Field(72, ge=1, le=4096)  # the longest bundled trace has 68 primitives
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    fusion: Literal["film", "concat"] = "film"  # concat: the ablation without FiLM modulation
+    program_features: StrictBool = True  # also feed the program-level summary (counts, decisions) to the head
+    loss: Literal["ranknet", "lambdarank", "hybrid"] = "ranknet"  # see ranking_loss
+    epochs: int = Field(30, ge=1, le=10_000)
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    warmup_frac: float = Field(0.05, ge=0.0, lt=1.0)  # linear warm-up, then cosine decay to 0 over all steps of a fit
+    weight_decay: float = Field(1e-4, ge=0.0)
+    groups_per_batch: int = Field(8, ge=1)
+    programs_per_group: int = Field(48, ge=2)
+    seed: int = Field(0, ge=0)
+    threads: int = Field(2, ge=1)
+    # fine-tuning (`fit(..., warm_start=True)`, the transfer study): at least `finetune_epochs`
+    # epochs and `finetune_steps` optimizer steps (at 1% of a target an epoch is a step or two),
+    # at `finetune_lr` (smaller than from scratch: keep what the source learned)
+    finetune_epochs: int = Field(2, ge=1, le=10_000)
+    finetune_steps: int = Field(40, ge=0, le=1_000_000)
+    finetune_lr: float = Field(5e-4, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
+        return self
 
 
 @dataclass
@@ -58,7 +74,7 @@ class ProgramBatch:
     tokens: np.ndarray  # (n, max_len, TOKEN_DIM) float32
     lengths: np.ndarray  # (n,)
     workload: np.ndarray  # (n, N_WORKLOAD)
-    hardware: np.ndarray  # (n, N_HARDWARE)
+    hardware: np.ndarray  # (n, hardware features): whatever the feature table carries
     program: np.ndarray | None = None  # (n, FLAT_PROGRAM_DIM); zeros when absent
 
     def __post_init__(self) -> None:
@@ -83,12 +99,20 @@ def make_batch(token_rows: Sequence[np.ndarray], n_tokens: Sequence[int], flat: 
         tokens[i, : len(mat)] = mat
         lengths[i] = max(1, len(mat))
     flat = np.asarray(flat, dtype=np.float32)
-    if flat.shape[1] != FLAT_PROGRAM_DIM + N_WORKLOAD + N_HARDWARE:
-        raise ValueError(f"flat feature vectors have {flat.shape[1]} values, expected {FLAT_PROGRAM_DIM + N_WORKLOAD + N_HARDWARE}")
-    return ProgramBatch(tokens, lengths, flat[:, FLAT_PROGRAM_DIM:-N_HARDWARE], flat[:, -N_HARDWARE:], flat[:, :FLAT_PROGRAM_DIM])
+    head = FLAT_PROGRAM_DIM + N_WORKLOAD
+    if flat.ndim != 2 or flat.shape[1] <= head:
+        raise ValueError(f"flat feature vectors have {flat.shape[1] if flat.ndim == 2 else flat.shape} values, expected {head} program and workload features and then hardware features")
+    return ProgramBatch(tokens, lengths, flat[:, FLAT_PROGRAM_DIM:head], flat[:, head:], flat[:, :FLAT_PROGRAM_DIM])
 
 
-def _module(cfg: AttentionConfig):
+def batch_from_table(table: FeatureTable, max_len: int) -> ProgramBatch:
+    """The model's inputs for a feature table's rows."""
+    f = table.frame
+    flat = table.flat if len(f) else np.zeros((0, FLAT_PROGRAM_DIM + N_WORKLOAD + len(HARDWARE_FEATURE_NAMES)), np.float32)
+    return make_batch(f["tokens"].to_numpy(), f["n_tokens"].to_numpy(), flat, max_len)
+
+
+def _module(cfg: AttentionConfig, n_hardware: int):
     import torch
     from torch import nn
 
@@ -99,7 +123,7 @@ def _module(cfg: AttentionConfig):
             self.embed = nn.Linear(TOKEN_DIM, d)
             self.pos = nn.Parameter(torch.zeros(cfg.max_len, d))
             nn.init.normal_(self.pos, std=0.02)
-            self.context = nn.Sequential(nn.Linear(N_WORKLOAD + N_HARDWARE, d), nn.GELU(), nn.Linear(d, d))
+            self.context = nn.Sequential(nn.Linear(N_WORKLOAD + n_hardware, d), nn.GELU(), nn.Linear(d, d))
             self.film = nn.Linear(d, 2 * d) if cfg.fusion == "film" else None
             layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 2 * d, cfg.dropout, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
@@ -167,23 +191,33 @@ def lambdarank_loss(scores, labels, valid):
     return ranking_loss(scores, labels, valid, "lambdarank")
 
 
-class AttentionCostModel:
+class AttentionCostModel(CostModel):
+    family = "attention"
+    inputs = ("tokens", "flat")
+    can_warm_start = True
+    Config = AttentionConfig
+
     def __init__(self, metadata: ModelMetadata, cfg: AttentionConfig, module=None, norm: dict | None = None):
-        self.metadata = metadata
+        super().__init__(metadata)
+        self.n_hardware: int | None = None  # set by the first fit (the feature table's hardware features)
         self.cfg = cfg
         self.module = module
         self.norm = norm or {}
 
     @classmethod
-    def create(cls, target: str, feature_schema: str, **params) -> "AttentionCostModel":
-        cfg = AttentionConfig(**params)
-        meta = ModelMetadata(family="attention", feature_schema=feature_schema, target=target, objective=cfg.loss, params=cfg.__dict__.copy())
+    def create(cls, target: str, feature_schema: str, feature_names: list[str] | None = None, **params) -> "AttentionCostModel":
+        cfg = make_config(AttentionConfig, params, "attention params")
+        meta = ModelMetadata(family="attention", feature_schema=feature_schema, target=target, objective=cfg.loss, feature_names=list(feature_names or []),
+                             params=cfg.model_dump())
         return cls(meta, cfg)
 
     # -- normalisation of the context features (standardised with training statistics)
     def _standardised(self, x: np.ndarray, prefix: str = "") -> np.ndarray:
+        """Standardised with the training statistics, clipped to +-CLIP: a feature constant in
+        training (every training platform has the same L3) must not reach the network as a
+        huge number on a new platform."""
         mean, std = np.asarray(self.norm[f"{prefix}mean"], np.float32), np.asarray(self.norm[f"{prefix}std"], np.float32)
-        return ((x - mean) / std).astype(np.float32)
+        return np.clip((x - mean) / std, -CLIP, CLIP).astype(np.float32)
 
     def _context(self, batch: ProgramBatch) -> np.ndarray:
         return self._standardised(np.concatenate([batch.workload, batch.hardware], axis=1))
@@ -219,9 +253,24 @@ class AttentionCostModel:
         n_chunks = sum(int(n) // chunk + (int(n) % chunk > 1) for n in sizes)
         return -(-n_chunks // self.cfg.groups_per_batch)
 
-    def fit(self, batch: ProgramBatch, labels: np.ndarray, groups: Sequence[str], epochs: int | None = None, log=None) -> list[float]:
-        """Train from scratch (or continue, when already trained: fine-tuning). Returns the mean
+    def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
+        """Train from scratch, or with `warm_start` fine-tune the trained weights (at least
+        `finetune_epochs` epochs and `finetune_steps` steps at `finetune_lr`). Returns the mean
         loss of each epoch."""
+        if seed is not None:
+            self.cfg.seed = seed
+        groups = train.groups
+        if warm_start and self.module is not None:
+            steps = max(1, self.steps_per_epoch(groups))
+            epochs, lr = max(self.cfg.finetune_epochs, -(-self.cfg.finetune_steps // steps)), self.cfg.finetune_lr
+        else:
+            self.module = None
+            epochs, lr = self.cfg.epochs, self.cfg.lr
+        history = self._train(batch_from_table(train, self.cfg.max_len), train.labels, groups, epochs, lr, log)
+        return {f"train_{self.cfg.loss}_loss": history}
+
+    def _train(self, batch: ProgramBatch, labels: np.ndarray, groups: Sequence[str], n_epochs: int, lr: float, log=None) -> list[float]:
+        """The training loop (from scratch when no module exists yet): mean loss per epoch."""
         import torch
 
         self._seed()
@@ -230,12 +279,12 @@ class AttentionCostModel:
             self.norm = {"mean": mean, "std": std}
             if self.cfg.program_features:
                 self.norm["program_mean"], self.norm["program_std"] = self._stats(batch.program)
-            self.module = _module(self.cfg)
+            self.n_hardware = batch.hardware.shape[1]
+            self.module = _module(self.cfg, self.n_hardware)
         module = self.module
-        opt = torch.optim.AdamW(module.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
         groups = np.asarray(groups)
         by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        n_epochs = epochs or self.cfg.epochs
         total_steps = max(1, n_epochs * self.steps_per_epoch(groups))
         warmup = max(1, int(self.cfg.warmup_frac * total_steps))
         # warm-up then cosine decay: short fits (fine-tuning on 1% of a target) still end at a low lr
@@ -282,11 +331,15 @@ class AttentionCostModel:
         module.eval()
         return history
 
-    def predict(self, batch: ProgramBatch, chunk: int = 1024) -> np.ndarray:
+    def predict(self, table: FeatureTable) -> np.ndarray:
+        return self.predict_batch(batch_from_table(table, self.cfg.max_len))
+
+    def predict_batch(self, batch: ProgramBatch, chunk: int = 1024) -> np.ndarray:
         import torch
 
-        if self.module is None:
-            raise RuntimeError("model is not trained")
+        self._check_trained(self.module is not None)
+        if batch.hardware.shape[1] != self.n_hardware:
+            raise ValueError(f"the model was trained on {self.n_hardware} hardware features, these programs have {batch.hardware.shape[1]}")
         self.module.eval()
         context = self._context(batch)
         program = self._program(batch)
@@ -297,31 +350,31 @@ class AttentionCostModel:
                 out.append(self.module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context[s:s + chunk]), torch.from_numpy(program[s:s + chunk])).numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def save(self, directory: str | Path) -> None:
+    def _save_weights(self, directory: Path) -> None:
         import torch
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.module.state_dict(), directory / WEIGHTS_FILE)
-        self.metadata.params = self.cfg.__dict__.copy()
-        self.metadata.extra = {"norm": self.norm, "token_dim": TOKEN_DIM, "n_workload": N_WORKLOAD, "n_hardware": N_HARDWARE, "n_program": FLAT_PROGRAM_DIM}
-        self.metadata.write(directory)
+        self.metadata.params = self.cfg.model_dump()
+        self.metadata.extra = {"norm": self.norm, "token_dim": TOKEN_DIM, "n_workload": N_WORKLOAD, "n_hardware": self.n_hardware, "n_program": FLAT_PROGRAM_DIM}
 
     @classmethod
-    def load(cls, directory: str | Path) -> "AttentionCostModel":
+    def _load(cls, metadata: ModelMetadata, directory: Path) -> "AttentionCostModel":
         import torch
 
-        directory = Path(directory)
-        meta = read_metadata(directory)
-        extra = meta.extra
-        sizes = (extra.get("token_dim"), extra.get("n_workload"), extra.get("n_hardware"), extra.get("n_program", FLAT_PROGRAM_DIM))
-        if sizes != (TOKEN_DIM, N_WORKLOAD, N_HARDWARE, FLAT_PROGRAM_DIM):
-            raise ValueError(f"{directory}: model input sizes (token/workload/hardware/program) {'/'.join(map(str, sizes))} do not match this code's {TOKEN_DIM}/{N_WORKLOAD}/{N_HARDWARE}/{FLAT_PROGRAM_DIM}")
-        cfg = AttentionConfig(**meta.params)
-        module = _module(cfg)
+        extra = metadata.extra
+        sizes = (extra.get("token_dim"), extra.get("n_workload"), extra.get("n_program", FLAT_PROGRAM_DIM))
+        if sizes != (TOKEN_DIM, N_WORKLOAD, FLAT_PROGRAM_DIM):
+            raise ModelFormatError(f"{directory}: model input sizes (token/workload/program) {'/'.join(map(str, sizes))} do not match this code's {TOKEN_DIM}/{N_WORKLOAD}/{FLAT_PROGRAM_DIM}")
+        n_hardware = extra.get("n_hardware")
+        if not isinstance(n_hardware, int) or not 1 <= n_hardware <= 1024:
+            raise ModelFormatError(f"{directory}: metadata n_hardware must be an integer in [1, 1024], got {n_hardware!r}")
+        cfg = make_config(AttentionConfig, metadata.params, f"{directory}: attention params")
+        module = _module(cfg, n_hardware)
         module.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
         module.eval()
-        return cls(meta, cfg, module, extra["norm"])
+        model = cls(metadata, cfg, module, extra["norm"])
+        model.n_hardware = n_hardware
+        return model
 
 
-__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "lambdarank_loss", "make_batch", "ranking_loss"]
+__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "batch_from_table", "lambdarank_loss", "make_batch", "ranking_loss"]

@@ -1,24 +1,64 @@
-"""The cost-model contract shared by every family."""
+"""The cost-model contract every family implements, in the spirit of MetaSchedule's
+(`update` / `predict` / `save` / `load`):
+
+- `create(target, feature_schema, feature_names, **params)`: an untrained model;
+- `fit(train, valid=None, *, warm_start=False, seed=None, log=None)`: train on a feature table
+  (continue from the current weights with `warm_start`: fine-tuning); returns learning curves;
+- `predict(table)`: one score per row, higher = predicted faster, comparable within a task;
+- `save(dir)` / `load(dir)`: `metadata.json` plus the family's own weight format, which loads
+  without executing code (no pickle);
+- `describe()`: what a model card needs.
+
+Each family builds its own inputs from the feature table (`inputs` names the columns it reads),
+so callers never branch on the family.
+"""
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import UserError
+from ..features import FeatureTable
 
 METADATA_FILE = "metadata.json"
 
 
-class FeatureSchemaMismatch(ValueError):
+class FeatureSchemaMismatch(UserError, ValueError):
     """The model was trained on features this code no longer produces."""
+
+
+class ModelFormatError(UserError, ValueError):
+    """A model directory that is not a loadable tensorcost model."""
+
+
+class FamilyConfig(BaseModel):
+    """A family's params: typed, bounded, no unknown keys (defaults are written here, once)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def make_config(cls: type[FamilyConfig], params: dict, where: str) -> FamilyConfig:
+    """`cls(**params)`, a validation failure worded in one line (`where`: whose params)."""
+    try:
+        return cls(**params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "(params)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
+        raise ModelFormatError(f"{where}: {key}: {msg}{got}") from None
 
 
 @dataclass
 class ModelMetadata:
-    family: str  # "lightgbm" | "attention" | ...
+    family: str  # a key of models.FAMILIES
     feature_schema: str  # features.FEATURE_SCHEMA_VERSION at training time
     target: str
     objective: str
@@ -33,23 +73,58 @@ class ModelMetadata:
 def read_metadata(directory: str | Path) -> ModelMetadata:
     path = Path(directory) / METADATA_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{directory}: not a tensorcost model directory (no {METADATA_FILE})")
+        raise ModelFormatError(f"{directory}: not a tensorcost model directory (no {METADATA_FILE})")
     try:
         return ModelMetadata(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"{path}: malformed model metadata: {exc}") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: malformed model metadata: {exc}") from None
 
 
-class CostModel(Protocol):
+class CostModel(ABC):
     """Ranks programs of one task: higher score = predicted faster."""
 
-    metadata: ModelMetadata
+    family: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]]  # feature-table columns read: "flat", "tokens", "ms_features"
+    can_warm_start: ClassVar[bool] = False
+    Config: ClassVar[type[FamilyConfig]]
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, groups: Sequence[str]) -> None: ...
-
-    def predict(self, features: np.ndarray) -> np.ndarray: ...
-
-    def save(self, directory: str | Path) -> None: ...
+    def __init__(self, metadata: ModelMetadata):
+        self.metadata = metadata
 
     @classmethod
-    def load(cls, directory: str | Path) -> "CostModel": ...
+    @abstractmethod
+    def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "CostModel": ...
+
+    @abstractmethod
+    def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None,
+            log: Callable[[str], None] | None = None) -> dict[str, list[float]]: ...
+
+    @abstractmethod
+    def predict(self, table: FeatureTable) -> np.ndarray: ...
+
+    @abstractmethod
+    def _save_weights(self, directory: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def _load(cls, metadata: ModelMetadata, directory: Path) -> "CostModel": ...
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_weights(directory)
+        self.metadata.write(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "CostModel":
+        directory = Path(directory)
+        return cls._load(read_metadata(directory), directory)
+
+    def describe(self) -> dict:
+        m = self.metadata
+        return {"family": m.family, "objective": m.objective, "target": m.target, "feature_schema": m.feature_schema,
+                "inputs": list(self.inputs), "params": dict(m.params)}
+
+    def _check_trained(self, trained: bool) -> None:
+        if not trained:
+            raise RuntimeError(f"{self.family} model is not trained")

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+from pydantic import Field, StrictBool
 
-from .base import ModelMetadata, read_metadata
+from ..features import FeatureTable
+from .base import CostModel, FamilyConfig, ModelMetadata, make_config
 
 MODEL_FILE = "model.txt"  # LightGBM's own text format: loads without executing code
+
+
+class LightGBMConfig(FamilyConfig):
+    objective: Literal["lambdarank", "regression"] = "lambdarank"
+    num_boost_round: int = Field(200, ge=1, le=100_000)
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    num_leaves: int = Field(31, ge=2, le=131_072)
+    min_data_in_leaf: int = Field(5, ge=0)
+    seed: int = Field(0, ge=0)
+    deterministic: StrictBool = True
+    num_threads: int = Field(2, ge=0)  # 0: LightGBM's default (all cores)
+    lambdarank_truncation_level: int = Field(20, ge=1)
+    finetune_rounds: int = Field(50, ge=1, le=100_000)  # trees added by a warm start (fine-tuning)
+    finetune_learning_rate: float = Field(0.01, gt=0.0, le=1.0)  # their shrinkage: small, a few target records must not undo the source
 
 
 def _group_sizes(groups: Sequence[str]) -> tuple[np.ndarray, list[int]]:
@@ -20,78 +36,86 @@ def _group_sizes(groups: Sequence[str]) -> tuple[np.ndarray, list[int]]:
     return order, sizes.tolist()
 
 
-class LightGBMCostModel:
+class LightGBMCostModel(CostModel):
+    family = "lightgbm"
+    inputs = ("flat",)
+    can_warm_start = True
+    Config = LightGBMConfig
+
     def __init__(self, metadata: ModelMetadata, booster=None):
-        self.metadata = metadata
+        super().__init__(metadata)
         self.booster = booster
 
     @classmethod
-    def create(cls, target: str, feature_schema: str, feature_names: list[str], objective: str = "lambdarank", **params) -> "LightGBMCostModel":
-        if objective not in ("lambdarank", "regression"):
-            raise ValueError(f"objective must be 'lambdarank' or 'regression', got {objective!r}")
-        return cls(ModelMetadata(family="lightgbm", feature_schema=feature_schema, target=target, objective=objective, feature_names=feature_names, params=params))
+    def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "LightGBMCostModel":
+        cfg = make_config(LightGBMConfig, params, "lightgbm params")
+        return cls(ModelMetadata(family="lightgbm", feature_schema=feature_schema, target=target, objective=cfg.objective, feature_names=feature_names,
+                                 params=cfg.model_dump()))
 
     def _lgb_params(self) -> dict:
-        p = dict(self.metadata.params)
-        rounds = p.pop("num_boost_round", 200)
-        base = {"objective": self.metadata.objective, "verbosity": -1, "num_threads": p.pop("num_threads", 0)}
-        if self.metadata.objective == "lambdarank":
+        """LightGBM's own params, and (apart) the rounds of a fit and of a warm start."""
+        p = make_config(LightGBMConfig, self.metadata.params, "lightgbm params").model_dump()
+        rounds, finetune_rounds, truncation = p.pop("num_boost_round"), p.pop("finetune_rounds"), p.pop("lambdarank_truncation_level")
+        finetune_lr = p.pop("finetune_learning_rate")
+        base = {"objective": p.pop("objective"), "verbosity": -1, "num_threads": p.pop("num_threads")}
+        if base["objective"] == "lambdarank":
             # Labels are throughputs in (0, 1]; lambdarank needs integer relevance grades.
-            base.update({"lambdarank_truncation_level": p.pop("lambdarank_truncation_level", 20)})
-        base.update(p)
-        return base | {"num_boost_round": rounds}
+            base["lambdarank_truncation_level"] = truncation
+        return base | p | {"num_boost_round": rounds, "finetune_rounds": finetune_rounds, "finetune_learning_rate": finetune_lr}
 
     @staticmethod
     def relevance(labels: np.ndarray, levels: int = 31) -> np.ndarray:
         """Throughput label in (0, 1] -> integer grade 0..levels-1 (lambdarank's label gain)."""
         return np.clip(np.floor(np.asarray(labels) * (levels - 1) + 0.5), 0, levels - 1).astype(np.int32)
 
-    def _dataset(self, features, labels, groups, reference=None):
+    def _dataset(self, table: FeatureTable, reference=None):
         import lightgbm as lgb
 
-        order, sizes = _group_sizes(groups)
-        x, y = np.asarray(features)[order], np.asarray(labels)[order]
+        order, sizes = _group_sizes(table.groups)
+        x, y = table.flat[order], table.labels[order]
         if self.metadata.objective == "lambdarank":
             return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
         return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, groups: Sequence[str], valid: tuple | None = None) -> dict[str, list[float]]:
-        """Train; with `valid = (features, labels, groups)` also record learning curves on it
-        (recorded only: no early stopping). Returns {metric: values per boosting round}."""
+    def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
+        """Train (or, with `warm_start`, add `finetune_rounds` trees to the current ones); with
+        `valid` also record learning curves on it (recorded only: no early stopping)."""
         import lightgbm as lgb
 
         params = self._lgb_params()
         rounds = params.pop("num_boost_round")
+        finetune_rounds = params.pop("finetune_rounds")
+        finetune_lr = params.pop("finetune_learning_rate")
+        if seed is not None:
+            params["seed"] = seed
         if self.metadata.objective == "lambdarank":
             params["label_gain"] = list(range(31))
             params.setdefault("eval_at", [1, 5])
-        train = self._dataset(features, labels, groups)
+        data = self._dataset(train)
         evals: dict = {}
         kwargs: dict = {}
         if valid is not None:
-            kwargs = {"valid_sets": [self._dataset(*valid, reference=train)], "valid_names": ["valid"], "callbacks": [lgb.record_evaluation(evals)]}
-        self.booster = lgb.train(params, train, num_boost_round=rounds, **kwargs)
+            kwargs = {"valid_sets": [self._dataset(valid, reference=data)], "valid_names": ["valid"], "callbacks": [lgb.record_evaluation(evals)]}
+        if warm_start and self.booster is not None:
+            kwargs["init_model"] = self.booster
+            rounds, params["learning_rate"] = finetune_rounds, finetune_lr
+        self.booster = lgb.train(params, data, num_boost_round=rounds, **kwargs)
         return {f"valid_{k}".replace("@", "_at_"): list(map(float, v)) for k, v in evals.get("valid", {}).items()}
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        if self.booster is None:
-            raise RuntimeError("model is not trained")
-        x = np.asarray(features, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(self.metadata.feature_names):
+    def predict(self, table: FeatureTable) -> np.ndarray:
+        self._check_trained(self.booster is not None)
+        x = table.flat
+        if x.ndim != 2 or (len(x) and x.shape[1] != len(self.metadata.feature_names)):
             raise ValueError(f"expected features of shape (n, {len(self.metadata.feature_names)}), got {x.shape}")
+        if not len(x):
+            return np.zeros(0)
         return np.asarray(self.booster.predict(x), dtype=np.float64)
 
-    def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+    def _save_weights(self, directory: Path) -> None:
         self.booster.save_model(str(directory / MODEL_FILE))
-        self.metadata.write(directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "LightGBMCostModel":
+    def _load(cls, metadata: ModelMetadata, directory: Path) -> "LightGBMCostModel":
         import lightgbm as lgb
 
-        directory = Path(directory)
-        meta = read_metadata(directory)
-        booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
-        return cls(meta, booster)
+        return cls(metadata, lgb.Booster(model_file=str(directory / MODEL_FILE)))

@@ -1,0 +1,203 @@
+"""Program features: schedule-primitive tokens and the flat program vector. Pure Python + NumPy.
+
+Traces arrive as JSON text, so the same code featurizes records from our collector, TenSet files
+and live MetaSchedule candidates inside tuning.
+
+Token (one per schedule primitive, in the spirit of TLP): one-hot primitive kind, one-hot
+annotation key, and NUM_SLOTS numeric arguments (sampling decisions, resolved split factors,
+annotation values, attributes) in signed log2 scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+import numpy as np
+
+MS_KINDS = (
+    "GetSBlock", "GetLoops", "GetChildBlocks", "GetProducers", "GetConsumers",
+    "SamplePerfectTile", "SamplePartitionedTile", "SampleCategorical", "SampleComputeLocation",
+    "Split", "LoopPartition", "Fuse", "Merge", "Reorder", "AddUnitLoop",
+    "Parallel", "Vectorize", "Unroll", "Bind",
+    "Annotate", "Unannotate",
+    "CacheRead", "CacheWrite", "CacheInplace", "ReIndex", "SetScope",
+    "ComputeAt", "ReverseComputeAt", "ComputeInline", "ReverseComputeInline",
+    "DecomposeReduction", "DecomposePadding", "RFactor", "StorageAlign",
+    "Blockize", "Tensorize", "TransformLayout", "TransformBlockLayout", "PadEinsum",
+    "EnterPostproc",
+)
+ANSOR_KINDS = ("SP", "FSP", "FFSP", "RE", "FU", "AN", "PR", "CA", "CI", "CR", "CHR", "CHW", "RF", "SA")
+VOCAB = ("<unk>",) + MS_KINDS + tuple(f"ansor:{k}" for k in ANSOR_KINDS)
+KIND_INDEX = {k: i for i, k in enumerate(VOCAB)}
+
+ANN_KEYS = (
+    "<none>",
+    "<other>",
+    "meta_schedule.tiling_structure",
+    "meta_schedule.parallel",
+    "meta_schedule.vectorize",
+    "meta_schedule.unroll_explicit",
+    "meta_schedule.unroll_implicit",
+    "pragma_auto_unroll_max_step",
+    "pragma_unroll_explicit",
+    "meta_schedule.cooperative_fetch",
+    "meta_schedule.auto_tensorize",
+    "ansor:auto_unroll_max_step",
+)
+ANN_INDEX = {k: i for i, k in enumerate(ANN_KEYS)}
+
+NUM_SLOTS = 6
+TOKEN_DIM = len(VOCAB) + len(ANN_KEYS) + NUM_SLOTS
+MAX_DECISIONS = 32
+
+class TraceParseError(ValueError):
+    """A trace that is not valid MetaSchedule trace JSON nor an Ansor step list."""
+
+
+def slog2(x: float) -> float:
+    return math.copysign(math.log2(1.0 + abs(x)), x)
+
+
+def _numbers(values) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        if isinstance(v, bool):
+            out.append(float(v))
+        elif isinstance(v, (int, float)):
+            out.append(float(v))
+        elif isinstance(v, list):
+            out.extend(_numbers(v))
+    return out
+
+
+def _token(kind: str, ann_key: str | None, numbers: list[float]) -> list[float]:
+    tok = [0.0] * TOKEN_DIM
+    tok[KIND_INDEX.get(kind, 0)] = 1.0
+    a = ANN_INDEX["<none>"] if ann_key is None else ANN_INDEX.get(ann_key, ANN_INDEX["<other>"])
+    tok[len(VOCAB) + a] = 1.0
+    for i, x in enumerate(numbers[:NUM_SLOTS]):
+        tok[len(VOCAB) + len(ANN_KEYS) + i] = slog2(x)
+    return tok
+
+
+def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[float]], list[float]]:
+    dec_by_inst = {int(i): d for i, d in decisions}
+    var_value: dict[str, float] = {}
+    tokens: list[list[float]] = []
+    decision_values: list[float] = []
+    for idx, inst in enumerate(insts):
+        if not isinstance(inst, list) or len(inst) != 4:
+            raise TraceParseError(f"instruction {idx}: expected [kind, inputs, attrs, outputs], got {inst!r:.80}")
+        kind, inputs, attrs, outputs = inst
+        numbers: list[float] = []
+        ann_key = None
+        decision = dec_by_inst.get(idx)
+        if kind == "SamplePerfectTile" and decision is not None:
+            numbers = _numbers(decision)
+            for name, val in zip(outputs, decision):
+                var_value[name] = float(val)
+            decision_values.extend(numbers)
+        elif kind == "SampleCategorical" and decision is not None:
+            candidates = attrs[0] if attrs else []
+            value = float(candidates[int(decision)]) if int(decision) < len(candidates) else float(decision)
+            numbers = [value, float(decision), float(len(candidates))]
+            if outputs:
+                var_value[outputs[0]] = value
+            decision_values.append(value)
+        else:
+            if decision is not None:
+                numbers.extend(_numbers([decision]))
+                decision_values.extend(_numbers([decision]))
+            if kind in ("Annotate", "Unannotate"):
+                ann_key = str(attrs[0]) if attrs else "<other>"
+            for v in inputs:
+                if isinstance(v, str) and v in var_value:
+                    numbers.append(var_value[v])
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    numbers.append(float(v))
+                elif isinstance(v, str) and v.lstrip("-").isdigit():
+                    numbers.append(float(v))
+            if kind not in ("Annotate", "Unannotate"):
+                numbers.extend(_numbers(attrs))
+            if not numbers:
+                numbers = [float(len(outputs))]
+        tokens.append(_token(kind, ann_key, numbers))
+    return tokens, decision_values
+
+
+def _tokenize_ansor(steps: list) -> tuple[list[list[float]], list[float]]:
+    tokens: list[list[float]] = []
+    decision_values: list[float] = []
+    for idx, step in enumerate(steps):
+        if not isinstance(step, list) or not step or not isinstance(step[0], str):
+            raise TraceParseError(f"step {idx}: expected [kind, ...], got {step!r:.80}")
+        kind = step[0]
+        ann_key = None
+        if kind == "SP":  # [SP, stage, iter, extent, lengths, inner_to_outer]
+            extent = step[3] if len(step) > 3 and isinstance(step[3], (int, float)) else 0
+            lengths = _numbers(step[4]) if len(step) > 4 and isinstance(step[4], list) else []
+            numbers = [float(extent or 0)] + lengths
+            decision_values.extend(lengths)
+        elif kind == "PR":  # [PR, stage, iter, "auto_unroll_max_step$64"]
+            pragma = str(step[3]) if len(step) > 3 else ""
+            key, _, val = pragma.partition("$")
+            ann_key = f"ansor:{key}"
+            numbers = [float(val)] if val.lstrip("-").isdigit() else []
+            decision_values.extend(numbers)
+        else:
+            numbers = _numbers(step[1:])
+        tokens.append(_token(f"ansor:{kind}", ann_key, numbers))
+    return tokens, decision_values
+
+
+def tokenize_trace(trace_json: str) -> tuple[np.ndarray, list[float]]:
+    """Token matrix (n_primitives x TOKEN_DIM, float32) and the ordered sampling decisions.
+
+    Accepts a MetaSchedule trace `[[instructions...], [decisions...]]` or an Ansor step list
+    `[[kind, ...], ...]` (TenSet).
+    """
+    try:
+        obj = json.loads(trace_json)
+    except json.JSONDecodeError as exc:
+        raise TraceParseError(f"trace is not JSON: {exc}") from None
+    if (
+        isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], list) and isinstance(obj[1], list)
+        and (not obj[0] or (isinstance(obj[0][0], list) and len(obj[0][0]) == 4 and isinstance(obj[0][0][1], list)))
+        and all(isinstance(d, list) and len(d) == 2 for d in obj[1])
+    ):
+        tokens, decisions = _tokenize_metaschedule(obj[0], obj[1])
+    elif isinstance(obj, list):
+        tokens, decisions = _tokenize_ansor(obj)
+    else:
+        raise TraceParseError(f"trace must be a JSON list, got {type(obj).__name__}")
+    mat = np.asarray(tokens, dtype=np.float32).reshape(len(tokens), TOKEN_DIM)
+    return mat, decisions
+
+
+def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> list[float]:
+    """Fixed-length program features for tree models: primitive counts, annotation counts,
+    the first MAX_DECISIONS sampling decisions in order (aligned within a sketch) and summaries."""
+    n_kinds, n_ann = len(VOCAB), len(ANN_KEYS)
+    if len(tokens):
+        kind_counts = tokens[:, :n_kinds].sum(axis=0)
+        ann_counts = tokens[:, n_kinds:n_kinds + n_ann].sum(axis=0)
+        ann_counts[ANN_INDEX["<none>"]] = 0.0
+        slots = tokens[:, n_kinds + n_ann:]
+        ann_rows = tokens[:, n_kinds + ANN_INDEX["<none>"]] == 0
+        max_ann_val = float(slots[ann_rows, 0].max()) if ann_rows.any() else 0.0
+    else:
+        kind_counts = np.zeros(n_kinds, dtype=np.float32)
+        ann_counts = np.zeros(n_ann, dtype=np.float32)
+        max_ann_val = 0.0
+    dec = [slog2(d) for d in list(decisions)[:MAX_DECISIONS]]
+    dec += [-1.0] * (MAX_DECISIONS - len(dec))
+    logs = [slog2(d) for d in decisions] or [0.0]
+    summary = [float(len(tokens)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
+    return list(map(float, kind_counts)) + list(map(float, ann_counts)) + dec + summary
+
+
+FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + MAX_DECISIONS + 5
+
+

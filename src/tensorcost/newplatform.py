@@ -1,0 +1,172 @@
+"""Growing the team's dataset: this machine becomes one more platform of it.
+
+`add_host_platform` re-measures the bundled program set (every task, every program: the
+programs are re-applied from their traces, so records line up program by program with every
+other platform), measures a sample a second time (the noise study), writes the platform's
+directory under data/bundled/platforms/, adds the platform to the catalog and its targets to
+params.yaml, runs the new slots' data stages, pushes them to the DVC remote and commits.
+Resumable: a killed run measures only what is missing when started again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform as _platform
+import re
+import shutil
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from . import collect, dataset, hardware
+from . import records as rec
+from .errors import UserError
+from .params import load_collection_params
+
+WORK_DIR = Path(".tensorcost/platform")
+CATALOG = "data/catalog.yaml"
+
+
+def catalog_entry_yaml(p: hardware.Platform) -> str:
+    """The platform as a block of the catalog's `platforms:` mapping (appended as text, so the
+    catalog's comments survive)."""
+    lines = [f"  {p.id}:", f"    kind: {p.kind}", f"    vendor: {p.vendor}", f"    model_name: {json.dumps(p.model_name)}", f"    microarch: {p.microarch}",
+             f"    cores: {p.cores}", f"    clock_ghz: {p.clock_ghz:g}", f"    l1d_kb: {p.l1d_kb:g}", f"    l2_kb: {p.l2_kb:g}", f"    l3_kb: {p.l3_kb:g}",
+             f"    isa: [{', '.join(p.isa)}]"]
+    if p.fingerprint:
+        lines.append("    fingerprint: {" + ", ".join(f"{k}: {v}" for k, v in p.fingerprint.items()) + "}")
+    lines.append(f"    source: {json.dumps(p.source)}")
+    return "\n".join(lines) + "\n"
+
+
+def add_to_catalog(p: hardware.Platform, catalog_file: Path | None = None) -> bool:
+    """Append the platform to the catalog unless it is there; True when it was added."""
+    if p.id in hardware.platforms():
+        return False
+    path = catalog_file or Path(str(resources.files("tensorcost").joinpath(CATALOG)))
+    text = path.read_text()
+    path.write_text(text.rstrip("\n") + "\n" + catalog_entry_yaml(p))
+    hardware.catalog._raw.cache_clear()
+    return True
+
+
+def add_to_params_block(text: str, key: str, item: str) -> str:
+    """`item` (a list entry `- x`, or a mapping entry `x: y`) appended to the block `key:` of a
+    params.yaml text (top level, or one level down as `section.key`), keeping the file's
+    comments; unchanged when the entry is there."""
+    parts = key.split(".")
+    indent = "" if len(parts) == 1 else "  "
+    lines = text.splitlines(keepends=True)
+    start = None
+    section = parts[0] if len(parts) == 2 else None
+    in_section = section is None
+    for i, line in enumerate(lines):
+        if section is not None and re.match(rf"^{re.escape(section)}:\s*(#.*)?$", line):
+            in_section = True
+            continue
+        if in_section and re.match(rf"^{indent}{re.escape(parts[-1])}:\s*(#.*)?$", line):
+            start = i
+            break
+    if start is None:
+        raise UserError(f"params.yaml: no block list `{key}:` to add {item} to")
+    end = start + 1
+    while end < len(lines) and re.match(rf"^{indent}  \S", lines[end]):
+        if lines[end].split("#")[0].strip() == item:
+            return text
+        end += 1
+    lines.insert(end, f"{indent}  {item}\n")
+    return "".join(lines)
+
+
+def _run(cmd: list[str], log) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ''}")
+    return proc
+
+
+def source_md(p: hardware.Platform, results: dict, command: str) -> str:
+    """The platform directory's SOURCE.md: the machine, the command, what was measured."""
+    rows = "\n".join(f"| `{t}` | {r['records']} | {r['errors']} | {r['seconds'] / 60:.1f} min | " + (
+        f"{r['noise']['n']} programs: median {100 * r['noise']['median']:.1f}%, p90 {100 * r['noise']['p90']:.1f}%, max {100 * r['noise']['max']:.0f}% |"
+        if r.get("noise", {}).get("n") else "not measured |") for t, r in results.items())
+    return f"""# {p.id}: {p.model_name}
+
+The bundled CPU program set (data/bundled/programs/cpu), re-applied from its traces and measured on
+this machine by `tensorcost platform add`, with the bundled dataset's protocol (the `measure`
+section of docs/dataset-params.yaml).
+
+| | |
+| --- | --- |
+| machine | {p.vendor} {p.model_name}, {p.microarch} (archspec), {p.cores} usable cores, L1d {p.l1d_kb:g} KiB and L2 {p.l2_kb:g} KiB per core, L3 {p.l3_kb:g} KiB; {p.source} |
+| fingerprint | {json.dumps(p.fingerprint)} ({_platform.machine()}, Linux {_platform.release()}) |
+| ISA | {' '.join(p.isa)} |
+| date | {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC |
+| command | `{command}` |
+
+| target | records | errors | wall time | noise (second pass, relative difference of mean latency) |
+| --- | --- | --- | --- | --- |
+{rows}
+"""
+
+
+def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True,
+                      log: Callable[[str], None] = print, params_yaml: Path = Path("params.yaml")) -> dict:
+    """Measure this machine into the dataset (see the module docstring). Returns what was done."""
+    platform = hardware.host_platform()
+    targets = [hardware.resolve_target(f"{platform.id}.{v}") for v in variants]
+    measure = load_collection_params(params_file).measure
+    task_dir = dataset.programs_dir("cpu")
+    tasks, programs, meta = collect.load_task_set(task_dir)
+    results = {}
+    for t in targets:
+        collect.check_task_set_kind(meta, t, task_dir)
+        work = WORK_DIR / t.id
+        log(f"{t.id}: measuring {sum(map(len, programs.values()))} programs of {len(tasks)} tasks (resumable; work dir {work})")
+        t0 = time.perf_counter()
+        counts = collect.measure_task_set(tasks, programs, t, work, measure)
+        table = rec.read_records(collect.parts_dir(work)).sort_by([("task_id", "ascending"), ("program_id", "ascending")])
+        out = dataset.bundled_records_path(t.id)
+        rec.write_records(table, out)
+        result = {"records": table.num_rows, "errors": int(sum(e != 0 for e in table.column("error_no").to_pylist())), "seconds": time.perf_counter() - t0,
+                  "measured_now": counts["measured"], "file": str(out)}
+        if noise_fraction > 0:
+            noise_file = dataset.noise_records_path(t.id)
+            if not noise_file.exists():
+                log(f"{t.id}: measuring {noise_fraction:.0%} of the programs a second time (noise)")
+                rec.write_records(collect.remeasure(table, tasks, t, noise_fraction, 0, measure), noise_file)
+            result["noise"] = dataset.relative_differences(table, rec.read_records(noise_file))
+        results[t.id] = result
+    added = add_to_catalog(platform)
+    command = "tensorcost platform add " + " ".join(f"--variant {v}" for v in variants) + (f" --noise-fraction {noise_fraction:g}" if noise_fraction != 0.05 else "")
+    pdir = dataset.platforms_dir() / platform.id
+    (pdir / "SOURCE.md").write_text(source_md(platform, results, command))
+    text = params_yaml.read_text()
+    for t in targets:
+        text = add_to_params_block(text, "targets", f"{t.id}: {dataset.bundled_records_path(t.id)}")
+        text = add_to_params_block(text, "train.targets", f"- {t.id}")
+    params_yaml.write_text(text)
+    done = {"platform": platform.id, "catalog_entry_added": added, "targets": results}
+    if run_dvc and shutil.which("dvc"):
+        stages = [f"{stage}@{t.id}" for t in targets for stage in ("records", "validate", "featurize")]
+        _run(["dvc", "repro", "--single-item", *stages], log)
+        if _remote_configured():
+            _run(["dvc", "push", *stages], log)
+            done["pushed"] = True
+        else:
+            log("no default DVC remote: nothing pushed (`dvc remote add -d NAME URL`, then `dvc push`)")
+    if commit and shutil.which("git"):
+        paths = [str(pdir), str(params_yaml), "dvc.lock", f"src/tensorcost/{CATALOG}"]
+        _run(["git", "add", "--", *[p for p in paths if Path(p).exists()]], log)
+        _run(["git", "commit", "-q", "-m", f"dataset: platform {platform.id} ({', '.join(variants)}) measured by tensorcost platform add"], log)
+        done["committed"] = True
+    return done
+
+
+def _remote_configured() -> bool:
+    proc = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True)
+    return proc.returncode == 0 and bool(proc.stdout.strip())

@@ -1,0 +1,323 @@
+"""Typed params: one model per `params.yaml` section, parsed and validated once.
+
+Every default is written here, once; `params.yaml` lists the values DVC tracks. A wrong type, a
+value out of range, an unknown key or a missing file is a `ParamsError`: one line naming the
+file, the key, what was wrong and what is valid.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+
+from .collect import MeasureConfig
+from .errors import UserError
+from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS
+from .tuning import TuneConfig
+
+PARAMS_FILE = Path("params.yaml")
+HOST = "host"  # the dataset slot of this machine's fresh measurements
+TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*\.[a-z0-9][a-z0-9-]*$")
+
+
+class ParamsError(UserError):
+    """params.yaml is missing, malformed, or holds a wrong value."""
+
+
+PosInt = Annotated[StrictInt, Field(ge=1)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _target_id(value: str, allow_host: bool = False, allow_auto: bool = False) -> str:
+    if (allow_host and value == HOST) or (allow_auto and value == "auto") or TARGET_ID.match(value):
+        return value
+    extra = (" or 'host'" if allow_host else "") + (" or 'auto'" if allow_auto else "")
+    raise ValueError(f"{value!r} is not a target id: expected <platform>.<variant> such as 'zen4-2c.avx2-t1'{extra} (see `tensorcost targets`)")
+
+
+class HostParams(Section):
+    """This machine's fresh measurement: a sample of the bundled CPU program set."""
+
+    target: str = "auto"  # auto: this platform with the first of `variants` it supports
+    variants: list[str] = ["avx2-t1", "sse42-t2", "avx512-t1"]
+    tasks: NonNegInt = 12  # bundled tasks re-measured here (0: all), chosen by hash
+    programs_per_task: NonNegInt = 24  # programs of each (0: all)
+    seed: NonNegInt = 0
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, v: str) -> str:
+        return _target_id(v, allow_auto=True)
+
+    @field_validator("variants")
+    @classmethod
+    def _check_variants(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one variant such as 'avx2-t1'")
+        return v
+
+
+MeasureParams = MeasureConfig  # defined where it is used: collect
+
+
+class SplitParams(Section):
+    strategy: Literal["within_task", "by_task", "by_network", "by_family"] = "by_family"  # by_hardware holds out a whole platform: studies only
+    test_fraction: Fraction = 0.2
+    seed: NonNegInt = 0
+    test_networks: list[str] = list(DEFAULT_TEST_NETWORKS)  # by_network (TenSet/TLP's)
+    test_families: list[str] = list(DEFAULT_TEST_FAMILIES)  # by_family (zoo.ARCHITECTURE_FAMILIES)
+
+    @field_validator("test_families")
+    @classmethod
+    def _known_families(cls, v: list[str]) -> list[str]:
+        from .zoo import ARCHITECTURE_FAMILIES
+
+        unknown = [f for f in v if f not in ARCHITECTURE_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown architecture families {unknown}; the zoo's: {', '.join(ARCHITECTURE_FAMILIES)}")
+        return v
+
+
+class ModelPreset(BaseModel):
+    """A model of the studies: a family and its params (`base`: start from another preset)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    family: str | None = None
+    base: str | None = None
+
+
+class TrainParams(Section):
+    targets: list[str] = []  # one registered model per target
+    models: list[str] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
+    # `candidate`: the model with the best mean of these on the split's test side (by_family:
+    # networks of architectures training never saw, where users use a model)
+    candidate_metrics: list[Literal["pca", "top1", "top5"]] = ["pca", "top1", "top5"]
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, v: list[str]) -> list[str]:
+        return [_target_id(t) for t in v]
+
+
+class EvaluateParams(Section):
+    targets: list[str] = []  # the slots evaluated (empty: every slot); by_hardware trains on every other platform's slots
+    splits: list[Literal["within_task", "by_task", "by_network", "by_family", "by_hardware"]] = ["by_network", "by_hardware"]
+    models: list[str] = ["lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "random"]
+
+
+class RegistryParams(Section):
+    experiment: str = "tensorcost"
+
+
+class TransferParams(Section):
+    target: str = HOST  # the slot models are transferred to
+    sources: list[str] | Literal["auto"] = "auto"  # auto: every train target of another platform
+    alias: str = "champion"  # source models are pulled by alias (falls back to candidate)
+    fractions: list[Annotated[float, Field(gt=0.0, le=100.0)]] = [5, 10, 25, 50, 100]
+    peers: list[str] = ["lightgbm_rank", "tvm_xgb"]  # trained from scratch on the same k%
+    test_fraction: Fraction = 0.5
+    register_k: Annotated[float, Field(gt=0.0, le=100.0)] = 25
+    seed: NonNegInt = 0
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, v: str) -> str:
+        return _target_id(v, allow_host=True)
+
+    @model_validator(mode="after")
+    def _register_k_is_a_fraction(self):
+        if self.register_k not in self.fractions:
+            raise ValueError(f"register_k {self.register_k:g} must be one of fractions {[f'{f:g}' for f in self.fractions]}")
+        return self
+
+
+class TuneParams(TuneConfig):
+    """`TuneConfig` (tuning.py) and which model tunes where."""
+
+    target: str = HOST  # `host`: this machine's target (host.target)
+    alias: str = "champion"  # falls back to `candidate` when no champion exists yet
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, v: str) -> str:
+        return _target_id(v, allow_host=True)
+
+
+HOST_SOURCE = "data/raw/host"  # where the collect stage writes this machine's records
+
+
+class Params(Section):
+    targets: dict[str, str]  # the dataset: slot -> its raw records; `host` is this machine (host.target)
+    host: HostParams = HostParams()
+    measure: MeasureParams = MeasureParams()
+    split: SplitParams = SplitParams()
+    models: dict[str, ModelPreset] = {}
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams = RegistryParams()
+    transfer: TransferParams = TransferParams()
+    tune: TuneParams = TuneParams()
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("needs at least one target")
+        for slot, source in v.items():
+            _target_id(slot, allow_host=True)
+            if slot == HOST and source != HOST_SOURCE:
+                raise ValueError(f"the host slot's records are {HOST_SOURCE} (the collect stage writes them), not {source!r}")
+            if not source or source.startswith("/") or ".." in Path(source).parts:
+                raise ValueError(f"{slot}: {source!r} must be a path inside the repository")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        for section, keys in (("train.models", self.train.models), ("evaluate.models", self.evaluate.models), ("transfer.peers", self.transfer.peers)):
+            unknown = [k for k in keys if k not in self.models]
+            if unknown:
+                raise ValueError(f"{section} names {unknown}, which `models` does not define (defined: {', '.join(self.models)})")
+        for name in self.models:
+            self.model_spec(name)  # every preset resolves to a family and valid params
+        for section, slots in (("train.targets", self.train.targets), ("evaluate.targets", self.evaluate.targets)):
+            missing = [t for t in slots if t not in self.targets]
+            if missing:
+                raise ValueError(f"{section} {missing} are not in `targets` (the dataset slots)")
+        if self.transfer.target not in self.targets:
+            raise ValueError(f"transfer.target {self.transfer.target!r} is not in `targets`")
+        if isinstance(self.transfer.sources, list):
+            missing = [t for t in self.transfer.sources if t not in self.train.targets]
+            if missing:
+                raise ValueError(f"transfer.sources {missing} are not in train.targets (a source model must be trained and registered)")
+        return self
+
+    def model_spec(self, name: str) -> tuple[str, dict]:
+        """(family, params) of a preset, `base` chains resolved."""
+        seen: list[str] = []
+        params: dict[str, Any] = {}
+        family = None
+        while name is not None:
+            if name in seen:
+                raise ValueError(f"models: `base` chain loops: {' -> '.join(seen + [name])}")
+            if name not in self.models:
+                raise ValueError(f"models: unknown preset {name!r} (defined: {', '.join(self.models)})")
+            seen.append(name)
+            preset = self.models[name]
+            extra = dict(preset.model_extra or {})
+            params = {**extra, **params}
+            family = family or preset.family
+            name = preset.base
+        from .models import FAMILIES, family_class
+        from .models.base import ModelFormatError, make_config
+
+        if family not in FAMILIES:
+            raise ValueError(f"models.{seen[0]}: family {family!r} is not one of {', '.join(FAMILIES)}")
+        try:
+            make_config(family_class(family).Config, params, f"models.{seen[0]}")
+        except ModelFormatError as exc:
+            raise ValueError(str(exc)) from None
+        return family, params
+
+
+def _one_line(exc: ValidationError, path: Path) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-")) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    got = f" (got {err['input']!r})" if "input" in err and err["type"] not in ("extra_forbidden", "missing") and not isinstance(err["input"], dict) else ""
+    more = f" [and {len(exc.errors()) - 1} more problem(s)]" if len(exc.errors()) > 1 else ""
+    return f"{path}: {loc}: {msg}{got}{more}"
+
+
+def parse_params(data: Any, path: Path = PARAMS_FILE) -> Params:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_one_line(exc, path)) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> Params:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_params(data, Path(path))
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """The validated params of `path` (default: params.yaml in the working directory)."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found (run from the repository root, where params.yaml is)")
+    return _load(str(path), path.stat().st_mtime)
+
+
+# -- collecting a dataset (new program sets, new platforms): docs/dataset-params.yaml ------------
+
+class ZooParams(Section):
+    networks: list[str] = []
+
+
+class SampleParams(Section):
+    reference_target: str  # design spaces are drawn for this target (a catalog GPU needs no GPU)
+    max_tasks: PosInt = 42  # round-robin over networks, largest FLOPs first
+    min_flops: Annotated[float, Field(ge=0.0)] = 0.0
+    max_flops: PosFloat = float("inf")
+    programs_per_task: NonNegInt = 104
+    seed: NonNegInt = 0
+    tasks_from: str | None = None  # a directory with a tasks.json: its tasks instead of the zoo's
+    skip_tasks_of: str | None = None  # a directory with a tasks.json: leave its tasks out (a set that grows)
+    op_kinds_first: StrictBool = False  # within a network, tasks of op kinds not chosen yet first
+    workers: PosInt = 1  # tasks sampled in parallel processes
+
+    @field_validator("reference_target")
+    @classmethod
+    def _check_target(cls, v: str) -> str:
+        return _target_id(v)
+
+
+class CollectionParams(Section):
+    """A collection run: sample programs once from the zoo's networks, measure them on targets."""
+
+    targets: list[str] = []
+    zoo: ZooParams = ZooParams()
+    sample: SampleParams | None = None
+    measure: MeasureParams = MeasureParams()
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, v: list[str]) -> list[str]:
+        return [_target_id(t) for t in v]
+
+
+def load_collection_params(path: str | Path) -> CollectionParams:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return CollectionParams.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_one_line(exc, path)) from None

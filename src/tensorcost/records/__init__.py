@@ -1,0 +1,23 @@
+"""Records: the canonical table (one row per measured program on one target), its readers and
+writers, the op kinds of workloads, the TenSet importer (with its optional C scanner) and
+dataset-level views. Pure Python + Arrow: no TVM, MLflow, GX or torch.
+"""
+
+from .ops import OP_KINDS, classify_op
+from .schema import (
+    COLUMNS,
+    RECORDS_SCHEMA,
+    RECORDS_SCHEMA_VERSION,
+    RecordsSchemaError,
+    check_schema,
+    program_id,
+    read_records,
+    record_id,
+    to_table,
+    write_records,
+)
+
+__all__ = [
+    "COLUMNS", "OP_KINDS", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op",
+    "program_id", "read_records", "record_id", "to_table", "write_records",
+]

@@ -1,0 +1,283 @@
+"""Trace tokenization and feature vectors, with expected values derived by hand from the traces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tensorcost import features as F
+from tensorcost.features import (
+    FLAT_PROGRAM_DIM,
+    TOKEN_DIM,
+    WORKLOAD_FEATURE_NAMES,
+    TraceParseError,
+    flat_feature_names,
+    flat_program_features,
+    flat_vector,
+    per_task_labels,
+    tokenize_trace,
+    workload_features,
+)
+from tensorcost.features.program import ANN_INDEX, ANN_KEYS, KIND_INDEX, MAX_DECISIONS, NUM_SLOTS, VOCAB
+from tensorcost.features.workload import MAX_SHAPE_DIMS, OP_INDEX
+from tensorcost.records import OP_KINDS
+from tensorcost.hardware import HARDWARE_FEATURE_NAMES, catalog_target
+from tensorcost.records import classify_op
+
+ANN0 = len(VOCAB)  # first annotation-key column
+SLOT0 = len(VOCAB) + len(ANN_KEYS)  # first numeric slot
+
+
+def log2p1(x: float) -> float:
+    """slog2 for x >= 0, written independently: log2(1 + x)."""
+    return math.log2(1.0 + x)
+
+
+def kind_of(tok: np.ndarray) -> str:
+    hot = np.flatnonzero(tok[:ANN0])
+    assert len(hot) == 1, "exactly one kind must be hot"
+    return VOCAB[hot[0]]
+
+
+def ann_of(tok: np.ndarray) -> str:
+    hot = np.flatnonzero(tok[ANN0:SLOT0])
+    assert len(hot) == 1, "exactly one annotation key must be hot"
+    return ANN_KEYS[hot[0]]
+
+
+# ----------------------------------------------------------------------------- MetaSchedule
+
+
+def test_metaschedule_token_matrix_shape_and_kinds(ms_trace):
+    tokens, _ = tokenize_trace(ms_trace)
+    assert tokens.shape == (6, TOKEN_DIM)
+    assert tokens.dtype == np.float32
+    expected = ["GetSBlock", "GetLoops", "SamplePerfectTile", "Split", "SampleCategorical", "Annotate"]
+    for row, kind in zip(tokens, expected):
+        assert row[KIND_INDEX[kind]] == 1.0
+        assert kind_of(row) == kind
+
+
+def test_metaschedule_decisions_resolve_categorical(ms_trace):
+    # inst 2 SamplePerfectTile decision [4, 32]; inst 4 SampleCategorical decision 2 over
+    # candidates [0, 16, 64, 512] -> candidates[2] = 64.   => [4, 32, 64]
+    _, decisions = tokenize_trace(ms_trace)
+    assert decisions == [4, 32, 64]
+
+
+def test_metaschedule_split_slots_hold_resolved_factors(ms_trace):
+    tokens, _ = tokenize_trace(ms_trace)
+    split = tokens[3]
+    # Split inputs [l1, v3, v4]: l1 has no value, v3 = 4 and v4 = 32 (from SamplePerfectTile);
+    # then attrs [true, false] -> 1, 0. Slots: log2(1+4), log2(1+32), log2(1+1), 0, 0, 0
+    expected = [log2p1(4), log2p1(32), log2p1(1), 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(split[SLOT0:SLOT0 + NUM_SLOTS], expected, rtol=1e-6)
+    assert ann_of(split) == "<none>"
+
+
+def test_metaschedule_sampling_token_slots(ms_trace):
+    tokens, _ = tokenize_trace(ms_trace)
+    # SamplePerfectTile: slots = the decision [4, 32]
+    np.testing.assert_allclose(tokens[2][SLOT0:SLOT0 + 2], [log2p1(4), log2p1(32)], rtol=1e-6)
+    # SampleCategorical: [value 64, decision index 2, number of candidates 4]
+    np.testing.assert_allclose(tokens[4][SLOT0:SLOT0 + 3], [log2p1(64), log2p1(2), log2p1(4)], rtol=1e-6)
+    # GetLoops has no numeric input or attr: falls back to the number of outputs (2)
+    assert tokens[1][SLOT0] == pytest.approx(log2p1(2))
+
+
+def test_metaschedule_annotate_key_one_hot(ms_trace):
+    tokens, _ = tokenize_trace(ms_trace)
+    ann = tokens[5]
+    assert ann[ANN0 + ANN_INDEX["meta_schedule.unroll_explicit"]] == 1.0
+    assert ann_of(ann) == "meta_schedule.unroll_explicit"
+    # the annotation value is the input variable v7 = 64 (resolved categorical)
+    assert ann[SLOT0] == pytest.approx(log2p1(64))
+    # every other instruction carries the "<none>" annotation key
+    for row in tokens[:5]:
+        assert ann_of(row) == "<none>"
+
+
+def test_unknown_annotation_key_maps_to_other():
+    trace = '[[["GetSBlock",[],["C","main"],["b0"]],["Annotate",["b0"],["my.custom_key"],[]]],[]]'
+    tokens, decisions = tokenize_trace(trace)
+    assert ann_of(tokens[1]) == "<other>"
+    assert decisions == []
+
+
+def test_empty_metaschedule_trace():
+    tokens, decisions = tokenize_trace("[[], []]")
+    assert tokens.shape == (0, TOKEN_DIM)
+    assert decisions == []
+
+
+# ----------------------------------------------------------------------------- Ansor
+
+
+def test_ansor_steps(ansor_trace):
+    tokens, decisions = tokenize_trace(ansor_trace)
+    assert tokens.shape == (3, TOKEN_DIM)
+    assert [kind_of(t) for t in tokens] == ["ansor:SP", "ansor:PR", "ansor:AN"]
+    # SP lengths [2, 1, 4] then PR "auto_unroll_max_step$8" -> 8
+    assert decisions == [2, 1, 4, 8]
+    # SP slots: extent 1024 then the lengths
+    np.testing.assert_allclose(
+        tokens[0][SLOT0:SLOT0 + 4], [log2p1(1024), log2p1(2), log2p1(1), log2p1(4)], rtol=1e-6
+    )
+    # PR's pragma key becomes the ansor annotation key, its value the first slot
+    assert ann_of(tokens[1]) == "ansor:auto_unroll_max_step"
+    assert tokens[1][SLOT0] == pytest.approx(log2p1(8))
+    # AN: numeric fields [4, 0, 3]
+    np.testing.assert_allclose(tokens[2][SLOT0:SLOT0 + 3], [log2p1(4), 0.0, log2p1(3)], rtol=1e-6)
+
+
+def test_two_step_ansor_list_is_not_mistaken_for_metaschedule():
+    # A 2-element list of lists looks like [instructions, decisions] at first sight.
+    tokens, decisions = tokenize_trace('[["SP",2,0,64,[8],1],["AN",2,0,3]]')
+    assert [kind_of(t) for t in tokens] == ["ansor:SP", "ansor:AN"]
+    assert decisions == [8]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("text", ["not json", "[[1, 2", ""])
+def test_malformed_json_raises(text):
+    with pytest.raises(TraceParseError, match="not JSON"):
+        tokenize_trace(text)
+
+
+@pytest.mark.parametrize("text", ['{"steps": []}', "42", '"SP"', "null"])
+def test_non_list_raises(text):
+    with pytest.raises(TraceParseError, match="must be a JSON list"):
+        tokenize_trace(text)
+
+
+def test_list_of_non_steps_raises():
+    with pytest.raises(TraceParseError, match="step 0"):
+        tokenize_trace("[1, 2, 3]")
+
+
+def test_trace_parse_error_is_a_value_error():
+    assert issubclass(TraceParseError, ValueError)
+
+
+# ----------------------------------------------------------------------------- flat vector
+
+
+@pytest.mark.parametrize("which", ["ms", "ansor"])
+def test_flat_vector_length_matches_names(which, ms_trace, ansor_trace):
+    tokens, decisions = tokenize_trace(ms_trace if which == "ms" else ansor_trace)
+    wl = workload_features("matmul", [[64, 64], [64, 64], [64, 64]], 2.0 * 64**3, 3 * 64 * 64 * 4.0)
+    hw = catalog_target("zen5-2c.avx2-t1").features()
+    assert len(hw) == len(HARDWARE_FEATURE_NAMES)
+    vec = flat_vector(tokens, decisions, wl, hw)
+    names = flat_feature_names(HARDWARE_FEATURE_NAMES)
+    assert vec.shape == (len(names),)
+    assert vec.dtype == np.float32
+    assert len(names) == len(set(names)), "feature names must be unique"
+    assert len(flat_program_features(tokens, decisions)) == FLAT_PROGRAM_DIM
+    # the hardware features are the tail of the vector, in order
+    np.testing.assert_allclose(vec[-len(hw):], hw)
+
+
+def test_flat_program_features_values(ms_trace):
+    tokens, decisions = tokenize_trace(ms_trace)
+    names = flat_feature_names(HARDWARE_FEATURE_NAMES)
+    feats = dict(zip(names, flat_program_features(tokens, decisions)))
+    # one of each instruction kind in the trace
+    assert feats["count_Split"] == 1.0
+    assert feats["count_GetSBlock"] == 1.0
+    assert feats["count_Fuse"] == 0.0
+    # annotation counts exclude "<none>"; one unroll_explicit
+    assert feats["ann_<none>"] == 0.0
+    assert feats["ann_meta_schedule.unroll_explicit"] == 1.0
+    # decisions [4, 32, 64] in slog2, padded with -1
+    assert feats["decision_0"] == pytest.approx(log2p1(4))
+    assert feats["decision_1"] == pytest.approx(log2p1(32))
+    assert feats["decision_2"] == pytest.approx(log2p1(64))
+    assert all(feats[f"decision_{i}"] == -1.0 for i in range(3, MAX_DECISIONS))
+    assert feats["n_tokens"] == 6
+    assert feats["n_decisions"] == 3
+    assert feats["sum_log_decisions"] == pytest.approx(log2p1(4) + log2p1(32) + log2p1(64))
+    assert feats["max_log_decision"] == pytest.approx(log2p1(64))
+    # the only annotated token (Annotate with value 64)
+    assert feats["max_ann_value"] == pytest.approx(log2p1(64), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- labels, workload
+
+
+def test_per_task_labels():
+    # task a: lat [2, 4] -> min 2 -> [2/2, 2/4] = [1, 0.5]
+    # task b: lat [1, 3, 1] -> min 1 -> [1, 1/3, 1]
+    tasks = ["a", "b", "a", "b", "b"]
+    lat = [2.0, 1.0, 4.0, 3.0, 1.0]
+    labels = per_task_labels(tasks, lat)
+    np.testing.assert_allclose(labels, [1.0, 1.0, 0.5, 1 / 3, 1.0])
+    t = np.asarray(tasks)
+    for task in ("a", "b"):
+        assert labels[t == task].max() == 1.0
+    assert ((labels > 0) & (labels <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("fused_conv2d_add_relu", "conv2d"),
+        ("fused_nn_conv2d_transpose_add", "conv2d_transpose"),
+        ("fused_matmul_add", "matmul"),
+        ("fused_batch_matmul", "batch_matmul"),
+        ("fused_nn_dense_add", "dense"),
+        ("fused_nn_max_pool2d", "pool"),
+        ("softmax", "softmax"),
+        ("fused_mean", "reduce"),
+        ("fused_add_relu", "elementwise"),
+        ("reshape", "layout"),
+        ("transpose", "layout"),
+        ("Conv2D_Layer", "conv2d"),  # case-insensitive
+        ("mystery_op", "other"),
+    ],
+)
+def test_classify_op(name, kind):
+    assert classify_op(name) == kind
+    assert kind in OP_KINDS
+
+
+def test_classify_op_expand_dims_is_layout():
+    assert classify_op("expand_dims") == "layout"
+
+
+def test_workload_features():
+    # matmul with output [64, 32]: flops = 2*64*64*32 = 262144, bytes = 1024
+    # -> log2(1+262144), log2(1+1024), intensity 256 -> log2(257), 3 buffers,
+    #    out dims log2(65), log2(33), then 0 x 4, one-hot at matmul
+    shapes = [[64, 64], [64, 32], [64, 32]]
+    wl = workload_features("matmul", shapes, 262144.0, 1024.0)
+    assert len(wl) == len(WORKLOAD_FEATURE_NAMES)
+    feats = dict(zip(WORKLOAD_FEATURE_NAMES, wl))
+    assert feats["log2_flops"] == pytest.approx(math.log2(262145))
+    assert feats["log2_bytes"] == pytest.approx(math.log2(1025))
+    assert feats["arith_intensity"] == pytest.approx(math.log2(257))
+    assert feats["n_buffers"] == 3.0
+    assert feats["out_dim0"] == pytest.approx(math.log2(65))
+    assert feats["out_dim1"] == pytest.approx(math.log2(33))
+    assert all(feats[f"out_dim{i}"] == 0.0 for i in range(2, MAX_SHAPE_DIMS))
+    onehot = wl[-len(OP_KINDS):]
+    assert onehot[OP_INDEX["matmul"]] == 1.0 and sum(onehot) == 1.0
+
+
+def test_workload_features_edge_cases():
+    # no shapes, zero bytes: intensity 0 (no division by zero); unknown op kind -> "other"
+    wl = workload_features("no-such-kind", [], 0.0, 0.0)
+    assert len(wl) == len(WORKLOAD_FEATURE_NAMES)
+    onehot = wl[-len(OP_KINDS):]
+    assert onehot[OP_INDEX["other"]] == 1.0 and sum(onehot) == 1.0
+    assert wl[:4] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_slog2_is_signed():
+    assert F.slog2(3.0) == pytest.approx(2.0)  # log2(1 + 3)
+    assert F.slog2(-3.0) == pytest.approx(-2.0)
+    assert F.slog2(0.0) == 0.0

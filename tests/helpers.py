@@ -1,0 +1,22 @@
+"""Builders shared by tests (importable as `helpers`: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+
+def feature_table(x, groups, latency, target: str = "t", networks: str = '{"net": 1}'):
+    """A FeatureTable of flat vectors `x` (rows), ranking groups (task ids) and latencies."""
+    import numpy as np
+    import pandas as pd
+
+    from tensorcost.features import FeatureTable, per_task_labels
+
+    x = np.asarray(x, dtype=np.float32)
+    groups = [str(g) for g in groups]
+    frame = pd.DataFrame({
+        "record_id": [f"r{i}" for i in range(len(x))], "task_id": groups, "program_id": [f"p{i}" for i in range(len(x))],
+        "slot": [target] * len(x), "target": [target] * len(x), "task_weight": np.ones(len(x), dtype=np.int32), "networks": [networks] * len(x),
+        "latency_s": np.asarray(latency, dtype=np.float64), "label": per_task_labels(groups, latency), "flat": list(x),
+        "n_tokens": np.zeros(len(x), dtype=np.int64), "tokens": [np.zeros(0, np.float32)] * len(x),
+    })
+    return FeatureTable(frame, target)
+

@@ -1,0 +1,197 @@
+"""The whole pipeline, for real: `dvc repro` on a micro profile in a temporary copy of the repo.
+
+Real TVM builds and runs on this machine, a real Great Expectations suite, real LightGBM and
+attention training, a real MLflow store and registry, the transfer of other platforms' models to
+this machine, and real MetaSchedule tuning with both cost models. The bundled dataset of the copy
+is cut to the same 8 tasks x 16 programs on every platform (small real inputs).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tensorcost import dataset
+from tensorcost import records as rec
+from tensorcost.collect import load_task_set
+from tensorcost.hardware import get_platform
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+SOURCES = ["sapphirerapids-2c.avx2-t1", "zen5-2c.avx2-t1"]
+
+
+def _copy_repo(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = REPO / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+
+
+def _shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
+    """Every bundled records file cut to the same programs (a seeded hash picks them)."""
+    for kind in ("cpu", "gpu"):
+        _, programs, _ = load_task_set(root / "data/bundled/programs" / kind)
+        keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(programs, tasks, per_task, 0).items() for tr in trs}
+        for f in (root / "data/bundled/platforms").glob("*/*.parquet"):
+            if get_platform(f.parent.name).kind != kind:
+                continue
+            table = rec.read_records(f)
+            mask = [(t, p) in keep for t, p in zip(table.column("task_id").to_pylist(), table.column("program_id").to_pylist())]
+            rec.write_records(table.filter(mask), f)
+
+
+def _micro_params(path: Path) -> None:
+    p = yaml.safe_load(path.read_text())
+    p["targets"] = {k: v for k, v in p["targets"].items() if k in ("host", *SOURCES, "h200.cuda")}
+    p["host"].update({"tasks": 2, "programs_per_task": 8})
+    p["measure"].update({"number": 2, "repeat": 2, "min_repeat_ms": 5})
+    p["split"].update({"strategy": "within_task", "test_fraction": 0.3})
+    p["models"]["lightgbm_rank"]["num_boost_round"] = 20
+    p["models"]["attention"].update({"d_model": 16, "n_heads": 2, "epochs": 2, "programs_per_group": 8, "finetune_steps": 4})
+    p["train"]["targets"] = SOURCES
+    p["evaluate"].update({"targets": [], "splits": ["within_task", "by_network", "by_hardware"]})
+    p["transfer"].update({"fractions": [25, 100], "register_k": 25})
+    p["tune"].update({"max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "population_size": 32, "timing_number": 5, "timing_repeat": 3})
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+def _run(cmd, cwd, env, timeout=900):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}"
+    return proc
+
+
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("repo")
+    _copy_repo(work)
+    _shrink_bundled(work)
+    _micro_params(work / "params.yaml")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    _run(["git", "init", "-q"], work, env)
+    _run(GIT + ["add", "-A"], work, env)
+    _run(GIT + ["commit", "-q", "-m", "micro"], work, env)
+    t0 = time.time()
+    first = _run(["dvc", "repro"], work, env, timeout=1800)
+    host = json.loads((work / "data/host/target.json").read_text())["target_id"]
+    return {"work": work, "env": env, "host": host, "first": first, "first_s": time.time() - t0}
+
+
+def test_host_measurement_and_bundled_slots(pipeline_run):
+    work, host = pipeline_run["work"], pipeline_run["host"]
+    summary = json.loads((work / "data/raw/host/summary.json").read_text())
+    assert summary["records"] == 16 and summary["database_records"] > 0
+    t = rec.read_records(work / "data/records/host.parquet")
+    assert set(t.column("target").to_pylist()) == {host}
+    for slot in SOURCES:  # bundled records relabelled to their platform's target id
+        t = rec.read_records(work / f"data/records/{slot}.parquet")
+        assert set(t.column("target").to_pylist()) == {slot}
+    zen5 = set(rec.read_records(work / "data/records/zen5-2c.avx2-t1.parquet").column("record_id").to_pylist())
+    spr = set(rec.read_records(work / "data/records/sapphirerapids-2c.avx2-t1.parquet").column("record_id").to_pylist())
+    assert not zen5 & spr  # the same programs on two machines: distinct records
+    for slot in ("host", *SOURCES, "h200.cuda"):
+        val = json.loads((work / "reports/validation" / f"{slot}.json").read_text())
+        assert val["success"] is True, slot
+    assert (work / "reports/validation/host/data_docs/index.html").exists()
+
+
+def test_every_family_registered_and_the_best_on_unseen_networks_is_candidate(pipeline_run):
+    work, env = pipeline_run["work"], pipeline_run["env"]
+    for slot in SOURCES:
+        report = json.loads((work / "reports/train" / f"{slot}.json").read_text())
+        assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank", "attention"}
+        scores = {k: sum(m["metrics"][x] for x in ("pca", "top1", "top5")) for k, m in report["models"].items()}
+        best = max(scores, key=scores.get)
+        assert report["candidate"]["model"] == best
+        show = _run(["tensorcost", "registry", "show", "--target", slot, "--alias", "candidate"], work, env)
+        tags = json.loads(show.stdout.split("\n", 1)[1])
+        assert tags["model_key"] == best and tags["validation"] == "passed" and tags["git_commit"] != "unknown"
+
+
+def test_evaluation_holds_out_whole_platforms(pipeline_run):
+    work = pipeline_run["work"]
+    metrics = json.loads((work / "reports/metrics/evaluate.json").read_text())
+    for slot in ("host", *SOURCES):
+        assert set(metrics[slot]["by_hardware"]) == {"lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "random"}, slot
+        for r in metrics[slot]["by_hardware"].values():
+            assert 0.0 <= r["pca"] <= 1.0 and r["n_records"] > 0 and r["candidates_per_s"] > 0
+    assert (work / "reports/plots/ranking.csv").read_text().startswith("target,task_id,measured_rank,predicted_rank")
+
+
+def test_transfer_to_this_machine(pipeline_run):
+    work, env, host = pipeline_run["work"], pipeline_run["env"], pipeline_run["host"]
+    curves = json.loads((work / "reports/metrics/transfer.json").read_text())
+    study = json.loads((work / "reports/transfer/study.json").read_text())
+    assert study["target_id"] == host and set(study["sources"]) == set(SOURCES)
+    for s in SOURCES:
+        assert set(curves[f"zero_shot:{s}"]) == {"0"} and set(curves[f"finetune:{s}"]) == {"25", "100"}
+    for peer in ("attention", "lightgbm_rank", "tvm_xgb"):
+        assert set(curves[peer]) == {"25", "100"}, peer
+    reg = study["registered"]
+    assert reg["name"] == f"tensorcost-{host}" and "transferred" in reg["aliases"]
+    tags = json.loads(_run(["tensorcost", "registry", "show", "--target", host, "--alias", "transferred"], work, env).stdout.split("\n", 1)[1])
+    assert tags["source_model"] == reg["source"] and tags["split"] == "transfer:25%"
+    assert (work / "reports/transfer/learning_curve.png").stat().st_size > 0
+
+
+def test_tune_pulls_the_model_by_alias(pipeline_run):
+    work = pipeline_run["work"]
+    report = json.loads((work / "reports/tune/report.json").read_text())
+    assert report["target"] == pipeline_run["host"]
+    for name in ("tensorcost", "tvm_xgb"):
+        r = report["cost_models"][name]
+        assert r["trials_measured"] > 0 and r["network_latency_ms"]["median"] > 0
+    assert report["cost_models"]["tensorcost"]["model"]["alias_used"] == "candidate"  # no champion yet
+    assert "falling back to 'candidate'" in pipeline_run["first"].stderr
+
+
+def test_promotion(pipeline_run):
+    work, env = pipeline_run["work"], pipeline_run["env"]
+    promoted = _run(["tensorcost", "promote", "--target", SOURCES[0]], work, env)
+    assert "to champion" in promoted.stdout
+    again = subprocess.run(["tensorcost", "promote", "--target", SOURCES[0]], cwd=work, env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and "already the champion" in again.stderr
+
+
+def test_second_repro_runs_only_the_host_check(pipeline_run):
+    t0 = time.time()
+    proc = _run(["dvc", "repro"], pipeline_run["work"], pipeline_run["env"])
+    ran = [l for l in proc.stdout.splitlines() if l.startswith("Running stage")]
+    assert ran == ["Running stage 'host':"], proc.stdout
+    assert time.time() - t0 < 60
+
+
+def _md5_tree(root: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_dvc_push_then_pull_into_a_fresh_clone_restores_identical_data(pipeline_run, tmp_path):
+    work, env = pipeline_run["work"], pipeline_run["env"]
+    remote = tmp_path / "remote"
+    _run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], work, env)
+    _run(["dvc", "push"], work, env)
+    _run(GIT + ["add", "-f", "dvc.lock"], work, env)
+    _run(GIT + ["commit", "-q", "-m", "dataset version"], work, env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    _run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], clone, env)
+    _run(["dvc", "pull"], clone, env)
+    for out in (Path("data/raw/host"), Path("data/records"), Path("data/features")):
+        original, restored = _md5_tree(work / out), _md5_tree(clone / out)
+        assert original and original == restored, out
