@@ -190,7 +190,7 @@ def import_tenset_cmd(
         typer.echo(ex, err=True)
     if report.skipped:
         typer.echo(f"skipped {report.skipped} malformed line(s) of {report.lines}; written to {out}.quarantine.jsonl", err=True)
-    typer.echo(json.dumps({"files": report.files, "lines": report.lines, "imported": report.imported, "skipped": report.skipped, "comments": report.comments,
+    typer.echo(json.dumps({"files": report.files, "bad_files": report.bad_files, "lines": report.lines, "imported": report.imported, "skipped": report.skipped, "comments": report.comments,
                            "fast_path_lines": report.fast_lines, "out": out}))
     if report.imported == 0:
         typer.echo("error: nothing imported", err=True)
