@@ -222,20 +222,29 @@ def dataset_stats(
 
 
 @dataset_app.command("agreement")
-def dataset_agreement(targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target)")) -> None:
-    """Rank agreement of the same programs between each pair of targets (how far apart they are)."""
+def dataset_agreement(
+    targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target)"),
+    markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead of JSON"),
+) -> None:
+    """Rank agreement of the same programs between each pair of targets (how far apart they are);
+    pairs that share no program (a GPU's program set) are left out."""
     from . import dataset
 
-    typer.echo(json.dumps(dataset.cross_target_agreement(dataset.bundled_tables(targets or dataset.bundled_targets())), indent=1))
+    result = dataset.cross_target_agreement(dataset.bundled_tables(targets or dataset.bundled_targets()))
+    typer.echo(dataset.agreement_markdown(result) if markdown else json.dumps(result, indent=1))
 
 
 @dataset_app.command("noise")
-def dataset_noise(targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target with a noise file)")) -> None:
+def dataset_noise(
+    targets: Optional[list[str]] = typer.Argument(None, help="bundled target ids (default: every bundled target with a noise file)"),
+    markdown: bool = typer.Option(False, "--markdown", help="a Markdown table instead of JSON"),
+) -> None:
     """Each target's pass-to-pass noise next to its rank agreement with the other targets, on the
     programs of its noise sample (docs/DATASET.md)."""
     from . import dataset
 
-    typer.echo(json.dumps(dataset.noise_and_platforms(targets or dataset.bundled_targets()), indent=1))
+    result = dataset.noise_and_platforms(targets or dataset.bundled_targets())
+    typer.echo(dataset.noise_markdown(result) if markdown else json.dumps(result, indent=1))
 
 
 @dataset_app.command("remeasure")

@@ -144,6 +144,8 @@ def cross_target_agreement(tables: dict) -> dict:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             common = sorted(set(lat[a]) & set(lat[b]))
+            if not common:  # other program sets (a GPU's): nothing to compare
+                continue
             by_task: dict[str, list] = {}
             for key in common:
                 by_task.setdefault(key[0], []).append((lat[a][key], lat[b][key]))
@@ -273,6 +275,31 @@ def bundled_tables(targets: Iterable[str], root: Path = BUNDLED_DIR) -> dict:
     return out
 
 
+def agreement_markdown(agreement: dict) -> str:
+    """`cross_target_agreement`'s result as a Markdown table (docs/DATASET.md)."""
+    lines = ["| targets | Spearman (median over tasks) | PCA | same fastest program | tasks | programs |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for pair, r in agreement.items():
+        a, b = pair.split("|")
+        lines.append(f"| `{a}` vs `{b}` | {r['spearman_median']:.3f} | {r['pca']:.3f} | {r['same_best']} of {r['tasks']} | {r['tasks']} | {r['programs']:,} |")
+    return "\n".join(lines)
+
+
+def noise_markdown(report: dict) -> str:
+    """`noise_and_platforms`' result as a Markdown table: noise first, then the other platforms."""
+    lines = ["| target | programs | noise median / p90 | two passes: PCA, Spearman | vs other target: PCA, Spearman |",
+             "| --- | --- | --- | --- | --- |"]
+    for t, r in report.items():
+        n, p = r["noise"], r["two_passes"]
+        others = "; ".join(f"`{o}` {v['pca']:.3f}, {v['spearman_median']:.3f}" for o, v in r["vs"].items())
+        lines.append(f"| `{t}` | {r['programs']} | {n['median']:.1%} / {n['p90']:.1%} | {p['pca']:.3f}, {p['spearman_median']:.3f} | {others} |")
+    return "\n".join(lines)
+
+
+def _program_keys(table: pa.Table) -> pa.ChunkedArray:
+    return pc.binary_join_element_wise(table["task_id"], table["program_id"], "/")
+
+
 def noise_and_platforms(targets: list[str], root: Path = BUNDLED_DIR) -> dict:
     """Each target's pass-to-pass noise next to the distance between platforms, on the same
     programs: for every target with a noise file, the relative differences and the rank
@@ -287,11 +314,17 @@ def noise_and_platforms(targets: list[str], root: Path = BUNDLED_DIR) -> dict:
             continue
         second = relabel(rec.read_records(path), f"{t}#2")
         first = tables[t]
-        ids = set(relabel(rec.read_records(path), t).column("program_id").to_pylist())
-        subset = {name: tab.filter(pc.is_in(tab["program_id"], value_set=pa.array(sorted(ids)))) for name, tab in tables.items()}
-        row = {"programs": len(ids), "noise": relative_differences(first, relabel(rec.read_records(path), t))}
+        # One trace can be a program of two tasks (same loop structure, other shapes): a program is
+        # (task_id, program_id), never program_id alone.
+        keys = sorted(set(_program_keys(second).to_pylist()))
+        subset = {name: tab.filter(pc.is_in(_program_keys(tab), value_set=pa.array(keys))) for name, tab in tables.items()}
+        row = {"programs": len(keys), "noise": relative_differences(first, relabel(rec.read_records(path), t))}
         passes = cross_target_agreement({t: subset[t], f"{t}#2": second})
         row["two_passes"] = next(iter(passes.values()))
-        row["vs"] = {o: cross_target_agreement({t: subset[t], o: subset[o]})["|".join(sorted([t, o]))] for o in targets if o != t}
+        row["vs"] = {}
+        for o in targets:
+            pair = cross_target_agreement({t: subset[t], o: subset[o]}) if o != t else {}
+            if pair:  # empty: another program set (a GPU's)
+                row["vs"][o] = next(iter(pair.values()))
         out[t] = row
     return out

@@ -91,7 +91,8 @@ def _run(cmd: list[str], log) -> subprocess.CompletedProcess:
 
 def source_md(p: hardware.Platform, results: dict, command: str) -> str:
     """The platform directory's SOURCE.md: the machine, the command, what was measured."""
-    rows = "\n".join(f"| `{t}` | {r['records']} | {r['errors']} | {r['seconds'] / 60:.1f} min | " + (
+    # A resumed run measured only what was missing: its wall time says so.
+    rows = "\n".join(f"| `{t}` | {r['records']} | {r['errors']} | {r['seconds'] / 60:.1f} min ({r['measured_now']} programs measured by this run) | " + (
         f"{r['noise']['n']} programs: median {100 * r['noise']['median']:.1f}%, p90 {100 * r['noise']['p90']:.1f}%, max {100 * r['noise']['max']:.0f}% |"
         if r.get("noise", {}).get("n") else "not measured |") for t, r in results.items())
     return f"""# {p.id}: {p.model_name}

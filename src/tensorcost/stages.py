@@ -105,15 +105,39 @@ def validate(slot: str) -> None:
         raise UserError(f"records validation failed for {slot}; see reports/validation/{slot}/data_docs/index.html")
 
 
-def featurize(slot: str) -> None:
-    from . import records as rec
-    from .features import featurize_table, save_feature_frame
-    from .hardware import HARDWARE_FEATURE_NAMES
+def _features_report(slot: str) -> Path:
+    """The features suite's verdict on a slot's feature table, next to its records' report."""
+    return REPORTS_DIR / "validation" / f"{slot}.features.json"
 
+
+def featurize(slot: str) -> None:
+    """Features of a slot's valid records, written only when they pass the features suite (its
+    report: reports/validation/<slot>.features.json, which train reads for its verdict)."""
+    from . import records as rec
+    from . import validation
+    from .errors import UserError
+    from .features import FEATURE_SCHEMA_VERSION, featurize_table, save_feature_frame
+    from .hardware import HARDWARE_FEATURE_NAMES
+    from .params_io import md5_file
+
+    records_report = REPORTS_DIR / "validation" / f"{slot}.json"
+    if records_report.exists() and not json.loads(records_report.read_text())["success"]:
+        # Bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash.
+        raise UserError(f"records of {slot} failed validation; see {records_report} (tensorcost stage validate --target {slot})")
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table = rec.read_records(RECORDS_DIR / f"{slot}.parquet")
     df = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES, slot=slot)
+    summary = validation.validate_features(df, slot, hw.id, FEATURE_SCHEMA_VERSION, df.attrs["feature_names"])
+    print(summary.readable())
+    frame_file, report = FEATURES_DIR / f"{slot}.parquet", _features_report(slot)
+    if not summary.success:
+        for stale in (frame_file, FEATURES_DIR / f"{slot}.json"):  # no earlier features beside a failed verdict
+            stale.unlink(missing_ok=True)
+        validation.write_summary(summary, report)
+        raise UserError(f"features validation failed for {slot} ({frame_file} not written): {summary.failed_expectations()}; see {report}")
     meta = save_feature_frame(df, FEATURES_DIR, slot, {"target": hw.id, "dropped_error_records": table.num_rows - len(df)})
+    summary.statistics["features_md5"] = md5_file(frame_file)  # ties the verdict to the exact file train reads
+    validation.write_summary(summary, report)
     _echo(f"{slot}: {len(df)} feature rows ({meta['dropped_error_records']} error records dropped)")
 
 
@@ -142,12 +166,26 @@ def msfeatures(slot: str) -> None:
 
 
 def _data_facts(slot: str) -> dict:
-    """What a registered version records about its data: hashes, the validation verdict."""
+    """What a registered version records about its data: the hash of the features it trains on and
+    their validation verdict (records suite and features suite). Features that failed their suite,
+    or are not the file it checked, stop here: nothing is trained or registered on them."""
+    from .errors import MissingDataError, UserError
     from .params_io import md5_file
+    from .validation import ValidationSummary
 
-    validation = json.loads((REPORTS_DIR / "validation" / f"{slot}.json").read_text())
-    data_hash = md5_file(FEATURES_DIR / f"{slot}.parquet")
-    return {"hash": data_hash, "validation_passed": bool(validation["success"])}
+    records = json.loads((REPORTS_DIR / "validation" / f"{slot}.json").read_text())
+    frame_file, report = FEATURES_DIR / f"{slot}.parquet", _features_report(slot)
+    if not report.exists():
+        raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
+    features = ValidationSummary(**json.loads(report.read_text()))
+    if not features.success:
+        raise UserError(f"features validation failed for {slot} ({frame_file}): {features.failed_expectations()}; see {report}")
+    if not frame_file.exists():
+        raise MissingDataError(f"{frame_file}: no features for {slot} (the featurize stage makes them: dvc repro featurize@{slot})")
+    data_hash = md5_file(frame_file)
+    if features.statistics.get("features_md5") != data_hash:
+        raise UserError(f"{frame_file} is not the file validated in {report} (re-run featurize: dvc repro featurize@{slot})")
+    return {"hash": data_hash, "validation_passed": bool(records["success"]) and features.success}
 
 
 def train(target: str) -> None:
@@ -158,10 +196,10 @@ def train(target: str) -> None:
     from .features import load_feature_table
     from .params_io import git_commit
 
+    facts = _data_facts(target)  # first: data that failed validation is neither trained on nor registered
     p = load_params()
     table, meta = load_feature_table(FEATURES_DIR, target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
-    facts = _data_facts(target)
     sp = p.split
     rows = {}
     for key in p.train.models:

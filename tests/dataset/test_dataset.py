@@ -124,3 +124,22 @@ def test_pack_merge_adds_new_tasks_and_keeps_everything_existing(tmp_path):
     merged = read_records(dataset.bundled_records_path("zen4-2c.avx2-t1", root)).to_pylist()
     t0 = {r["program_id"]: r["latency_s"] for r in merged if r["task_id"] == "t0"}
     assert t0 == {"p1": 1.0, "p2": 2.0, "p3": 3.0}  # the existing measurements, not the run's t0
+
+
+def test_noise_comparisons_use_exactly_the_noise_sample_programs():
+    # Some traces are programs of two tasks: matching on program_id alone once compared 267
+    # records of other platforms against a noise sample of 229.
+    targets = ["sapphirerapids-2c.avx2-t1", "zen5-2c.avx2-t1", "zen4-2c.avx2-t1"]
+    report = dataset.noise_and_platforms(targets)
+    row = report["sapphirerapids-2c.avx2-t1"]
+    assert row["programs"] == row["two_passes"]["programs"] == row["noise"]["n"]
+    assert {v["programs"] for v in row["vs"].values()} == {row["programs"]}
+
+
+def test_agreement_leaves_out_pairs_without_shared_programs():
+    tables = {"a": to_table(_rows("a", {"p1": 1.0, "p2": 2.0, "p3": 3.0})),
+              "b": to_table(_rows("b", {"p1": 1.5, "p2": 2.5, "p3": 2.0})),
+              "gpu": to_table(_rows("gpu", {"q1": 1.0, "q2": 2.0, "q3": 3.0}))}
+    result = dataset.cross_target_agreement(tables)
+    assert list(result) == ["a|b"]
+    assert "| `a` vs `b` |" in dataset.agreement_markdown(result)

@@ -95,3 +95,37 @@ def test_duplicate_record_id_fails_and_input_is_not_modified(frame):
     # the inf -> -1 mapping happens on a copy: the caller's frame is untouched
     assert frame.loc[0, "latency_s"] == float("inf")
     assert "latencies" in frame.columns
+
+
+def test_empty_table_fails():
+    summary = validate_records(to_table([]).to_pandas(), TARGET)
+    assert not summary.success
+    assert ("expect_table_row_count_to_be_between", None) in _failed(summary)
+    assert "expect_table_row_count_to_be_between on (table)" in summary.failed_expectations()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e-3, 0.0], ids=["nan", "inf", "negative", "zero"])
+def test_bad_value_inside_latencies_fails(frame, value):
+    frame.at[1, "latencies"] = [2e-3, value]  # latency_s (the mean) left as it was: only the list is bad
+    summary = validate_records(frame, TARGET)
+    assert not summary.success
+    assert _failed(summary) == {("expect_column_values_to_be_null", "latencies_problem")}
+    f = summary.failures[0]
+    assert f["unexpected_count"] == 1 and frame.loc[1, "record_id"] in f["examples"][0]
+
+
+def test_empty_latencies_of_a_measured_record_fail(frame):
+    frame.at[0, "latencies"] = []
+    summary = validate_records(frame, TARGET)
+    assert _failed(summary) == {("expect_column_values_to_be_null", "latencies_problem")}
+
+
+@pytest.mark.parametrize("trace,why", [("[[\"SP\", 2", "not JSON"), ('{"steps": []}', "JSON dict, not a list")], ids=["not-json", "not-a-list"])
+def test_bad_trace_fails_with_a_report(frame, trace, why):
+    frame.loc[2, "trace"] = trace  # an error record too: featurize never sees it, but it is still bad data
+    frame.loc[0, "trace"] = trace
+    summary = validate_records(frame, TARGET)
+    assert not summary.success
+    assert _failed(summary) == {("expect_column_values_to_be_null", "trace_problem")}
+    f = summary.failures[0]
+    assert f["unexpected_count"] == 2 and why in f["examples"][0] and frame.loc[0, "record_id"] in f["examples"][0]

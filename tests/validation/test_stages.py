@@ -1,0 +1,117 @@
+"""The validation gates of the stages, in a scratch working directory: bad records are reported
+(not a featurize crash), features that fail their suite are not written, and train neither trains
+nor registers on features whose suite failed or that are not the file it checked."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tensorcost import records as rec
+from tensorcost import registry, stages
+from tensorcost.errors import UserError
+from tensorcost.hardware import describe_target
+from tensorcost.validation import ValidationSummary, write_summary
+
+SLOT = "zen5-2c.avx2-t1"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # stages read and write relative to the repo root
+    return tmp_path
+
+
+def _write_records(make_row, rows_kw: list[dict]) -> None:
+    hw = describe_target(SLOT)
+    rows = [make_row(i, target=hw.id, **kw) for i, kw in enumerate(rows_kw)]
+    rec.write_records(rec.to_table(rows), stages.RECORDS_DIR / f"{SLOT}.parquet")
+    (stages.RECORDS_DIR / f"{SLOT}.target.json").write_text(json.dumps(hw.to_dict()))
+
+
+def _passed_records_report() -> None:
+    write_summary(ValidationSummary(success=True, target=SLOT, n_rows=3), stages.REPORTS_DIR / "validation" / f"{SLOT}.json")
+
+
+def test_non_json_trace_is_reported_by_validate_and_featurize_refuses(workdir, make_row):
+    _write_records(make_row, [{"latency": 1e-3}, {"latency": 2e-3, "trace": "not json"}])
+    with pytest.raises(UserError, match="records validation failed"):
+        stages.validate(SLOT)
+    report = json.loads((workdir / "reports/validation" / f"{SLOT}.json").read_text())
+    assert report["success"] is False and report["failures"][0]["column"] == "trace_problem"
+    assert (workdir / "reports/validation" / SLOT / "data_docs" / "index.html").exists()
+    with pytest.raises(UserError, match=f"records of {SLOT} failed validation"):
+        stages.featurize(SLOT)  # a clear refusal, not a TraceParseError
+    assert not (workdir / "data/features").exists()
+
+
+def test_failed_features_are_not_written(workdir, make_row):
+    _write_records(make_row, [{"error_no": 4}, {"error_no": 4}])  # no valid record: empty features
+    _passed_records_report()
+    stale = workdir / "data/features" / f"{SLOT}.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"features of an earlier run")
+    with pytest.raises(UserError) as err:
+        stages.featurize(SLOT)
+    msg = str(err.value)
+    assert "\n" not in msg and SLOT in msg and f"data/features/{SLOT}.parquet" in msg and "expect_table_row_count_to_be_between" in msg
+    report = json.loads((workdir / "reports/validation" / f"{SLOT}.features.json").read_text())
+    assert report["suite"] == "features" and report["success"] is False
+    assert not stale.exists()
+
+
+@pytest.fixture
+def featurized(workdir, make_row):
+    """A slot featurized by the real stage: its features passed their suite."""
+    _write_records(make_row, [{"latency": 1e-3}, {"latency": 2e-3}, {"latency": 3e-3}, {"error_no": 4}])
+    _passed_records_report()
+    stages.featurize(SLOT)
+    return workdir
+
+
+def test_passed_features_give_the_registered_verdict(featurized):
+    report = json.loads((featurized / "reports/validation" / f"{SLOT}.features.json").read_text())
+    assert report["success"] is True and report["n_rows"] == 3
+    facts = stages._data_facts(SLOT)
+    assert facts["validation_passed"] is True and facts["hash"] == report["statistics"]["features_md5"]
+
+
+@pytest.fixture
+def registrations(monkeypatch):
+    """Every registry write train would make, recorded instead of done."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(registry, "log_and_register", lambda *a, **k: calls.append(("register", a, k)) or "1")
+    monkeypatch.setattr(registry, "set_alias", lambda *a, **k: calls.append(("alias", a, k)))
+    return calls
+
+
+def test_failed_features_suite_stops_train_before_registration(featurized, registrations):
+    report = featurized / "reports/validation" / f"{SLOT}.features.json"
+    failed = json.loads(report.read_text())
+    failed.update(success=False, failures=[{"expectation": "expect_column_values_to_be_between", "column": "label", "unexpected_count": 1, "examples": ["inf"]}])
+    report.write_text(json.dumps(failed))
+    with pytest.raises(UserError) as err:
+        stages.train(SLOT)
+    msg = str(err.value)
+    assert "\n" not in msg and f"features validation failed for {SLOT}" in msg and f"data/features/{SLOT}.parquet" in msg
+    assert "expect_column_values_to_be_between on label (1 rows)" in msg
+    assert registrations == [] and not (featurized / "models").exists()
+
+
+def test_features_changed_after_validation_stop_train(featurized, registrations):
+    frame_file = featurized / "data/features" / f"{SLOT}.parquet"
+    frame = pd.read_parquet(frame_file)
+    frame.loc[0, "label"] = float("inf")  # what the issue saw trained and registered as `validation=passed`
+    frame.to_parquet(frame_file, index=False)
+    with pytest.raises(UserError, match="is not the file validated"):
+        stages.train(SLOT)
+    assert registrations == [] and not (featurized / "models").exists()
+
+
+def test_train_without_a_features_verdict_refuses(featurized, registrations):
+    (featurized / "reports/validation" / f"{SLOT}.features.json").unlink()
+    with pytest.raises(UserError, match="no features validation"):
+        stages.train(SLOT)
+    assert registrations == []
