@@ -160,11 +160,12 @@ def platform_add(
     params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol (the bundled dataset's)"),
     dvc: bool = typer.Option(True, help="run the slot's data stages and `dvc push` (when a remote is configured)"),
     commit: bool = typer.Option(True, help="commit the platform's files, params.yaml and dvc.lock"),
+    train: bool = typer.Option(False, help="also add its targets to train.targets (a registered model per target in every run)"),
 ) -> None:
     """Measure the bundled program set on this machine and add it to the dataset as a platform."""
     from . import newplatform
 
-    report = newplatform.add_host_platform(variants, noise_fraction, Path(params), run_dvc=dvc, commit=commit, log=lambda m: typer.echo(m, err=True))
+    report = newplatform.add_host_platform(variants, noise_fraction, Path(params), run_dvc=dvc, commit=commit, train=train, log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(report, indent=1))
 
 

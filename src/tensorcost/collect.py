@@ -395,10 +395,17 @@ def parts_dir(out_dir: Path) -> Path:
 
 
 def finished_record_ids(out_dir: Path) -> set[str]:
-    """Record ids already persisted under `out_dir/parts` (a part is written atomically)."""
+    """Record ids already persisted under `out_dir/parts`. A part is written atomically, but a
+    crash of the machine (not of the process) can still leave an empty or torn file: it is set
+    aside as `<name>.unreadable` (kept for inspection, no longer read) and its programs are
+    measured again, so a resume never stops on it and never reads half a part."""
     ids: set[str] = set()
     for f in sorted(parts_dir(out_dir).glob("*.parquet")):
-        ids.update(pq.read_table(f, columns=["record_id"]).column("record_id").to_pylist())
+        try:
+            ids.update(pq.read_table(f, columns=["record_id"]).column("record_id").to_pylist())
+        except (pa.ArrowInvalid, OSError) as exc:
+            log.warning("%s: unreadable part (%s): set aside, its programs are measured again", f, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            f.rename(f.with_name(f.name + ".unreadable"))
     return ids
 
 

@@ -4,7 +4,7 @@
 programs are re-applied from their traces, so records line up program by program with every
 other platform), measures a sample a second time (the noise study), writes the platform's
 directory under data/bundled/platforms/, adds the platform to the catalog and its targets to
-params.yaml, runs the new slots' data stages, pushes them to the DVC remote and commits.
+params.yaml's dataset slots (and, with `train`, to the registered models' targets), runs the new slots' data stages, pushes them to the DVC remote and commits.
 Resumable: a killed run measures only what is missing when started again.
 """
 
@@ -115,7 +115,7 @@ section of docs/dataset-params.yaml).
 """
 
 
-def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True,
+def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True, train: bool = False,
                       log: Callable[[str], None] = print, params_yaml: Path = Path("params.yaml")) -> dict:
     """Measure this machine into the dataset (see the module docstring). Returns what was done."""
     platform = hardware.host_platform()
@@ -149,7 +149,8 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     text = params_yaml.read_text()
     for t in targets:
         text = add_to_params_block(text, "targets", f"{t.id}: {dataset.bundled_records_path(t.id)}")
-        text = add_to_params_block(text, "train.targets", f"- {t.id}")
+        if train:  # each train target adds a few minutes to every `make run`: a choice, not a default
+            text = add_to_params_block(text, "train.targets", f"- {t.id}")
     params_yaml.write_text(text)
     done = {"platform": platform.id, "catalog_entry_added": added, "targets": results}
     if run_dvc and shutil.which("dvc"):

@@ -241,13 +241,18 @@ def _one_line(exc: ValidationError, path: Path) -> str:
     return f"{path}: {loc}: {msg}{got}{more}"
 
 
-def parse_params(data: Any, path: Path = PARAMS_FILE) -> Params:
+def _validated(model: type[BaseModel], data: Any, path: Path):
+    """`data` (a parsed YAML file) as `model`, or one ParamsError line naming the file and key."""
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
     try:
-        return Params.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ParamsError(_one_line(exc, path)) from None
+
+
+def parse_params(data: Any, path: Path = PARAMS_FILE) -> Params:
+    return _validated(Params, data, path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -315,9 +320,4 @@ def load_collection_params(path: str | Path) -> CollectionParams:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        return CollectionParams.model_validate(data)
-    except ValidationError as exc:
-        raise ParamsError(_one_line(exc, path)) from None
+    return _validated(CollectionParams, data, path)

@@ -3,17 +3,25 @@
 One registered model per hardware target, `tensorcost-<target>`. Aliases: `candidate` (set on
 registration) and `champion` (set only by `promote`). Artifacts are our own model directories
 (text/JSON/safetensors), downloaded and loaded by `models.load_model`: nothing is unpickled.
+
+Fail closed: a registry lookup that fails for any reason other than "no such model/alias" stops
+the caller (a promotion never passes its gates because the champion could not be read), and a
+downloaded version is checked against the content hash recorded at registration before any
+family code parses its files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import json
 import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .errors import UserError
 
@@ -22,6 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CANDIDATE, CHAMPION = "candidate", "champion"
 MODEL_ARTIFACT_PATH = "model"
+ARTIFACT_SHA256_TAG = "artifact_sha256"  # sha256 over the model directory's files (names included)
+ARTIFACT_FILES_TAG = "artifact_files"  # JSON {relative path: sha256}: names the file that differs
 
 
 def tracking_uri() -> str:
@@ -36,16 +46,141 @@ def model_name(target: str) -> str:
     return f"tensorcost-{target}"
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI (relative to the working directory, as
+    MLflow resolves it); None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive OS lock (flock) on `lock_path`, across processes of this machine."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_STORES_READY: set[str] = set()  # stores this process has created/migrated (MLflow caches them per URI)
+
+
 def _client():
+    """An MlflowClient whose tracking and registry stores exist. MLflow creates and migrates a
+    SQLite schema on a process's first touch, and several processes doing so at once on a new
+    database fail or corrupt it (`table _alembic_tmp_latest_metrics already exists`): that
+    first touch is serialized by a lock file beside the database."""
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri=tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    db = _sqlite_path(uri)
+    if db is None or str(db) in _STORES_READY:
+        return MlflowClient(tracking_uri=uri)
+    with _file_lock(db.with_name(f"{db.name}.init.lock")):
+        # The constructor builds the tracking store (creating/migrating the schema), the first
+        # registry call the registry store; MLflow caches both per process, so neither this
+        # client nor the fluent API (mlflow.start_run...) migrates again outside the lock.
+        client = MlflowClient(tracking_uri=uri)
+        client.search_registered_models(max_results=1)
+    _STORES_READY.add(str(db))
+    return client
 
 
 class RegistryError(UserError, RuntimeError):
     """A registry request that cannot be served (no such version or alias, a refused rollback)."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """A downloaded model version whose files are not the ones registered."""
+
+
+def _absent(exc: BaseException) -> bool:
+    """Whether an MLflow error means "no such registered model / version / alias" (and nothing
+    else: an unreachable or broken store is not an absent alias). REST stores and a missing model
+    in the SQL store say RESOURCE_DOES_NOT_EXIST; the SQL store of MLflow 3.17 reports a missing
+    alias as INVALID_PARAMETER_VALUE "Registered model alias <a> not found."."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    msg = str(exc.message if hasattr(exc, "message") else exc).lower()
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in msg and "not found" in msg
+
+
+def _lookup_failed(what: str, exc: BaseException) -> RegistryError:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return RegistryError(f"cannot read {what} from {tracking_uri()} ({type(exc).__name__}: {first}); refusing to go on without it")
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    """{relative posix path: sha256} of every file under `directory`, sorted by name."""
+    out: dict[str, str] = {}
+    for p in sorted(directory.rglob("*")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[p.relative_to(directory).as_posix()] = h.hexdigest()
+    return dict(sorted(out.items()))
+
+
+def artifact_sha256(digests: dict[str, str]) -> str:
+    """One hash over a model directory: names and contents, in a stable (sorted) order, so a
+    renamed, added, removed or changed file all change it."""
+    h = hashlib.sha256()
+    for name, digest in sorted(digests.items()):
+        h.update(name.encode() + b"\0" + digest.encode() + b"\n")
+    return h.hexdigest()
+
+
+def verify_artifacts(name: str, version: str, tags: dict, directory: Path) -> None:
+    """Refuse `directory` (a downloaded version) unless its files hash to the registered
+    `artifact_sha256`, naming the model, version and first differing file; called before any
+    family code parses the files.
+
+    Versions registered before the hash existed (no tag) load with a warning rather than being
+    refused: refusing would strand every champion of an existing store. Re-register them (re-run
+    the pipeline) to have them checked.
+    """
+    expected = tags.get(ARTIFACT_SHA256_TAG)
+    if not expected:
+        log.warning("%s version %s has no %s tag (registered before artifacts were hashed): loading it unverified", name, version, ARTIFACT_SHA256_TAG)
+        return
+    actual = _file_digests(directory)
+    if artifact_sha256(actual) == expected:
+        return
+    try:
+        registered = json.loads(tags.get(ARTIFACT_FILES_TAG) or "{}")
+    except ValueError:
+        registered = {}
+    missing = sorted(set(registered) - set(actual))
+    changed = sorted(k for k in registered if k in actual and actual[k] != registered[k])
+    extra = sorted(set(actual) - set(registered)) if registered else []
+    what = (f"file {missing[0]} is missing" if missing else f"file {changed[0]} differs from the registered one" if changed
+            else f"unexpected file {extra[0]}" if extra else "its files differ from the registered ones")
+    raise ArtifactIntegrityError(
+        f"{name} version {version}: {what} (sha256 mismatch with tag {ARTIFACT_SHA256_TAG}); refusing to load it: "
+        f"restore the artifacts or register the model again"
+    )
+
+
+def _filter_value(value: str) -> str:
+    """`value` quoted for an MLflow search filter. Targets are validated ids, but the filter must
+    not depend on that: a quote or backslash would end or escape the string literal."""
+    if "'" in value or "\\" in value:
+        raise RegistryError(f"{value!r} cannot be used in a registry search (quote or backslash)")
+    return f"'{value}'"
 
 
 @dataclass
@@ -71,12 +206,18 @@ def log_and_register(
     description: str | None = None,
 ) -> str:
     """Log a training run with the model directory as artifacts and register it as a new
-    version of `tensorcost-<target>` carrying `tags` (and `alias`, if given). Returns the version."""
+    version of `tensorcost-<target>` carrying `tags` (and `alias`, if given), plus the content
+    hash of the directory (`artifact_sha256`, `artifact_files`) that loading checks. Returns the version."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
+    name = model_name(target)
+    model_dir = Path(model_dir)
+    digests = _file_digests(model_dir)  # hashed before upload: what was trained is what loads
+    if not digests:
+        raise RegistryError(f"{model_dir}: no files to register as {name}")
     client = _client()
     mlflow.set_experiment(experiment)
-    name = model_name(target)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -88,16 +229,23 @@ def log_and_register(
         source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
         run_id = run.info.run_id
     try:
-        client.get_registered_model(name)
-    except Exception:  # noqa: BLE001  (mlflow raises RestException when absent)
         client.create_registered_model(name, tags={"target": target})
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, description=description)
+    except MlflowException as exc:  # another process may have created it first: that is fine
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    files = json.dumps(digests, sort_keys=True)
+    integrity = {ARTIFACT_SHA256_TAG: artifact_sha256(digests), **({ARTIFACT_FILES_TAG: files} if len(files) <= 50_000 else {})}
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags={**{k: str(v) for k, v in tags.items()}, **integrity}, description=description)
     if alias:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
 
 
 def set_alias(target: str, alias: str, version: str) -> None:
+    """Point `alias` at `version`; not `champion`, which moves only through `promote`/`rollback`
+    (its gates and its history)."""
+    if alias == CHAMPION:
+        raise RegistryError(f"'{CHAMPION}' moves only through `tensorcost promote` (gates and history), not set_alias")
     _client().set_registered_model_alias(model_name(target), alias, str(version))
 
 
@@ -122,12 +270,17 @@ def model_card_tags(
 
 
 def get_version(target: str, alias: str) -> ResolvedVersion | None:
+    """The version behind `alias`, None when the model or the alias does not exist. Any other
+    failure (store unreachable, locked, broken) raises `RegistryError`: treating it as "no
+    champion" would let a promotion skip the comparison with the real champion."""
     name = model_name(target)
     client = _client()
     try:
         mv = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001
-        return None
+    except Exception as exc:  # noqa: BLE001  (classified: only "absent" means None)
+        if _absent(exc):
+            return None
+        raise _lookup_failed(f"alias '{alias}' of {name}", exc) from exc
     return ResolvedVersion(name, str(mv.version), alias, dict(mv.tags), "")
 
 
@@ -152,23 +305,32 @@ def resolve(target: str, alias: str = CHAMPION, fallback: str | None = CANDIDATE
     )
 
 
-def download(target: str, version: str, dest: Path | None = None) -> Path:
-    """Download a version's model directory (to a fresh temp dir by default)."""
-    model_name(target)  # a valid id before any store is opened
+def download(target: str, version: str, dest: Path, tags: dict | None = None) -> Path:
+    """Download a version's model directory into `dest` (the caller owns and removes it) and
+    verify it against the hash registered with it (`verify_artifacts`; `tags`: the version's
+    tags if already read). Returns the model directory."""
+    name = model_name(target)  # a valid id before any store is opened
     import mlflow
 
     _client()
-    dest = Path(dest or tempfile.mkdtemp(prefix="tensorcost-model-"))
-    path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name(target)}/{version}", dst_path=str(dest))
-    return Path(path)
+    if tags is None:
+        tags = version_tags(target, str(version))
+    try:
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest)))
+    except Exception as exc:  # noqa: BLE001  (a missing artifact directory or store error: one line)
+        raise _lookup_failed(f"the artifacts of {name} version {version}", exc) from exc
+    verify_artifacts(name, str(version), tags, path)
+    return path
 
 
 def load_by_alias(target: str, alias: str = CHAMPION, fallback: str | None = CANDIDATE, expected_feature_schema: str | None = None):
-    """(model, resolved version) for `models:/tensorcost-<target>@<alias>`."""
+    """(model, resolved version) for `models:/tensorcost-<target>@<alias>`: downloaded into a
+    temporary directory that is removed once the model is in memory, verified before parsing."""
     from .models import load_model
 
     resolved = resolve(target, alias, fallback)
-    model = load_model(download(target, resolved.version), expected_feature_schema)
+    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+        model = load_model(download(target, resolved.version, Path(tmp), resolved.tags), expected_feature_schema)
     return model, resolved
 
 
@@ -179,8 +341,18 @@ def set_tags(target: str, version: str, tags: dict) -> None:
 
 
 def version_tags(target: str, version: str) -> dict:
-    client = _client()
-    return dict(client.get_model_version(model_name(target), version).tags)
+    return dict(_model_version(_client(), target, version).tags)
+
+
+def _model_version(client, target: str, version: str):
+    """`client.get_model_version`, a missing version and a failed lookup each in one line."""
+    name = model_name(target)
+    try:
+        return client.get_model_version(name, str(version))
+    except Exception as exc:  # noqa: BLE001  (classified below)
+        if _absent(exc):
+            raise RegistryError(f"{name} has no version {version}") from None
+        raise _lookup_failed(f"version {version} of {name}", exc) from exc
 
 
 @dataclass
@@ -196,70 +368,106 @@ HISTORY_EXPERIMENT = "tensorcost-registry-history"
 
 
 @contextlib.contextmanager
-def _promotion_lock(target: str):
+def _promotion_lock(target: str) -> Iterator[None]:
     """Serialize promotions of one target across processes (compare-and-set on the alias).
 
     MLflow aliases have no compare-and-set, so gates are checked and the alias moved under an
     OS file lock. For a SQLite store the lock sits beside the database; for a remote tracking
     server it is per machine (promotions from several machines are not serialized).
     """
-    import fcntl
-    import hashlib
-
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        base = Path(uri[len("sqlite:///"):]).resolve()
-        lock_path = base.with_name(f"{base.name}.{model_name(target)}.lock")
+    db = _sqlite_path(uri)
+    if db is not None:
+        lock_path = db.with_name(f"{db.name}.{model_name(target)}.lock")
     else:
-        lock_path = Path.home() / ".cache" / "tensorcost" / f"promote-{hashlib.sha1(uri.encode()).hexdigest()[:12]}-{target}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        lock_path = Path.home() / ".cache" / "tensorcost" / f"promote-{hashlib.sha1(uri.encode()).hexdigest()[:12]}-{model_name(target)}.lock"
+    with _file_lock(lock_path):
+        yield
 
 
 def _record_event(target: str, action: str, result: PromotionResult) -> None:
     """Append one promotion/refusal/rollback to the history (a run in a dedicated experiment:
-    MLflow aliases keep no history of their own)."""
+    MLflow aliases keep no history of their own). Called under the promotion lock, so `seq`
+    (one more than the events so far) orders events even within one clock tick."""
     import getpass
     import socket
 
+    seq = len(history(target)) + 1
     client = _client()
     exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(HISTORY_EXPERIMENT)
     run = client.create_run(exp_id, run_name=f"{action}-{target}-v{result.version}", tags={
         "target": target, "action": action, "version": result.version, "previous": result.previous or "",
-        "promoted": str(result.promoted).lower(), "reason": result.reason[:4000],
+        "promoted": str(result.promoted).lower(), "reason": result.reason[:4000], "seq": str(seq),
         "actor": f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}",
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
     })
     client.set_terminated(run.info.run_id)
 
 
 def history(target: str) -> list[dict]:
-    """Every promotion, refusal and rollback of `target`, oldest first."""
-    model_name(target)  # a valid id before any store is opened
+    """Every promotion, refusal and rollback of `target`, oldest first (by `seq`; events written
+    before it existed have none and sort first, by time)."""
+    name = model_name(target)  # a valid id before any store is opened
+    query = f"tags.target = {_filter_value(target)}"
     client = _client()
-    exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
-    if exp is None:
-        return []
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.target = '{target}'", order_by=["attributes.start_time ASC"], max_results=10000)
-    keys = ("time", "action", "version", "previous", "promoted", "reason", "actor")
+    runs, token = [], None
+    try:
+        exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
+        while exp is not None:  # every page: a long history must not lose its newest events
+            page = client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time ASC"], max_results=1000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+    except Exception as exc:  # noqa: BLE001  (rollbacks replay this: a partial history must not pass for the whole)
+        raise _lookup_failed(f"the promotion history of {name}", exc) from exc
+    keys = ("time", "action", "version", "previous", "promoted", "reason", "actor", "seq")
     events = [{k: r.data.tags.get(k, "") for k in keys} for r in runs]
-    return sorted(events, key=lambda e: e["time"])
+    return sorted(events, key=lambda e: (int(e["seq"]) if e["seq"].isdigit() else 0, e["time"]))
+
+
+def _champion_chain(events: list[dict]) -> list[str]:
+    """The champions so far, oldest first, replayed from the history: a promotion pushes its
+    version, a rollback pops back to the one before. So repeated rollbacks walk further back
+    instead of swapping between the last two."""
+    chain: list[str] = []
+    for e in events:
+        if e["promoted"] != "true":
+            continue
+        if e["action"] == "promote":
+            chain.append(e["version"])
+        elif e["action"] == "rollback":
+            if chain and chain[-1] == e["previous"]:
+                chain.pop()
+            if not chain or chain[-1] != e["version"]:  # a history that does not replay cleanly (old swap-style rollbacks)
+                chain.append(e["version"])
+    return chain
+
+
+def _move_champion(client, target: str, version: str, action: str, result: PromotionResult) -> None:
+    """Move `champion` to `version` and record it; if the record cannot be written, put the
+    alias back (an unrecorded move would break the history that rollbacks replay)."""
+    name = model_name(target)
+    try:
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+    except Exception as exc:  # noqa: BLE001  (nothing moved: say so in one line)
+        raise RegistryError(f"{name}: could not move '{CHAMPION}' to version {version} ({type(exc).__name__}: {exc}); "
+                            f"champion left at {result.previous or 'none'}") from exc
+    try:
+        _record_event(target, action, result)
+    except Exception as exc:
+        if result.previous:
+            client.set_registered_model_alias(name, CHAMPION, result.previous)
+        else:
+            client.delete_registered_model_alias(name, CHAMPION)
+        raise RegistryError(f"{name}: could not record the {action} of version {version} ({type(exc).__name__}: {exc}); "
+                            f"champion left at {result.previous or 'none'}") from exc
 
 
 def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[str, ...]) -> PromotionResult:
-    client = _client()
-    name = model_name(target)
-    try:
-        mv = client.get_model_version(name, str(version))
-    except Exception as exc:  # noqa: BLE001
-        raise RegistryError(f"{name} has no version {version}: {exc}") from None
-    tags = dict(mv.tags)
+    """The gates; any failed lookup raises (fails closed) rather than passing a gate."""
+    tags = dict(_model_version(_client(), target, version).tags)
     champ = get_version(target, CHAMPION)
 
     def refuse(why: str) -> PromotionResult:
@@ -304,26 +512,29 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
             version = cand.version
         result = _check_gates(target, str(version), min_gain, metric_keys)
         if result.promoted:
-            client.set_registered_model_alias(model_name(target), CHAMPION, str(version))
-        _record_event(target, "promote" if result.promoted else "refuse", result)
+            _move_champion(client, target, str(version), "promote", result)
+        else:
+            _record_event(target, "refuse", result)
     return result
 
 
 def rollback(target: str) -> PromotionResult:
-    """Restore the champion that the last promotion (or rollback) replaced."""
-    model_name(target)  # a valid id before any store is opened
+    """Restore the champion before the current one, by the history (`_champion_chain`): a
+    second rollback goes one further back, not back to where the first started."""
+    name = model_name(target)  # a valid id before any store is opened
     client = _client()
     with _promotion_lock(target):
         champ = get_version(target, CHAMPION)
         if champ is None:
-            raise RegistryError(f"{model_name(target)} has no champion to roll back")
-        moves = [e for e in history(target) if e["promoted"] == "true" and e["action"] in ("promote", "rollback") and e["version"] == champ.version]
-        if not moves or not moves[-1]["previous"]:
-            raise RegistryError(f"{model_name(target)}: no previous champion recorded for version {champ.version}")
-        previous = moves[-1]["previous"]
-        client.set_registered_model_alias(model_name(target), CHAMPION, previous)
-        result = PromotionResult(True, target, previous, champ.version, f"rolled back from version {champ.version}")
-        _record_event(target, "rollback", result)
+            raise RegistryError(f"{name} has no champion to roll back")
+        chain = _champion_chain(history(target))
+        if chain and chain[-1] != champ.version:
+            raise RegistryError(f"{name}: champion is version {champ.version} but the history's last champion is {chain[-1]} "
+                                f"(the alias was moved outside `tensorcost promote`); refusing to guess a rollback target")
+        if len(chain) < 2:
+            raise RegistryError(f"{name}: no previous champion recorded for version {champ.version}")
+        result = PromotionResult(True, target, chain[-2], champ.version, f"rolled back from version {champ.version}")
+        _move_champion(client, target, chain[-2], "rollback", result)
     return result
 
 

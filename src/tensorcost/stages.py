@@ -37,6 +37,17 @@ def _read_target(path: Path):
     return Target.from_dict(json.loads(path.read_text()))
 
 
+def _slot_params(slot: str) -> Params:
+    """The params, once `slot` is known to be a dataset slot of them: a slot name becomes file
+    paths, so nothing outside the slots (`../x`, a typo) ever reaches one."""
+    from .errors import UserError
+
+    p = load_params()
+    if slot not in p.targets:
+        raise UserError(f"{slot!r} is not a dataset slot of params.yaml (`targets`: {', '.join(p.targets)})")
+    return p
+
+
 def host() -> None:
     """Resolve this machine's target (`host.target`: auto or an id) and describe it. DVC runs this
     every time (always_changed): a new machine changes the file, and the measurement re-runs."""
@@ -74,9 +85,7 @@ def records(slot: str) -> None:
     from . import records as rec
     from .errors import MissingDataError, UserError
 
-    p = load_params()
-    if slot not in p.targets:
-        raise UserError(f"{slot!r} is not a dataset slot of params.yaml (`targets`: {', '.join(p.targets)})")
+    p = _slot_params(slot)
     if slot == HOST:
         hw = _read_target(RAW_DIR / HOST / "target.json")
         table = rec.read_records(RAW_DIR / HOST / "parts")
@@ -96,6 +105,7 @@ def validate(slot: str) -> None:
     from . import validation
     from .errors import UserError
 
+    _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table = rec.read_records(RECORDS_DIR / f"{slot}.parquet")
     summary = validation.validate_records(table.to_pandas(), hw.id, REPORTS_DIR / "validation" / slot / "data_docs")
@@ -120,6 +130,7 @@ def featurize(slot: str) -> None:
     from .hardware import HARDWARE_FEATURE_NAMES
     from .params_io import md5_file
 
+    _slot_params(slot)
     records_report = REPORTS_DIR / "validation" / f"{slot}.json"
     if records_report.exists() and not json.loads(records_report.read_text())["success"]:
         # Bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash.
@@ -151,6 +162,7 @@ def msfeatures(slot: str) -> None:
     from .features.metaschedule import extract_ms_features, save_ms_features
     from .tvm_support import tvm_target
 
+    _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     df = pd.read_parquet(RECORDS_DIR / f"{slot}.parquet", columns=["record_id", "task_id", "trace", "error_no"])
     df = df[df["error_no"] == 0]
@@ -173,7 +185,10 @@ def _data_facts(slot: str) -> dict:
     from .params_io import md5_file
     from .validation import ValidationSummary
 
-    records = json.loads((REPORTS_DIR / "validation" / f"{slot}.json").read_text())
+    records_report = REPORTS_DIR / "validation" / f"{slot}.json"
+    if not records_report.exists():
+        raise MissingDataError(f"{records_report}: no records validation for {slot} (dvc repro validate@{slot})")
+    records = json.loads(records_report.read_text())
     frame_file, report = FEATURES_DIR / f"{slot}.parquet", _features_report(slot)
     if not report.exists():
         raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
@@ -196,8 +211,8 @@ def train(target: str) -> None:
     from .features import load_feature_table
     from .params_io import git_commit
 
-    facts = _data_facts(target)  # first: data that failed validation is neither trained on nor registered
-    p = load_params()
+    p = _slot_params(target)
+    facts = _data_facts(target)  # before any model: data that failed validation is neither trained on nor registered
     table, meta = load_feature_table(FEATURES_DIR, target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split

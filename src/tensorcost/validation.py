@@ -188,15 +188,19 @@ def _run_suite(df: pd.DataFrame, suite_name: str, target: str, expectations: lis
     """Validate `df` against `expectations` with GX: (success, failures as plain dicts)."""
     import great_expectations as gx
 
-    if docs_dir is not None:
-        import tempfile
+    if docs_dir is None:
+        return _run_suite_in(gx.get_context(mode="ephemeral"), df, suite_name, target, expectations, None)
+    import tempfile
 
-        docs_dir = Path(docs_dir).resolve()
-        # The GX project (config, stores) is scratch; only the HTML Data Docs are an output.
-        project = tempfile.mkdtemp(prefix="tensorcost-gx-")
+    # The GX project (config, stores) is scratch, removed with the command; only the HTML Data Docs are an output.
+    with tempfile.TemporaryDirectory(prefix="tensorcost-gx-") as project:
         ctx = gx.get_context(mode="file", project_root_dir=project)
-    else:
-        ctx = gx.get_context(mode="ephemeral")
+        return _run_suite_in(ctx, df, suite_name, target, expectations, Path(docs_dir).resolve())
+
+
+def _run_suite_in(ctx, df: pd.DataFrame, suite_name: str, target: str, expectations: list, docs_dir: Path | None) -> tuple[bool, list[dict]]:
+    import great_expectations as gx
+
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -27,12 +27,13 @@ def test_params_blocks_grow_by_one_entry_and_keep_comments():
 def test_a_new_platform_is_appended_to_the_catalog_as_data(tmp_path, monkeypatch):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text((REPO / "src/tensorcost/data/catalog.yaml").read_text())
-    new = hardware.Platform(id="zen3-2c", kind="cpu", vendor="AuthenticAMD", model_name='AMD EPYC 7763 "Milan"', microarch="zen3", cores=2, clock_ghz=2.45,
-                            l1d_kb=32, l2_kb=512, l3_kb=32768, isa=("sse4_2", "avx2", "fma"), fingerprint={"cpu_family": 25, "cpu_model": 1}, source="detected")
+    # A platform no catalog holds (the host's own may already be in it).
+    new = hardware.Platform(id="zen2-6c", kind="cpu", vendor="AuthenticAMD", model_name='AMD EPYC 7402P "Rome"', microarch="zen2", cores=6, clock_ghz=2.8,
+                            l1d_kb=32, l2_kb=512, l3_kb=16384, isa=("sse4_2", "avx2", "fma"), fingerprint={"cpu_family": 23, "cpu_model": 49}, source="detected")
     assert add_to_catalog(new, catalog) is True
     doc = yaml.safe_load(catalog.read_text())
-    again = hardware.Platform.from_dict({"id": "zen3-2c", **doc["platforms"]["zen3-2c"]})
+    again = hardware.Platform.from_dict({"id": "zen2-6c", **doc["platforms"]["zen2-6c"]})
     assert again == new  # the text block reads back as the same platform
     assert "# The platform catalog" in catalog.read_text()
     assert add_to_catalog(hardware.get_platform("zen5-2c"), catalog) is False  # already there: untouched
-    assert catalog_entry_yaml(new).startswith("  zen3-2c:\n")
+    assert catalog_entry_yaml(new).startswith("  zen2-6c:\n")

@@ -5,6 +5,8 @@ nor registers on features whose suite failed or that are not the file it checked
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,6 +22,8 @@ SLOT = "zen5-2c.avx2-t1"
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
+    # The repository's params (SLOT is one of its dataset slots: stages refuse any other name).
+    shutil.copy(Path(__file__).resolve().parents[2] / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)  # stages read and write relative to the repo root
     return tmp_path
 

@@ -8,8 +8,11 @@ the pooled program vector before the scoring head. `fusion="concat"` drops the m
 only concatenates (the ablation). Trained with a pairwise ranking loss (RankNet by default,
 LambdaRank or both: `ranking_loss`) within (target, task) groups.
 
-Artifacts: `weights.pt` (a state dict, loaded with `torch.load(weights_only=True)`) and
-`metadata.json` (architecture, normalisation statistics, feature schema): nothing executable.
+Artifacts: `weights.pt` (a state dict, loaded with `torch.load(weights_only=True)`: PyTorch's
+restricted unpickler, tensors and plain containers only) and `metadata.json` (architecture,
+normalisation statistics, feature schema): nothing executable. Loading checks the metadata's
+sizes, and that the weights file is as large as the architecture they describe, before
+allocating anything.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from pydantic import Field, StrictBool, model_validator
 
 from ..features import FLAT_PROGRAM_DIM, TOKEN_DIM, WORKLOAD_FEATURE_NAMES, FeatureTable
 from ..hardware import HARDWARE_FEATURE_NAMES
-from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, make_config
+from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
 
 WEIGHTS_FILE = "weights.pt"
+MAX_WEIGHTS_BYTES = 4 << 30  # above the largest architecture AttentionConfig's bounds allow
 CLIP = 5.0  # standardised inputs are clipped to this many training standard deviations
 N_WORKLOAD = len(WORKLOAD_FEATURE_NAMES)
 
@@ -369,12 +373,45 @@ class AttentionCostModel(CostModel):
         if not isinstance(n_hardware, int) or not 1 <= n_hardware <= 1024:
             raise ModelFormatError(f"{directory}: metadata n_hardware must be an integer in [1, 1024], got {n_hardware!r}")
         cfg = make_config(AttentionConfig, metadata.params, f"{directory}: attention params")
+        norm = _checked_norm(extra.get("norm"), N_WORKLOAD + n_hardware, directory)
+        path = artifact_file(directory, WEIGHTS_FILE, MAX_WEIGHTS_BYTES)
+        # The tensors the metadata's architecture needs, built on the meta device (no memory):
+        # the file must be about as large as they are, so an edited metadata.json cannot make
+        # us allocate more than the file holds, nor a truncated file get as far as torch.load.
+        with torch.device("meta"):
+            expected = _module(cfg, n_hardware).state_dict()
+        n_bytes = sum(t.numel() * t.element_size() for t in expected.values())
+        size = path.stat().st_size
+        if not n_bytes <= size <= n_bytes + 4096 + 1024 * len(expected):  # torch.save: ~350 bytes/tensor of zip and index
+            raise ModelFormatError(f"{path}: {size} bytes, but the architecture in {directory / 'metadata.json'} has {n_bytes} bytes "
+                                   f"of weights in {len(expected)} tensors; the files do not belong together")
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001  (a corrupt zip or a refused object: one line)
+            raise ModelFormatError(f"{path}: unreadable weights ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})") from None
+        wrong = [k for k in expected if not (isinstance(state, dict) and isinstance(state.get(k), torch.Tensor)
+                                              and state[k].shape == expected[k].shape and state[k].dtype == expected[k].dtype)]
+        if wrong or len(state) != len(expected):
+            raise ModelFormatError(f"{path}: weights do not match the architecture in the metadata (first: {(wrong or ['extra tensors'])[0]})")
         module = _module(cfg, n_hardware)
-        module.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
+        module.load_state_dict(state)
         module.eval()
-        model = cls(metadata, cfg, module, extra["norm"])
+        model = cls(metadata, cfg, module, norm)
         model.n_hardware = n_hardware
         return model
+
+
+def _checked_norm(norm, n_context: int, directory: Path) -> dict:
+    """The normalisation statistics of the metadata: finite numbers, one per context feature
+    (and per program feature when present); std > 0 (it divides)."""
+    expect = {"mean": n_context, "std": n_context} | ({"program_mean": FLAT_PROGRAM_DIM, "program_std": FLAT_PROGRAM_DIM}
+                                                     if isinstance(norm, dict) and "program_mean" in norm else {})
+    for key, n in expect.items():
+        v = norm.get(key) if isinstance(norm, dict) else None
+        ok = isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+        if not ok or (key.endswith("std") and min(v) <= 0):
+            raise ModelFormatError(f"{directory}: metadata norm.{key} must be {n} finite numbers{' > 0' if key.endswith('std') else ''}")
+    return norm
 
 
 __all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "batch_from_table", "lambdarank_loss", "make_batch", "ranking_loss"]

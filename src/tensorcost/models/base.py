@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..features import FeatureTable
 
 METADATA_FILE = "metadata.json"
+MAX_METADATA_BYTES = 16 << 20  # architecture + normalisation statistics: kilobytes in practice
 
 
 class FeatureSchemaMismatch(UserError, ValueError):
@@ -70,14 +71,32 @@ class ModelMetadata:
         (directory / METADATA_FILE).write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
 
 
+def artifact_file(directory: Path, name: str, max_bytes: int) -> Path:
+    """`directory/name`, refused in one line unless it is a non-empty regular file of at most
+    `max_bytes` (checked before a parser or an allocation sees it)."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ModelFormatError(f"{directory}: model file {name} is missing")
+    size = path.stat().st_size
+    if not 0 < size <= max_bytes:
+        raise ModelFormatError(f"{path}: {size} bytes, expected 1..{max_bytes}")
+    return path
+
+
 def read_metadata(directory: str | Path) -> ModelMetadata:
     path = Path(directory) / METADATA_FILE
     if not path.exists():
         raise ModelFormatError(f"{directory}: not a tensorcost model directory (no {METADATA_FILE})")
+    artifact_file(Path(directory), METADATA_FILE, MAX_METADATA_BYTES)
     try:
-        return ModelMetadata(**json.loads(path.read_text()))
+        meta = ModelMetadata(**json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{path}: malformed model metadata: {exc}") from None
+    # Types the loaders rely on (a hand-edited file must fail here, not deep in a family).
+    if not (isinstance(meta.family, str) and isinstance(meta.params, dict) and isinstance(meta.extra, dict)
+            and isinstance(meta.feature_names, list)):
+        raise ModelFormatError(f"{path}: malformed model metadata: family, params, extra or feature_names has the wrong type")
+    return meta
 
 
 class CostModel(ABC):

@@ -9,9 +9,10 @@ import numpy as np
 from pydantic import Field, StrictBool
 
 from ..features import FeatureTable
-from .base import CostModel, FamilyConfig, ModelMetadata, make_config
+from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
 
 MODEL_FILE = "model.txt"  # LightGBM's own text format: loads without executing code
+MAX_MODEL_BYTES = 1 << 30
 
 
 class LightGBMConfig(FamilyConfig):
@@ -26,6 +27,53 @@ class LightGBMConfig(FamilyConfig):
     lambdarank_truncation_level: int = Field(20, ge=1)
     finetune_rounds: int = Field(50, ge=1, le=100_000)  # trees added by a warm start (fine-tuning)
     finetune_learning_rate: float = Field(0.01, gt=0.0, le=1.0)  # their shrinkage: small, a few target records must not undo the source
+
+
+def check_model_text(path: Path, n_features: int | None = None) -> None:
+    """Cheap structural checks of a LightGBM text model before LightGBM parses it: its parser
+    aborts the process on some truncated files and silently loads others (it seeks by the
+    header's `tree_sizes`). Checks the header, that each `Tree=i` block starts where
+    `tree_sizes` says and their count matches, the `end of trees` marker, and the complete
+    `end of parameters` / `pandas_categorical` trailer. (Registry loads are also hash-checked;
+    this covers a local path.)"""
+    import json
+
+    data = artifact_file(path.parent, path.name, MAX_MODEL_BYTES).read_bytes()
+
+    def bad(why: str) -> ModelFormatError:
+        return ModelFormatError(f"{path}: not a complete LightGBM model ({why}); retrain or restore the file")
+
+    if not data.startswith(b"tree\n"):
+        raise bad("no 'tree' header")
+    head_end = data.find(b"\n\n")
+    if head_end < 0:
+        raise bad("no end of header")
+    header = dict(line.split(b"=", 1) for line in data[:head_end].split(b"\n")[1:] if b"=" in line)
+    try:
+        sizes = [int(x) for x in header[b"tree_sizes"].split()]
+        max_feature_idx = int(header[b"max_feature_idx"])
+    except (KeyError, ValueError):
+        raise bad("header without valid tree_sizes / max_feature_idx") from None
+    if n_features and max_feature_idx + 1 != n_features:
+        raise bad(f"it reads {max_feature_idx + 1} features, the metadata names {n_features}")
+    pos = head_end + 2
+    for i, size in enumerate(sizes):
+        if size <= 0 or not data.startswith(f"Tree={i}\n".encode(), pos):
+            raise bad(f"tree {i} is not where the header's tree_sizes put it")
+        pos += size
+    n_trees = data.count(b"\nTree=")
+    if n_trees != len(sizes):
+        raise bad(f"{n_trees} trees but the header lists {len(sizes)}")
+    if not data.startswith(b"end of trees", pos):
+        raise bad("no 'end of trees' after the last tree")
+    end = data.rfind(b"\nend of parameters\n")
+    tail = data[end + len(b"\nend of parameters\n"):].strip() if end >= 0 else b""
+    if end < 0 or not tail.startswith(b"pandas_categorical:") or not data.endswith(b"\n"):
+        raise bad("truncated trailer (expected 'end of parameters' then 'pandas_categorical:...')")
+    try:
+        json.loads(tail[len(b"pandas_categorical:"):])
+    except ValueError:
+        raise bad("truncated pandas_categorical line") from None
 
 
 def _group_sizes(groups: Sequence[str]) -> tuple[np.ndarray, list[int]]:
@@ -118,4 +166,9 @@ class LightGBMCostModel(CostModel):
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "LightGBMCostModel":
         import lightgbm as lgb
 
-        return cls(metadata, lgb.Booster(model_file=str(directory / MODEL_FILE)))
+        path = directory / MODEL_FILE
+        check_model_text(path, len(metadata.feature_names) or None)
+        try:
+            return cls(metadata, lgb.Booster(model_file=str(path)))
+        except lgb.basic.LightGBMError as exc:
+            raise ModelFormatError(f"{path}: LightGBM cannot load it: {str(exc).strip()[:300]}") from None

@@ -44,4 +44,5 @@ class RandomCostModel(CostModel):
 
     @classmethod
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "RandomCostModel":
+        make_config(RandomConfig, metadata.params, f"{directory}: random params")  # a bounded seed, or one line
         return cls(metadata)

@@ -14,9 +14,29 @@ import numpy as np
 
 from ..features import FeatureTable
 from ..features.metaschedule import MS_FEATURE_DIM
-from .base import CostModel, FamilyConfig, ModelMetadata, make_config
+from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
 
 MODEL_FILE = "xgb_model.json"
+MAX_MODEL_BYTES = 1 << 30
+
+
+def check_model_json(path: Path) -> None:
+    """Cheap structural check of an XGBoost JSON model before XGBoost parses it (registry loads
+    are also hash-checked; this covers a local path): valid JSON with the learner / booster /
+    trees keys, and as many trees as its header says."""
+    import json
+
+    try:
+        doc = json.loads(artifact_file(path.parent, path.name, MAX_MODEL_BYTES).read_bytes())
+        model = doc["learner"]["gradient_booster"]["model"]
+        trees, n_trees = model["trees"], int(model["gbtree_model_param"]["num_trees"])
+        int(doc["learner"]["learner_model_param"]["num_feature"])
+    except ModelFormatError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelFormatError(f"{path}: not a complete XGBoost JSON model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(trees, list) or len(trees) != n_trees:
+        raise ModelFormatError(f"{path}: XGBoost model lists {len(trees) if isinstance(trees, list) else 'no'} trees, its header says {n_trees}")
 
 
 class TVMXGBConfig(FamilyConfig):
@@ -70,6 +90,11 @@ class TVMXGBCostModel(CostModel):
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "TVMXGBCostModel":
         import xgboost as xgb
 
+        path = directory / MODEL_FILE
+        check_model_json(path)
         booster = xgb.Booster()
-        booster.load_model(str(directory / MODEL_FILE))
+        try:
+            booster.load_model(str(path))
+        except xgb.core.XGBoostError as exc:
+            raise ModelFormatError(f"{path}: XGBoost cannot load it: {str(exc).strip().splitlines()[0][:300]}") from None
         return cls(metadata, booster)

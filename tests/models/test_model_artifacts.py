@@ -1,0 +1,170 @@
+"""Loading a model directory from a local path (no registry hash to protect it, issue 17): a
+truncated or edited file is refused in one line before the family's parser or an allocation
+sees it, never a crash (LightGBM aborts the process on some truncated files) or a silent load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tensorcost.models import ModelFormatError, create_model, load_model
+from tensorcost.models.base import METADATA_FILE, ModelMetadata
+
+NAMES = ["f0", "f1", "f2"]
+
+
+def _rows(n=90, seed=0):
+    from helpers import feature_table
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, len(NAMES))).astype(np.float32)
+    return feature_table(x, np.repeat(["a", "b", "c"], n // 3), 1e-3 * (1 + x[:, 0]))
+
+
+@pytest.fixture(scope="module")
+def lgb_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lgb")
+    model = create_model("lightgbm", "t", "s", NAMES, num_boost_round=5, min_data_in_leaf=2, num_threads=1)
+    model.fit(_rows())
+    model.save(d)
+    return d
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.3, 0.5, 0.7, 0.9, 0.99, -1])
+def test_truncated_lightgbm_model_is_refused_not_crashed(lgb_dir, tmp_path, frac):
+    d = _copy(lgb_dir, tmp_path / "m")
+    data = (d / "model.txt").read_bytes()
+    (d / "model.txt").write_bytes(data[: len(data) - 1 if frac == -1 else int(len(data) * frac)])
+    with pytest.raises(ModelFormatError, match="not a complete LightGBM model") as exc:
+        load_model(d)
+    assert "\n" not in str(exc.value)
+
+
+def test_lightgbm_tree_sizes_and_feature_count_are_checked(lgb_dir, tmp_path):
+    assert load_model(lgb_dir).family == "lightgbm"  # the intact file loads
+    d = _copy(lgb_dir, tmp_path / "m")
+    text = (d / "model.txt").read_text()
+    sizes = text.split("tree_sizes=", 1)[1].split("\n", 1)[0]
+    (d / "model.txt").write_text(text.replace(f"tree_sizes={sizes}", "tree_sizes=" + " ".join(["10"] * len(sizes.split()))))
+    with pytest.raises(ModelFormatError, match="tree 1 is not where"):
+        load_model(d)
+    (d / "model.txt").write_text(text.replace(f"tree_sizes={sizes}", f"tree_sizes={sizes} 100"))
+    with pytest.raises(ModelFormatError, match="tree"):
+        load_model(d)
+    (d / "model.txt").write_text(text)
+    meta = json.loads((d / METADATA_FILE).read_text())
+    meta["feature_names"] = NAMES + ["f3"]
+    (d / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="reads 3 features, the metadata names 4"):
+        load_model(d)
+
+
+def test_missing_weights_file_is_one_line(lgb_dir, tmp_path):
+    d = _copy(lgb_dir, tmp_path / "m")
+    (d / "model.txt").unlink()
+    with pytest.raises(ModelFormatError, match="model file model.txt is missing"):
+        load_model(d)
+
+
+def _xgb_dir(tmp_path):
+    import xgboost as xgb
+
+    from tensorcost.models.tvm_xgb import TVMXGBCostModel
+
+    rng = np.random.default_rng(0)
+    booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(rng.random((50, 4)), rng.random(50)), num_boost_round=3)
+    meta = ModelMetadata(family="tvm_xgb", feature_schema="s", target="t", objective="pack-sum-regression", feature_names=["a", "b", "c", "d"])
+    TVMXGBCostModel(meta, booster).save(tmp_path / "x")
+    return tmp_path / "x"
+
+
+def test_xgboost_json_is_checked_before_xgboost_parses_it(tmp_path):
+    d = _xgb_dir(tmp_path)
+    assert load_model(d).family == "tvm_xgb"
+    path = d / "xgb_model.json"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match="not a complete XGBoost JSON model"):
+        load_model(d)
+    doc = json.loads(data)
+    del doc["learner"]["gradient_booster"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match="gradient_booster"):
+        load_model(d)
+    doc = json.loads(data)
+    doc["learner"]["gradient_booster"]["model"]["trees"].pop()
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match="lists 2 trees, its header says 3"):
+        load_model(d)
+
+
+ATT = {"epochs": 1, "d_model": 8, "n_heads": 2, "n_layers": 1, "max_len": 8}
+
+
+@pytest.fixture
+def att_dir(tmp_path, make_row):
+    from tensorcost.features import FeatureTable, featurize_table
+    from tensorcost.hardware import HARDWARE_FEATURE_NAMES
+    from tensorcost.records import to_table
+
+    rows = [make_row(i, task_id=f"{t:016x}", latency=1e-4 * (1 + i)) for t in range(2) for i in range(8)]
+    frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
+    model = create_model("attention", "t", "s", frame.attrs["feature_names"], **ATT)
+    model.fit(FeatureTable(frame, "t"))
+    model.save(tmp_path / "att")
+    return tmp_path / "att"
+
+
+def _edit_meta(d, edit):
+    meta = json.loads((d / METADATA_FILE).read_text())
+    edit(meta)
+    (d / METADATA_FILE).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (lambda m: m["params"].update(d_model=512, n_heads=8), "bytes of weights"),  # asks for far more than the file holds
+    (lambda m: m["params"].update(n_layers=24), "bytes of weights"),
+    (lambda m: m["params"].update(d_model=10**6), "d_model"),  # beyond the config's bounds
+    (lambda m: m["extra"].update(n_hardware=10**9), "n_hardware"),
+    (lambda m: m["extra"]["norm"].update(std=[0.0]), "norm.std"),
+    (lambda m: m.update(params=[]), "wrong type"),
+])
+def test_attention_metadata_is_bounded_and_matched_to_the_weights(att_dir, tmp_path, monkeypatch, edit, expect):
+    import tensorcost.models.attention as attention
+
+    assert load_model(att_dir).family == "attention"
+    d = _copy(att_dir, tmp_path / "m")
+    _edit_meta(d, edit)
+    real = attention._module
+    built = []
+
+    def module(cfg, n_hardware):  # record every real (non-meta) build
+        import torch
+
+        m = real(cfg, n_hardware)
+        if next(m.parameters()).device != torch.device("meta"):
+            built.append(cfg.d_model)
+        return m
+
+    monkeypatch.setattr(attention, "_module", module)
+    with pytest.raises(ModelFormatError, match=expect):
+        load_model(d)
+    assert built == []  # refused before any real tensor was allocated
+
+
+def test_truncated_attention_weights_are_refused(att_dir, tmp_path):
+    d = _copy(att_dir, tmp_path / "m")
+    data = (d / "weights.pt").read_bytes()
+    for n in (100, len(data) // 2, len(data) - 10):
+        (d / "weights.pt").write_bytes(data[:n])
+        with pytest.raises(ModelFormatError, match="weights"):
+            load_model(d)
