@@ -49,7 +49,7 @@ class Task:
 class MeasureConfig(BaseModel):
     """The measurement protocol (params.yaml's `measure`: typed, bounded, defaults written here)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     number: int = Field(3, ge=1)  # runs averaged into one repeat
     repeat: int = Field(3, ge=1)  # repeats kept per record
     min_repeat_ms: int = Field(20, ge=0)

@@ -36,7 +36,7 @@ PosFloat = Annotated[float, Field(gt=0.0)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 def _target_id(value: str, allow_host: bool = False, allow_auto: bool = False) -> str:
@@ -241,6 +241,11 @@ def _one_line(exc: ValidationError, path: Path) -> str:
     return f"{path}: {loc}: {msg}{got}{more}"
 
 
+def _one_line_text(obj: object) -> str:
+    """A parser's message on one line (PyYAML's reader errors span several)."""
+    return " ".join(str(obj).split())
+
+
 def _validated(model: type[BaseModel], data: Any, path: Path):
     """`data` (a parsed YAML file) as `model`, or one ParamsError line naming the file and key."""
     if not isinstance(data, dict):
@@ -262,7 +267,7 @@ def _load(path: str, mtime: float) -> Params:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ParamsError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ParamsError(f"{path}{where}: not valid YAML: {_one_line_text(getattr(exc, 'problem', None) or exc)}") from None
     return parse_params(data, Path(path))
 
 
@@ -319,5 +324,5 @@ def load_collection_params(path: str | Path) -> CollectionParams:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: not valid YAML: {_one_line_text(exc)}") from None
     return _validated(CollectionParams, data, path)

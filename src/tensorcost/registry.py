@@ -88,8 +88,11 @@ def _client():
         # The constructor builds the tracking store (creating/migrating the schema), the first
         # registry call the registry store; MLflow caches both per process, so neither this
         # client nor the fluent API (mlflow.start_run...) migrates again outside the lock.
-        client = MlflowClient(tracking_uri=uri)
-        client.search_registered_models(max_results=1)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_registered_models(max_results=1)
+        except Exception as exc:  # noqa: BLE001  (a store that cannot be opened: one line, no traceback)
+            raise _lookup_failed("the model registry", exc) from exc
     _STORES_READY.add(str(db))
     return client
 
@@ -402,7 +405,10 @@ def _record_event(target: str, action: str, result: PromotionResult) -> None:
         "actor": f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}",
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
     })
-    client.set_terminated(run.info.run_id)
+    try:
+        client.set_terminated(run.info.run_id)
+    except Exception as exc:  # noqa: BLE001  (the event's tags are written with the run: it is recorded; only its status lags)
+        log.warning("history event %s of %s recorded, but its run %s could not be closed: %s", action, target, run.info.run_id, exc)
 
 
 def history(target: str) -> list[dict]:
@@ -514,7 +520,11 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
         if result.promoted:
             _move_champion(client, target, str(version), "promote", result)
         else:
-            _record_event(target, "refuse", result)
+            try:
+                _record_event(target, "refuse", result)
+            except Exception as exc:  # noqa: BLE001  (the gate held; say so, and that the history lacks it)
+                raise RegistryError(f"{model_name(target)}: promotion of version {version} refused ({' '.join(result.reason.split())}), "
+                                    f"but the refusal could not be recorded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from exc
     return result
 
 

@@ -21,7 +21,7 @@ from .hardware import HardwareTarget
 class TuneConfig(BaseModel):
     """A tuning run's budget (params.yaml's `tune`: typed, bounded, defaults written here)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     network: str = "tiny_resnet"
     max_tasks: int = Field(3, ge=1)  # the largest tasks by FLOPs x occurrences
     max_trials_global: int = Field(48, ge=1)

@@ -107,6 +107,25 @@ def test_xgboost_json_is_checked_before_xgboost_parses_it(tmp_path):
         load_model(d)
 
 
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda t: t["left_children"].__setitem__(next(i for i, c in enumerate(t["left_children"]) if c == -1), 0), "leaf marker"),  # a leaf gets one child: the root
+    (lambda t: (t["left_children"].__setitem__(next(i for i, c in enumerate(t["left_children"]) if c == -1), 0),
+                t["right_children"].__setitem__(next(i for i, c in enumerate(t["left_children"]) if c == 0), 0)), "reached twice"),  # a loop to the root
+    (lambda t: t["right_children"].__setitem__(0, 10_000), "outside the tree"),
+    (lambda t: t["base_weights"].pop(), "different lengths"),
+])
+def test_xgboost_trees_are_walked_before_xgboost_trusts_them(tmp_path, edit, expect):
+    # A leaf pointing back at the root loaded and then killed the process (SIGSEGV) at predict.
+    d = _xgb_dir(tmp_path)
+    path = d / "xgb_model.json"
+    doc = json.loads(path.read_bytes())
+    edit(doc["learner"]["gradient_booster"]["model"]["trees"][0])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match=expect):
+        load_model(d)
+
+
 ATT = {"epochs": 1, "d_model": 8, "n_heads": 2, "n_layers": 1, "max_len": 8}
 
 

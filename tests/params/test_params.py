@@ -63,6 +63,12 @@ BAD = [
     ("surprise", {"a": 1}, "surprise: unknown key"),
     ("tune.colour", "red", "tune.colour: unknown key"),
     ("targets", _DELETE, "targets: Field required"),
+    # a YAML typo is an error, not a coercion (the audit found '3' for 3 and true for 1 accepted)
+    ("measure.repeat", "3", "measure.repeat: Input should be a valid integer"),
+    ("measure.number", True, "measure.number: Input should be a valid integer"),
+    ("tune.max_tasks", "3", "tune.max_tasks: Input should be a valid integer"),
+    ("models.attention.epochs", "8", "epochs: Input should be a valid integer"),
+    ("models.lightgbm_rank.num_boost_round", True, "num_boost_round: Input should be a valid integer"),
 ]
 
 
@@ -81,6 +87,10 @@ def test_unreadable_files_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("targets: [host\nhost: {")
     with pytest.raises(ParamsError, match=r"params.yaml:\d+: not valid YAML"):
         load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_bytes(b"targets:\n  host: data/raw/\x00host\n")  # a reader error spans lines
+    with pytest.raises(ParamsError, match="not valid YAML") as exc:
+        load_params(tmp_path / "params.yaml")
+    assert "\n" not in str(exc.value)
     (tmp_path / "p2.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ParamsError, match="expected a mapping"):
         load_params(tmp_path / "p2.yaml")

@@ -199,3 +199,25 @@ def test_a_quote_in_a_target_never_reaches_the_history_filter(mlflow_store, tmp_
     with pytest.raises(registry.RegistryError, match="quote"):
         registry._filter_value("it's")
     assert [e["action"] for e in registry.history(TARGET)] == ["promote"]
+
+
+def test_a_written_event_that_cannot_be_closed_still_counts_as_recorded(mlflow_store, tmp_path):
+    # Audit case: the history run was written, closing it failed, the alias was put back, and the
+    # history then said v2 while the champion was v1 (so the next rollback refused).
+    v1, v2 = _register(tmp_path, "v1", 0.5), _register(tmp_path, "v2", 0.9)
+    assert registry.promote(TARGET, v1).promoted
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "set_terminated", _raiser)
+        assert registry.promote(TARGET, v2).promoted
+    assert _champion() == v2 and registry.history(TARGET)[-1]["version"] == v2
+    assert registry.rollback(TARGET).version == v1  # history and alias agree
+
+
+def test_a_refusal_that_cannot_be_recorded_is_one_line_and_the_gate_holds(mlflow_store, tmp_path):
+    v1, v2 = _register(tmp_path, "v1", 0.9), _register(tmp_path, "v2", 0.5)
+    assert registry.promote(TARGET, v1).promoted
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "create_run", _raiser)
+        with pytest.raises(registry.RegistryError, match="refused .*could not be recorded") as exc:
+            registry.promote(TARGET, v2)
+    assert "\n" not in str(exc.value) and _champion() == v1

@@ -403,14 +403,15 @@ class AttentionCostModel(CostModel):
 
 def _checked_norm(norm, n_context: int, directory: Path) -> dict:
     """The normalisation statistics of the metadata: finite numbers, one per context feature
-    (and per program feature when present); std > 0 (it divides)."""
+    (and per program feature when present); std > 0 (it divides). Features are log-scaled, so a
+    statistic beyond +-1e6 cannot come from training: it is damage."""
     expect = {"mean": n_context, "std": n_context} | ({"program_mean": FLAT_PROGRAM_DIM, "program_std": FLAT_PROGRAM_DIM}
                                                      if isinstance(norm, dict) and "program_mean" in norm else {})
     for key, n in expect.items():
         v = norm.get(key) if isinstance(norm, dict) else None
-        ok = isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+        ok = isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and math.isfinite(x) and abs(x) <= 1e6 for x in v)
         if not ok or (key.endswith("std") and min(v) <= 0):
-            raise ModelFormatError(f"{directory}: metadata norm.{key} must be {n} finite numbers{' > 0' if key.endswith('std') else ''}")
+            raise ModelFormatError(f"{directory}: metadata norm.{key} must be {n} finite numbers within +-1e6{' > 0' if key.endswith('std') else ''}")
     return norm
 
 

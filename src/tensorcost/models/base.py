@@ -42,7 +42,7 @@ class ModelFormatError(UserError, ValueError):
 class FamilyConfig(BaseModel):
     """A family's params: typed, bounded, no unknown keys (defaults are written here, once)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
 def make_config(cls: type[FamilyConfig], params: dict, where: str) -> FamilyConfig:

@@ -13,7 +13,7 @@ from .base import CostModel, FamilyConfig, ModelMetadata, make_config
 
 
 class RandomConfig(FamilyConfig):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
 
 
 class RandomCostModel(CostModel):

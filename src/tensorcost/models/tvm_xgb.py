@@ -37,6 +37,33 @@ def check_model_json(path: Path) -> None:
         raise ModelFormatError(f"{path}: not a complete XGBoost JSON model ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(trees, list) or len(trees) != n_trees:
         raise ModelFormatError(f"{path}: XGBoost model lists {len(trees) if isinstance(trees, list) else 'no'} trees, its header says {n_trees}")
+    for i, tree in enumerate(trees):
+        _check_tree(path, i, tree)
+
+
+def _check_tree(path: Path, index: int, tree: dict) -> None:
+    """A tree XGBoost can walk without leaving it: XGBoost trusts child indices, and a child that
+    points back up (a loop) or past the end crashes the process at predict time. Children are
+    either -1 (a leaf) or other nodes of the same tree, each reached from the root exactly once
+    (node order is XGBoost's allocation order, not guaranteed parent-first, so walk it)."""
+    try:
+        left, right = tree["left_children"], tree["right_children"]
+        n = len(left)
+        if n == 0 or len(right) != n or any(len(tree[k]) != n for k in ("split_indices", "split_conditions", "base_weights")):
+            raise ModelFormatError(f"{path}: tree {index}: empty, or node arrays of different lengths")
+        seen, stack = {0}, [0]
+        while stack:
+            node = stack.pop()
+            a, b = left[node], right[node]
+            if (a == -1) != (b == -1):
+                raise ModelFormatError(f"{path}: tree {index} node {node}: one child is a leaf marker, the other is not")
+            for child in (a, b) if a != -1 else ():
+                if not (isinstance(child, int) and 0 < child < n) or child in seen:
+                    raise ModelFormatError(f"{path}: tree {index} node {node}: child {child} is outside the tree or reached twice (a loop)")
+                seen.add(child)
+                stack.append(child)
+    except (KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{path}: tree {index} is incomplete ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 class TVMXGBConfig(FamilyConfig):
