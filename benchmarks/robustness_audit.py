@@ -89,6 +89,21 @@ class Row:
     notes: str = ""
     details: list = field(default_factory=list)
 
+    def count(self, case: str, status: str, why: str) -> None:
+        """One input's outcome: refused, benign (counted as other), wrong, or anything else = a crash;
+        every outcome but a refusal is kept in `details`."""
+        self.tried += 1
+        if status == "refused":
+            self.refused += 1
+            return
+        if status == "benign":
+            self.other += 1
+        elif status == "wrong":
+            self.wrong += 1
+        else:
+            self.crashes += 1
+        self.details.append({"case": case, "outcome": status, "why": why})
+
 
 # -- small real tables (tests/helpers.py, tests/conftest.py builders) -------------------------------
 
@@ -427,18 +442,7 @@ def check_model_family(family: str, n: int, work: Path, jobs: int, timeout: floa
             else:
                 diff = np.nanmax(np.abs(pred - ref_pred)) if pred.shape == ref_pred.shape else f"shape {shape} vs {ref_shape}"
                 status, why = "wrong", f"loads, predictions differ (max |diff| {diff}, all finite: {bool(np.all(np.isfinite(pred)))})"
-        row.tried += 1
-        if status == "refused":
-            row.refused += 1
-        elif status == "benign":
-            row.other += 1
-            row.details.append({"case": name, "outcome": status, "why": why})
-        elif status == "wrong":
-            row.wrong += 1
-            row.details.append({"case": name, "outcome": status, "why": why})
-        else:
-            row.crashes += 1
-            row.details.append({"case": name, "outcome": status, "why": why})
+        row.count(name, status, why)
     row.notes = f"{row.other} benign (changed bytes, identical predictions)"
     if row.wrong:
         row.notes += "; wrong = a local directory has no hash: edits that still parse load (the registry path refuses them)"
@@ -869,15 +873,7 @@ def check_params(n: int | None, work: Path, jobs: int, timeout: float) -> Row:
     control = one((999, ("unedited params.yaml (control)", None)))
     results = parallel(one, list(enumerate(edits)), jobs, "params")
     for name, status, why in results:
-        row.tried += 1
-        if status == "refused":
-            row.refused += 1
-        elif status == "wrong":
-            row.wrong += 1
-            row.details.append({"case": name, "outcome": status, "why": why})
-        else:
-            row.crashes += 1
-            row.details.append({"case": name, "outcome": status, "why": why})
+        row.count(name, status, why)
     ok_control = control[1] == "wrong" and "params.yaml" not in control[2]
     row.notes = "refused = exit 2, one stderr line naming params.yaml; control (unedited) " + (
         "gets past params to the missing host records" if ok_control else f"FAILED: {control}")
