@@ -65,12 +65,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slot", default="sapphirerapids-2c.avx2-t1")
     ap.add_argument("--features-dir", default="data/features")
+    ap.add_argument("--records", default=None, help="featurize this records file (a bundled target's parquet) with the current code instead of reading --features-dir")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--models", default="attention,lightgbm_reg,random")
     ap.add_argument("--out", default="reports/analysis/unseen_family.json")
     args = ap.parse_args()
 
     p = load_params(args.params)
+    if args.records:  # the current feature code on raw records: a feature ablation needs no pipeline run
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        from tensorcost.features import featurize_table, save_feature_frame
+        from tensorcost.hardware.catalog import HARDWARE_FEATURE_NAMES, catalog_target
+
+        records = pq.read_table(args.records)
+        target = str(records.column("target")[0])
+        args.features_dir = tempfile.mkdtemp(prefix="tc-unseen-")
+        frame = featurize_table(records, catalog_target(target).features(), HARDWARE_FEATURE_NAMES, slot=args.slot)
+        save_feature_frame(frame, Path(args.features_dir), args.slot)
     table, meta = load_feature_table(Path(args.features_dir), args.slot)
     train, test = train_test(table, "by_family", p.split.model_dump())
     names = meta["feature_names"]

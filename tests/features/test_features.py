@@ -20,7 +20,7 @@ from tensorcost.features import (
     tokenize_trace,
     workload_features,
 )
-from tensorcost.features.program import ANN_INDEX, ANN_KEYS, KIND_INDEX, MAX_DECISIONS, NUM_SLOTS, VOCAB
+from tensorcost.features.program import ANN_INDEX, ANN_KEYS, KIND_INDEX, NUM_SLOTS, VOCAB, Decisions, decision_features, DECISION_FEATURE_NAMES
 from tensorcost.features.workload import MAX_SHAPE_DIMS, OP_INDEX
 from tensorcost.records import OP_KINDS
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES, catalog_target
@@ -193,11 +193,15 @@ def test_flat_program_features_values(ms_trace):
     # annotation counts exclude "<none>"; one unroll_explicit
     assert feats["ann_<none>"] == 0.0
     assert feats["ann_meta_schedule.unroll_explicit"] == 1.0
-    # decisions [4, 32, 64] in slog2, padded with -1
-    assert feats["decision_0"] == pytest.approx(log2p1(4))
-    assert feats["decision_1"] == pytest.approx(log2p1(32))
-    assert feats["decision_2"] == pytest.approx(log2p1(64))
-    assert all(feats[f"decision_{i}"] == -1.0 for i in range(3, MAX_DECISIONS))
+    # decisions by meaning: one loop split in two [4, 32], one categorical 64, no multi-level tile
+    assert feats["split2_loops"] == 1.0
+    assert feats["split2_log_outer"] == pytest.approx(2.0)
+    assert feats["split2_log_inner"] == pytest.approx(5.0)
+    assert feats["split2_share_inner"] == pytest.approx(5.0 / 7.0)
+    assert feats["tiled_loops"] == 0.0
+    assert feats["categorical_n"] == 1.0
+    assert feats["categorical_log_max"] == pytest.approx(log2p1(64))
+    assert not any(n.startswith("decision_") for n in names), "no position-indexed decisions"
     assert feats["n_tokens"] == 6
     assert feats["n_decisions"] == 3
     assert feats["sum_log_decisions"] == pytest.approx(log2p1(4) + log2p1(32) + log2p1(64))
@@ -281,3 +285,29 @@ def test_slog2_is_signed():
     assert F.slog2(3.0) == pytest.approx(2.0)  # log2(1 + 3)
     assert F.slog2(-3.0) == pytest.approx(-2.0)
     assert F.slog2(0.0) == 0.0
+
+
+def test_decision_features_mean_the_same_wherever_the_tiles_sit():
+    # An SSRSRS matmul: spatial i, j in four levels, reduction k in two; the same schedule with the
+    # loops sampled in another order (another operator's trace layout) gives the same features.
+    i, j, k = [2, 4, 8, 2], [1, 8, 4, 4], [16, 4]
+    a = Decisions([], tiles=[i, j, k], categoricals=[64], locations=[-2, -1, 3])
+    b = Decisions([], tiles=[k, j, i], categoricals=[64], locations=[3, -1, -2])
+    fa, fb = decision_features(a), decision_features(b)
+    assert len(fa) == len(DECISION_FEATURE_NAMES)
+    got = dict(zip(DECISION_FEATURE_NAMES, fa))
+    assert got["tiled_loops"] == 2 and got["split2_loops"] == 1
+    assert got["tiled_log_extent"] == pytest.approx(np.log2(128) + np.log2(128))
+    assert got["tiled_log_outer"] == pytest.approx(1.0 + 0.0)       # log2 2 + log2 1
+    assert got["tiled_log_inner"] == pytest.approx(1.0 + 2.0)       # log2 2 + log2 4
+    assert got["tile_log_inner_volume"] == pytest.approx(3.0 + 2.0)  # spatial inner + reduction inner
+    assert got["location_inline"] == 1 and got["location_root"] == 1 and got["location_mean_loop"] == 3
+    # the last tiled loop's inner factor (the vectorized axis) is the one order-dependent feature
+    names = list(DECISION_FEATURE_NAMES)
+    same = [n for n in names if n != "tiled_log_inner_last"]
+    assert [fa[names.index(n)] for n in same] == pytest.approx([fb[names.index(n)] for n in same])
+
+
+def test_ansor_split_gets_its_outer_factor_from_the_extent():
+    _, dec = tokenize_trace('[["SP",2,0,64,[2,4,2],1],["SP",2,1,32,[8],1]]')
+    assert dec.tiles == [[4.0, 2.0, 4.0, 2.0], [4.0, 8.0]]

@@ -170,8 +170,8 @@ def test_artifact_roundtrip_and_schema_check(tmp_path):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["metadata.json", "weights.pt"]
     loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-1")
     np.testing.assert_allclose(loaded.predict(table), model.predict(table), rtol=1e-6)
-    with pytest.raises(FeatureSchemaMismatch, match="tc-feat-2"):
-        load_model(tmp_path / "m", expected_feature_schema="tc-feat-2")
+    with pytest.raises(FeatureSchemaMismatch, match="tc-feat-9"):
+        load_model(tmp_path / "m", expected_feature_schema="tc-feat-9")
 
 
 def test_make_batch_from_feature_columns():

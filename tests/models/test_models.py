@@ -178,3 +178,28 @@ def test_every_family_honours_the_contract(tmp_path, make_row):
             np.testing.assert_allclose(again.predict(table), scores, rtol=1e-6)
         d = again.describe()
         assert d["family"] == family and d["feature_schema"] == "tc-feat-test" and isinstance(d["inputs"], list)
+
+
+def test_group_relative_features_are_deviations_from_the_group_mean():
+    from tensorcost.models.lightgbm_model import group_relative_features
+
+    x = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 0.0]], dtype=np.float32)
+    out = group_relative_features(x, ["a", "a", "b"])
+    np.testing.assert_allclose(out[:, :2], x)
+    np.testing.assert_allclose(out[:, 2:], [[-1.0, -5.0], [1.0, 5.0], [0.0, 0.0]])
+
+
+def test_group_relative_model_learns_and_round_trips(tmp_path):
+    # the ranking feature shifted by a per-group offset the training side never saw: the deviation
+    # from the group's mean still ranks it
+    model = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, group_relative=True, **SMALL)
+    model.fit(_table(10, 30, seed=1))
+    assert model.booster.num_feature() == 2 * N_FEATURES
+    x, groups, lat = _problem(5, 30, seed=2)
+    from helpers import feature_table
+
+    shifted = feature_table(x + np.float32(25.0) * (x[:, :1] > -1), groups, lat)  # every feature out of the training range
+    assert pairwise_comparison_accuracy(groups, model.predict(shifted), lat) > 0.8
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
+    np.testing.assert_allclose(loaded.predict(shifted), model.predict(shifted))

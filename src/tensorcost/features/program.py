@@ -50,7 +50,19 @@ ANN_INDEX = {k: i for i, k in enumerate(ANN_KEYS)}
 
 NUM_SLOTS = 6
 TOKEN_DIM = len(VOCAB) + len(ANN_KEYS) + NUM_SLOTS
-MAX_DECISIONS = 32
+
+
+class Decisions(list):
+    """A program's sampling decisions in trace order (the list itself), and the same decisions by
+    meaning: `tiles` (each loop's tile factors, outermost first, the outer factor included),
+    `categoricals` (chosen values, e.g. unroll steps) and `locations` (compute-location choices:
+    -2 inline, -1 root, k >= 0 a loop index). The flat features read the meaning, not positions."""
+
+    def __init__(self, values=(), tiles=(), categoricals=(), locations=()):
+        super().__init__(values)
+        self.tiles: list[list[float]] = [list(t) for t in tiles]
+        self.categoricals: list[float] = list(categoricals)
+        self.locations: list[float] = list(locations)
 
 class TraceParseError(ValueError):
     """A trace that is not valid MetaSchedule trace JSON nor an Ansor step list."""
@@ -87,6 +99,9 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
     var_value: dict[str, float] = {}
     tokens: list[list[float]] = []
     decision_values: list[float] = []
+    tiles: list[list[float]] = []
+    categoricals: list[float] = []
+    locations: list[float] = []
     for idx, inst in enumerate(insts):
         if not isinstance(inst, list) or len(inst) != 4:
             raise TraceParseError(f"instruction {idx}: expected [kind, inputs, attrs, outputs], got {inst!r:.80}")
@@ -99,6 +114,7 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
             for name, val in zip(outputs, decision):
                 var_value[name] = float(val)
             decision_values.extend(numbers)
+            tiles.append(numbers)
         elif kind == "SampleCategorical" and decision is not None:
             candidates = attrs[0] if attrs else []
             value = float(candidates[int(decision)]) if int(decision) < len(candidates) else float(decision)
@@ -106,10 +122,13 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
             if outputs:
                 var_value[outputs[0]] = value
             decision_values.append(value)
+            categoricals.append(value)
         else:
             if decision is not None:
                 numbers.extend(_numbers([decision]))
                 decision_values.extend(_numbers([decision]))
+                if kind == "SampleComputeLocation":
+                    locations.extend(_numbers([decision]))
             if kind in ("Annotate", "Unannotate"):
                 ann_key = str(attrs[0]) if attrs else "<other>"
             for v in inputs:
@@ -124,12 +143,14 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
             if not numbers:
                 numbers = [float(len(outputs))]
         tokens.append(_token(kind, ann_key, numbers))
-    return tokens, decision_values
+    return tokens, Decisions(decision_values, tiles, categoricals, locations)
 
 
 def _tokenize_ansor(steps: list) -> tuple[list[list[float]], list[float]]:
     tokens: list[list[float]] = []
     decision_values: list[float] = []
+    tiles: list[list[float]] = []
+    categoricals: list[float] = []
     for idx, step in enumerate(steps):
         if not isinstance(step, list) or not step or not isinstance(step[0], str):
             raise TraceParseError(f"step {idx}: expected [kind, ...], got {step!r:.80}")
@@ -140,19 +161,24 @@ def _tokenize_ansor(steps: list) -> tuple[list[list[float]], list[float]]:
             lengths = _numbers(step[4]) if len(step) > 4 and isinstance(step[4], list) else []
             numbers = [float(extent or 0)] + lengths
             decision_values.extend(lengths)
+            # Ansor lists the inner factors; the outer one is what the extent leaves over
+            inner = math.prod(lengths) if lengths else 1.0
+            outer = float(extent) / inner if extent and inner > 0 else 1.0
+            tiles.append([max(outer, 1.0)] + lengths)
         elif kind == "PR":  # [PR, stage, iter, "auto_unroll_max_step$64"]
             pragma = str(step[3]) if len(step) > 3 else ""
             key, _, val = pragma.partition("$")
             ann_key = f"ansor:{key}"
             numbers = [float(val)] if val.lstrip("-").isdigit() else []
             decision_values.extend(numbers)
+            categoricals.extend(numbers)
         else:
             numbers = _numbers(step[1:])
         tokens.append(_token(f"ansor:{kind}", ann_key, numbers))
-    return tokens, decision_values
+    return tokens, Decisions(decision_values, tiles, categoricals)
 
 
-def tokenize_trace(trace_json: str) -> tuple[np.ndarray, list[float]]:
+def tokenize_trace(trace_json: str) -> tuple[np.ndarray, Decisions]:
     """Token matrix (n_primitives x TOKEN_DIM, float32) and the ordered sampling decisions.
 
     Accepts a MetaSchedule trace `[[instructions...], [decisions...]]` or an Ansor step list
@@ -176,9 +202,67 @@ def tokenize_trace(trace_json: str) -> tuple[np.ndarray, list[float]]:
     return mat, decisions
 
 
+# The sampling decisions by meaning (replacing `decision_<i>`, the i-th decision in trace order,
+# whose meaning moves with the operator: issue 13, benchmarks/unseen_family_analysis.py). Loops
+# split into three or more levels are a multi-level tiling's loops (`tiled_`: SSRSRS's spatial
+# loops, Ansor's SP with 3 inner factors); loops split in two are reductions or a plain split
+# (`split2_`). Per level the log2 factors are summed over loops, and shares of the loops' log
+# extent make them comparable across operator sizes.
+TILED_LEVELS = ("outer", "second", "middle", "penult", "inner")
+DECISION_FEATURE_NAMES = (
+    ("tiled_loops", "tiled_log_extent")
+    + tuple(f"tiled_log_{lv}" for lv in TILED_LEVELS)
+    + tuple(f"tiled_share_{lv}" for lv in TILED_LEVELS)
+    + ("tiled_log_inner_last", "tiled_log_inner_max")
+    + ("split2_loops", "split2_log_extent", "split2_log_outer", "split2_log_inner", "split2_share_outer", "split2_share_inner")
+    + ("tile_log_inner_volume",)
+    + ("categorical_n", "categorical_log_max", "categorical_log_sum")
+    + ("location_n", "location_inline", "location_root", "location_mean_loop")
+)
+
+
+def _log2f(x: float) -> float:
+    return math.log2(x) if x > 1 else 0.0
+
+
+def _tiled_levels(factors: list[float]) -> list[float]:
+    """log2 factors of one loop bucketed as TILED_LEVELS (three or more levels)."""
+    logs = [_log2f(f) for f in factors]
+    second = logs[1] if len(logs) >= 4 else 0.0
+    middle = sum(logs[2:-2])
+    return [logs[0], second, middle, logs[-2], logs[-1]]
+
+
+def decision_features(decisions: Sequence[float]) -> list[float]:
+    """DECISION_FEATURE_NAMES for a program: what its tiles, categoricals and compute locations
+    mean, independent of where in the trace they were sampled."""
+    tiles = getattr(decisions, "tiles", [])
+    tiled = [t for t in tiles if len(t) >= 3]
+    split2 = [t for t in tiles if len(t) == 2]
+    levels = np.array([_tiled_levels(t) for t in tiled], dtype=np.float64).reshape(-1, len(TILED_LEVELS))
+    level_sums = levels.sum(axis=0)
+    tiled_extent = float(level_sums.sum())
+    tiled_shares = level_sums / tiled_extent if tiled_extent > 0 else np.zeros(len(TILED_LEVELS))
+    inner = levels[:, -1] if len(levels) else np.zeros(1)
+    s2 = np.array([[_log2f(t[0]), _log2f(t[1])] for t in split2], dtype=np.float64).reshape(-1, 2).sum(axis=0)
+    s2_extent = float(s2.sum())
+    s2_shares = s2 / s2_extent if s2_extent > 0 else np.zeros(2)
+    cats = [slog2(c) for c in getattr(decisions, "categoricals", [])]
+    locs = list(getattr(decisions, "locations", []))
+    loops = [x for x in locs if x >= 0]
+    return (
+        [float(len(tiled)), tiled_extent] + level_sums.tolist() + tiled_shares.tolist()
+        + [float(inner[-1]), float(inner.max())]
+        + [float(len(split2)), s2_extent, float(s2[0]), float(s2[1]), float(s2_shares[0]), float(s2_shares[1])]
+        + [float(level_sums[-1] + s2[1])]
+        + [float(len(cats)), max(cats, default=0.0), float(sum(cats))]
+        + [float(len(locs)), float(sum(x == -2 for x in locs)), float(sum(x == -1 for x in locs)), float(np.mean(loops)) if loops else -1.0]
+    )
+
+
 def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> list[float]:
     """Fixed-length program features for tree models: primitive counts, annotation counts,
-    the first MAX_DECISIONS sampling decisions in order (aligned within a sketch) and summaries."""
+    the decisions by meaning (DECISION_FEATURE_NAMES) and summaries."""
     n_kinds, n_ann = len(VOCAB), len(ANN_KEYS)
     if len(tokens):
         kind_counts = tokens[:, :n_kinds].sum(axis=0)
@@ -191,13 +275,9 @@ def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> lis
         kind_counts = np.zeros(n_kinds, dtype=np.float32)
         ann_counts = np.zeros(n_ann, dtype=np.float32)
         max_ann_val = 0.0
-    dec = [slog2(d) for d in list(decisions)[:MAX_DECISIONS]]
-    dec += [-1.0] * (MAX_DECISIONS - len(dec))
     logs = [slog2(d) for d in decisions] or [0.0]
     summary = [float(len(tokens)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
-    return list(map(float, kind_counts)) + list(map(float, ann_counts)) + dec + summary
+    return list(map(float, kind_counts)) + list(map(float, ann_counts)) + decision_features(decisions) + summary
 
 
-FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + MAX_DECISIONS + 5
-
-
+FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + 5

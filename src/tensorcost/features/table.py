@@ -19,14 +19,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .program import ANN_KEYS, MAX_DECISIONS, VOCAB, flat_program_features, tokenize_trace
+from .program import ANN_KEYS, DECISION_FEATURE_NAMES, VOCAB, flat_program_features, tokenize_trace
 from .workload import WORKLOAD_FEATURE_NAMES, workload_features
 from ..hardware.catalog import HARDWARE_FEATURE_NAMES
 
 N_HARDWARE = len(HARDWARE_FEATURE_NAMES)  # the flat vector ends with the hardware features, `is_gpu` first
 
 # Bump whenever the meaning or layout of any feature changes: models record it and refuse a mismatch.
-FEATURE_SCHEMA_VERSION = "tc-feat-2"  # 2: platform hardware features (catalog v2), a `slot` column
+FEATURE_SCHEMA_VERSION = "tc-feat-3"  # 2: platform hardware features (catalog v2), a `slot` column; 3: decisions by meaning
 
 # The columns of a feature table's frame, in order.
 FRAME_COLUMNS = ("record_id", "task_id", "program_id", "slot", "target", "task_weight", "networks", "latency_s", "label", "flat", "n_tokens", "tokens")
@@ -101,7 +101,7 @@ class FeatureTable:
 
 def flat_feature_names(hardware_names: Sequence[str]) -> list[str]:
     names = [f"count_{k}" for k in VOCAB] + [f"ann_{k}" for k in ANN_KEYS]
-    names += [f"decision_{i}" for i in range(MAX_DECISIONS)]
+    names += list(DECISION_FEATURE_NAMES)
     names += ["n_tokens", "n_decisions", "sum_log_decisions", "max_log_decision", "max_ann_value"]
     names += list(WORKLOAD_FEATURE_NAMES) + [f"hw_{h}" for h in hardware_names]
     return names

@@ -27,6 +27,21 @@ class LightGBMConfig(FamilyConfig):
     lambdarank_truncation_level: int = Field(20, ge=1)
     finetune_rounds: int = Field(50, ge=1, le=100_000)  # trees added by a warm start (fine-tuning)
     finetune_learning_rate: float = Field(0.01, gt=0.0, le=1.0)  # their shrinkage: small, a few target records must not undo the source
+    # Also feed each feature minus its mean over the program's ranking group (its task's candidates):
+    # a ranking is decided within a task, and the deviation from the task's own programs is what
+    # carries over to operators whose absolute feature values no training task had (issue 13).
+    group_relative: StrictBool = False
+
+
+def group_relative_features(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """[x, x - mean of x over the row's group]: the columns a `group_relative` model reads."""
+    groups = np.asarray(groups)
+    rel = np.empty_like(x)
+    _, inverse = np.unique(groups, return_inverse=True)
+    for g in range(int(inverse.max()) + 1 if len(inverse) else 0):
+        rows = inverse == g
+        rel[rows] = x[rows] - x[rows].mean(axis=0)
+    return np.concatenate([x, rel], axis=1)
 
 
 def check_model_text(path: Path, n_features: int | None = None) -> None:
@@ -116,11 +131,23 @@ class LightGBMCostModel(CostModel):
         """Throughput label in (0, 1] -> integer grade 0..levels-1 (lambdarank's label gain)."""
         return np.clip(np.floor(np.asarray(labels) * (levels - 1) + 0.5), 0, levels - 1).astype(np.int32)
 
+    @property
+    def n_inputs(self) -> int:
+        """Columns the booster reads: the flat features, twice with `group_relative`."""
+        n = len(self.metadata.feature_names)
+        return 2 * n if self.metadata.params.get("group_relative") else n
+
+    def _inputs(self, table: FeatureTable) -> np.ndarray:
+        x = table.flat
+        if x.ndim != 2 or (len(x) and x.shape[1] != len(self.metadata.feature_names)):
+            raise ValueError(f"expected features of shape (n, {len(self.metadata.feature_names)}), got {x.shape}")
+        return group_relative_features(x, table.groups) if self.metadata.params.get("group_relative") and len(x) else x
+
     def _dataset(self, table: FeatureTable, reference=None):
         import lightgbm as lgb
 
         order, sizes = _group_sizes(table.groups)
-        x, y = table.flat[order], table.labels[order]
+        x, y = self._inputs(table)[order], table.labels[order]
         if self.metadata.objective == "lambdarank":
             return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
         return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
@@ -152,9 +179,7 @@ class LightGBMCostModel(CostModel):
 
     def predict(self, table: FeatureTable) -> np.ndarray:
         self._check_trained(self.booster is not None)
-        x = table.flat
-        if x.ndim != 2 or (len(x) and x.shape[1] != len(self.metadata.feature_names)):
-            raise ValueError(f"expected features of shape (n, {len(self.metadata.feature_names)}), got {x.shape}")
+        x = self._inputs(table)
         if not len(x):
             return np.zeros(0)
         return np.asarray(self.booster.predict(x), dtype=np.float64)
@@ -167,8 +192,10 @@ class LightGBMCostModel(CostModel):
         import lightgbm as lgb
 
         path = directory / MODEL_FILE
-        check_model_text(path, len(metadata.feature_names) or None)
+        model = cls(metadata)
+        check_model_text(path, model.n_inputs or None)
         try:
-            return cls(metadata, lgb.Booster(model_file=str(path)))
+            model.booster = lgb.Booster(model_file=str(path))
+            return model
         except lgb.basic.LightGBMError as exc:
             raise ModelFormatError(f"{path}: LightGBM cannot load it: {str(exc).strip()[:300]}") from None

@@ -558,13 +558,30 @@ def _spool_root(out: Path) -> str:
     return str(out.parent)
 
 
+class _Interruption:
+    """What the SIGTERM handler knows: the import's worker pids, and the signal once it came."""
+
+    def __init__(self) -> None:
+        self.worker_pids: list[int] = []
+        self.signum = 0
+
+    def raise_if_interrupted(self) -> None:
+        if self.signum:
+            raise SystemExit(128 + self.signum)
+
+
 @contextlib.contextmanager
 def _sigterm_unwinds():
-    """While importing, SIGTERM raises SystemExit(143) in this process instead of killing it on
-    the spot, so that the cleanup below runs (no temporary output left behind). Forked workers
-    inherit the handler and just die, as SIGTERM asks (pool.terminate() sends it)."""
+    """While importing, SIGTERM unwinds this process with SystemExit(143) instead of killing it
+    on the spot, so that the cleanup runs (no temporary output left behind).
+
+    With worker processes the handler raises nothing: an exception thrown into whatever the main
+    thread is doing can leave a lock of the executor held (a hang at exit). It SIGKILLs the
+    workers instead; the executor then fails the pending results (BrokenProcessPool) and the
+    import loop turns that into SystemExit(143). Forked workers inherit the handler and just die."""
+    state = _Interruption()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
     pid = os.getpid()
 
@@ -573,13 +590,57 @@ def _sigterm_unwinds():
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise SystemExit(128 + signum)
+        state.signum = signum
+        if not state.worker_pids:
+            raise SystemExit(128 + signum)
+        for worker in state.worker_pids:
+            with contextlib.suppress(OSError):
+                os.kill(worker, signal.SIGKILL)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield state
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_init() -> None:
+    # Ctrl-C is for the importing process, which stops the workers; SIGTERM (blocked while the
+    # workers were forked) kills a worker as usual.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _start_workers(workers: int, jobs: list, interruption: _Interruption):
+    """(executor, ordered results) of `parse_file` over `jobs` in forked worker processes.
+
+    SIGTERM is held back while the workers start, until the handler knows their pids: arriving
+    in the middle, it would unwind this process with live workers left behind (they hold the
+    caller's pipes open)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+        results = pool.map(parse_file, jobs)  # starts every worker (fork context)
+        interruption.worker_pids = list(getattr(pool, "_processes", {}))  # no public way before Python 3.14
+        return pool, results
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _kill_workers(pool, interruption: _Interruption) -> None:
+    """Stop an interrupted import's workers at once: SIGKILL, not a polite shutdown (a worker
+    stopped while holding a queue lock would hang a pool's terminate()); the executor notices
+    dead workers by their process sentinels and winds itself down."""
+    if pool is None:
+        return
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in interruption.worker_pids:
+        with contextlib.suppress(OSError):
+            os.kill(worker, signal.SIGKILL)
+    interruption.worker_pids = []
 
 
 def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | None = None, workers: int | None = None, progress: bool = True,
@@ -632,7 +693,7 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
         pending_files, pending_rows = [], 0
 
     try:
-        with _sigterm_unwinds():
+        with _sigterm_unwinds() as interruption:
             tmp_out, tmp_quarantine = temporary(out.name), temporary(quarantine.name)
             # tmpfs when there is one: the spool files are written once, read once, deleted
             with tempfile.TemporaryDirectory(prefix="tensorcost-import-", dir=_spool_root(out)) as spool, \
@@ -642,15 +703,11 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
                     _file_problem(report, qf, _display(p), reason)
                 jobs = [(str(f), target, spool, fast) for f in files]
                 pool = None
-                if workers == 1:
-                    results = map(parse_file, jobs)
-                else:
-                    import multiprocessing as mp
-
-                    # workers ignore Ctrl-C: this process handles it, and stops them
-                    pool = mp.get_context("fork").Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-                    results = pool.imap(parse_file, jobs, chunksize=1)
                 try:
+                    if workers == 1:
+                        results = map(parse_file, jobs)
+                    else:
+                        pool, results = _start_workers(workers, jobs, interruption)
                     for ipc_path, rep, q_path in results:
                         report.merge(rep)
                         with open(q_path, "rb") as src:
@@ -664,17 +721,16 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
                             flush(writer)
                         bar.update(1)
                     flush(writer)
+                    interruption.raise_if_interrupted()  # a SIGTERM after the last result
                 except BaseException:
                     pending.clear()
-                    if pool is not None:
-                        pool.terminate()
-                        pool.join()
-                        pool = None
+                    _kill_workers(pool, interruption)
+                    pool = None
+                    interruption.raise_if_interrupted()  # the workers' BrokenProcessPool, as SIGTERM's exit
                     raise
                 finally:
                     if pool is not None:
-                        pool.close()
-                        pool.join()
+                        pool.shutdown(wait=True)
             tmp_out.replace(out)  # atomic: a reader never sees half a file
             if report.skipped or report.bad_files:
                 tmp_quarantine.replace(quarantine)
