@@ -32,11 +32,33 @@ def lgb_dir(tmp_path_factory):
     return d
 
 
-def _copy(src, dst):
+def _copy(src, dst, keep_hashes: bool = False):
+    """A copy of a model directory; without the weight hashes unless `keep_hashes` (a model saved
+    before they existed), so that the family's own structure checks are what is tested."""
     dst.mkdir()
     for p in src.iterdir():
         (dst / p.name).write_bytes(p.read_bytes())
+    if not keep_hashes:
+        meta = json.loads((dst / METADATA_FILE).read_text())
+        meta.pop("files_sha256", None)
+        (dst / METADATA_FILE).write_text(json.dumps(meta))
     return dst
+
+
+def test_a_flipped_bit_in_the_weights_is_refused_by_the_recorded_hash(lgb_dir, tmp_path):
+    # two bit flips the robustness audit found to abort the process inside LightGBM's parser
+    assert json.loads((lgb_dir / METADATA_FILE).read_text())["files_sha256"].keys() == {"model.txt"}
+    d = _copy(lgb_dir, tmp_path / "m", keep_hashes=True)
+    data = bytearray((d / "model.txt").read_bytes())
+    data[len(data) // 3] ^= 0x04
+    (d / "model.txt").write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="does not match the sha256 recorded at save time"):
+        load_model(d)
+    meta = json.loads((d / METADATA_FILE).read_text())
+    meta["files_sha256"] = {"../x": "0"}
+    (d / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="files_sha256 names"):
+        load_model(d)
 
 
 @pytest.mark.parametrize("frac", [0.05, 0.3, 0.5, 0.7, 0.9, 0.99, -1])
@@ -83,8 +105,8 @@ def _xgb_dir(tmp_path):
     rng = np.random.default_rng(0)
     booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(rng.random((50, 4)), rng.random(50)), num_boost_round=3)
     meta = ModelMetadata(family="tvm_xgb", feature_schema="s", target="t", objective="pack-sum-regression", feature_names=["a", "b", "c", "d"])
-    TVMXGBCostModel(meta, booster).save(tmp_path / "x")
-    return tmp_path / "x"
+    TVMXGBCostModel(meta, booster).save(tmp_path / "saved")
+    return _copy(tmp_path / "saved", tmp_path / "x")  # without the hashes: the structure checks are tested
 
 
 def test_xgboost_json_is_checked_before_xgboost_parses_it(tmp_path):

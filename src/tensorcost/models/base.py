@@ -15,6 +15,7 @@ so callers never branch on the family.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,9 @@ class ModelMetadata:
     feature_names: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # sha256 of each weight file, written by save(): a damaged file is refused before its
+    # family's parser (LightGBM's C++ aborts on some bit flips) sees it. Empty in older models.
+    files_sha256: dict = field(default_factory=dict)
 
     def write(self, directory: Path) -> None:
         (directory / METADATA_FILE).write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
@@ -83,6 +87,26 @@ def artifact_file(directory: Path, name: str, max_bytes: int) -> Path:
     return path
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_weight_files(directory: Path, meta: ModelMetadata) -> None:
+    """Every weight file the metadata lists has the recorded sha256 (one line if not)."""
+    for name, digest in meta.files_sha256.items():
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..", METADATA_FILE):
+            raise ModelFormatError(f"{directory}: malformed model metadata: files_sha256 names {name!r}")
+        path = Path(directory) / name
+        if not path.is_file():
+            raise ModelFormatError(f"{directory}: model file {name} is missing")
+        if _sha256(path) != digest:
+            raise ModelFormatError(f"{path}: content does not match the sha256 recorded at save time (damaged or edited)")
+
+
 def read_metadata(directory: str | Path) -> ModelMetadata:
     path = Path(directory) / METADATA_FILE
     if not path.exists():
@@ -94,7 +118,7 @@ def read_metadata(directory: str | Path) -> ModelMetadata:
         raise ModelFormatError(f"{path}: malformed model metadata: {exc}") from None
     # Types the loaders rely on (a hand-edited file must fail here, not deep in a family).
     if not (isinstance(meta.family, str) and isinstance(meta.params, dict) and isinstance(meta.extra, dict)
-            and isinstance(meta.feature_names, list)):
+            and isinstance(meta.feature_names, list) and isinstance(meta.files_sha256, dict)):
         raise ModelFormatError(f"{path}: malformed model metadata: family, params, extra or feature_names has the wrong type")
     return meta
 
@@ -132,12 +156,15 @@ class CostModel(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_weights(directory)
+        self.metadata.files_sha256 = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != METADATA_FILE}
         self.metadata.write(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> "CostModel":
         directory = Path(directory)
-        return cls._load(read_metadata(directory), directory)
+        meta = read_metadata(directory)
+        verify_weight_files(directory, meta)
+        return cls._load(meta, directory)
 
     def describe(self) -> dict:
         m = self.metadata
