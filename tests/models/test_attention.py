@@ -195,3 +195,22 @@ def test_a_model_refuses_programs_with_another_hardware_description():
     narrower = ProgramBatch(batch.tokens, batch.lengths, batch.workload, batch.hardware[:, :-1])
     with pytest.raises(ValueError, match=f"trained on {N_HARDWARE} hardware features"):
         model.predict_batch(narrower)
+
+
+def test_group_relative_program_features_ignore_a_task_wide_shift():
+    # the program summary enters as each program's deviation from its task's mean: shifting one
+    # task's summaries by a constant (an operator whose absolute values no training task had)
+    # leaves its scores unchanged; the plain model's scores move
+    batch, _, groups, latency = _synthetic()
+    rng = np.random.default_rng(3)
+    batch.program = rng.random((len(batch), batch.program.shape[1])).astype(np.float32)
+    table = _table(batch, groups, latency)
+    shifted_batch = ProgramBatch(batch.tokens, batch.lengths, batch.workload, batch.hardware, batch.program + np.where(np.asarray(groups) == "t0", 7.0, 0.0)[:, None].astype(np.float32))
+    shifted = _table(shifted_batch, groups, latency)
+    t0 = np.asarray(groups) == "t0"
+    rel = _model(group_relative=True, epochs=2)
+    rel.fit(table)
+    np.testing.assert_allclose(rel.predict(shifted)[t0], rel.predict(table)[t0], rtol=1e-5, atol=1e-6)
+    plain = _model(epochs=2)
+    plain.fit(table)
+    assert not np.allclose(plain.predict(shifted)[t0], plain.predict(table)[t0], atol=1e-4)

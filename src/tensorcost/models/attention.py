@@ -47,6 +47,9 @@ class AttentionConfig(FamilyConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     fusion: Literal["film", "concat"] = "film"  # concat: the ablation without FiLM modulation
     program_features: StrictBool = True  # also feed the program-level summary (counts, decisions) to the head
+    # the summary as each program's deviation from its task's mean (issue 13: what carries over to
+    # operators whose absolute values no training task had); the tokens stay absolute
+    group_relative: StrictBool = False
     loss: Literal["ranknet", "lambdarank", "hybrid"] = "ranknet"  # see ranking_loss
     epochs: int = Field(30, ge=1, le=10_000)
     lr: float = Field(2e-3, gt=0.0, le=1.0)
@@ -270,7 +273,7 @@ class AttentionCostModel(CostModel):
         else:
             self.module = None
             epochs, lr = self.cfg.epochs, self.cfg.lr
-        history = self._train(batch_from_table(train, self.cfg.max_len), train.labels, groups, epochs, lr, log)
+        history = self._train(self._batch(train), train.labels, groups, epochs, lr, log)
         return {f"train_{self.cfg.loss}_loss": history}
 
     def _train(self, batch: ProgramBatch, labels: np.ndarray, groups: Sequence[str], n_epochs: int, lr: float, log=None) -> list[float]:
@@ -335,8 +338,16 @@ class AttentionCostModel(CostModel):
         module.eval()
         return history
 
+    def _batch(self, table: FeatureTable) -> ProgramBatch:
+        batch = batch_from_table(table, self.cfg.max_len)
+        if self.cfg.group_relative and len(batch):
+            from .lightgbm_model import group_relative_features
+
+            batch.program = group_relative_features(batch.program, table.groups)[:, batch.program.shape[1]:]
+        return batch
+
     def predict(self, table: FeatureTable) -> np.ndarray:
-        return self.predict_batch(batch_from_table(table, self.cfg.max_len))
+        return self.predict_batch(self._batch(table))
 
     def predict_batch(self, batch: ProgramBatch, chunk: int = 1024) -> np.ndarray:
         import torch
