@@ -687,27 +687,28 @@ def check_gates(work: Path, quick: bool) -> Row:
     return row
 
 
+def at(col, i, v):
+    """A damage: set one cell of a frame."""
+    def f(df):
+        df.at[i, col] = v
+        return df
+    return f
+
+
 # -- 3. concurrent first use ---------------------------------------------------------------------
 
-WORKER = """
-import sys, time
-from pathlib import Path
-import mlflow  # noqa: F401  (imported before the barrier: only the store's first touch races)
-from tensorcost import registry
-from tensorcost.models import create_model
-i, n = sys.argv[1], int(sys.argv[2])
-d = Path(f"model-{{i}}")
-create_model("random", "{target}", "tc-feat-race", [], seed=int(i)).save(d)
-Path(f"ready-{{i}}").touch()
-deadline = time.time() + 300
-while len(list(Path(".").glob("ready-*"))) < n and time.time() < deadline:
-    time.sleep(0.005)
-tags = {{"target": "{target}", "model_family": "random", "feature_schema": "tc-feat-race", "eval_data_hash": "race",
-        "validation": "passed", "metric.pca": 0.5}}
-v = registry.log_and_register(d, "{target}", experiment="race", run_name=f"race-{{i}}", params={{}}, metrics={{"pca": 0.5}}, tags=tags)
-r = registry.promote("{target}", v, metric_keys=("pca",))
-print(r.promoted, r.version, r.previous, r.reason)
-""".format(target=TARGET)
+def _race_worker() -> str:
+    """The test suite's race worker (tests/registry/test_registry_concurrency.py), one source for
+    both: the audit runs it at scale."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_race_test", Path(__file__).resolve().parents[1] / "tests/registry/test_registry_concurrency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.WORKER.format(target=TARGET)
+
+
+WORKER = _race_worker()
 
 AFTER = """
 from tensorcost import registry
@@ -894,12 +895,6 @@ def _records_cases():
                 _record_row(2, target="cpu-avx2-t1", latency=3e-3), _record_row(3, target="cpu-avx2-t1", error_no=4)]
         return to_table(rows).to_pandas()
 
-    def at(col, i, v):
-        def f(df):
-            df.at[i, col] = v
-            return df
-        return f
-
     def dup(df):
         return pd.concat([df, df.iloc[[0]]], ignore_index=True)
 
@@ -939,12 +934,6 @@ def _features_cases():
     def frame():
         rows = [_record_row(i, target="cpu-avx2-t1", latency=1e-3 * (1 + i)) for i in range(3)] + [_record_row(3, target="cpu-avx2-t1", error_no=4)]
         return featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES, slot="slot-a")
-
-    def at(col, i, v):
-        def f(df):
-            df.at[i, col] = v
-            return df
-        return f
 
     def flat_bad(v):
         def f(df):

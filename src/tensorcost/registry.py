@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .digest import file_sha256
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,7 @@ def _file_digests(directory: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in sorted(directory.rglob("*")):
         if p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[p.relative_to(directory).as_posix()] = h.hexdigest()
+            out[p.relative_to(directory).as_posix()] = file_sha256(p)
     return dict(sorted(out.items()))
 
 

@@ -341,9 +341,9 @@ class AttentionCostModel(CostModel):
     def _batch(self, table: FeatureTable) -> ProgramBatch:
         batch = batch_from_table(table, self.cfg.max_len)
         if self.cfg.group_relative and len(batch):
-            from .lightgbm_model import group_relative_features
+            from .lightgbm_model import group_deviation
 
-            batch.program = group_relative_features(batch.program, table.groups)[:, batch.program.shape[1]:]
+            batch.program = group_deviation(batch.program, table.groups)
         return batch
 
     def predict(self, table: FeatureTable) -> np.ndarray:

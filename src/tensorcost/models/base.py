@@ -15,7 +15,6 @@ so callers never branch on the family.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from typing import Callable, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..digest import file_sha256
 from ..errors import UserError
 from ..features import FeatureTable
 
@@ -87,14 +87,6 @@ def artifact_file(directory: Path, name: str, max_bytes: int) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_weight_files(directory: Path, meta: ModelMetadata) -> None:
     """Every weight file the metadata lists has the recorded sha256 (one line if not)."""
     for name, digest in meta.files_sha256.items():
@@ -103,7 +95,7 @@ def verify_weight_files(directory: Path, meta: ModelMetadata) -> None:
         path = Path(directory) / name
         if not path.is_file():
             raise ModelFormatError(f"{directory}: model file {name} is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise ModelFormatError(f"{path}: content does not match the sha256 recorded at save time (damaged or edited)")
 
 
@@ -156,7 +148,7 @@ class CostModel(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_weights(directory)
-        self.metadata.files_sha256 = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != METADATA_FILE}
+        self.metadata.files_sha256 = {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != METADATA_FILE}
         self.metadata.write(directory)
 
     @classmethod

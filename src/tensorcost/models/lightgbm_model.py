@@ -33,15 +33,19 @@ class LightGBMConfig(FamilyConfig):
     group_relative: StrictBool = False
 
 
-def group_relative_features(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
-    """[x, x - mean of x over the row's group]: the columns a `group_relative` model reads."""
-    groups = np.asarray(groups)
+def group_deviation(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """x minus the mean of x over each row's group (its task's programs)."""
     rel = np.empty_like(x)
-    _, inverse = np.unique(groups, return_inverse=True)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
     for g in range(int(inverse.max()) + 1 if len(inverse) else 0):
         rows = inverse == g
         rel[rows] = x[rows] - x[rows].mean(axis=0)
-    return np.concatenate([x, rel], axis=1)
+    return rel
+
+
+def group_relative_features(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """[x, x - mean of x over the row's group]: the columns a `group_relative` model reads."""
+    return np.concatenate([x, group_deviation(x, groups)], axis=1)
 
 
 def check_model_text(path: Path, n_features: int | None = None) -> None:
