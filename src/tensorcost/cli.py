@@ -158,14 +158,15 @@ def platform_add(
     variants: list[str] = typer.Option(["avx2-t1"], "--variant", help="code-generation variant(s) to measure, e.g. avx2-t1 avx512-t2"),
     noise_fraction: float = typer.Option(0.05, help="share of the programs measured a second time (the noise study; 0: none)"),
     params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol (the bundled dataset's)"),
-    dvc: bool = typer.Option(True, help="run the slot's data stages and `dvc push` (when a remote is configured)"),
-    commit: bool = typer.Option(True, help="commit the platform's files, params.yaml and dvc.lock"),
-    train: bool = typer.Option(False, help="also add its targets to train.targets (a registered model per target in every run)"),
+    profile: str = typer.Option("study", help="study: add its targets to params-study.yaml (`make study`); default: to params.yaml (every `make run`, about a minute per slot)"),
+    dvc: bool = typer.Option(True, help="with --profile default: run the slots' data stages and `dvc push` (when a remote is configured)"),
+    commit: bool = typer.Option(True, help="commit the platform's files, the profile's params file and dvc.lock"),
+    train: bool = typer.Option(False, help="also add its targets to the profile's train.targets (a registered model per target)"),
 ) -> None:
     """Measure the bundled program set on this machine and add it to the dataset as a platform."""
     from . import newplatform
 
-    report = newplatform.add_host_platform(variants, noise_fraction, Path(params), run_dvc=dvc, commit=commit, train=train, log=lambda m: typer.echo(m, err=True))
+    report = newplatform.add_host_platform(variants, noise_fraction, Path(params), run_dvc=dvc, commit=commit, train=train, log=lambda m: typer.echo(m, err=True), profile=profile)
     typer.echo(json.dumps(report, indent=1))
 
 

@@ -3,8 +3,11 @@
 `add_host_platform` re-measures the bundled program set (every task, every program: the
 programs are re-applied from their traces, so records line up program by program with every
 other platform), measures a sample a second time (the noise study), writes the platform's
-directory under data/bundled/platforms/, adds the platform to the catalog and its targets to
-params.yaml's dataset slots (and, with `train`, to the registered models' targets), runs the new slots' data stages, pushes them to the DVC remote and commits.
+directory under data/bundled/platforms/, adds the platform to the catalog, checks the new records
+with the records suite (Great Expectations) and commits. Its targets join a profile's dataset slots
+(and, with `train`, its registered models' targets): by default the study profile
+(params-study.yaml), because every slot of params.yaml costs about a minute of every `make run`;
+with the default profile the new slots' data stages run now and are pushed to the DVC remote.
 Resumable: a killed run measures only what is missing when started again.
 """
 
@@ -115,9 +118,15 @@ section of docs/dataset-params.yaml).
 """
 
 
+PROFILES = {"study": Path("params-study.yaml"), "default": Path("params.yaml")}
+
+
 def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True, train: bool = False,
-                      log: Callable[[str], None] = print, params_yaml: Path = Path("params.yaml")) -> dict:
+                      log: Callable[[str], None] = print, profile: str = "study") -> dict:
     """Measure this machine into the dataset (see the module docstring). Returns what was done."""
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    params_yaml = PROFILES[profile]
     platform = hardware.host_platform()
     targets = [hardware.resolve_target(f"{platform.id}.{v}") for v in variants]
     measure = load_collection_params(params_file).measure
@@ -146,14 +155,10 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     command = "tensorcost platform add " + " ".join(f"--variant {v}" for v in variants) + (f" --noise-fraction {noise_fraction:g}" if noise_fraction != 0.05 else "")
     pdir = dataset.platforms_dir() / platform.id
     (pdir / "SOURCE.md").write_text(source_md(platform, results, command))
-    text = params_yaml.read_text()
-    for t in targets:
-        text = add_to_params_block(text, "targets", f"{t.id}: {dataset.bundled_records_path(t.id)}")
-        if train:  # each train target adds a few minutes to every `make run`: a choice, not a default
-            text = add_to_params_block(text, "train.targets", f"- {t.id}")
-    params_yaml.write_text(text)
-    done = {"platform": platform.id, "catalog_entry_added": added, "targets": results}
-    if run_dvc and shutil.which("dvc"):
+    done = {"platform": platform.id, "catalog_entry_added": added, "targets": results, "profile": str(params_yaml)}
+    done["validation"] = validate_new_records(targets)
+    add_to_profile(params_yaml, [t.id for t in targets], train)
+    if profile == "default" and run_dvc and shutil.which("dvc"):
         stages = [f"{stage}@{t.id}" for t in targets for stage in ("records", "validate", "featurize")]
         _run(["dvc", "repro", "--single-item", *stages], log)
         if _remote_configured():
@@ -161,12 +166,40 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
             done["pushed"] = True
         else:
             log("no default DVC remote: nothing pushed (`dvc remote add -d NAME URL`, then `dvc push`)")
+    elif profile == "study":
+        log(f"{', '.join(t.id for t in targets)}: in {params_yaml}; `make study` runs their stages "
+            "(`--profile default` puts them in every `make run`, about a minute each)")
     if commit and shutil.which("git"):
         paths = [str(pdir), str(params_yaml), "dvc.lock", f"src/tensorcost/{CATALOG}"]
         _run(["git", "add", "--", *[p for p in paths if Path(p).exists()]], log)
         _run(["git", "commit", "-q", "-m", f"dataset: platform {platform.id} ({', '.join(variants)}) measured by tensorcost platform add"], log)
         done["committed"] = True
     return done
+
+
+def validate_new_records(targets) -> dict:
+    """The records suite on each new file before it joins a profile: a bad measurement is
+    refused here, not in a teammate's pipeline."""
+    from . import validation
+
+    out = {}
+    for t in targets:
+        summary = validation.validate_records(rec.read_records(dataset.bundled_records_path(t.id)).to_pandas(), t.id)
+        if not summary.success:
+            raise UserError(f"{dataset.bundled_records_path(t.id)}: the records suite failed: {summary.readable()}")
+        out[t.id] = "passed"
+    return out
+
+
+def add_to_profile(params_yaml: Path, target_ids: list[str], train: bool) -> None:
+    """The targets become dataset slots of the profile (and, with `train`, registered models'
+    targets); comments and every other line are kept."""
+    text = params_yaml.read_text()
+    for tid in target_ids:
+        text = add_to_params_block(text, "targets", f"{tid}: {dataset.bundled_records_path(tid)}")
+        if train:  # each train target adds a few minutes to every run of the profile: a choice, not a default
+            text = add_to_params_block(text, "train.targets", f"- {tid}")
+    params_yaml.write_text(text)
 
 
 def _remote_configured() -> bool:

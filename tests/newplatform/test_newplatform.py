@@ -37,3 +37,52 @@ def test_a_new_platform_is_appended_to_the_catalog_as_data(tmp_path, monkeypatch
     assert "# The platform catalog" in catalog.read_text()
     assert add_to_catalog(hardware.get_platform("zen5-2c"), catalog) is False  # already there: untouched
     assert catalog_entry_yaml(new).startswith("  zen2-6c:\n")
+
+
+def test_a_new_platform_joins_the_study_profile_not_every_make_run(tmp_path):
+    from tensorcost.newplatform import PROFILES, add_to_profile
+
+    assert PROFILES["study"].name == "params-study.yaml"  # the default of `tensorcost platform add --profile`
+    study = tmp_path / "params-study.yaml"
+    study.write_text((REPO / "params-study.yaml").read_text())
+    add_to_profile(study, ["zen2-6c.avx2-t1"], train=True)
+    p = yaml.safe_load(study.read_text())
+    assert p["targets"]["zen2-6c.avx2-t1"] == "data/bundled/platforms/zen2-6c/avx2-t1.parquet"
+    assert p["train"]["targets"][-1] == "zen2-6c.avx2-t1"
+    add_to_profile(study, ["zen2-6c.avx2-t1"], train=True)
+    assert yaml.safe_load(study.read_text()) == p  # idempotent: a resumed `platform add` adds nothing twice
+
+
+def test_unknown_profile_is_one_line_user_error():
+    import pytest
+
+    from tensorcost.errors import UserError
+    from tensorcost.newplatform import add_host_platform
+
+    with pytest.raises(UserError, match="unknown profile 'nightly'; valid: study, default"):
+        add_host_platform(["avx2-t1"], 0.0, REPO / "docs/dataset-params.yaml", profile="nightly")
+
+
+def test_new_records_pass_the_records_suite_before_joining(monkeypatch, tmp_path):
+    import pyarrow as pa
+    import pytest
+
+    from tensorcost import dataset
+    from tensorcost import records as rec
+    from tensorcost.errors import UserError
+    from tensorcost.newplatform import validate_new_records
+
+    target = hardware.resolve_target("zen3-2c.avx2-t1")
+    table = rec.read_records(REPO / "data/bundled/platforms/zen3-2c/avx2-t1.parquet").slice(0, 200)
+    good = tmp_path / "good.parquet"
+    rec.write_records(table, good)
+    monkeypatch.setattr(dataset, "bundled_records_path", lambda tid: good)
+    assert validate_new_records([target]) == {"zen3-2c.avx2-t1": "passed"}
+    # A measurement that claims a negative latency must not join the dataset.
+    lat = table.column("latencies").to_pylist()
+    lat[3] = [-1.0 for _ in lat[3]]
+    bad = tmp_path / "bad.parquet"
+    rec.write_records(table.set_column(table.schema.get_field_index("latencies"), "latencies", pa.array(lat, type=table.schema.field("latencies").type)), bad)
+    monkeypatch.setattr(dataset, "bundled_records_path", lambda tid: bad)
+    with pytest.raises(UserError, match="bad.parquet: the records suite failed"):
+        validate_new_records([target])
