@@ -19,14 +19,16 @@ run: setup
 	$(BIN)/dvc config core.analytics false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-# The full study (docs/RESULTS.md has its wall time): every bundled target, all four splits, the
-# full attention model, a bigger sample of this machine. An experiment over params-study.yaml:
+# The full study (docs/RESULTS.md has its wall time): every bundled target, all five splits, the
+# full attention model, a bigger sample of this machine, fifteen pruned variants, then the pruning
+# study (benchmarks/pruning_study.py, resumable; its committed results: docs/results/pruning.json). An experiment over params-study.yaml:
 # it leaves the study's params and results in the workspace (`git checkout params.yaml` and
 # `dvc checkout` return to the default profile).
 study: setup
 	@test -d .dvc || $(BIN)/dvc init -q
 	cp params-study.yaml params.yaml
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name study-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/python benchmarks/pruning_study.py --out-dir reports/pruning-study
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q

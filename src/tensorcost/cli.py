@@ -90,6 +90,26 @@ def stage_train(target: str = typer.Option(..., help="target id (train.targets)"
     stages.train(target)
 
 
+STRATEGY = typer.Option(..., help="pruning strategy (prune.strategies): random, random_tasks, attention_loss, kcenter, uncertainty")
+PERCENT = typer.Option(..., help="kept percent of the training side (prune.percents)")
+
+
+@stage_app.command("prune")
+def stage_prune(strategy: str = STRATEGY, percent: int = PERCENT) -> None:
+    """Write the pruned variant STRATEGY-PERCENT of prune.slot (test records never pruned)."""
+    from . import stages
+
+    stages.prune(strategy, percent)
+
+
+@stage_app.command("train-pruned")
+def stage_train_pruned(strategy: str = STRATEGY, percent: int = PERCENT) -> None:
+    """Train and register prune.models on the pruned variant STRATEGY-PERCENT."""
+    from . import stages
+
+    stages.train_pruned(strategy, percent)
+
+
 @stage_app.command("transfer")
 def stage_transfer() -> None:
     """Transfer registry models of other platforms to transfer.target (default: this machine)."""

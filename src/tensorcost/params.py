@@ -154,6 +154,32 @@ class TuneParams(TuneConfig):
         return _target_id(v, allow_host=True)
 
 
+class PruneParams(Section):
+    """Pruned variants of one slot (src/tensorcost/pruning.py): the `prune` stage writes one
+    records file per strategy x kept percent, `train_pruned` registers models trained on each."""
+
+    slot: str  # the dataset slot pruned (dvc.yaml's paths name it); only its split's training side: test records are never pruned
+    strategies: list[Literal["random", "random_tasks", "attention_loss", "kcenter", "uncertainty"]] = ["uncertainty"]
+    percents: list[Annotated[StrictInt, Field(ge=1, le=100)]] = [20]  # kept % of the training side
+    seed: NonNegInt = 0
+    scout: str | None = None  # the attention preset attention_loss and kcenter look through (None: the family's defaults)
+    ensemble: str | None = None  # the lightgbm preset of uncertainty's committee (None: the family's defaults)
+    models: list[str] = []  # trained and registered on each variant (empty: train.models)
+    alias_prefix: str = "pruned"  # the best model of a variant gets alias <prefix>-<strategy>-<percent>
+
+    @field_validator("slot")
+    @classmethod
+    def _check_slot(cls, v: str) -> str:
+        return _target_id(v, allow_host=True)
+
+    @field_validator("alias_prefix")
+    @classmethod
+    def _check_prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", v):
+            raise ValueError("an alias prefix is lowercase letters, digits, '-' or '_', starting with a letter")
+        return v
+
+
 HOST_SOURCE = "data/raw/host"  # where the collect stage writes this machine's records
 
 
@@ -168,6 +194,7 @@ class Params(Section):
     registry: RegistryParams = RegistryParams()
     transfer: TransferParams = TransferParams()
     tune: TuneParams = TuneParams()
+    prune: PruneParams | None = None  # the prune and train_pruned stages need it
 
     @field_validator("targets")
     @classmethod
@@ -184,7 +211,8 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        for section, keys in (("train.models", self.train.models), ("evaluate.models", self.evaluate.models), ("transfer.peers", self.transfer.peers)):
+        for section, keys in (("train.models", self.train.models), ("evaluate.models", self.evaluate.models), ("transfer.peers", self.transfer.peers),
+                              *self._prune_presets()):
             unknown = [k for k in keys if k not in self.models]
             if unknown:
                 raise ValueError(f"{section} names {unknown}, which `models` does not define (defined: {', '.join(self.models)})")
@@ -194,6 +222,12 @@ class Params(Section):
             missing = [t for t in slots if t not in self.targets]
             if missing:
                 raise ValueError(f"{section} {missing} are not in `targets` (the dataset slots)")
+        if self.prune is not None:
+            if self.prune.slot not in self.targets:
+                raise ValueError(f"prune.slot {self.prune.slot!r} is not in `targets` (the dataset slots)")
+            for section, name, family in (("prune.scout", self.prune.scout, "attention"), ("prune.ensemble", self.prune.ensemble, "lightgbm")):
+                if name and self.model_spec(name)[0] != family:
+                    raise ValueError(f"{section} {name!r} is a {self.model_spec(name)[0]} preset; it must be of the {family} family")
         if self.transfer.target not in self.targets:
             raise ValueError(f"transfer.target {self.transfer.target!r} is not in `targets`")
         if isinstance(self.transfer.sources, list):
@@ -201,6 +235,12 @@ class Params(Section):
             if missing:
                 raise ValueError(f"transfer.sources {missing} are not in train.targets (a source model must be trained and registered)")
         return self
+
+    def _prune_presets(self) -> list[tuple[str, list[str]]]:
+        if self.prune is None:
+            return []
+        return [("prune.models", self.prune.models), ("prune.scout", [self.prune.scout] if self.prune.scout else []),
+                ("prune.ensemble", [self.prune.ensemble] if self.prune.ensemble else [])]
 
     def model_spec(self, name: str) -> tuple[str, dict]:
         """(family, params) of a preset, `base` chains resolved."""

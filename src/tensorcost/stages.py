@@ -20,6 +20,7 @@ RAW_DIR = Path("data/raw")
 RECORDS_DIR = Path("data/records")
 FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
+PRUNED_DIR = Path("data/pruned")
 REPORTS_DIR = Path("reports")
 MS_CACHE = Path(".tensorcost/cache/msfeatures")  # shared by slots measured under the same code generation
 
@@ -240,6 +241,120 @@ def train(target: str) -> None:
     _echo(f"{target}: '{registry.CANDIDATE}' -> v{rows[best]['version']} ({best}: best mean of {', '.join(p.train.candidate_metrics)} on the {sp.strategy} test side)")
     write_json(REPORTS_DIR / "train" / f"{target}.json", {"registered_model": registry.model_name(target), "split": sp.strategy,
                                                          "candidate_metrics": p.train.candidate_metrics, "candidate": {"model": best, **rows[best]}, "models": rows})
+
+
+def _prune_params(p: Params):
+    from .errors import UserError
+
+    if p.prune is None:
+        raise UserError("params.yaml has no `prune` section (slot, strategies, percents): the prune stages need one (see params-study.yaml)")
+    return p.prune
+
+
+def _variant_paths(slot: str, variant: str) -> tuple[Path, Path]:
+    """(records file, report) of a pruned variant."""
+    return PRUNED_DIR / slot / variant / "records.parquet", REPORTS_DIR / "prune" / slot / f"{variant}.json"
+
+
+def prune(strategy: str, percent: int) -> None:
+    """One pruned variant of `prune.slot`: the split's training side pruned by `strategy` to
+    `percent`%, the test side whole, written as a records file that passes the records suite."""
+    import time
+
+    from . import pruning
+    from . import records as rec
+    from . import validation
+    from .errors import UserError
+    from .features import load_feature_table
+    from .params_io import md5_file
+
+    p = load_params()
+    pp = _prune_params(p)
+    slot = pp.slot
+    if not 1 <= percent <= 100:
+        raise UserError(f"--percent {percent}: a kept percentage is 1..100")
+    variant = pruning.variant_name(strategy, percent)
+    facts = _data_facts(slot)
+    hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
+    table, meta = load_feature_table(FEATURES_DIR, slot)
+    pool, test = pruning.split_pool(table, p.split.strategy, p.split.model_dump())
+    scout = pruning.Scout(params=p.model_spec(pp.scout)[1] if pp.scout else {}, ensemble_params=p.model_spec(pp.ensemble)[1] if pp.ensemble else {},
+                          feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
+    t0 = time.perf_counter()
+    kept = pruning.prune(strategy, pool, percent / 100.0, pp.seed, scout)
+    prune_s = time.perf_counter() - t0
+    out, report = _variant_paths(slot, variant)
+    records = pruning.variant_records(rec.read_records(RECORDS_DIR / f"{slot}.parquet"), set(kept) | set(test.frame["record_id"]))
+    summary = validation.validate_records(records.to_pandas(), hw.id, REPORTS_DIR / "prune" / slot / variant / "data_docs")
+    print(summary.readable())
+    if not summary.success:
+        out.unlink(missing_ok=True)
+        raise UserError(f"pruned variant {variant} of {slot} failed the records suite: {summary.failed_expectations()}; see reports/prune/{slot}/{variant}/data_docs")
+    rec.write_records(records, out)
+    write_json(report, {"slot": slot, "target": hw.id, "variant": variant, "strategy": strategy, "kept_percent": percent, "seed": pp.seed,
+                        "split": p.split.strategy, "pool_records": len(pool), "kept_records": len(kept), "test_records": len(test),
+                        "records": records.num_rows, "kept_share": round(len(kept) / max(len(pool), 1), 4), "records_md5": md5_file(out),
+                        "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
+    _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool)} training records (+{len(test)} test records, never pruned) -> {out}")
+
+
+def train_pruned(strategy: str, percent: int) -> None:
+    """Every model of prune.models (default train.models) trained on a pruned variant and
+    registered for the slot's target with tags naming the variant; the best gets the alias
+    <alias_prefix>-<variant>, which transfer.alias or tune.alias can name."""
+    import pyarrow.parquet as pq
+
+    from . import pruning, registry
+    from .errors import MissingDataError, UserError
+    from .evaluation import ModelSpec, pick_candidate, train_test
+    from .features import load_feature_table
+    from .params_io import git_commit, md5_file
+
+    p = load_params()
+    pp = _prune_params(p)
+    slot = pp.slot
+    variant = pruning.variant_name(strategy, percent)
+    records_file, report = _variant_paths(slot, variant)
+    if not records_file.exists() or not report.exists():
+        raise MissingDataError(f"{records_file}: no pruned variant {variant} of {slot} (dvc repro prune@{strategy}-{percent}, or dvc pull it)")
+    made = json.loads(report.read_text())
+    variant_md5 = md5_file(records_file)
+    if not made["validation"]["success"] or made["records_md5"] != variant_md5:
+        raise UserError(f"{records_file} is not the variant validated in {report} (re-run: dvc repro prune)")
+    hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
+    table, meta = load_feature_table(FEATURES_DIR, slot)
+    ids = pq.read_table(records_file, columns=["record_id"]).column("record_id").to_pylist()
+    train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
+    train_t = pruning.kept_table(train_t, pruning.rows_of(train_t, ids))  # labelled from the kept records alone
+    if len(test_t) != len(pruning.rows_of(test_t, ids)):
+        raise UserError(f"{records_file} lacks test records of the {p.split.strategy} split (made under another split? re-run: dvc repro prune)")
+    sp = p.split
+    rows = {}
+    for key in pp.models or p.train.models:
+        spec = ModelSpec(*p.model_spec(key))
+        result = spec.train_and_score(train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda m: _echo(f"{variant} {key} {m}"))
+        out = MODELS_DIR / "pruned" / slot / variant / key
+        result.model.save(out)
+        tags = registry.model_card_tags(
+            target=hw.id, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"], split=sp.strategy,
+            train_data_hash=variant_md5, eval_data_hash=f"{made['source_features_md5']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}",
+            validation_passed=True, git_commit=git_commit(), metrics=result.metrics, model_key=key,
+            dataset_variant=variant, prune_strategy=strategy, prune_kept_percent=percent, prune_seed=made["seed"], dataset_md5=variant_md5,
+            dataset_path=str(records_file),
+        )
+        card = (f"{key} ({spec.family}) for {hw.id}, trained on the pruned variant {variant} of {slot} ({len(train_t)} training records, "
+                f"{made['kept_share']:.0%} of the {sp.strategy} training side; DVC md5 {variant_md5}); on the unpruned test side "
+                f"({len(test_t)} records): PCA {result.metrics['pca']:.3f}, top-1 {result.metrics['top1']:.3f}, top-5 {result.metrics['top5']:.3f}")
+        version = registry.log_and_register(out, hw.id, experiment=p.registry.experiment, run_name=f"train-{slot}-{variant}-{key}",
+                                            params={"model": key, "dataset_variant": variant, **spec.params}, metrics=result.metrics, tags=tags, description=card)
+        rows[key] = {"version": version, "family": spec.family, "metrics": result.metrics, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
+        _echo(f"{slot} {variant}: registered {registry.model_name(hw.id)} v{version} ({key}): {result.metrics}")
+    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
+    alias = f"{pp.alias_prefix}-{variant}"
+    registry.set_alias(hw.id, alias, rows[best]["version"])
+    _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")
+    write_json(REPORTS_DIR / "prune" / slot / f"{variant}.train.json", {"registered_model": registry.model_name(hw.id), "alias": alias, "variant": variant,
+                                                                        "dataset_md5": variant_md5, "best": {"model": best, **rows[best]}, "models": rows})
 
 
 def _transfer_sources(p: Params, data) -> list[str]:

@@ -69,6 +69,12 @@ BAD = [
     ("tune.max_tasks", "3", "tune.max_tasks: Input should be a valid integer"),
     ("models.attention.epochs", "8", "epochs: Input should be a valid integer"),
     ("models.lightgbm_rank.num_boost_round", True, "num_boost_round: Input should be a valid integer"),
+    ("prune.slot", "zen9-2c.avx2-t1", "prune.slot 'zen9-2c.avx2-t1' is not in `targets`"),
+    ("prune.strategies", ["topk"], "prune.strategies.0: Input should be 'random', 'random_tasks', 'attention_loss', 'kcenter' or 'uncertainty'"),
+    ("prune.percents", [0], "prune.percents.0: Input should be greater than or equal to 1"),
+    ("prune.scout", "lightgbm_rank", "prune.scout 'lightgbm_rank' is a lightgbm preset; it must be of the attention family"),
+    ("prune.models", ["xgb"], "prune.models names ['xgb'], which `models` does not define"),
+    ("prune.alias_prefix", "Pruned!", "an alias prefix is lowercase letters"),
 ]
 
 

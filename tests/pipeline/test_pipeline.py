@@ -168,6 +168,44 @@ def test_promotion(pipeline_run):
     assert again.returncode == 1 and "already the champion" in again.stderr
 
 
+PRUNED = "uncertainty-20"  # params.yaml's default variant
+
+
+def test_pruned_variant_is_a_validated_dataset_with_the_test_side_whole(pipeline_run):
+    work = pipeline_run["work"]
+    slot = SOURCES[0]
+    report = json.loads((work / "reports/prune" / slot / f"{PRUNED}.json").read_text())
+    assert report["validation"]["success"] and report["strategy"] == "uncertainty" and report["kept_percent"] == 20
+    assert 0 < report["kept_records"] < report["pool_records"]
+    variant = rec.read_records(work / "data/pruned" / slot / PRUNED / "records.parquet")
+    assert variant.num_rows == report["kept_records"] + report["test_records"] == report["records"]
+    full = rec.read_records(work / "data/records" / f"{slot}.parquet")
+    assert set(variant.column("record_id").to_pylist()) < set(full.column("record_id").to_pylist())
+    assert (work / "reports/prune" / slot / PRUNED / "data_docs/index.html").exists()
+
+
+def test_pruned_model_is_registered_with_its_variant_promoted_like_any_other_and_loads_by_alias(pipeline_run):
+    import hashlib
+
+    work, env = pipeline_run["work"], pipeline_run["env"]
+    slot = SOURCES[0]
+    tags = json.loads(_run(["tensorcost", "registry", "show", "--target", slot, "--alias", f"pruned-{PRUNED}"], work, env).stdout.split("\n", 1)[1])
+    variant_md5 = hashlib.md5((work / "data/pruned" / slot / PRUNED / "records.parquet").read_bytes()).hexdigest()
+    assert tags["dataset_variant"] == PRUNED and tags["prune_strategy"] == "uncertainty" and tags["prune_kept_percent"] == "20"
+    assert tags["dataset_md5"] == variant_md5 == tags["train_data_hash"]
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    outs = {o["path"]: o["md5"] for o in lock["stages"][f"prune@{PRUNED}"]["outs"]}
+    assert outs[f"data/pruned/{slot}/{PRUNED}/records.parquet"] == variant_md5  # the registry tag is the DVC hash
+    version = json.loads((work / "reports/prune" / slot / f"{PRUNED}.train.json").read_text())["best"]["version"]
+    promoted = _run(["tensorcost", "promote", "--target", slot, "--version", version, "--min-gain", "-1"], work, env)
+    assert "to champion" in promoted.stdout
+    code = ("import json,sys; from tensorcost import registry; from tensorcost.features import FEATURE_SCHEMA_VERSION;"
+            f"m, r = registry.load_by_alias({slot!r}, 'champion', expected_feature_schema=FEATURE_SCHEMA_VERSION);"  # the tune stage's call
+            "print(json.dumps({'version': r.version, 'family': m.family}))")
+    loaded = json.loads(_run([sys.executable, "-c", code], work, env).stdout.strip().splitlines()[-1])
+    assert loaded == {"version": version, "family": "lightgbm"}
+
+
 def test_second_repro_runs_only_the_host_check(pipeline_run):
     t0 = time.time()
     proc = _run(["dvc", "repro"], pipeline_run["work"], pipeline_run["env"])
@@ -192,6 +230,9 @@ def test_dvc_push_then_pull_into_a_fresh_clone_restores_identical_data(pipeline_
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
     _run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], clone, env)
+    variant = Path("data/pruned") / SOURCES[0] / PRUNED / "records.parquet"
+    _run(["dvc", "pull", f"prune@{PRUNED}"], clone, env)  # one pruned variant alone
+    assert (clone / variant).read_bytes() == (work / variant).read_bytes() and not (clone / "data/features").exists()
     _run(["dvc", "pull"], clone, env)
     for out in (Path("data/raw/host"), Path("data/records"), Path("data/features")):
         original, restored = _md5_tree(work / out), _md5_tree(clone / out)

@@ -138,6 +138,10 @@ def _module(cfg: AttentionConfig, n_hardware: int):
             self.head = nn.Sequential(nn.Linear((3 if cfg.program_features else 2) * d, d), nn.GELU(), nn.Linear(d, 1))
 
         def forward(self, tokens, lengths, context_feats, program_feats=None):
+            return self.head(self.represent(tokens, lengths, context_feats, program_feats)).squeeze(-1)
+
+        def represent(self, tokens, lengths, context_feats, program_feats=None):
+            """The head's input: pooled primitive tokens, context and program summary."""
             n, length, _ = tokens.shape
             pad = torch.arange(length, device=tokens.device)[None, :] >= lengths[:, None]  # True = padding
             x = self.embed(tokens) + self.pos[:length]
@@ -149,7 +153,7 @@ def _module(cfg: AttentionConfig, n_hardware: int):
             keep = (~pad).unsqueeze(-1).float()
             pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
             parts = [pooled, ctx] + ([self.program(program_feats)] if self.program is not None else [])
-            return self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+            return torch.cat(parts, dim=-1)
 
     return CrossFeatureRanker()
 
@@ -349,7 +353,12 @@ class AttentionCostModel(CostModel):
     def predict(self, table: FeatureTable) -> np.ndarray:
         return self.predict_batch(self._batch(table))
 
-    def predict_batch(self, batch: ProgramBatch, chunk: int = 1024) -> np.ndarray:
+    def embed(self, table: FeatureTable, chunk: int = 1024) -> np.ndarray:
+        """(n, 2-3 x d_model) program embeddings: what the scoring head sees (the diversity
+        coreset of `pruning` measures distances here)."""
+        return self.predict_batch(self._batch(table), chunk, embed=True)
+
+    def predict_batch(self, batch: ProgramBatch, chunk: int = 1024, embed: bool = False) -> np.ndarray:
         import torch
 
         self._check_trained(self.module is not None)
@@ -362,8 +371,11 @@ class AttentionCostModel(CostModel):
         with torch.no_grad():
             for s in range(0, len(batch), chunk):
                 sub = batch.take(slice(s, s + chunk))
-                out.append(self.module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context[s:s + chunk]), torch.from_numpy(program[s:s + chunk])).numpy())
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+                args = (torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context[s:s + chunk]), torch.from_numpy(program[s:s + chunk]))
+                out.append((self.module.represent(*args) if embed else self.module(*args)).numpy())
+        if not out:
+            return np.zeros((0, 0) if embed else 0)
+        return np.concatenate(out).astype(np.float64)
 
     def _save_weights(self, directory: Path) -> None:
         import torch
