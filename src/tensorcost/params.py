@@ -147,6 +147,7 @@ class TuneParams(TuneConfig):
 
     target: str = HOST  # `host`: this machine's target (host.target)
     alias: str = "champion"  # falls back to `candidate` when no champion exists yet
+    mode: Literal["frozen", "online"] = "frozen"  # online: fine-tuned on the search's own measurements (tuning.cost_model)
 
     @field_validator("target")
     @classmethod

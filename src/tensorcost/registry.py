@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ ARTIFACT_SHA256_TAG = "artifact_sha256"  # sha256 over the model directory's fil
 ARTIFACT_FILES_TAG = "artifact_files"  # JSON {relative path: sha256}: names the file that differs
 
 
+PREFIX = "tensorcost"  # registered model names: tensorcost-<target id>
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
 
@@ -44,7 +48,7 @@ def model_name(target: str) -> str:
     from .hardware import split_target_id
 
     split_target_id(target)
-    return f"tensorcost-{target}"
+    return f"{PREFIX}-{target}"
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -332,6 +336,42 @@ def load_by_alias(target: str, alias: str = CHAMPION, fallback: str | None = CAN
     with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
         model = load_model(download(target, resolved.version, Path(tmp), resolved.tags), expected_feature_schema)
     return model, resolved
+
+
+def load_version(target: str, version: str, expected_feature_schema: str | None = None):
+    """(model, its tags) of one version, verified against its registered hash before parsing."""
+    from .models import load_model
+
+    tags = version_tags(target, str(version))
+    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+        model = load_model(download(target, str(version), Path(tmp), tags), expected_feature_schema)
+    return model, tags
+
+
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+
+
+def target_of(name: str) -> str:
+    """The target id of a registered model name (`tensorcost-<target>`)."""
+    if not name.startswith(f"{PREFIX}-"):
+        raise RegistryError(f"{name!r} is not a tensorcost model name: expected {PREFIX}-<target id>, e.g. {PREFIX}-zen4-2c.avx2-t1")
+    target = name[len(PREFIX) + 1:]
+    model_name(target)  # validates the id
+    return target
+
+
+def load_uri(uri: str, expected_feature_schema: str | None = None):
+    """(model, target id, what was loaded) for `models:/tensorcost-<target>@<alias>` or
+    `models:/tensorcost-<target>/<version>`; no fallback: the URI names exactly one version."""
+    m = MODEL_URI.match(uri)
+    if not m:
+        raise RegistryError(f"{uri!r} is not a registry model URI: expected models:/{PREFIX}-<target>@<alias> or models:/{PREFIX}-<target>/<version>")
+    target = target_of(m["name"])
+    if m["alias"]:
+        model, resolved = load_by_alias(target, m["alias"], fallback=None, expected_feature_schema=expected_feature_schema)
+        return model, target, {"name": resolved.name, "version": resolved.version, "alias": m["alias"]}
+    model, _ = load_version(target, m["version"], expected_feature_schema)
+    return model, target, {"name": m["name"], "version": m["version"], "alias": None}
 
 
 def set_tags(target: str, version: str, tags: dict) -> None:

@@ -472,8 +472,8 @@ def tune() -> None:
     hw = hardware.resolve_target(target_id)
     model, resolved = registry.load_by_alias(hw.id, tp.alias, fallback=registry.CANDIDATE, expected_feature_schema=FEATURE_SCHEMA_VERSION)
     _echo(resolved.message)
-    cfg = TuneConfig(**tp.model_dump(exclude={"target", "alias"}))  # the run's budget without the routing
+    cfg = TuneConfig(**tp.model_dump(exclude={"target", "alias", "mode"}))  # the run's budget without the routing
     info = {"name": resolved.name, "version": resolved.version, "alias_requested": tp.alias, "alias_used": resolved.alias, "family": model.family}
-    report = compare_cost_models(hw, cfg, model, info, Path(".tensorcost/tune") / hw.id, p.measure, log=_echo)
+    report = compare_cost_models(hw, cfg, model, info, Path(".tensorcost/tune") / hw.id, p.measure, log=_echo, mode=tp.mode)
     write_json(REPORTS_DIR / "tune" / "report.json", report)
     _echo(json.dumps(report["summary"], indent=1))

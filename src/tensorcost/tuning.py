@@ -1,8 +1,10 @@
 """Tuning with registry models: a MetaSchedule cost-model adapter and the side-by-side study.
 
-`RegistryCostModel` lets any tensorcost model (every family of `models`) serve as
-MetaSchedule's cost model: MetaSchedule hands it live candidates; it featurizes their traces
-with the same code that featurized the training records, and scores them.
+`cost_model("models:/tensorcost-<target>@<alias>")` turns a registered model into MetaSchedule's
+cost model for any tuning script; `RegistryCostModel` lets any tensorcost model (every family of
+`models`) serve: MetaSchedule hands it live candidates; it featurizes their traces with the same
+code that featurized the training records, and scores them (frozen), or also learns from the
+search's measurements (online).
 """
 
 from __future__ import annotations
@@ -43,56 +45,150 @@ def score_candidates(model, trace_jsons: list[str], workload: list[float], hardw
     return model.predict(table)
 
 
-def make_registry_cost_model(model, hw: HardwareTarget):
+MODES = ("frozen", "online")
+
+
+def measured_latency(result) -> float | None:
+    """Mean seconds of a MetaSchedule RunnerResult; None for a failed or empty run."""
+    if getattr(result, "error_msg", None) or not getattr(result, "run_secs", None):
+        return None
+    secs = [float(x) for x in result.run_secs]
+    return float(np.mean(secs)) if secs else None
+
+
+def make_registry_cost_model(model, hw: HardwareTarget, mode: str = "frozen", min_new: int = 8, info: dict | None = None):
     """Wrap a trained tensorcost model as a MetaSchedule `PyCostModel`.
 
-    The model is pre-trained offline and not updated online (`update` only counts results):
-    what we measure is how far the learned model alone guides the search.
+    `frozen`: the pre-trained model alone guides the search (`update` only counts results).
+    `online`: like TVM's XGBoost, it learns from the search's own measurements: once at least
+    `min_new` new valid results have arrived, a copy of the pre-trained model is fine-tuned
+    (`fit(warm_start=True)`) on every measurement of the search so far, labelled per task as the
+    training records were. Fine-tuning restarts from the pre-trained weights each time, so early
+    noisy updates do not compound.
     """
+    import copy
+
     import tvm
     from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 
+    from .errors import UserError
+    from .features import FeatureTable, per_task_labels
     from .records import classify_op
     from .features.metaschedule import extract_from_candidates
     from .tvm_support import structural_hash_hex, trace_to_json, workload_info
 
+    if mode not in MODES:
+        raise UserError(f"cost model mode {mode!r}: valid modes are {', '.join(MODES)}")
+    if mode == "online" and not model.can_warm_start:
+        raise UserError(f"a {model.family} model cannot be fine-tuned during the search; use mode='frozen'")
     hw_feats = hw.features()
 
     @tvm.ir.utils.derived_object
     class RegistryCostModel(PyCostModel):
         def __init__(self):
             super().__init__()
+            self.mode = mode
+            self.registry_info = dict(info or {})
+            self.base = model
+            self.current = model
             self.workloads: dict[str, list[float]] = {}
+            self.measured: dict[str, list[tuple[str, float]]] = {}  # task key -> (trace, seconds)
             self.n_predicted = 0
             self.predict_seconds = 0.0
             self.n_updates = 0
+            self.n_refits = 0
+            self.refit_seconds = 0.0
+            self._new = 0
 
         def load(self, path: str) -> None:  # the model comes from the registry, not from MetaSchedule
             pass
 
         def save(self, path: str) -> None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps({"model": model.metadata.family, "target": model.metadata.target}))
+            Path(path).write_text(json.dumps({"model": model.metadata.family, "target": model.metadata.target, "mode": self.mode,
+                                              "refits": self.n_refits, "measured": sum(map(len, self.measured.values()))}))
 
-        def update(self, context, candidates, results) -> None:
-            self.n_updates += len(results)
-
-        def _workload(self, context) -> list[float]:
+        def _key(self, context) -> str:
             key = structural_hash_hex(context.mod)
             if key not in self.workloads:
                 info = workload_info(context.mod)
                 self.workloads[key] = workload_features(classify_op(str(context.task_name)), info["shapes"], info["flops"], info["bytes_moved"])
-            return self.workloads[key]
+            return key
+
+        def update(self, context, candidates, results) -> None:
+            self.n_updates += len(results)
+            if self.mode != "online":
+                return
+            key = self._key(context)
+            for cand, res in zip(candidates, results):
+                sec = measured_latency(res)
+                if sec is not None and sec > 0:
+                    self.measured.setdefault(key, []).append((trace_to_json(cand.sch.trace), sec))
+                    self._new += 1
+            if self._new >= min_new:
+                self._refit()
+
+        def _refit(self) -> None:
+            t0 = time.perf_counter()
+            parts = []
+            for key, rows in self.measured.items():
+                if len(rows) < 2:
+                    continue  # nothing to rank yet
+                part = table_from_traces([t for t, _ in rows], self.workloads[key], hw_feats, target=model.metadata.target, task_id=key)
+                lat = np.array([s for _, s in rows])
+                part.frame["latency_s"] = lat
+                part.frame["label"] = per_task_labels([key] * len(rows), lat)
+                parts.append(part)
+            if not parts:
+                return
+            fresh = copy.deepcopy(self.base)
+            fresh.fit(FeatureTable.concat(parts, model.metadata.target), warm_start=True, seed=0)
+            self.current = fresh
+            self.n_refits += 1
+            self._new = 0
+            self.refit_seconds += time.perf_counter() - t0
 
         def predict(self, context, candidates) -> np.ndarray:
             t0 = time.perf_counter()
-            ms_feats = extract_from_candidates(context, candidates) if "ms_features" in model.inputs else None
-            scores = score_candidates(model, [trace_to_json(c.sch.trace) for c in candidates], self._workload(context), hw_feats, ms_feats)
+            ms_feats = extract_from_candidates(context, candidates) if "ms_features" in self.current.inputs else None
+            scores = score_candidates(self.current, [trace_to_json(c.sch.trace) for c in candidates], self.workloads[self._key(context)], hw_feats, ms_feats)
             self.n_predicted += len(candidates)
             self.predict_seconds += time.perf_counter() - t0
             return np.asarray(scores, dtype="float64")
 
     return RegistryCostModel()
+
+
+def fast_local_builder(**kwargs):
+    """MetaSchedule's LocalBuilder whose workers import only the x86 tensor intrinsics: with the
+    defaults every worker pool imports all of them (about 29 s on 2 cores), and a build under
+    load then passes LocalBuilder's 30 s timeout and every trial fails. For any tuning script."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from .tvm_support import register_x86_intrinsics_only
+
+    register_x86_intrinsics_only()
+    return ms.builder.LocalBuilder(initializer=register_x86_intrinsics_only, **kwargs)
+
+
+def cost_model(uri: str, mode: str = "frozen", hardware: str | HardwareTarget | None = None, min_new: int = 8):
+    """A MetaSchedule cost model from the registry, for any `tune_tir` / `tune_tasks` /
+    `tune_relax` script: `uri` is `models:/tensorcost-<target>@<alias>` (or `/<version>`);
+    `mode` is `frozen` or `online` (fine-tuned on the search's measurements); `hardware` is the
+    target id (or Target) of the machine the search measures on, by default the model's own
+    target. The model is loaded from its verified artifact files (no pickle, no code)."""
+    from . import hardware as hwmod
+    from . import registry
+    from .features import FEATURE_SCHEMA_VERSION
+
+    model, target, info = registry.load_uri(uri, expected_feature_schema=FEATURE_SCHEMA_VERSION)
+    if hardware is None:
+        hw = hwmod.describe_target(target)
+    elif isinstance(hardware, str):
+        hw = hwmod.describe_target(hardware)
+    else:
+        hw = hardware
+    return make_registry_cost_model(model, hw, mode=mode, min_new=min_new, info=info)
 
 
 def make_progress_callback(total: int, desc: str):
@@ -202,17 +298,19 @@ def untuned_network_latency_ms(hw: HardwareTarget, cfg: TuneConfig) -> dict:
     return {"median": float(np.median(runs)) * 1e3, "min": min(runs) * 1e3, "max": max(runs) * 1e3, "repeats": len(runs)}
 
 
-def compare_cost_models(hw: HardwareTarget, cfg: TuneConfig, model, model_info: dict, work_dir: Path, measure_cfg, log=None) -> dict:
-    """Tune `cfg.network` with `model` (a tensorcost model as MetaSchedule's cost model) and with
-    TVM's XGBoost on the same budget, and time the untuned network: the tune stage's report."""
+def compare_cost_models(hw: HardwareTarget, cfg: TuneConfig, model, model_info: dict, work_dir: Path, measure_cfg, log=None, mode: str = "frozen") -> dict:
+    """Tune `cfg.network` with `model` (a tensorcost model as MetaSchedule's cost model, `mode`
+    frozen or online) and with TVM's XGBoost on the same budget, and time the untuned network:
+    the tune stage's report."""
     say = log or (lambda m: None)
-    ours = make_registry_cost_model(model, hw)
+    ours = make_registry_cost_model(model, hw, mode=mode, info=model_info)
     report = {"target": hw.id, "network": cfg.network,
               "budget": {"max_trials_global": cfg.max_trials_global, "num_trials_per_iter": cfg.num_trials_per_iter, "max_tasks": cfg.max_tasks}, "cost_models": {}}
     say(f"tuning {cfg.network} on {hw.id} with {model_info.get('name')} v{model_info.get('version')}")
     r = tune_network(hw, cfg, ours, work_dir / "tensorcost", measure_cfg)
     r["model"] = model_info
     r["predict_candidates_per_s"] = ours.n_predicted / ours.predict_seconds if ours.predict_seconds else None
+    r["mode"], r["online_refits"], r["online_refit_s"] = mode, ours.n_refits, round(ours.refit_seconds, 3)
     report["cost_models"]["tensorcost"] = r
     say("tuning with TVM's XGBoost cost model (same budget)")
     report["cost_models"]["tvm_xgb"] = tune_network(hw, cfg, "xgb", work_dir / "tvm_xgb", measure_cfg)

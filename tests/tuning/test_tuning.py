@@ -74,3 +74,115 @@ def test_the_adapter_scores_metaschedule_candidates(trained):
     scores = adapter.predict(ctx, cands)
     assert scores.shape == (8,) and adapter.n_predicted == 8
     np.testing.assert_allclose(scores, model.predict(data)[:8], rtol=1e-5)  # no skew between training and search
+
+
+def _candidates_and_results(table, n: int):
+    """Real MetaSchedule candidates (bundled traces re-applied) with their real measured times."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from tensorcost.tvm_support import apply_trace_json
+
+    task_id = table.column("task_id")[0].as_py()
+    tasks, _, _ = load_task_set(dataset.programs_dir("cpu"))
+    task = next(t for t in tasks if t.task_id == task_id)
+    rows = [r for r in table.to_pylist() if r["error_no"] == 0][:n]
+    cands, results = [], []
+    for r in rows:
+        sch = apply_trace_json(task.mod, r["trace"])
+        cands.append(ms.MeasureCandidate(sch, ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)))
+        results.append(ms.runner.RunnerResult(run_secs=[float(x) for x in r["latencies"]], error_msg=None))
+    return task, cands, results, np.array([r["latency_s"] for r in rows])
+
+
+@pytest.mark.slow
+def test_online_mode_learns_from_the_search_measurements_and_frozen_does_not(trained):
+    import tvm.s_tir.meta_schedule as ms
+
+    from tensorcost.metrics import pairwise_comparison_accuracy
+    from tensorcost.tuning import make_registry_cost_model
+    from tensorcost.tvm_support import register_x86_intrinsics_only, tvm_target
+
+    model, table, data, hw = trained
+    register_x86_intrinsics_only()
+    task, cands, results, latency = _candidates_and_results(table, 32)
+    ctx = ms.TuneContext(task.mod, target=tvm_target(hw), task_name=task.task_name, num_threads=1)
+    frozen, online = make_registry_cost_model(model, hw, "frozen"), make_registry_cost_model(model, hw, "online", min_new=16)
+    before = online.predict(ctx, cands)
+    failed = ms.runner.RunnerResult(run_secs=None, error_msg="build failed")
+    for a in (frozen, online):
+        a.update(ctx, cands[:4], [failed] * 4)  # failures teach nothing
+        a.update(ctx, cands, results)
+    assert frozen.n_refits == 0 and online.n_refits == 1 and frozen.n_updates == online.n_updates == 36
+    np.testing.assert_allclose(frozen.predict(ctx, cands), before)
+    after = online.predict(ctx, cands)
+    pca = lambda s: pairwise_comparison_accuracy(["t"] * len(s), s, latency)  # noqa: E731
+    assert not np.allclose(after, before) and pca(after) > pca(before)  # it learned the search's own measurements
+    assert online.base is model  # the pre-trained model itself is never modified
+
+
+def test_bad_modes_and_uris_are_one_line_errors(trained):
+    from tensorcost.errors import UserError
+    from tensorcost.registry import load_uri
+    from tensorcost.tuning import make_registry_cost_model
+
+    model, _, _, hw = trained
+    with pytest.raises(UserError, match="cost model mode 'learning': valid modes are frozen, online"):
+        make_registry_cost_model(model, hw, "learning")
+    for uri, msg in (("tensorcost-zen5-2c.avx2-t1@champion", "expected models:/tensorcost-<target>@<alias>"),
+                     ("models:/resnet@champion", "'resnet' is not a tensorcost model name"),
+                     ("models:/tensorcost-zen9@x", "zen9")):
+        with pytest.raises(UserError, match=msg):
+            load_uri(uri)
+
+
+def test_cost_model_from_a_registry_uri_scores_as_the_registered_model(trained, mlflow_store, tmp_path):
+    pytest.importorskip("tvm")
+    from tensorcost import registry
+    from tensorcost.tuning import cost_model
+
+    from tensorcost.features import FEATURE_SCHEMA_VERSION
+
+    _, _, data, _ = trained
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(TARGET, FEATURE_SCHEMA_VERSION, list(data.frame.attrs.get("feature_names") or [f"f{i}" for i in range(data.flat.shape[1])]))
+    model.fit(data)
+    model.save(tmp_path / "m")
+    tags = {"target": TARGET, "feature_schema": model.metadata.feature_schema, "validation": "passed"}
+    version = registry.log_and_register(tmp_path / "m", TARGET, experiment="t", run_name="m", params={}, metrics={}, tags=tags, alias="candidate")
+    for uri in (f"models:/tensorcost-{TARGET}@candidate", f"models:/tensorcost-{TARGET}/{version}"):
+        adapter = cost_model(uri, mode="online")
+        assert adapter.mode == "online" and adapter.registry_info["version"] == version
+        np.testing.assert_allclose(adapter.base.predict(data), model.predict(data), rtol=1e-6)
+    with pytest.raises(registry.RegistryError, match="has alias 'champion'"):
+        cost_model(f"models:/tensorcost-{TARGET}@champion")
+
+
+@pytest.mark.slow
+def test_a_plain_tune_tir_script_tunes_with_the_registry_model_online(trained, mlflow_store, tmp_path):
+    """The README's example: a MetaSchedule script that knows nothing of tensorcost but the URI."""
+    import tvm
+    import tvm.s_tir.meta_schedule as ms
+    from tvm import te
+
+    from tensorcost import registry
+    from tensorcost.features import FEATURE_SCHEMA_VERSION
+    from tensorcost.tuning import cost_model, fast_local_builder
+
+    _, _, data, _ = trained
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(TARGET, FEATURE_SCHEMA_VERSION, [f"f{i}" for i in range(data.flat.shape[1])])
+    model.fit(data)
+    model.save(tmp_path / "m")
+    registry.log_and_register(tmp_path / "m", TARGET, experiment="t", run_name="m", params={}, metrics={},
+                              tags={"target": TARGET, "feature_schema": FEATURE_SCHEMA_VERSION, "validation": "passed"}, alias="champion-test")
+
+    n = 64
+    a, b = te.placeholder((n, n), name="A"), te.placeholder((n, n), name="B")
+    k = te.reduce_axis((0, n), name="k")
+    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    matmul = tvm.IRModule({"main": te.create_prim_func([a, b, c])})
+
+    adapter = cost_model(f"models:/tensorcost-{TARGET}@champion-test", mode="online", min_new=4)
+    db = ms.tune_tir(matmul, tvm.target.Target({"kind": "llvm", "num-cores": 2}), str(tmp_path / "tune"), max_trials_global=16, num_trials_per_iter=8,
+                     cost_model=adapter, builder=fast_local_builder(), num_tuning_cores=2)
+    secs = [float(r.run_secs[0]) for r in db.get_all_tuning_records()]
+    assert len(secs) == 16 and sum(s < 1.0 for s in secs) >= 8  # measured, not failed (MetaSchedule writes 1e10 for a failure)
+    assert adapter.n_predicted > 0 and adapter.n_updates >= 8 and adapter.n_refits >= 1
