@@ -15,7 +15,8 @@ pool is fine-tuned on k% of each other platform (`tensorcost.transfer.transfer_s
 
 Rows go to docs/results/pruning.json as they finish (a killed study resumes where it stopped);
 docs/results/pruning-summary.json holds the verdicts (`pruning.summarize`), pruning.png the plot,
-pruning_pca.csv the curve `dvc plots show` draws, pruning-transfer.json the transfer curves.
+pruning_pca.csv the curve `dvc plots show` draws, pruning-transfer.json the transfer curves
+(plotted per platform in pruning-transfer-<platform>.png).
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ def main() -> None:
     transfer_file = out_dir / "pruning-transfer.json"
     if not transfer_file.exists():
         transfer_file.write_text(json.dumps(pruned_transfer(source, others, scout_params, schema, names, args, splits, scouts), indent=1))
+    from tensorcost.plots import learning_curves
+
+    for slot, curves in json.loads(transfer_file.read_text()).items():
+        learning_curves(curves, f"attention trained on {args.source} (full or pruned), zero-shot and fine-tuned on k% of {slot}",
+                        out_dir / f"pruning-transfer-{slot.split('.')[0]}.png")
     print(f"wrote {rows_file}, {out_dir / 'pruning-summary.json'}, {out_dir / 'pruning.png'}, {transfer_file}")
 
 
@@ -184,8 +190,10 @@ def plot(rows: list[dict], summary: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = sorted({(s["split"], s["model"]) for s in summary})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (split, model) in zip(axes[0], panels):
+    cols = min(2, len(panels))
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 3.9 * rows_n), squeeze=False)
+    for ax, (split, model) in zip(axes.flat, panels):
         for s in summary:
             if (s["split"], s["model"]) != (split, model) or (split == "by_hardware" and s["test_slot"] != summary_slot(summary, split)):
                 continue
@@ -201,10 +209,13 @@ def plot(rows: list[dict], summary: list[dict], out: Path) -> None:
         slot = summary_slot(summary, split)
         ax.set_title(f"{model}, {split}" + (f" (test: {slot})" if split == "by_hardware" else ""), fontsize=8)
         ax.set_xscale("log")
+        ticks = sorted({float(f) * 100 for s in summary for f in s["by_fraction"]})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("kept % of the training pool")
         ax.set_ylabel("PCA (unpruned test side)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle("Pruning: PCA vs kept fraction (band: seeds' min..max; dashed: full pool, grey: within 1 point)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -47,6 +47,25 @@ def token_shift(train_tokens, test_tokens) -> dict:
     return {"train_kinds": len(tr), "test_kinds": len(te), "test_only_kinds": sorted(te - tr)}
 
 
+def mask_features(table, names: list[str], patterns: list[str]) -> list[str]:
+    """Zero the flat features named by `patterns` (exact names, or prefixes ending in *) in place;
+    returns the names masked. An unknown name is an error, not a silent no-op."""
+    chosen = []
+    for pat in patterns:
+        hit = [n for n in names if (n.startswith(pat[:-1]) if pat.endswith("*") else n == pat)]
+        if not hit:
+            raise SystemExit(f"--mask-features: {pat!r} names no flat feature (e.g. {', '.join(names[:4])})")
+        chosen += hit
+    idx = [names.index(n) for n in dict.fromkeys(chosen)]
+    if idx:
+        def zeroed(v):
+            v = np.array(v, dtype=np.float32)
+            v[idx] = 0.0
+            return v
+        table.frame["flat"] = table.frame["flat"].map(zeroed)
+    return list(dict.fromkeys(chosen))
+
+
 def per_task(test, scores: np.ndarray) -> list[dict]:
     rows = []
     df = test.frame.assign(score=scores)
@@ -69,6 +88,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--models", default="attention,lightgbm_reg,random")
     ap.add_argument("--out", default="reports/analysis/unseen_family.json")
+    ap.add_argument("--mask-features", default="", help="comma-separated flat feature names (or name prefixes ending in *) set to 0 on both sides: an ablation")
     args = ap.parse_args()
 
     p = load_params(args.params)
@@ -86,9 +106,10 @@ def main() -> None:
         frame = featurize_table(records, catalog_target(target).features(), HARDWARE_FEATURE_NAMES, slot=args.slot)
         save_feature_frame(frame, Path(args.features_dir), args.slot)
     table, meta = load_feature_table(Path(args.features_dir), args.slot)
-    train, test = train_test(table, "by_family", p.split.model_dump())
     names = meta["feature_names"]
-    report = {"slot": args.slot, "train_rows": len(train), "test_rows": len(test),
+    masked = mask_features(table, names, [m.strip() for m in args.mask_features.split(",") if m.strip()])
+    train, test = train_test(table, "by_family", p.split.model_dump())
+    report = {"slot": args.slot, "train_rows": len(train), "test_rows": len(test), "masked_features": masked,
               "test_networks": sorted({n for v in test.frame["networks"] for n in (json.loads(v) if isinstance(v, str) else v)}),
               "feature_shift": feature_shift(train.flat, test.flat, names),
               "token_shift": token_shift(train.frame["tokens"], test.frame["tokens"]),

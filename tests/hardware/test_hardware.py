@@ -13,6 +13,7 @@ from tensorcost.hardware import detect
 
 CPUINFO = Path(__file__).resolve().parents[1] / "data" / "cpuinfo"
 ZEN3, SPR, ARM = CPUINFO / "zen3-epyc-7763.txt", CPUINFO / "sapphirerapids-xeon.txt", CPUINFO / "graviton2-aarch64.txt"
+ZEN5 = CPUINFO / "zen5-epyc-kvm.txt"
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def simulated_host(monkeypatch):
 
 
 @pytest.mark.parametrize("path,machine,vendor,uarch", [(ZEN3, "x86_64", "AuthenticAMD", "zen3"), (SPR, "x86_64", "GenuineIntel", "sapphirerapids"),
-                                                       (ARM, "aarch64", "ARM", "neoverse_n1")])
+                                                       (ARM, "aarch64", "ARM", "neoverse_n1"), (ZEN5, "x86_64", "AuthenticAMD", "zen5")])
 def test_microarchitecture_from_cpuinfo(path, machine, vendor, uarch):
     info = detect.parse_cpuinfo(path.read_text())
     assert (info.machine, info.vendor, info.logical_cpus) == (machine, vendor, 2)
@@ -45,6 +46,15 @@ def test_hidden_system_flags_do_not_hide_the_microarchitecture():
     # an ISA feature missing is not tolerated: without avx2 it is no longer a zen3 (nor zen2)
     crippled = detect.CpuInfo(**{**info.__dict__, "flags": info.flags - {"avx2"}})
     assert detect.microarchitecture(crippled) not in ("zen3", "zen2")
+
+
+def test_a_zen5_guest_without_rdseed_is_still_zen5_and_the_catalogs_zen5():
+    """Linux clears `rdseed` on Zen 5 (the 2025 erratum): archspec alone calls this host x86_64_v4,
+    a new 'platform' that would duplicate zen5-2c in the dataset."""
+    info = detect.parse_cpuinfo(ZEN5.read_text())
+    assert "rdseed" not in info.flags and (info.cpu_family, info.cpu_model) == (26, 2)
+    platform = detect.cpu_platform(info, {"l1d": 48, "l2": 1024, "l3": 32768}, 2, hardware.platforms())
+    assert platform.id == "zen5-2c" and platform.microarch == "zen5"
 
 
 def test_this_host_is_named_at_least_as_precisely_as_archspec_does():

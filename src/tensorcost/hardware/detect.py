@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import platform as _platform
 import re
@@ -21,7 +22,11 @@ from .catalog import Platform, isa_features, platforms
 # System and security instructions that hypervisors commonly hide from guests (a KVM guest on a
 # Zen 4 reports neither `pku` nor `flush_l1d`). They do not change generated code, so naming a
 # microarchitecture tolerates their absence; every ISA feature must be present.
-MASKED_BY_HYPERVISORS = frozenset({"pku", "ospke", "flush_l1d", "md_clear", "movdiri", "movdir64b", "waitpkg", "cldemote", "serialize", "sgx", "vmx", "svm"})
+# Flags a guest or kernel may hide without changing what code runs: hypervisors mask system
+# features; Linux clears `rdseed` on Zen 5 (AMD's 2025 RDSEED erratum), so a Zen 5 guest on a
+# recent kernel reports none.
+MASKED_BY_HYPERVISORS = frozenset({"pku", "ospke", "flush_l1d", "md_clear", "movdiri", "movdir64b", "waitpkg", "cldemote", "serialize", "sgx", "vmx", "svm",
+                                   "rdseed"})
 
 
 @dataclass(frozen=True)
@@ -199,8 +204,20 @@ def detect_cpu() -> CpuInfo:
 def detect_cpu_platform() -> Platform:
     """This host's CPU platform (cached for the process)."""
     info = detect_cpu()
-    cores = info.logical_cpus if os.environ.get("TENSORCOST_CPUINFO") else usable_cores()
-    return cpu_platform(info, read_cache_sizes(), cores)
+    simulated = os.environ.get("TENSORCOST_CPUINFO")
+    cores = info.logical_cpus if simulated else usable_cores()
+    return cpu_platform(info, simulated_cache_sizes(Path(simulated)) if simulated else read_cache_sizes(), cores)
+
+
+def simulated_cache_sizes(cpuinfo: Path) -> dict[str, float]:
+    """A simulated host's caches: `<cpuinfo>.caches.json` beside its cpuinfo text ({"l1d": KiB,
+    "l2": ..., "l3": ...}), so that the simulated machine does not borrow the real host's sysfs
+    sizes (a Zen 3 simulated on a Zen 5 would otherwise be a new, hashed platform); none: zeros."""
+    side = cpuinfo.with_name(cpuinfo.name + ".caches.json")
+    if not side.exists():
+        return {"l1d": 0.0, "l2": 0.0, "l3": 0.0}
+    data = json.loads(side.read_text())
+    return {k: float(data.get(k, 0.0)) for k in ("l1d", "l2", "l3")}
 
 
 # -- NVIDIA GPUs ---------------------------------------------------------------------------------
