@@ -167,9 +167,10 @@ def pruned_transfer(source, others, scout_params, schema, names, args, splits, s
 
 
 def write_curve_csv(summary: list[dict], out: Path) -> None:
-    """Mean PCA per kept percent, one column per strategy (by_network, the first model): the
-    curve `dvc plots show` draws (dvc.yaml's top-level plots)."""
-    first = next((s["model"] for s in summary), None)
+    """Mean PCA per kept percent, one column per strategy (by_network, lightgbm_rank when it was
+    studied): the curve `dvc plots show` draws (dvc.yaml's top-level plots)."""
+    models = [s["model"] for s in summary]
+    first = "lightgbm_rank" if "lightgbm_rank" in models else (models[0] if models else None)
     cells = {s["strategy"]: s for s in summary if s["split"] == "by_network" and s["model"] == first}
     percents = sorted({float(f) for s in cells.values() for f in s["by_fraction"]}, reverse=True)
     with out.open("w", newline="") as fh:
