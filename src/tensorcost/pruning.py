@@ -198,6 +198,8 @@ KEEPERS = {"random": keep_random, "random_tasks": keep_random_tasks, "attention_
 def prune(strategy: str, pool: FeatureTable, fraction: float, seed: int = 0, scout: Scout | None = None) -> list[str]:
     """The record ids `strategy` keeps of `pool` at `fraction` (0 < fraction <= 1)."""
     _check(fraction, strategy)
+    if not len(pool):
+        raise UserError(f"nothing to prune: the pool of {pool.slot or 'this table'} is empty (does the split leave a training side?)")
     if fraction >= 1.0:
         return pool.frame["record_id"].tolist()
     rows = np.sort(np.unique(KEEPERS[strategy](pool, fraction, seed, scout)))

@@ -207,9 +207,11 @@ def make_progress_callback(total: int, desc: str):
     return Progress(), bar
 
 
-def tune_network(hw: HardwareTarget, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg) -> dict:
+def tune_network(hw: HardwareTarget, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg, extra_callbacks=None) -> dict:
     """Tune the network's largest tasks with `cost_model` ("xgb" or a PyCostModel), compile the
-    whole network with the tuned schedules and time it. Returns a report dict."""
+    whole network with the tuned schedules and time it. Returns a report dict.
+    `extra_callbacks`: a function (task weights, in the order of the tuned tasks) -> measure
+    callbacks added to the search's (benchmarks record progress curves with them)."""
     import shutil
 
     import tvm.s_tir.meta_schedule as ms
@@ -241,6 +243,8 @@ def tune_network(hw: HardwareTarget, cfg: TuneConfig, cost_model, work_dir: Path
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     progress, bar = make_progress_callback(cfg.max_trials_global, f"tune {cfg.network} ({'xgb' if isinstance(cost_model, str) else 'tensorcost'})")
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [progress]
+    if extra_callbacks is not None:
+        callbacks += list(extra_callbacks([float(w) for w in weights]))
     t0 = time.perf_counter()
     ms.tune_tasks(
         tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=cfg.max_trials_global,

@@ -137,8 +137,10 @@ def test_transfer_to_this_machine(pipeline_run):
     work, env, host = pipeline_run["work"], pipeline_run["env"], pipeline_run["host"]
     curves = json.loads((work / "reports/metrics/transfer.json").read_text())
     study = json.loads((work / "reports/transfer/study.json").read_text())
-    assert study["target_id"] == host and set(study["sources"]) == set(SOURCES)
-    for s in SOURCES:
+    # sources: the train targets of *other* platforms (on a Zen 5 host, zen5-2c's model is not a transfer)
+    sources = [s for s in SOURCES if s.split(".")[0] != host.split(".")[0]]
+    assert sources and study["target_id"] == host and set(study["sources"]) == set(sources)
+    for s in sources:
         assert set(curves[f"zero_shot:{s}"]) == {"0"} and set(curves[f"finetune:{s}"]) == {"25", "100"}
     for peer in ("attention", "lightgbm_rank", "tvm_xgb"):
         assert set(curves[peer]) == {"25", "100"}, peer

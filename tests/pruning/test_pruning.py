@@ -72,6 +72,8 @@ def test_full_fraction_keeps_everything_and_bad_arguments_say_what_is_valid(pool
         pruning.prune("random", pool, 1.5)
     with pytest.raises(UserError, match="needs a scout"):
         pruning.prune("kcenter", pool, 0.2)
+    with pytest.raises(UserError, match="nothing to prune"):
+        pruning.prune("random", pool.take([]), 0.2)
 
 
 def test_budget_keeps_a_pair_per_task():

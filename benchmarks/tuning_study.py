@@ -1,0 +1,185 @@
+"""Time to quality with registry models (issue 15): how fast a tuning run reaches TVM's XGBoost's
+final latency when its cost model comes from the registry.
+
+    .venv/bin/python benchmarks/tuning_study.py                 # resumable; see --help for the sizes
+
+On this machine's target, for each network (zoo names; `seen` = some task of it is in the bundled
+program set the models trained on) and seed, tune with:
+
+- `tvm_xgb`: TVM's XGBoost from scratch, at budget B (the baseline);
+- `native`: the registry model of this platform (`models:/tensorcost-<host target>@<alias>`);
+- `transfer_zero_shot`: another platform's registry model, scoring with this host's hardware features;
+- `transfer_few_shot`: the model the transfer stage fine-tuned on a small fresh measurement of
+  this machine (`@transferred`);
+
+the learned ones at B/10, B/4, B/2 and B trials. Each row: final network latency (median of
+repeated timings, min and max), tuning wall time, measured trials, and the seconds until the
+run's tuned-task objective (sum of weight x best latency over the tuned tasks, what the task
+scheduler minimises) first matched the baseline's final one at B (same seed; null if never).
+Rows go to --out as they finish: a killed study continues where it stopped. Needs a registry
+with those models: run `make run` first (it registers `candidate` and `transferred`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def progress_curve(weights: list[float], curve: list, t0: list):
+    """A MetaSchedule measure callback appending (seconds, trials, objective us) after each batch:
+    the objective once every tuned task has a valid measurement."""
+    import tvm
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    best: dict[int, float] = {}
+    trials = [0]
+
+    @tvm.ir.utils.derived_object
+    class Curve(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+            for b, r in zip(builder_results, runner_results):
+                trials[0] += 1
+                if b.error_msg is None and r.error_msg is None and r.run_secs:
+                    sec = float(np.mean([float(x) for x in r.run_secs]))
+                    best[int(task_id)] = min(best.get(int(task_id), float("inf")), sec)
+            if len(best) == len(weights):
+                curve.append([round(time.perf_counter() - t0[0], 3), trials[0], sum(w * best[i] for i, w in enumerate(weights)) * 1e6])
+
+    return [Curve()]
+
+
+def seconds_to(curve: list, target_us: float | None) -> float | None:
+    if target_us is None:
+        return None
+    return next((t for t, _, us in curve if us <= target_us * (1 + 1e-9)), None)
+
+
+def torch_eager_ms(network: str, repeats: int = 20) -> float:
+    import torch
+
+    from tensorcost.zoo import get_network
+
+    spec = get_network(network)
+    model = spec.build().eval()
+    x = torch.randn(*spec.input_shape)
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def bundled_networks() -> set[str]:
+    from tensorcost import dataset
+
+    tasks = json.loads((dataset.programs_dir("cpu") / "tasks.json").read_text())["tasks"]
+    return {n for t in tasks for n in t["networks"]}
+
+
+def main() -> None:
+    from tensorcost import hardware
+    from tensorcost.params import load_params
+    from tensorcost.stages import HOST_FILE, _read_target
+    from tensorcost.tuning import TuneConfig, cost_model, tune_network
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--networks", default="resnet18-b1-112,mobilenet_v2-b1-112,bert_tiny-b1-64,mlp")
+    ap.add_argument("--budget", type=int, default=64, help="B: trials of the baseline (the learned models also run B/10, B/4, B/2)")
+    ap.add_argument("--max-tasks", type=int, default=3)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--cost-models", default="tvm_xgb,native,transfer_zero_shot,transfer_few_shot")
+    ap.add_argument("--alias", default="candidate", help="alias of the native and the zero-shot source models")
+    ap.add_argument("--source", default="sapphirerapids-2c.avx2-t1", help="the zero-shot source platform's target")
+    ap.add_argument("--mode", default="frozen", choices=("frozen", "online"))
+    ap.add_argument("--out", default="docs/results/tuning.json")
+    args = ap.parse_args()
+
+    p = load_params()
+    host = _read_target(HOST_FILE) if HOST_FILE.exists() else hardware.resolve_target("auto", p.host.variants)
+    uris = {"native": f"models:/tensorcost-{host.id}@{args.alias}", "transfer_zero_shot": f"models:/tensorcost-{args.source}@{args.alias}",
+            "transfer_few_shot": f"models:/tensorcost-{host.id}@transferred"}
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.exists() else []
+    done = {(r["network"], r["cost_model"], r["budget_trials"], r["seed"]) for r in rows}
+    seen_nets = bundled_networks()
+    B = args.budget
+    budgets = sorted({max(1, B // 10), max(1, B // 4), max(1, B // 2), B})
+    jobs = []
+    for net in args.networks.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for cm in args.cost_models.split(","):
+                for b in ([B] if cm == "tvm_xgb" else budgets):
+                    if (net, cm, b, seed) not in done:
+                        jobs.append((net, cm, b, seed))
+    print(f"{len(jobs)} tuning runs to go on {host.id} (B={B}); {len(done)} already in {out}")
+    eager: dict[str, float] = {}
+    for i, (net, cm, b, seed) in enumerate(jobs):
+        print(f"[{i + 1}/{len(jobs)}] {net} {cm} {b} trials, seed {seed}", flush=True)
+        cfg = TuneConfig(network=net, max_tasks=args.max_tasks, max_trials_global=b, num_trials_per_iter=min(16, b), population_size=128, seed=seed)
+        model = "xgb" if cm == "tvm_xgb" else cost_model(uris[cm], mode=args.mode, hardware=host)
+        curve, t0 = [], [time.perf_counter()]
+        r = tune_network(host, cfg, model, Path(".tensorcost/tuning_study") / f"{net}-{cm}-{b}-{seed}", p.measure,
+                         extra_callbacks=lambda w, curve=curve, t0=t0: progress_curve(w, curve, t0))
+        if net not in eager:
+            eager[net] = torch_eager_ms(net)
+        rows.append({"network": net, "seen": net in seen_nets, "cost_model": cm, "mode": None if cm == "tvm_xgb" else args.mode,
+                     "model_uri": uris.get(cm), "target": host.id, "budget_trials": b, "seed": seed,
+                     "final_latency_ms": r["network_latency_ms"]["median"], "latency_ms_min": r["network_latency_ms"]["min"], "latency_ms_max": r["network_latency_ms"]["max"],
+                     "tuning_seconds": r["tuning_wall_s"], "trials_measured": r["trials_measured"], "objective_us": r["tuned_tasks_weighted_latency_us"],
+                     "torch_eager_ms": eager[net], "curve": curve, "seconds_to_baseline_latency": None})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(fill_time_to_baseline(rows, B), indent=0))
+    rows = fill_time_to_baseline(rows, B)
+    out.write_text(json.dumps(rows, indent=0))
+    plot(rows, out.with_suffix(".png"))
+
+
+def fill_time_to_baseline(rows: list[dict], budget: int) -> list[dict]:
+    """`seconds_to_baseline_latency` of every row: when its objective first matched the final
+    objective of TVM's XGBoost at `budget` on the same network and seed."""
+    base = {(r["network"], r["seed"]): r["objective_us"] for r in rows if r["cost_model"] == "tvm_xgb" and r["budget_trials"] == budget}
+    for r in rows:
+        r["seconds_to_baseline_latency"] = seconds_to(r["curve"], base.get((r["network"], r["seed"])))
+    return rows
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    """Best tuned-task objective against trials and against wall time, per network (seed 0, each
+    cost model at its largest budget)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = sorted({r["network"] for r in rows})
+    fig, axes = plt.subplots(len(nets), 2, figsize=(10, 3.2 * len(nets)), squeeze=False)
+    for ax_row, net in zip(axes, nets):
+        mine = [r for r in rows if r["network"] == net and r["seed"] == min(x["seed"] for x in rows)]
+        for cm in sorted({r["cost_model"] for r in mine}):
+            r = max((x for x in mine if x["cost_model"] == cm), key=lambda x: x["budget_trials"])
+            if not r["curve"]:
+                continue
+            t, n, us = zip(*r["curve"])
+            ax_row[0].plot(n, us, marker=".", label=cm)
+            ax_row[1].plot(t, us, marker=".", label=cm)
+        for ax, xl in zip(ax_row, ("trials", "tuning wall time (s)")):
+            ax.set_xlabel(xl)
+            ax.set_ylabel("sum of weight x best latency (us)")
+            ax.set_title(f"{net} ({'seen' if mine and mine[0]['seen'] else 'unseen'})", fontsize=9)
+            ax.grid(alpha=0.3)
+        ax_row[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
