@@ -31,13 +31,14 @@ import numpy as np
 
 
 def progress_curve(weights: list[float], curve: list, t0: list):
-    """A MetaSchedule measure callback appending (seconds, trials, objective us) after each batch:
-    the objective once every tuned task has a valid measurement."""
+    """A MetaSchedule measure callback appending (seconds since the search started, trials,
+    objective us) after each batch of 8: the objective once every tuned task has a valid measurement."""
     import tvm
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     best: dict[int, float] = {}
     trials = [0]
+    t0[0] = time.perf_counter()  # made right before the search starts (tune_network): time is search time
 
     @tvm.ir.utils.derived_object
     class Curve(PyMeasureCallback):
@@ -123,7 +124,7 @@ def main() -> None:
     eager: dict[str, float] = {}
     for i, (net, cm, b, seed) in enumerate(jobs):
         print(f"[{i + 1}/{len(jobs)}] {net} {cm} {b} trials, seed {seed}", flush=True)
-        cfg = TuneConfig(network=net, max_tasks=args.max_tasks, max_trials_global=b, num_trials_per_iter=min(16, b), population_size=128, seed=seed)
+        cfg = TuneConfig(network=net, max_tasks=args.max_tasks, max_trials_global=b, num_trials_per_iter=min(8, b), population_size=128, seed=seed)
         model = "xgb" if cm == "tvm_xgb" else cost_model(uris[cm], mode=args.mode, hardware=host)
         curve, t0 = [], [time.perf_counter()]
         r = tune_network(host, cfg, model, Path(".tensorcost/tuning_study") / f"{net}-{cm}-{b}-{seed}", p.measure,
