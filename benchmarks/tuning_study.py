@@ -36,6 +36,8 @@ def progress_curve(weights: list[float], curve: list, t0: list):
     import tvm
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
+    from tensorcost.tuning import measured_latency
+
     best: dict[int, float] = {}
     trials = [0]
     t0[0] = time.perf_counter()  # made right before the search starts (tune_network): time is search time
@@ -45,8 +47,8 @@ def progress_curve(weights: list[float], curve: list, t0: list):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
             for b, r in zip(builder_results, runner_results):
                 trials[0] += 1
-                if b.error_msg is None and r.error_msg is None and r.run_secs:
-                    sec = float(np.mean([float(x) for x in r.run_secs]))
+                sec = measured_latency(r) if b.error_msg is None else None
+                if sec is not None:
                     best[int(task_id)] = min(best.get(int(task_id), float("inf")), sec)
             if len(best) == len(weights):
                 curve.append([round(time.perf_counter() - t0[0], 3), trials[0], sum(w * best[i] for i, w in enumerate(weights)) * 1e6])
@@ -88,7 +90,6 @@ def bundled_networks() -> set[str]:
 def main() -> None:
     from tensorcost import hardware
     from tensorcost.params import load_params
-    from tensorcost.stages import HOST_FILE, _read_target
     from tensorcost.tuning import TuneConfig, cost_model, tune_network
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,7 +105,8 @@ def main() -> None:
     args = ap.parse_args()
 
     p = load_params()
-    host = _read_target(HOST_FILE) if HOST_FILE.exists() else hardware.resolve_target("auto", p.host.variants)
+    host_file = Path("data/host/target.json")  # the pipeline's resolved host target
+    host = hardware.Target.from_dict(json.loads(host_file.read_text())) if host_file.exists() else hardware.resolve_target("auto", p.host.variants)
     uris = {"native": f"models:/tensorcost-{host.id}@{args.alias}", "transfer_zero_shot": f"models:/tensorcost-{args.source}@{args.alias}",
             "transfer_few_shot": f"models:/tensorcost-{host.id}@transferred"}
     out = Path(args.out)

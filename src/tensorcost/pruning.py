@@ -36,7 +36,6 @@ from .errors import UserError
 from .features import FeatureTable
 
 STRATEGIES = ("random", "random_tasks", "attention_loss", "kcenter", "uncertainty")
-SEEDED = ("random", "random_tasks")  # strategies whose result depends on the seed alone (run them with several)
 
 
 @dataclass
@@ -97,7 +96,7 @@ def _check(fraction: float, strategy: str) -> None:
     if strategy not in STRATEGIES:
         raise UserError(f"unknown pruning strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if not 0.0 < fraction <= 1.0:
-        raise UserError(f"pruning fraction {fraction!r} is not in (0, 1] (params: prune.fractions are percentages, 1-100)")
+        raise UserError(f"pruning fraction {fraction!r} is not in (0, 1] (params.yaml's prune.percents are percentages, 1-100)")
 
 
 def keep_random(pool: FeatureTable, fraction: float, seed: int, scout: Scout | None = None) -> np.ndarray:
@@ -169,10 +168,8 @@ def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scou
     rng = np.random.default_rng(seed)
     by_task = _task_rows(pool)
     budget = {t: per_task_budget(len(r), fraction) for t, r in by_task.items()}
-    kept = {t: list(rng.choice(r, max(2, math.ceil(budget[t] / (UNCERTAINTY_ROUNDS + 1))) if budget[t] >= 2 else budget[t], replace=False))
-            for t, r in by_task.items()}
-    params = {"family": "lightgbm", "objective": "regression", "num_boost_round": 100, "num_threads": 2, **scout.ensemble_params}
-    params.pop("family", None)
+    kept = {t: list(rng.choice(r, min(budget[t], max(2, math.ceil(budget[t] / (UNCERTAINTY_ROUNDS + 1)))), replace=False)) for t, r in by_task.items()}
+    params = {"objective": "regression", "num_boost_round": 100, "num_threads": 2, **scout.ensemble_params}
     for r in range(UNCERTAINTY_ROUNDS):
         measured = kept_table(pool, np.concatenate([np.asarray(v, dtype=np.int64) for v in kept.values()]))  # the labels it may see
         preds = []
@@ -251,13 +248,6 @@ def summarize(rows: list[dict], tolerance: float = 0.01) -> list[dict]:
 
 
 # -- pruned variants as datasets (the prune stage) -------------------------------------------------
-
-def split_pool(table: FeatureTable, split_strategy: str, split_params: dict) -> tuple[FeatureTable, FeatureTable]:
-    """(pool, test side) of a slot under the run's split: only the pool may be pruned."""
-    from .evaluation import train_test
-
-    return train_test(table, split_strategy, split_params)
-
 
 def variant_records(records, keep_ids: set[str]):
     """The rows of a records table (pyarrow) whose record_id is kept, in their original order.

@@ -265,6 +265,7 @@ def prune(strategy: str, percent: int) -> None:
     from . import records as rec
     from . import validation
     from .errors import UserError
+    from .evaluation import train_test
     from .features import load_feature_table
     from .params_io import md5_file
 
@@ -277,7 +278,7 @@ def prune(strategy: str, percent: int) -> None:
     facts = _data_facts(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table, meta = load_feature_table(FEATURES_DIR, slot)
-    pool, test = pruning.split_pool(table, p.split.strategy, p.split.model_dump())
+    pool, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
     scout = pruning.Scout(params=p.model_spec(pp.scout)[1] if pp.scout else {}, ensemble_params=p.model_spec(pp.ensemble)[1] if pp.ensemble else {},
                           feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
     t0 = time.perf_counter()
