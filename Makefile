@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run study test test-fast clean-state mlflow-ui
+.PHONY: setup system-deps run run-team study test test-fast services services-stop clean-state mlflow-ui
 
 # Idempotent and fast when nothing changed: re-installs only when the pins or the package metadata change.
 setup: $(STAMP)
@@ -30,12 +30,36 @@ study: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name study-$$(date +%Y%m%d-%H%M%S)
 	$(BIN)/python benchmarks/pruning_study.py --out-dir reports/pruning-study
 
-test: setup
+# PostgreSQL and OpenSSH's server for the team-stack tests (apt-get as root; elsewhere one line says
+# what is missing and those tests skip with that line).
+system-deps:
+	@bash scripts/system_deps.sh
+
+test: setup system-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 # Unit tests only (seconds): no TVM measurement, no dvc pipeline.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The team stack on this machine (README "A team stack"): MLflow on PostgreSQL, an SSH-served DVC
+# remote (this repo's `team` remote) and a TVM RPC tracker with one server; prints the ports.
+SERVICES_ENV := .tensorcost/services/env.sh
+services: setup system-deps
+	@test -d .dvc || $(BIN)/dvc init -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/tensorcost services up
+
+services-stop: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/tensorcost services down
+
+# `make run` against the stack: registry on the server, the host measured through the tracker,
+# then the data pushed to the team remote. An experiment (like `make study`): params.yaml keeps
+# measure.rpc afterwards (`git checkout params.yaml` returns to local measurement).
+run-team: setup
+	@test -f $(SERVICES_ENV) || { echo "error: no team stack here ($(SERVICES_ENV) missing): run make services first" >&2; exit 2; }
+	. ./$(SERVICES_ENV) && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name team-$$(date +%Y%m%d-%H%M%S) \
+	  -S "measure.rpc={tracker: '$$TENSORCOST_RPC_TRACKER', key: '$$TENSORCOST_RPC_KEY'}"
+	. ./$(SERVICES_ENV) && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc push -r team
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -19,10 +19,12 @@ stage_app = typer.Typer(no_args_is_help=True, help="Pipeline stages (run by `dvc
 registry_app = typer.Typer(no_args_is_help=True, help="The MLflow model registry.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Datasets of measured programs.")
 platform_app = typer.Typer(invoke_without_command=True, help="This machine as a hardware platform of the dataset.")
+services_app = typer.Typer(no_args_is_help=True, help="The team stack on this machine: MLflow on PostgreSQL, an SSH DVC remote, a TVM RPC tracker.")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(stage_app, name="stage")
 app.add_typer(registry_app, name="registry")
 app.add_typer(platform_app, name="platform")
+app.add_typer(services_app, name="services")
 
 SLOT = typer.Option(..., "--target", help="dataset slot: a target id, or `host` (this machine)")
 
@@ -308,18 +310,33 @@ def dataset_sample(
 @dataset_app.command("collect")
 def dataset_collect(
     work: str = typer.Option(..., help="work directory of `dataset sample`"),
-    target: str = typer.Option(..., help="a target of this machine, e.g. host.avx2-t1 or zen4-2c.avx2-t1"),
+    target: str = typer.Option(..., help="a target of this machine, e.g. host.avx2-t1 or zen4-2c.avx2-t1; with measure.rpc: remote.avx2-t1"),
     params: str = typer.Option("docs/dataset-params.yaml", help="file whose `measure` section is the protocol"),
     task_limit: Optional[int] = typer.Option(None, help="measure only the first N tasks (interleave targets in long runs)"),
 ) -> None:
-    """Measure a sampled program set on TARGET (resumable) into WORK/data/raw/<target>/."""
+    """Measure a sampled program set on TARGET (resumable) into WORK/data/raw/<target>/.
+
+    With `measure.rpc` in the params, runs go to that tracker's servers of the key and TARGET is
+    `remote.<variant>` (or their platform's id): records carry the platform the servers report."""
     from . import collect, hardware
     from .params import load_collection_params
 
-    hw = hardware.resolve_target(target)
+    cfg = load_collection_params(params).measure
+    if cfg.rpc is not None:
+        from . import rpc
+
+        hw = rpc.resolve_remote(cfg.rpc, target)
+        if hw.kind == "cpu" and hw.platform.id not in hardware.platforms():
+            # As `tensorcost platform add` does for a new host: the catalog learns the machine,
+            # so its records can be featurized and packed like any other platform's.
+            from .newplatform import add_to_catalog
+
+            add_to_catalog(hw.platform)
+            typer.echo(f"platform {hw.platform.id} ({hw.platform.model_name}) is new: added to the catalog", err=True)
+    else:
+        hw = hardware.resolve_target(target)
     tasks, programs, meta = collect.load_task_set(Path(work) / "data/programs")
     collect.check_task_set_kind(meta, hw, Path(work) / "data/programs")
-    cfg = load_collection_params(params).measure
     typer.echo(json.dumps({"target": hw.id, **collect.collect_target(tasks, programs, hw, Path(work) / "data/raw" / hw.id, cfg, task_limit)}), err=True)
 
 
@@ -436,6 +453,39 @@ def registry_show(target: str = typer.Option(...), alias: str = typer.Option("ch
     r = registry.resolve(target, alias)
     typer.echo(r.message)
     typer.echo(json.dumps(r.tags, indent=1, sort_keys=True))
+
+
+# -- the team stack (make services) ----------------------------------------------------------------
+
+@services_app.command("up")
+def services_up(
+    mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="MLflow tracking server on PostgreSQL"),
+    ssh: bool = typer.Option(True, "--ssh/--no-ssh", help="sshd serving a DVC remote (configured as this repo's `team` remote)"),
+    rpc: bool = typer.Option(True, "--rpc/--no-rpc", help="TVM RPC tracker and one server of this machine"),
+) -> None:
+    """Start the stack (idempotent), print where each part listens, write the env file."""
+    from .services import stack
+
+    stack.up(mlflow=mlflow, ssh=ssh, rpc=rpc, repo=Path.cwd(), log=typer.echo)
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop every part of the stack; its data (registry, artifacts, remote) is kept."""
+    from .services import stack
+
+    stack.down(log=typer.echo)
+
+
+@services_app.command("status")
+def services_status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """What runs, where (exit 1 when nothing does)."""
+    from .services import stack
+
+    status = stack.status()
+    typer.echo(json.dumps(status, indent=1) if as_json else "\n".join(f"{k:8s} {v}" for k, v in status.items()) or "nothing is running")
+    if not status:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -23,11 +23,20 @@ from . import records as rec
 from .errors import UserError
 from .records import classify_op
 from .hardware import HardwareTarget
+from .rpc import UNAVAILABLE_MARK, RpcConfig, is_unavailable, servers_registered
 
 log = logging.getLogger(__name__)
 
 # Error codes follow auto_scheduler's MeasureErrorNo so TenSet and our records agree.
 NO_ERROR, INSTANTIATION_ERROR, COMPILE_HOST, RUNTIME_DEVICE, BUILD_TIMEOUT, RUN_TIMEOUT = 0, 1, 2, 4, 6, 7
+# Ours, past auto_scheduler's codes (0-8): no RPC server could run the program (the server died,
+# or none was registered under the key). Not a fact about the program: a resumed run measures it
+# again, and the records suite refuses a dataset that still holds one.
+RUNNER_UNAVAILABLE = 9
+
+
+class RunIncomplete(UserError):
+    """Some programs could not be run (no RPC server): their error records are retried by the next run."""
 
 
 @dataclass
@@ -57,6 +66,7 @@ class MeasureConfig(BaseModel):
     run_timeout_s: float = Field(30.0, gt=0)
     builder_workers: int = Field(2, ge=1)
     run_batch: int = Field(32, ge=1)  # programs per LocalBuilder call (each call re-spawns its worker pool)
+    rpc: RpcConfig | None = None  # null: run here (LocalRunner); else a TVM RPC tracker and device key (tensorcost.rpc)
 
 
 def network_to_relax(network: str, target, fuse: bool = True) -> object:
@@ -320,15 +330,28 @@ def runner_device_type(hw: HardwareTarget) -> str:
     return "cuda" if hw.kind == "gpu" else "cpu"
 
 
-def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig):
+def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig, servers: int = 0):
     """LocalBuilder with cheap intrinsics in its workers; LocalRunner on `hw.threads` threads
-    (CPU) or on CUDA device 0 (GPU; its timings are taken one program at a time)."""
+    (CPU) or on CUDA device 0 (GPU; its timings are taken one program at a time). With
+    `cfg.rpc`, MetaSchedule's RPCRunner instead: builds stay here, runs go to the key's servers,
+    one session per server at a time (`servers`, else `rpc.servers`, else as many as are
+    registered), each on `hw.threads` threads."""
     import os
 
     import tvm.s_tir.meta_schedule as ms
 
     from .tvm_support import build_in_target_scope, register_x86_intrinsics_only
 
+    evaluator = ms.runner.EvaluatorConfig(number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms, enable_cpu_cache_flush=False)
+    if cfg.rpc is not None:
+        from . import rpc
+
+        builder = ms.builder.LocalBuilder(
+            max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only,
+            f_build=build_in_target_scope if hw.kind == "gpu" else None,
+        )
+        workers = servers or cfg.rpc.servers or rpc.servers_registered(cfg.rpc) or 1
+        return builder, rpc.make_runner(cfg.rpc, evaluator, workers, hw.threads if hw.kind == "cpu" else 0)
     if hw.kind == "cpu":
         # The runner's worker inherits the environment at spawn; without this the TVM runtime
         # uses half the cores on x86, whatever num-cores the target claims. A GPU target's
@@ -339,12 +362,7 @@ def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig):
         max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only,
         f_build=build_in_target_scope if hw.kind == "gpu" else None,  # CPU: MetaSchedule's default build
     )
-    runner = ms.runner.LocalRunner(
-        timeout_sec=cfg.run_timeout_s,
-        evaluator_config=ms.runner.EvaluatorConfig(
-            number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms, enable_cpu_cache_flush=False
-        ),
-    )
+    runner = ms.runner.LocalRunner(timeout_sec=cfg.run_timeout_s, evaluator_config=evaluator)
     return builder, runner
 
 
@@ -361,6 +379,12 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
     for start in range(0, len(traces), cfg.run_batch):
         rows: list[dict] = []
         chunk = []  # (trace, schedule)
+        if cfg.rpc is not None and servers_registered(cfg.rpc) == 0:
+            # Nothing could run these: record them at once (retried by the next run) rather
+            # than build them and wait for a server per program.
+            msg = f"{UNAVAILABLE_MARK} no server registered under key {cfg.rpc.key!r} at {cfg.rpc.tracker} when its batch started"
+            yield [_record(task, hw, tr, [], RUNNER_UNAVAILABLE, msg, version) for tr in traces[start:start + cfg.run_batch]]
+            continue
         for tr in traces[start:start + cfg.run_batch]:
             try:
                 chunk.append((tr, apply_trace_json(task.mod, tr)))
@@ -380,7 +404,7 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
         for i, res in zip(run_idx, results):
             tr = chunk[i][0]
             if res.error_msg:
-                code = RUN_TIMEOUT if "timeout" in str(res.error_msg).lower() else RUNTIME_DEVICE
+                code = run_error_code(str(res.error_msg))
                 rows.append(_record(task, hw, tr, [], code, _clip_error(str(res.error_msg)), version))
             else:
                 rows.append(_record(task, hw, tr, [float(x) for x in res.run_secs], NO_ERROR, None, version))
@@ -390,8 +414,43 @@ def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, run
         yield rows
 
 
+def run_error_code(msg: str) -> int:
+    """A runner's error as a code: the infrastructure's (retried), a timeout, or the program's."""
+    if is_unavailable(msg):
+        return RUNNER_UNAVAILABLE
+    return RUN_TIMEOUT if "timeout" in msg.lower() else RUNTIME_DEVICE
+
+
 def parts_dir(out_dir: Path) -> Path:
     return out_dir / "parts"
+
+
+def set_aside_unavailable(out_dir: Path) -> int:
+    """Error records of programs no server could run (RUNNER_UNAVAILABLE) leave their parts, so
+    that a resumed run measures those programs again and every record id stays unique. They are
+    moved to `retried/` first (a log of what happened, not data), then the part is rewritten
+    atomically: a crash in between only logs them twice. Returns how many were set aside."""
+    import pyarrow.compute as pc
+
+    n = 0
+    for f in sorted(parts_dir(out_dir).glob("*.parquet")):
+        try:
+            errors = pq.read_table(f, columns=["error_no"]).column("error_no")
+        except (pa.ArrowInvalid, OSError):
+            continue  # finished_record_ids sets an unreadable part aside
+        mask = pc.equal(errors, RUNNER_UNAVAILABLE)
+        k = int(pc.sum(mask).as_py() or 0)
+        if not k:
+            continue
+        table = pq.read_table(f)
+        rec.write_records(table.filter(mask), out_dir / "retried" / f"{f.stem}-{time.time_ns()}.parquet")
+        kept = table.filter(pc.invert(mask))
+        if kept.num_rows:
+            rec.write_records(kept, f)
+        else:
+            f.unlink()
+        n += k
+    return n
 
 
 def finished_record_ids(out_dir: Path) -> set[str]:
@@ -418,6 +477,7 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
     """
     from tqdm import tqdm
 
+    retried = set_aside_unavailable(out_dir)
     done = finished_record_ids(out_dir)
     todo: dict[str, list[str]] = {}
     for t in tasks:
@@ -426,9 +486,18 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
             todo[t.task_id] = rest
     total = sum(map(len, todo.values()))
     counts = {"tasks": len(tasks), "programs_already_measured": len(done), "measured": 0, "errors": 0}
+    if retried:
+        counts["retried"] = retried
     if not todo:
         return counts
-    builder, runner = make_builder_runner(hw, cfg)
+    servers = 0
+    if cfg.rpc is not None:
+        from .rpc import check_servers
+
+        info = check_servers(cfg.rpc, hw)  # records are labelled with the servers' platform: it must be hw's
+        servers = cfg.rpc.servers or info.servers
+        counts["rpc"] = {"key": cfg.rpc.key, "servers": info.servers, "platform_reported": info.reported}
+    builder, runner = make_builder_runner(hw, cfg, servers)
     # Continue numbering after the highest existing part (never overwrite one).
     seq = 1 + max((int(f.name.split("-")[1]) for f in parts_dir(out_dir).glob("part-*.parquet")), default=-1)
     with tqdm(total=total, desc=f"measure {hw.id}", unit="prog", smoothing=0.05) as bar:
@@ -440,6 +509,9 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
                 seq += 1
                 counts["measured"] += len(rows)
                 counts["errors"] += sum(r["error_no"] != NO_ERROR for r in rows)
+                unavailable = sum(r["error_no"] == RUNNER_UNAVAILABLE for r in rows)
+                if unavailable:
+                    counts["unavailable"] = counts.get("unavailable", 0) + unavailable
                 bar.update(len(rows))
     return counts
 
@@ -486,6 +558,10 @@ def remeasure(table: pa.Table, tasks: list[Task], hw: HardwareTarget, fraction: 
         h = int.from_bytes(hashlib.blake2b(f"{seed}|{rid}".encode(), digest_size=8).digest(), "little") / 2**64
         if h < fraction and tid in by_task:
             chosen.setdefault(tid, []).append(tr)
+    if cfg.rpc is not None:
+        from .rpc import check_servers
+
+        check_servers(cfg.rpc, hw)  # the second pass runs on the machine the first was labelled with
     builder, runner = make_builder_runner(hw, cfg)
     rows: list[dict] = []
     with tqdm(total=sum(map(len, chosen.values())), desc=f"re-measure {hw.id}", unit="prog") as bar:
@@ -514,6 +590,10 @@ def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: Hardwa
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
     counts = measure_task_set(tasks[:task_limit], programs, hw, out, cfg)
+    if counts.get("unavailable"):
+        key = f"key {cfg.rpc.key!r} at {cfg.rpc.tracker}" if cfg.rpc is not None else "the runner"
+        raise RunIncomplete(f"{counts['unavailable']} of {counts['measured']} programs measured now could not be run (no server of {key}): "
+                            f"their records (error_no {RUNNER_UNAVAILABLE}) are measured again by the next run; start the servers and run again")
     if task_limit is not None and task_limit < len(tasks):
         return counts | {"partial": f"first {task_limit} of {len(tasks)} tasks"}
     table = rec.read_records(parts_dir(out))

@@ -55,7 +55,12 @@ def host() -> None:
     from . import hardware
 
     p = load_params()
-    target = hardware.resolve_target(p.host.target, p.host.variants)
+    if p.measure.rpc is not None:  # the `host` slot is then the machine behind the RPC key
+        from . import rpc
+
+        target = rpc.resolve_remote(p.measure.rpc, p.host.target, p.host.variants)
+    else:
+        target = hardware.resolve_target(p.host.target, p.host.variants)
     HOST_FILE.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(target.to_dict(), indent=1, sort_keys=True)
     if not HOST_FILE.exists() or HOST_FILE.read_text() != text:

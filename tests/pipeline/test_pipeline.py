@@ -3,12 +3,11 @@
 Real TVM builds and runs on this machine, a real Great Expectations suite, real LightGBM and
 attention training, a real MLflow store and registry, the transfer of other platforms' models to
 this machine, and real MetaSchedule tuning with both cost models. The bundled dataset of the copy
-is cut to the same 8 tasks x 16 programs on every platform (small real inputs).
+is cut to the same 8 tasks x 16 programs on every platform (small real inputs). The run itself is
+conftest.py's session fixture `pipeline_run`.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,79 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tensorcost import dataset
+from pipeline.pipeline_setup import GIT, PRUNED, SOURCES, md5_tree, run
 from tensorcost import records as rec
-from tensorcost.collect import load_task_set
-from tensorcost.hardware import get_platform
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-SOURCES = ["sapphirerapids-2c.avx2-t1", "zen5-2c.avx2-t1"]
-
-
-def _copy_repo(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        src = REPO / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-
-
-def _shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
-    """Every bundled records file cut to the same programs (a seeded hash picks them)."""
-    for kind in ("cpu", "gpu"):
-        _, programs, _ = load_task_set(root / "data/bundled/programs" / kind)
-        keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(programs, tasks, per_task, 0).items() for tr in trs}
-        for f in (root / "data/bundled/platforms").glob("*/*.parquet"):
-            if get_platform(f.parent.name).kind != kind:
-                continue
-            table = rec.read_records(f)
-            mask = [(t, p) in keep for t, p in zip(table.column("task_id").to_pylist(), table.column("program_id").to_pylist())]
-            rec.write_records(table.filter(mask), f)
-
-
-def _micro_params(path: Path) -> None:
-    p = yaml.safe_load(path.read_text())
-    p["targets"] = {k: v for k, v in p["targets"].items() if k in ("host", *SOURCES)}
-    p["targets"]["h200.cuda"] = "data/bundled/platforms/h200/cuda.parquet"  # the study profile's GPU slot, kept small here
-    p["host"].update({"tasks": 2, "programs_per_task": 8})
-    p["measure"].update({"number": 2, "repeat": 2, "min_repeat_ms": 5})
-    p["split"].update({"strategy": "within_task", "test_fraction": 0.3})
-    p["models"]["lightgbm_rank"]["num_boost_round"] = 20
-    p["models"]["attention"].update({"d_model": 16, "n_heads": 2, "epochs": 2, "programs_per_group": 8, "finetune_steps": 4})
-    p["train"]["targets"] = SOURCES
-    p["evaluate"].update({"targets": [], "splits": ["within_task", "by_network", "by_hardware"]})
-    p["transfer"].update({"fractions": [25, 100], "register_k": 25})
-    p["tune"].update({"max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "population_size": 32, "timing_number": 5, "timing_repeat": 3})
-    path.write_text(yaml.safe_dump(p, sort_keys=False))
-
-
-def _run(cmd, cwd, env, timeout=900):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-6000:]}"
-    return proc
-
-
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("repo")
-    _copy_repo(work)
-    _shrink_bundled(work)
-    _micro_params(work / "params.yaml")
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    _run(["git", "init", "-q"], work, env)
-    _run(GIT + ["add", "-A"], work, env)
-    _run(GIT + ["commit", "-q", "-m", "micro"], work, env)
-    t0 = time.time()
-    first = _run(["dvc", "repro"], work, env, timeout=1800)
-    host = json.loads((work / "data/host/target.json").read_text())["target_id"]
-    return {"work": work, "env": env, "host": host, "first": first, "first_s": time.time() - t0}
 
 
 def test_host_measurement_and_bundled_slots(pipeline_run):
@@ -118,7 +48,7 @@ def test_every_family_registered_and_the_best_on_unseen_networks_is_candidate(pi
         scores = {k: sum(m["metrics"][x] for x in ("pca", "top1", "top5")) for k, m in report["models"].items()}
         best = max(scores, key=scores.get)
         assert report["candidate"]["model"] == best
-        show = _run(["tensorcost", "registry", "show", "--target", slot, "--alias", "candidate"], work, env)
+        show = run(["tensorcost", "registry", "show", "--target", slot, "--alias", "candidate"], work, env)
         tags = json.loads(show.stdout.split("\n", 1)[1])
         assert tags["model_key"] == best and tags["validation"] == "passed" and tags["git_commit"] != "unknown"
 
@@ -146,7 +76,7 @@ def test_transfer_to_this_machine(pipeline_run):
         assert set(curves[peer]) == {"25", "100"}, peer
     reg = study["registered"]
     assert reg["name"] == f"tensorcost-{host}" and "transferred" in reg["aliases"]
-    tags = json.loads(_run(["tensorcost", "registry", "show", "--target", host, "--alias", "transferred"], work, env).stdout.split("\n", 1)[1])
+    tags = json.loads(run(["tensorcost", "registry", "show", "--target", host, "--alias", "transferred"], work, env).stdout.split("\n", 1)[1])
     assert tags["source_model"] == reg["source"] and tags["split"] == "transfer:25%"
     assert (work / "reports/transfer/learning_curve.png").stat().st_size > 0
 
@@ -164,13 +94,10 @@ def test_tune_pulls_the_model_by_alias(pipeline_run):
 
 def test_promotion(pipeline_run):
     work, env = pipeline_run["work"], pipeline_run["env"]
-    promoted = _run(["tensorcost", "promote", "--target", SOURCES[0]], work, env)
+    promoted = run(["tensorcost", "promote", "--target", SOURCES[0]], work, env)
     assert "to champion" in promoted.stdout
     again = subprocess.run(["tensorcost", "promote", "--target", SOURCES[0]], cwd=work, env=env, capture_output=True, text=True)
     assert again.returncode == 1 and "already the champion" in again.stderr
-
-
-PRUNED = "uncertainty-20"  # params.yaml's default variant
 
 
 def test_pruned_variant_is_a_validated_dataset_with_the_test_side_whole(pipeline_run):
@@ -191,7 +118,7 @@ def test_pruned_model_is_registered_with_its_variant_promoted_like_any_other_and
 
     work, env = pipeline_run["work"], pipeline_run["env"]
     slot = SOURCES[0]
-    tags = json.loads(_run(["tensorcost", "registry", "show", "--target", slot, "--alias", f"pruned-{PRUNED}"], work, env).stdout.split("\n", 1)[1])
+    tags = json.loads(run(["tensorcost", "registry", "show", "--target", slot, "--alias", f"pruned-{PRUNED}"], work, env).stdout.split("\n", 1)[1])
     variant_md5 = hashlib.md5((work / "data/pruned" / slot / PRUNED / "records.parquet").read_bytes()).hexdigest()
     assert tags["dataset_variant"] == PRUNED and tags["prune_strategy"] == "uncertainty" and tags["prune_kept_percent"] == "20"
     assert tags["dataset_md5"] == variant_md5 == tags["train_data_hash"]
@@ -199,43 +126,37 @@ def test_pruned_model_is_registered_with_its_variant_promoted_like_any_other_and
     outs = {o["path"]: o["md5"] for o in lock["stages"][f"prune@{PRUNED}"]["outs"]}
     assert outs[f"data/pruned/{slot}/{PRUNED}/records.parquet"] == variant_md5  # the registry tag is the DVC hash
     version = json.loads((work / "reports/prune" / slot / f"{PRUNED}.train.json").read_text())["best"]["version"]
-    promoted = _run(["tensorcost", "promote", "--target", slot, "--version", version, "--min-gain", "-1"], work, env)
+    promoted = run(["tensorcost", "promote", "--target", slot, "--version", version, "--min-gain", "-1"], work, env)
     assert "to champion" in promoted.stdout
     code = ("import json,sys; from tensorcost import registry; from tensorcost.features import FEATURE_SCHEMA_VERSION;"
             f"m, r = registry.load_by_alias({slot!r}, 'champion', expected_feature_schema=FEATURE_SCHEMA_VERSION);"  # the tune stage's call
             "print(json.dumps({'version': r.version, 'family': m.family}))")
-    loaded = json.loads(_run([sys.executable, "-c", code], work, env).stdout.strip().splitlines()[-1])
+    loaded = json.loads(run([sys.executable, "-c", code], work, env).stdout.strip().splitlines()[-1])
     assert loaded == {"version": version, "family": "lightgbm"}
 
 
 def test_second_repro_runs_only_the_host_check(pipeline_run):
     t0 = time.time()
-    proc = _run(["dvc", "repro"], pipeline_run["work"], pipeline_run["env"])
+    proc = run(["dvc", "repro"], pipeline_run["work"], pipeline_run["env"])
     ran = [l for l in proc.stdout.splitlines() if l.startswith("Running stage")]
     assert ran == ["Running stage 'host':"], proc.stdout
     assert time.time() - t0 < 60
 
 
-def _md5_tree(root: Path) -> dict:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_dvc_push_then_pull_into_a_fresh_clone_restores_identical_data(pipeline_run, tmp_path):
     work, env = pipeline_run["work"], pipeline_run["env"]
     remote = tmp_path / "remote"
-    _run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], work, env)
-    _run(["dvc", "push"], work, env)
-    _run(GIT + ["add", "-f", "dvc.lock"], work, env)
-    _run(GIT + ["commit", "-q", "-m", "dataset version"], work, env)
+    run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], work, env)
+    run(["dvc", "push"], work, env)
+    run(GIT + ["add", "-f", "dvc.lock"], work, env)
+    run(GIT + ["commit", "-q", "-m", "dataset version"], work, env)
     clone = tmp_path / "clone"
-    _run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
-    _run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], clone, env)
+    run(["git", "clone", "-q", str(work), str(clone)], tmp_path, env)
+    run(["dvc", "remote", "add", "-f", "--local", "-d", "testremote", str(remote)], clone, env)
     variant = Path("data/pruned") / SOURCES[0] / PRUNED / "records.parquet"
-    _run(["dvc", "pull", f"prune@{PRUNED}"], clone, env)  # one pruned variant alone
+    run(["dvc", "pull", f"prune@{PRUNED}"], clone, env)  # one pruned variant alone
     assert (clone / variant).read_bytes() == (work / variant).read_bytes() and not (clone / "data/features").exists()
-    _run(["dvc", "pull"], clone, env)
+    run(["dvc", "pull"], clone, env)
     for out in (Path("data/raw/host"), Path("data/records"), Path("data/features")):
-        original, restored = _md5_tree(work / out), _md5_tree(clone / out)
+        original, restored = md5_tree(work / out), md5_tree(clone / out)
         assert original and original == restored, out

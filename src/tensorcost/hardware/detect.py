@@ -177,6 +177,14 @@ def cpu_platform(info: CpuInfo, caches: dict[str, float], cores: int, catalog: d
         isa=tuple(f for f in isa_features() if f in info.flags and f in keep), fingerprint=_fingerprint(info),
         source=f"detected on this host ({info.machine})",
     )
+    return catalog_platform(detected, catalog)
+
+
+def catalog_platform(detected: Platform, catalog: dict[str, Platform] | None = None) -> Platform:
+    """A detected CPU platform as `catalog` knows it: its entry when one describes the machine,
+    else the detected platform, its id suffixed with a short hash when another machine holds it
+    (also how a driver files a platform an RPC server detected with another copy of the catalog)."""
+    catalog = platforms() if catalog is None else catalog
     for entry in catalog.values():
         if _same_machine(entry, detected):
             return entry
