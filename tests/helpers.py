@@ -20,3 +20,18 @@ def feature_table(x, groups, latency, target: str = "t", networks: str = '{"net"
     })
     return FeatureTable(frame, target)
 
+
+
+def synthetic_ranking_data(seed=0, n_tasks=8, per_task=40):
+    """(x, labels, latency, groups): 4 features, feature 0 drives latency; labels min/latency per task."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_tasks * per_task, 4)).astype(np.float32)
+    groups = np.repeat([f"task{i}" for i in range(n_tasks)], per_task)
+    latency = 1e-3 * (0.2 + x[:, 0] + 0.1 * x[:, 1])
+    labels = np.empty_like(latency)
+    for g in np.unique(groups):
+        m = groups == g
+        labels[m] = latency[m].min() / latency[m]
+    return x, labels, latency, groups

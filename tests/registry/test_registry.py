@@ -12,25 +12,15 @@ from tensorcost.metrics import ranking_report
 from tensorcost.models import FeatureSchemaMismatch
 from tensorcost.models.lightgbm_model import LightGBMCostModel
 
+from helpers import synthetic_ranking_data
+
 TARGET = "testcpu-1c.avx2-t1"
-
-
-def _synthetic(seed=0, n_tasks=8, per_task=40):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n_tasks * per_task, 4)).astype(np.float32)
-    groups = np.repeat([f"task{i}" for i in range(n_tasks)], per_task)
-    latency = 1e-3 * (0.2 + x[:, 0] + 0.1 * x[:, 1])  # feature 0 drives latency
-    labels = np.empty_like(latency)
-    for g in np.unique(groups):
-        m = groups == g
-        labels[m] = latency[m].min() / latency[m]
-    return x, labels, latency, groups
 
 
 def _register(tmp_path, name, labels_for_training, validation="passed", schema=FEATURE_SCHEMA_VERSION):
     from helpers import feature_table
 
-    x, labels, latency, groups = _synthetic()
+    x, labels, latency, groups = synthetic_ranking_data()
     test = np.arange(len(x)) % 4 == 0
     model = LightGBMCostModel.create(TARGET, schema, ["f0", "f1", "f2", "f3"], objective="lambdarank", num_boost_round=30, min_data_in_leaf=3, seed=0, deterministic=True, num_threads=1)
     train = feature_table(x[~test], groups[~test], latency[~test])
@@ -53,7 +43,7 @@ def test_register_sets_candidate_and_tags(mlflow_store, tmp_path):
     model, r = registry.load_by_alias(TARGET, registry.CANDIDATE, expected_feature_schema=FEATURE_SCHEMA_VERSION)
     from helpers import feature_table
 
-    x, _, latency, groups = _synthetic()
+    x, _, latency, groups = synthetic_ranking_data()
     assert model.predict(feature_table(x[:5], groups[:5], latency[:5])).shape == (5,)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tensorcost import registry
+from helpers import synthetic_ranking_data
 
 
 @pytest.fixture(scope="session")
@@ -49,18 +50,6 @@ def server_store(mlflow_server, tmp_path, monkeypatch):
     return mlflow_server
 
 
-def _synthetic(seed=0, n_tasks=8, per_task=40):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n_tasks * per_task, 4)).astype(np.float32)
-    groups = np.repeat([f"task{i}" for i in range(n_tasks)], per_task)
-    latency = 1e-3 * (0.2 + x[:, 0] + 0.1 * x[:, 1])  # feature 0 drives latency
-    labels = np.empty_like(latency)
-    for g in np.unique(groups):
-        m = groups == g
-        labels[m] = latency[m].min() / latency[m]
-    return x, labels, latency, groups
-
-
 @pytest.fixture()
 def register_lightgbm(tmp_path):
     """Factory: register_lightgbm(target, name, label_fn) -> (version, ranking report): a real
@@ -72,7 +61,7 @@ def register_lightgbm(tmp_path):
     from tensorcost.models.lightgbm_model import LightGBMCostModel
 
     def register(target: str, name: str, label_fn):
-        x, labels, latency, groups = _synthetic()
+        x, labels, latency, groups = synthetic_ranking_data()
         test = np.arange(len(x)) % 4 == 0
         model = LightGBMCostModel.create(target, FEATURE_SCHEMA_VERSION, ["f0", "f1", "f2", "f3"], objective="lambdarank", num_boost_round=30,
                                          min_data_in_leaf=3, seed=0, deterministic=True, num_threads=1)
@@ -94,5 +83,5 @@ def register_lightgbm(tmp_path):
 @pytest.fixture()
 def probe_features():
     """(x, groups, latency) rows to call a loaded model's predict on."""
-    x, _, latency, groups = _synthetic()
+    x, _, latency, groups = synthetic_ranking_data()
     return x[:5], groups[:5], latency[:5]
