@@ -102,7 +102,14 @@ def main() -> None:
     ap.add_argument("--source", default="sapphirerapids-2c.avx2-t1", help="the zero-shot source platform's target")
     ap.add_argument("--mode", default="frozen", choices=("frozen", "online"))
     ap.add_argument("--out", default="docs/results/tuning.json")
+    ap.add_argument("--summary", action="store_true", help="no tuning: summarize --out's rows over seeds (JSON beside it, a markdown table)")
     args = ap.parse_args()
+    if args.summary:
+        rows = json.loads(Path(args.out).read_text())
+        summary = summarize(rows, args.budget)
+        Path(args.out).with_name(Path(args.out).stem + "-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(summary_markdown(summary))
+        return
 
     p = load_params()
     host_file = Path("data/host/target.json")  # the pipeline's resolved host target
@@ -152,6 +159,62 @@ def fill_time_to_baseline(rows: list[dict], budget: int) -> list[dict]:
     for r in rows:
         r["seconds_to_baseline_latency"] = seconds_to(r["curve"], base.get((r["network"], r["seed"])))
     return rows
+
+
+def seconds_to_baseline_network_latency(rows: list[dict], network: str, cost_model: str, seed: int, budget: int) -> float | None:
+    """Tuning seconds of the smallest budget whose run of `cost_model` ended with a network latency
+    at or below the baseline's final one (TVM's XGBoost at `budget`, same network and seed); each
+    budget is its own run from scratch, so this is the wall time a user would have spent. None if
+    no budget got there."""
+    base = next((r for r in rows if (r["network"], r["cost_model"], r["budget_trials"], r["seed"]) == (network, "tvm_xgb", budget, seed)), None)
+    if base is None:
+        return None
+    runs = sorted((r for r in rows if (r["network"], r["cost_model"], r["seed"]) == (network, cost_model, seed)), key=lambda r: r["budget_trials"])
+    return next((r["tuning_seconds"] for r in runs if r["final_latency_ms"] <= base["final_latency_ms"]), None)
+
+
+def summarize(rows: list[dict], budget: int) -> list[dict]:
+    """Per network and cost model, over seeds: final latency and tuning time at B (median, range),
+    and both time-to-baseline ratios per seed (a run's seconds over the baseline's seconds at B):
+    by the tuned-task objective (the search's own curve) and by network latency (budgets)."""
+    out = []
+    for net in sorted({r["network"] for r in rows}):
+        for cm in ("tvm_xgb", "native", "transfer_zero_shot", "transfer_few_shot"):
+            at_b = [r for r in rows if (r["network"], r["cost_model"], r["budget_trials"]) == (net, cm, budget)]
+            if not at_b:
+                continue
+            seeds = sorted(r["seed"] for r in at_b)
+            base_s = {r["seed"]: r["tuning_seconds"] for r in rows if (r["network"], r["cost_model"], r["budget_trials"]) == (net, "tvm_xgb", budget)}
+            by_objective, by_latency = [], []
+            for seed in seeds:
+                if seed not in base_s:
+                    continue
+                first = min((r for r in rows if (r["network"], r["cost_model"], r["seed"]) == (net, cm, seed)), key=lambda r: r["budget_trials"]
+                            if r["seconds_to_baseline_latency"] is not None else float("inf"))
+                by_objective.append(None if first["seconds_to_baseline_latency"] is None else first["seconds_to_baseline_latency"] / base_s[seed])
+                t = seconds_to_baseline_network_latency(rows, net, cm, seed, budget)
+                by_latency.append(None if t is None else t / base_s[seed])
+            lat = [r["final_latency_ms"] for r in at_b]
+            out.append({"network": net, "seen": at_b[0]["seen"], "cost_model": cm, "seeds": seeds,
+                        "final_latency_ms_median": float(np.median(lat)), "final_latency_ms_range": [min(lat), max(lat)],
+                        "tuning_seconds_median": float(np.median([r["tuning_seconds"] for r in at_b])),
+                        "ratio_to_baseline_objective": by_objective, "ratio_to_baseline_network_latency": by_latency})
+    return out
+
+
+def summary_markdown(summary: list[dict]) -> str:
+    def ratios(xs: list) -> str:
+        return ", ".join("never" if x is None else f"{x:.2f}" for x in xs)
+
+    lines = ["| network | cost model | seeds | latency at B, ms: median (range) | tuning s at B (median) | time to baseline / baseline's time, by objective | by network latency |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in summary:
+        lo, hi = r["final_latency_ms_range"]
+        name = f"{r['network']} ({'seen' if r['seen'] else 'unseen'})"
+        lines.append(f"| {name} | {r['cost_model']} | {len(r['seeds'])} | {r['final_latency_ms_median']:.3f} ({lo:.3f}-{hi:.3f}) | {r['tuning_seconds_median']:.1f} | "
+                     f"{'baseline' if r['cost_model'] == 'tvm_xgb' else ratios(r['ratio_to_baseline_objective'])} | "
+                     f"{'baseline' if r['cost_model'] == 'tvm_xgb' else ratios(r['ratio_to_baseline_network_latency'])} |")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], out: Path) -> None:
