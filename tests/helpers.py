@@ -35,3 +35,30 @@ def synthetic_ranking_data(seed=0, n_tasks=8, per_task=40):
         m = groups == g
         labels[m] = latency[m].min() / latency[m]
     return x, labels, latency, groups
+
+
+def register_small_lightgbm(tmp_path, target: str, name: str, label_fn, validation: str = "passed", schema: str | None = None, experiment: str = "test"):
+    """(version, ranking report): a real small LightGBM ranker on `synthetic_ranking_data`, trained
+    on `label_fn(labels)`, registered as the target's candidate with its model-card tags."""
+    import numpy as np
+
+    from tensorcost import registry
+    from tensorcost.features import FEATURE_SCHEMA_VERSION
+    from tensorcost.metrics import ranking_report
+    from tensorcost.models.lightgbm_model import LightGBMCostModel
+
+    schema = schema or FEATURE_SCHEMA_VERSION
+    x, labels, latency, groups = synthetic_ranking_data()
+    test = np.arange(len(x)) % 4 == 0
+    model = LightGBMCostModel.create(target, schema, ["f0", "f1", "f2", "f3"], objective="lambdarank", num_boost_round=30, min_data_in_leaf=3, seed=0,
+                                     deterministic=True, num_threads=1)
+    train = feature_table(x[~test], groups[~test], latency[~test])
+    train.frame["label"] = label_fn(labels)[~test]
+    model.fit(train)
+    rep = ranking_report(groups[test].tolist(), model.predict(feature_table(x[test], groups[test], latency[test])), latency[test])
+    out = tmp_path / name
+    model.save(out)
+    tags = {"target": target, "model_family": "lightgbm", "feature_schema": schema, "eval_data_hash": "synthetic-v1", "validation": validation,
+            **{f"metric.{k}": v for k, v in rep.to_dict().items()}}
+    version = registry.log_and_register(out, target, experiment=experiment, run_name=name, params={}, metrics=rep.to_dict(), tags=tags, alias=registry.CANDIDATE)
+    return version, rep

@@ -8,30 +8,15 @@ import pytest
 
 from tensorcost import registry
 from tensorcost.features import FEATURE_SCHEMA_VERSION
-from tensorcost.metrics import ranking_report
 from tensorcost.models import FeatureSchemaMismatch
-from tensorcost.models.lightgbm_model import LightGBMCostModel
 
-from helpers import synthetic_ranking_data
+from helpers import register_small_lightgbm, synthetic_ranking_data
 
 TARGET = "testcpu-1c.avx2-t1"
 
 
 def _register(tmp_path, name, labels_for_training, validation="passed", schema=FEATURE_SCHEMA_VERSION):
-    from helpers import feature_table
-
-    x, labels, latency, groups = synthetic_ranking_data()
-    test = np.arange(len(x)) % 4 == 0
-    model = LightGBMCostModel.create(TARGET, schema, ["f0", "f1", "f2", "f3"], objective="lambdarank", num_boost_round=30, min_data_in_leaf=3, seed=0, deterministic=True, num_threads=1)
-    train = feature_table(x[~test], groups[~test], latency[~test])
-    train.frame["label"] = labels_for_training(labels)[~test]
-    model.fit(train)
-    rep = ranking_report(groups[test].tolist(), model.predict(feature_table(x[test], groups[test], latency[test])), latency[test])
-    out = tmp_path / name
-    model.save(out)
-    tags = {"target": TARGET, "model_family": "lightgbm", "feature_schema": schema, "eval_data_hash": "synthetic-v1", "validation": validation, **{f"metric.{k}": v for k, v in rep.to_dict().items()}}
-    version = registry.log_and_register(out, TARGET, experiment="test", run_name=name, params={}, metrics=rep.to_dict(), tags=tags, alias=registry.CANDIDATE)
-    return version, rep
+    return register_small_lightgbm(tmp_path, TARGET, name, labels_for_training, validation=validation, schema=schema)
 
 
 def test_register_sets_candidate_and_tags(mlflow_store, tmp_path):

@@ -12,11 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tensorcost import registry
-from helpers import synthetic_ranking_data
+from helpers import register_small_lightgbm, synthetic_ranking_data
 
 
 @pytest.fixture(scope="session")
@@ -54,28 +52,9 @@ def server_store(mlflow_server, tmp_path, monkeypatch):
 def register_lightgbm(tmp_path):
     """Factory: register_lightgbm(target, name, label_fn) -> (version, ranking report): a real
     small LightGBM ranker (as in tests/registry/test_registry.py) registered as the candidate."""
-    from helpers import feature_table
-
-    from tensorcost.features import FEATURE_SCHEMA_VERSION
-    from tensorcost.metrics import ranking_report
-    from tensorcost.models.lightgbm_model import LightGBMCostModel
 
     def register(target: str, name: str, label_fn):
-        x, labels, latency, groups = synthetic_ranking_data()
-        test = np.arange(len(x)) % 4 == 0
-        model = LightGBMCostModel.create(target, FEATURE_SCHEMA_VERSION, ["f0", "f1", "f2", "f3"], objective="lambdarank", num_boost_round=30,
-                                         min_data_in_leaf=3, seed=0, deterministic=True, num_threads=1)
-        train = feature_table(x[~test], groups[~test], latency[~test])
-        train.frame["label"] = label_fn(labels)[~test]
-        model.fit(train)
-        rep = ranking_report(groups[test].tolist(), model.predict(feature_table(x[test], groups[test], latency[test])), latency[test])
-        out = tmp_path / name
-        model.save(out)
-        tags = {"target": target, "model_family": "lightgbm", "feature_schema": FEATURE_SCHEMA_VERSION, "eval_data_hash": "synthetic-v1",
-                "validation": "passed", **{f"metric.{k}": v for k, v in rep.to_dict().items()}}
-        version = registry.log_and_register(out, target, experiment="test-server", run_name=name, params={}, metrics=rep.to_dict(), tags=tags,
-                                            alias=registry.CANDIDATE)
-        return version, rep
+        return register_small_lightgbm(tmp_path, target, name, label_fn, experiment="test-server")
 
     return register
 
