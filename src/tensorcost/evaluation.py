@@ -57,6 +57,42 @@ class TrainResult:
     train_s: float
 
 
+def blend_of_trained(spec: ModelSpec, trained: dict[str, CostModel], train: FeatureTable) -> CostModel | None:
+    """An ensemble spec built from members already trained on `train` under the same presets and
+    params (None if it is not an ensemble or a member is missing): training them twice would
+    only cost time, their weights would be the same."""
+    if spec.family != "ensemble":
+        return None
+    from .models.ensemble import EnsembleCostModel
+
+    members = spec.params.get("members") or []
+    models = []
+    for m in members:
+        have = trained.get(m.get("name", ""))
+        if have is None or have.family != m.get("family") or dict(have.metadata.params) != dict(family_class(m["family"]).Config(**m.get("params", {})).model_dump()):
+            return None
+        models.append(have)
+    return EnsembleCostModel.from_members(models, [m["name"] for m in members], train, [float(m.get("weight", 1.0)) for m in members])
+
+
+def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str],
+                 log: Callable[[str, str], None] | None = None) -> dict[str, TrainResult]:
+    """Every spec trained on `train` and scored on `test` (in order; an ensemble whose members
+    came earlier blends those models). `log(key, message)`."""
+    results: dict[str, TrainResult] = {}
+    for key, spec in specs.items():
+        t0 = time.perf_counter()
+        blended = blend_of_trained(spec, {k: r.model for k, r in results.items()}, train)
+        if blended is None:
+            results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None)
+            continue
+        te = test.frame
+        rep = ranking_report(te["task_id"].tolist(), blended.predict(test), te["latency_s"].to_numpy(), test.task_weights())
+        train_s = time.perf_counter() - t0 + sum(results[m["name"]].train_s for m in spec.params["members"])
+        results[key] = TrainResult(blended, rep.to_dict(), {}, train_s)
+    return results
+
+
 def pick_candidate(metrics_by_model: dict[str, dict], keys: Sequence[str]) -> str:
     """The model with the best mean of `keys` (PCA, top-1, top-5...); ties go to the higher PCA."""
     return max(metrics_by_model, key=lambda m: (float(np.mean([metrics_by_model[m][k] for k in keys])), metrics_by_model[m]["pca"]))
@@ -106,14 +142,18 @@ def throughput(model: CostModel, table: FeatureTable) -> float:
     return n * reps / max(best, 1e-9)
 
 
-def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[np.ndarray, float, float]:
-    """Train `spec` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
+def fit(spec: ModelSpec, train: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[CostModel, float]:
+    """`spec` trained on `train`, and the seconds it took."""
     model = spec.create(train.target_id, feature_schema, feature_names)
     t0 = time.perf_counter()
     model.fit(train)
-    train_s = time.perf_counter() - t0
-    scores = model.predict(test)
-    return scores, train_s, throughput(model, test)
+    return model, time.perf_counter() - t0
+
+
+def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[np.ndarray, float, float]:
+    """Train `spec` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
+    model, train_s = fit(spec, train, feature_schema, feature_names)
+    return model.predict(test), train_s, throughput(model, test)
 
 
 def other_platforms(datasets: dict[str, FeatureTable], slot: str) -> list[str]:
@@ -158,10 +198,19 @@ def run_study(
                 train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
             te = test.frame
             scores_by_model = {}
+            trained: dict[str, tuple[CostModel, float]] = {}
             for key, spec in models.items():
                 if progress:
                     progress(f"{target} / {strategy} / {key}")
-                scores, train_s, per_s = fit_predict(spec, train, test, feature_schema, feature_names)
+                t0 = time.perf_counter()
+                blended = blend_of_trained(spec, {k: m for k, (m, _) in trained.items()}, train)
+                if blended is not None:
+                    scores, per_s = blended.predict(test), throughput(blended, test)
+                    train_s = time.perf_counter() - t0 + sum(trained[m["name"]][1] for m in spec.params["members"])
+                else:
+                    model, train_s = fit(spec, train, feature_schema, feature_names)
+                    trained[key] = (model, train_s)
+                    scores, per_s = model.predict(test), throughput(model, test)
                 scores_by_model[key] = scores
                 rep = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
                 metrics.setdefault(target, {}).setdefault(strategy, {})[key] = rep | {"train_s": train_s, "candidates_per_s": per_s}

@@ -8,7 +8,9 @@ with the records suite (Great Expectations) and commits. Its targets join a prof
 (and, with `train`, its registered models' targets): by default the study profile
 (params-study.yaml), because every slot of params.yaml costs about a minute of every `make run`;
 with the default profile the new slots' data stages run now and are pushed to the DVC remote.
-Resumable: a killed run measures only what is missing when started again.
+Resumable: a killed run measures only what is missing when started again. A platform the dataset
+holds already, whose program set grew since it was measured (the second program set of issue 13),
+gets only the tasks it lacks; its records and its SOURCE.md history stay, the extension is appended.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ PROFILES = {"study": Path("params-study.yaml"), "default": Path("params.yaml")}
 def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True, train: bool = False,
                       log: Callable[[str], None] = print, profile: str = "study") -> dict:
     """Measure this machine into the dataset (see the module docstring). Returns what was done."""
+    import pyarrow as pa
+
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     params_yaml = PROFILES[profile]
@@ -133,17 +137,32 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     task_dir = dataset.programs_dir("cpu")
     tasks, programs, meta = collect.load_task_set(task_dir)
     results = {}
+    extended = False
     for t in targets:
         collect.check_task_set_kind(meta, t, task_dir)
         work = WORK_DIR / t.id
-        log(f"{t.id}: measuring {sum(map(len, programs.values()))} programs of {len(tasks)} tasks (resumable; work dir {work})")
-        t0 = time.perf_counter()
-        counts = collect.measure_task_set(tasks, programs, t, work, measure)
-        table = rec.read_records(collect.parts_dir(work)).sort_by([("task_id", "ascending"), ("program_id", "ascending")])
         out = dataset.bundled_records_path(t.id)
+        held = rec.read_records(out) if out.exists() else None
+        todo = missing_tasks(tasks, held)
+        if held is not None:
+            # the platform is in the dataset already and the program set grew since: measure
+            # only the tasks it lacks; its records stay as they are
+            extended = True
+            log(f"{t.id}: {out} holds {len(tasks) - len(todo)} of the program set's {len(tasks)} tasks; measuring the other {len(todo)}")
+        log(f"{t.id}: measuring {sum(len(programs.get(x.task_id, [])) for x in todo)} programs of {len(todo)} tasks (resumable; work dir {work})")
+        t0 = time.perf_counter()
+        counts = collect.measure_task_set(todo, programs, t, work, measure)
+        fresh = rec.read_records(collect.parts_dir(work)) if todo else None
+        if fresh is not None:
+            wanted = {x.task_id for x in todo}
+            fresh = fresh.filter(pa.array([tid in wanted for tid in fresh.column("task_id").to_pylist()]))
+        parts = [x for x in (held, fresh) if x is not None]
+        table = dataset.merge_records(parts)[0] if len(parts) > 1 else parts[0]
+        table = table.sort_by([("task_id", "ascending"), ("program_id", "ascending")])
+        check_records(table, t.id, out)  # before writing: a failed suite leaves the dataset's file as it was (the run's parts stay in its work dir)
         rec.write_records(table, out)
         result = {"records": table.num_rows, "errors": int(sum(e != 0 for e in table.column("error_no").to_pylist())), "seconds": time.perf_counter() - t0,
-                  "measured_now": counts["measured"], "file": str(out)}
+                  "measured_now": counts["measured"], "file": str(out), "tasks_added": len(todo) if held is not None else None}
         if noise_fraction > 0:
             noise_file = dataset.noise_records_path(t.id)
             if not noise_file.exists():
@@ -154,9 +173,13 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     added = add_to_catalog(platform)
     command = "tensorcost platform add " + " ".join(f"--variant {v}" for v in variants) + (f" --noise-fraction {noise_fraction:g}" if noise_fraction != 0.05 else "")
     pdir = dataset.platforms_dir() / platform.id
-    (pdir / "SOURCE.md").write_text(source_md(platform, results, command))
+    source = pdir / "SOURCE.md"
+    if extended and source.exists():  # the platform's history stays; the extension is a section of it
+        source.write_text(source.read_text().rstrip("\n") + "\n\n## Extended: the tasks the program set gained\n\n" + source_md(platform, results, command).split("\n", 2)[2])
+    else:
+        source.write_text(source_md(platform, results, command))
     done = {"platform": platform.id, "catalog_entry_added": added, "targets": results, "profile": str(params_yaml)}
-    done["validation"] = validate_new_records(targets)
+    done["validation"] = {t.id: "passed" for t in targets}  # check_records passed before each file was written
     add_to_profile(params_yaml, [t.id for t in targets], train)
     if profile == "default" and run_dvc and shutil.which("dvc"):
         stages = [f"{stage}@{t.id}" for t in targets for stage in ("records", "validate", "featurize")]
@@ -177,18 +200,23 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     return done
 
 
-def validate_new_records(targets) -> dict:
-    """The records suite on each new file before it joins a profile: a bad measurement is
-    refused here, not in a teammate's pipeline."""
+def missing_tasks(tasks: list, held) -> list:
+    """The tasks of the program set with no record in `held` (a records table; None: all)."""
+    if held is None:
+        return list(tasks)
+    have = set(held.column("task_id").to_pylist())
+    return [t for t in tasks if t.task_id not in have]
+
+
+def check_records(table, target_id: str, path: Path) -> None:
+    """The records suite on a platform's records before they join the dataset: a bad measurement
+    is refused here, not in a teammate's pipeline. Checked as the records stage will read them:
+    relabelled to the target id (files measured before platforms existed carry a host label)."""
     from . import validation
 
-    out = {}
-    for t in targets:
-        summary = validation.validate_records(rec.read_records(dataset.bundled_records_path(t.id)).to_pandas(), t.id)
-        if not summary.success:
-            raise UserError(f"{dataset.bundled_records_path(t.id)}: the records suite failed: {summary.readable()}")
-        out[t.id] = "passed"
-    return out
+    summary = validation.validate_records(dataset.relabel(table, target_id).to_pandas(), target_id)
+    if not summary.success:
+        raise UserError(f"{path}: the records suite failed, file left as it was: {summary.readable()}")
 
 
 def add_to_profile(params_yaml: Path, target_ids: list[str], train: bool) -> None:

@@ -243,8 +243,22 @@ class Params(Section):
         return [("prune.models", self.prune.models), ("prune.scout", [self.prune.scout] if self.prune.scout else []),
                 ("prune.ensemble", [self.prune.ensemble] if self.prune.ensemble else [])]
 
-    def model_spec(self, name: str) -> tuple[str, dict]:
-        """(family, params) of a preset, `base` chains resolved."""
+    def _ensemble_members(self, name: str, members: Any) -> list[dict]:
+        """An ensemble preset's `members` (preset names, or {preset, weight}) as the family's
+        member specs: each preset resolved to its family and params."""
+        if not isinstance(members, list):
+            raise ValueError(f"models.{name}: members: a list of model presets, e.g. [lightgbm_reg, attention] (got {members!r})")
+        out = []
+        for m in members:
+            preset, weight = (m, 1.0) if isinstance(m, str) else (m.get("preset"), m.get("weight", 1.0)) if isinstance(m, dict) else (None, None)
+            if not isinstance(preset, str) or not isinstance(weight, (int, float)) or isinstance(weight, bool):
+                raise ValueError(f"models.{name}: members: each is a preset name or {{preset: <name>, weight: <number>}} (got {m!r})")
+            family, params = self.model_spec(preset, _member_of=name)
+            out.append({"name": preset, "family": family, "params": params, "weight": float(weight)})
+        return out
+
+    def model_spec(self, name: str, _member_of: str | None = None) -> tuple[str, dict]:
+        """(family, params) of a preset, `base` chains resolved (an ensemble's members too)."""
         seen: list[str] = []
         params: dict[str, Any] = {}
         family = None
@@ -264,6 +278,10 @@ class Params(Section):
 
         if family not in FAMILIES:
             raise ValueError(f"models.{seen[0]}: family {family!r} is not one of {', '.join(FAMILIES)}")
+        if family == "ensemble":
+            if _member_of is not None:
+                raise ValueError(f"models.{_member_of}: members: {seen[0]!r} is itself an ensemble; members are single models")
+            params = {**params, "members": self._ensemble_members(seen[0], params.get("members"))}
         try:
             make_config(family_class(family).Config, params, f"models.{seen[0]}")
         except ModelFormatError as exc:

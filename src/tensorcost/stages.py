@@ -209,38 +209,56 @@ def _data_facts(slot: str) -> dict:
     return {"hash": data_hash, "validation_passed": bool(records["success"]) and features.success}
 
 
+def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
+                        tags: dict, params: dict) -> dict:
+    """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
+    and registered as a version of tensorcost-<target>, its card naming what it was trained on
+    (`trained_on`) and its test figures. Returns {key: row of the stage's report}."""
+    from . import registry
+    from .evaluation import ModelSpec, train_models
+    from .params_io import git_commit
+
+    specs = {key: ModelSpec(*p.model_spec(key)) for key in keys}
+    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"))
+    rows = {}
+    for key, result in results.items():
+        spec, m = specs[key], result.metrics
+        out = models_dir / key
+        result.model.save(out)
+        card_tags = registry.model_card_tags(target=target, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"],
+                                             split=p.split.strategy, git_commit=git_commit(), metrics=m, model_key=key, **tags)
+        card = (f"{key} ({spec.family}) for {target}, trained on {trained_on}; on the test side ({len(test_t)} records, {m['n_tasks']} tasks): "
+                f"PCA {m['pca']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}")
+        version = registry.log_and_register(out, target, experiment=p.registry.experiment, run_name=f"{run_prefix}-{key}", params={"model": key, **params, **_loggable(spec.params)},
+                                            metrics=m, tags=card_tags, curves=result.curves, description=card)
+        rows[key] = {"version": version, "family": spec.family, "metrics": m, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
+        _echo(f"{run_prefix}: registered {registry.model_name(target)} v{version} ({key}): {m}")
+    return rows
+
+
+def _loggable(params: dict) -> dict:
+    """A model's params as MLflow run params (an ensemble's members: their preset names)."""
+    if "members" not in params:
+        return params
+    return {**{k: v for k, v in params.items() if k != "members"}, "members": ",".join(f"{m['name']}x{m['weight']:g}" for m in params["members"])}
+
+
 def train(target: str) -> None:
     """Every model of `train.models` on the target's training split, each registered as a
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
     from . import registry
-    from .evaluation import ModelSpec, pick_candidate, train_test
+    from .evaluation import pick_candidate, train_test
     from .features import load_feature_table
-    from .params_io import git_commit
 
     p = _slot_params(target)
     facts = _data_facts(target)  # before any model: data that failed validation is neither trained on nor registered
     table, meta = load_feature_table(FEATURES_DIR, target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
-    rows = {}
-    for key in p.train.models:
-        spec = ModelSpec(*p.model_spec(key))
-        result = spec.train_and_score(train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda m: _echo(f"{target} {key} {m}"))
-        out = MODELS_DIR / target / key
-        result.model.save(out)
-        tags = registry.model_card_tags(
-            target=target, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"], split=sp.strategy,
-            # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
-            train_data_hash=facts["hash"], eval_data_hash=f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}",
-            validation_passed=facts["validation_passed"], git_commit=git_commit(), metrics=result.metrics, model_key=key,
-        )
-        card = (f"{key} ({spec.family}) for {target}, trained on the {sp.strategy} training side of {len(train_t)} records; "
-                f"on its test side ({len(test_t)} records, {result.metrics['n_tasks']} tasks): PCA {result.metrics['pca']:.3f}, "
-                f"top-1 {result.metrics['top1']:.3f}, top-5 {result.metrics['top5']:.3f}")
-        version = registry.log_and_register(out, target, experiment=p.registry.experiment, run_name=f"train-{target}-{key}", params={"model": key, **spec.params},
-                                            metrics=result.metrics, tags=tags, curves=result.curves, description=card)
-        rows[key] = {"version": version, "family": spec.family, "metrics": result.metrics, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
-        _echo(f"{target}: registered {registry.model_name(target)} v{version} ({key}): {result.metrics}")
+    # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
+    tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": facts["validation_passed"]}
+    rows = _train_and_register(p, p.train.models, train_t, test_t, meta, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
+                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={})
     best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
     registry.set_alias(target, registry.CANDIDATE, rows[best]["version"])
     _echo(f"{target}: '{registry.CANDIDATE}' -> v{rows[best]['version']} ({best}: best mean of {', '.join(p.train.candidate_metrics)} on the {sp.strategy} test side)")
@@ -312,9 +330,9 @@ def train_pruned(strategy: str, percent: int) -> None:
 
     from . import pruning, registry
     from .errors import MissingDataError, UserError
-    from .evaluation import ModelSpec, pick_candidate, train_test
+    from .evaluation import pick_candidate, train_test
     from .features import load_feature_table
-    from .params_io import git_commit, md5_file
+    from .params_io import md5_file
 
     p = load_params()
     pp = _prune_params(p)
@@ -335,26 +353,13 @@ def train_pruned(strategy: str, percent: int) -> None:
     if len(test_t) != len(pruning.rows_of(test_t, ids)):
         raise UserError(f"{records_file} lacks test records of the {p.split.strategy} split (made under another split? re-run: dvc repro prune)")
     sp = p.split
-    rows = {}
-    for key in pp.models or p.train.models:
-        spec = ModelSpec(*p.model_spec(key))
-        result = spec.train_and_score(train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda m: _echo(f"{variant} {key} {m}"))
-        out = MODELS_DIR / "pruned" / slot / variant / key
-        result.model.save(out)
-        tags = registry.model_card_tags(
-            target=hw.id, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"], split=sp.strategy,
-            train_data_hash=variant_md5, eval_data_hash=f"{made['source_features_md5']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}",
-            validation_passed=True, git_commit=git_commit(), metrics=result.metrics, model_key=key,
-            dataset_variant=variant, prune_strategy=strategy, prune_kept_percent=percent, prune_seed=made["seed"], dataset_md5=variant_md5,
-            dataset_path=str(records_file),
-        )
-        card = (f"{key} ({spec.family}) for {hw.id}, trained on the pruned variant {variant} of {slot} ({len(train_t)} training records, "
-                f"{made['kept_share']:.0%} of the {sp.strategy} training side; DVC md5 {variant_md5}); on the unpruned test side "
-                f"({len(test_t)} records): PCA {result.metrics['pca']:.3f}, top-1 {result.metrics['top1']:.3f}, top-5 {result.metrics['top5']:.3f}")
-        version = registry.log_and_register(out, hw.id, experiment=p.registry.experiment, run_name=f"train-{slot}-{variant}-{key}",
-                                            params={"model": key, "dataset_variant": variant, **spec.params}, metrics=result.metrics, tags=tags, description=card)
-        rows[key] = {"version": version, "family": spec.family, "metrics": result.metrics, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
-        _echo(f"{slot} {variant}: registered {registry.model_name(hw.id)} v{version} ({key}): {result.metrics}")
+    tags = {"train_data_hash": variant_md5, "eval_data_hash": f"{made['source_features_md5']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": True,
+            "dataset_variant": variant, "prune_strategy": strategy, "prune_kept_percent": percent, "prune_seed": made["seed"], "dataset_md5": variant_md5,
+            "dataset_path": str(records_file)}
+    trained_on = (f"the pruned variant {variant} of {slot} ({len(train_t)} training records, {made['kept_share']:.0%} of the {sp.strategy} training side; "
+                  f"DVC md5 {variant_md5}), tested on the unpruned test side")
+    rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, meta, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
+                               run_prefix=f"train-{slot}-{variant}", trained_on=trained_on, tags=tags, params={"dataset_variant": variant})
     best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
     alias = f"{pp.alias_prefix}-{variant}"
     registry.set_alias(hw.id, alias, rows[best]["version"])

@@ -68,3 +68,30 @@ def test_the_candidate_is_the_best_mean_of_the_chosen_metrics():
     m = {"a": {"pca": 0.80, "top1": 0.30, "top5": 0.80}, "b": {"pca": 0.75, "top1": 0.60, "top5": 0.85}}
     assert pick_candidate(m, ["pca"]) == "a"
     assert pick_candidate(m, ["pca", "top1", "top5"]) == "b"  # a PCA lead does not hide a poor top-1
+
+
+def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_them_again():
+    from tensorcost.evaluation import blend_of_trained, train_models, train_test
+
+    table = FeatureTable(_frame("A", 0.1, n_tasks=8), "A")
+    train, test = train_test(table, "by_task", {"test_fraction": 0.25, "seed": 0})
+    lgb = {"num_boost_round": 40, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0}
+    members = [{"name": "reg", "family": "lightgbm", "params": {**lgb, "objective": "regression"}},
+               {"name": "rank", "family": "lightgbm", "params": {**lgb, "objective": "lambdarank"}}]
+    specs = {"reg": ModelSpec("lightgbm", members[0]["params"]), "rank": ModelSpec("lightgbm", members[1]["params"]),
+             "ens": ModelSpec("ensemble", {"members": members})}
+    results = train_models(specs, train, test, "s", ["f0", "f1", "f2", "f3"])
+    ens = results["ens"].model
+    assert ens.members[0] is results["reg"].model and ens.members[1] is results["rank"].model
+    assert results["ens"].train_s >= results["reg"].train_s + results["rank"].train_s
+    assert results["ens"].metrics["pca"] > 0.8
+    # trained alone it is the same model (the members are deterministic): reuse changes cost, not result
+    alone = train_models({"ens": specs["ens"]}, train, test, "s", ["f0", "f1", "f2", "f3"])["ens"]
+    np.testing.assert_allclose(alone.model.predict(test), ens.predict(test), rtol=1e-9)
+    # a member trained under other params is not reused
+    other = {"reg": results["reg"].model, "rank": train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test, "s",
+                                                                   ["f0", "f1", "f2", "f3"])["rank"].model}
+    assert blend_of_trained(specs["ens"], other, train) is None
+    # the study reuses them the same way
+    metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
+    assert metrics["A"]["by_task"]["ens"]["pca"] == pytest.approx(results["ens"].metrics["pca"])

@@ -166,7 +166,10 @@ def test_every_family_honours_the_contract(tmp_path, make_row):
     for family in FAMILIES:
         if family == "tvm_xgb":
             continue  # reads MetaSchedule features (TVM): covered by the pipeline test
-        params = {"epochs": 1, "d_model": 8, "n_heads": 2, "n_layers": 1, "max_len": 8} if family == "attention" else {}
+        tiny_attention = {"epochs": 1, "d_model": 8, "n_heads": 2, "n_layers": 1, "max_len": 8}
+        params = {"attention": tiny_attention,
+                  "ensemble": {"members": [{"family": "lightgbm", "params": {"num_boost_round": 10}}, {"family": "attention", "params": tiny_attention}]},
+                  }.get(family, {})
         model = create_model(family, "cpu-avx2-t1", "tc-feat-test", names, **params)
         model.fit(table)
         scores = model.predict(table)

@@ -63,26 +63,36 @@ def test_unknown_profile_is_one_line_user_error():
         add_host_platform(["avx2-t1"], 0.0, REPO / "docs/dataset-params.yaml", profile="nightly")
 
 
-def test_new_records_pass_the_records_suite_before_joining(monkeypatch, tmp_path):
+def test_new_records_pass_the_records_suite_before_joining(tmp_path):
     import pyarrow as pa
     import pytest
 
-    from tensorcost import dataset
     from tensorcost import records as rec
     from tensorcost.errors import UserError
-    from tensorcost.newplatform import validate_new_records
+    from tensorcost.newplatform import check_records
 
-    target = hardware.describe_target("zen3-2c.avx2-t1")  # a catalog target: measurable or not on this host
     table = rec.read_records(REPO / "data/bundled/platforms/zen3-2c/avx2-t1.parquet").slice(0, 200)
-    good = tmp_path / "good.parquet"
-    rec.write_records(table, good)
-    monkeypatch.setattr(dataset, "bundled_records_path", lambda tid: good)
-    assert validate_new_records([target]) == {"zen3-2c.avx2-t1": "passed"}
+    check_records(table, "zen3-2c.avx2-t1", tmp_path / "good.parquet")
+    # records measured before platforms existed carry a host label; the records stage relabels them, so does the check
+    legacy = table.set_column(table.schema.get_field_index("target"), "target", pa.array(["cpu-avx2-t1"] * table.num_rows, pa.string()))
+    check_records(legacy, "zen3-2c.avx2-t1", tmp_path / "legacy.parquet")
     # A measurement that claims a negative latency must not join the dataset.
     lat = table.column("latencies").to_pylist()
     lat[3] = [-1.0 for _ in lat[3]]
-    bad = tmp_path / "bad.parquet"
-    rec.write_records(table.set_column(table.schema.get_field_index("latencies"), "latencies", pa.array(lat, type=table.schema.field("latencies").type)), bad)
-    monkeypatch.setattr(dataset, "bundled_records_path", lambda tid: bad)
-    with pytest.raises(UserError, match="bad.parquet: the records suite failed"):
-        validate_new_records([target])
+    bad = table.set_column(table.schema.get_field_index("latencies"), "latencies", pa.array(lat, type=table.schema.field("latencies").type))
+    with pytest.raises(UserError, match="bad.parquet: the records suite failed, file left as it was"):
+        check_records(bad, "zen3-2c.avx2-t1", tmp_path / "bad.parquet")
+
+
+def test_a_platform_in_the_dataset_measures_only_the_tasks_the_program_set_gained():
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from tensorcost.newplatform import missing_tasks
+
+    tasks = [SimpleNamespace(task_id=t) for t in ("a", "b", "c", "d")]
+    held = pa.table({"task_id": ["a", "a", "c"]})
+    assert [t.task_id for t in missing_tasks(tasks, held)] == ["b", "d"]
+    assert [t.task_id for t in missing_tasks(tasks, None)] == ["a", "b", "c", "d"]
+    assert missing_tasks(tasks, pa.table({"task_id": ["a", "b", "c", "d"]})) == []

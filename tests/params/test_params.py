@@ -21,6 +21,9 @@ def test_the_repository_params_parse_and_presets_resolve():
     family, params = p.model_spec("lightgbm_reg")
     assert family == "lightgbm" and params["objective"] == "regression" and params["num_leaves"] == 31  # from its base
     assert p.model_spec("attention_concat")[1]["fusion"] == "concat"
+    family, params = p.model_spec("ensemble")
+    assert family == "ensemble" and [m["name"] for m in params["members"]] == ["lightgbm_reg", "lightgbm_rank", "attention"]
+    assert params["members"][0] == {"name": "lightgbm_reg", "family": "lightgbm", "params": p.model_spec("lightgbm_reg")[1], "weight": 1.0}
 
 
 def _with(path: str, value):
@@ -46,6 +49,11 @@ BAD = [
     ("models.attention.fusion", "bogus", "fusion: Input should be 'film' or 'concat'"),
     ("models.lightgbm_rank.deterministic", "no", "deterministic: Input should be a valid boolean"),
     ("models.lightgbm_rank.num_leafs", 3, "num_leafs: unknown key"),
+    ("models.ensemble.members", ["lightgbm_reg", "nope"], "models: unknown preset 'nope'"),
+    ("models.ensemble.members", ["lightgbm_reg", "ensemble"], "models.ensemble: members: 'ensemble' is itself an ensemble"),
+    ("models.ensemble.members", "lightgbm_reg", "members: a list of model presets"),
+    ("models.ensemble.members", ["lightgbm_reg", {"preset": "attention", "weight": "x"}], "each is a preset name or {preset: <name>, weight: <number>}"),
+    ("models.ensemble.members", ["lightgbm_reg", "tvm_xgb"], "member family 'tvm_xgb' reads"),
     ("models.attention.n_heads", 3, "d_model 32 must be a multiple of n_heads 3"),
     ("split.strategy", "by_hardware", "split.strategy: Input should be 'within_task', 'by_task', 'by_network' or 'by_family'"),
     ("split.test_families", ["cnn"], "unknown architecture families ['cnn']"),

@@ -44,7 +44,8 @@ def test_every_family_registered_and_the_best_on_unseen_networks_is_candidate(pi
     work, env = pipeline_run["work"], pipeline_run["env"]
     for slot in SOURCES:
         report = json.loads((work / "reports/train" / f"{slot}.json").read_text())
-        assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank", "attention"}
+        assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank", "attention", "ensemble"}
+        assert sorted(p.name for p in (work / "models" / slot / "ensemble").iterdir()) == ["member-0", "member-1", "member-2", "metadata.json"]
         scores = {k: sum(m["metrics"][x] for x in ("pca", "top1", "top5")) for k, m in report["models"].items()}
         best = max(scores, key=scores.get)
         assert report["candidate"]["model"] == best
@@ -57,7 +58,7 @@ def test_evaluation_holds_out_whole_platforms(pipeline_run):
     work = pipeline_run["work"]
     metrics = json.loads((work / "reports/metrics/evaluate.json").read_text())
     for slot in ("host", *SOURCES):
-        assert set(metrics[slot]["by_hardware"]) == {"lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "random"}, slot
+        assert set(metrics[slot]["by_hardware"]) == {"lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "ensemble", "random"}, slot
         for r in metrics[slot]["by_hardware"].values():
             assert 0.0 <= r["pca"] <= 1.0 and r["n_records"] > 0 and r["candidates_per_s"] > 0
     assert (work / "reports/plots/ranking.csv").read_text().startswith("target,task_id,measured_rank,predicted_rank")

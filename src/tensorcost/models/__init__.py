@@ -17,6 +17,7 @@ FAMILIES = {
     "attention": "attention:AttentionCostModel",
     "tvm_xgb": "tvm_xgb:TVMXGBCostModel",
     "random": "random_model:RandomCostModel",
+    "ensemble": "ensemble:EnsembleCostModel",  # a blend of other families' rankings
 }
 
 

@@ -46,6 +46,11 @@ class FamilyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
+def _short_repr(value, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def make_config(cls: type[FamilyConfig], params: dict, where: str) -> FamilyConfig:
     """`cls(**params)`, a validation failure worded in one line (`where`: whose params)."""
     try:
@@ -54,7 +59,7 @@ def make_config(cls: type[FamilyConfig], params: dict, where: str) -> FamilyConf
         err = exc.errors()[0]
         key = ".".join(str(x) for x in err["loc"]) or "(params)"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {err.get('input')!r})"
+        got = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {_short_repr(err.get('input'))})"
         raise ModelFormatError(f"{where}: {key}: {msg}{got}") from None
 
 

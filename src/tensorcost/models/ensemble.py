@@ -1,0 +1,154 @@
+"""A blend of other families' rankings (issue 13): members trained on the same rows, their
+scores put on one scale and averaged.
+
+Why a blend: on networks of architecture families no training network had (by_family), the tree
+models and the attention model are wrong about different programs (docs/RESULTS.md); averaging
+two rankings whose errors are not the same cancels part of each.
+
+The scale: each member's score divided by the spread of its scores *within a task* on the
+training rows (label-free). Dividing by a constant fixed at training time, not re-ranking each
+call, keeps scores of different calls comparable: MetaSchedule's evolutionary search keeps the
+best candidates of many `predict` calls in one heap.
+
+Artifact: `metadata.json` plus one sub-directory per member (`member-0/`, ...), each a complete
+model directory of its own family (hash-checked, loaded without executing code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..features import FeatureTable
+from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, make_config
+
+MAX_MEMBERS = 8
+
+
+class MemberSpec(BaseModel):
+    """One member: a family and its params (params.yaml names presets; `params.model_spec`
+    resolves them to this)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field("", max_length=200)  # the preset it came from, for model cards
+    family: str
+    params: dict = {}
+    weight: float = Field(1.0, gt=0.0, le=1e6)
+
+
+class EnsembleConfig(FamilyConfig):
+    members: list[MemberSpec] = Field(..., min_length=2, max_length=MAX_MEMBERS)
+
+    @field_validator("members")
+    @classmethod
+    def _check_members(cls, v: list[MemberSpec]) -> list[MemberSpec]:
+        from . import FAMILIES, family_class
+
+        for m in v:
+            if m.family not in FAMILIES or m.family == "ensemble":
+                raise ValueError(f"member family {m.family!r} is not one of {', '.join(f for f in FAMILIES if f != 'ensemble')}")
+            if not set(family_class(m.family).inputs) <= set(EnsembleCostModel.inputs):
+                raise ValueError(f"member family {m.family!r} reads {family_class(m.family).inputs}; an ensemble's members read only {EnsembleCostModel.inputs}")
+            make_config(family_class(m.family).Config, m.params, f"ensemble member {m.name or m.family}")
+        return v
+
+
+def within_task_spread(scores: np.ndarray, groups: np.ndarray) -> float:
+    """Standard deviation of scores around their group's mean, pooled over groups (1.0 when the
+    scores do not vary within any group: the member then adds a constant per task)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not len(scores):
+        return 1.0
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    means = np.bincount(inverse, weights=scores) / np.bincount(inverse)
+    dev = scores - means[inverse]
+    spread = float(np.sqrt(np.mean(dev * dev)))
+    return spread if np.isfinite(spread) and spread > 1e-12 else 1.0
+
+
+class EnsembleCostModel(CostModel):
+    family = "ensemble"
+    inputs = ("tokens", "flat")  # the union its members may read (no ms_features: see MemberSpec check)
+    can_warm_start = True  # warm-starts the members that can; the others keep their weights
+    Config = EnsembleConfig
+
+    def __init__(self, metadata: ModelMetadata, members: list[CostModel]):
+        super().__init__(metadata)
+        self.members = members
+
+    @property
+    def config(self) -> EnsembleConfig:
+        return make_config(EnsembleConfig, self.metadata.params, "ensemble params")
+
+    @classmethod
+    def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "EnsembleCostModel":
+        from . import create_model
+
+        cfg = make_config(EnsembleConfig, params, "ensemble params")
+        members = [create_model(m.family, target, feature_schema, feature_names, **m.params) for m in cfg.members]
+        meta = ModelMetadata(family="ensemble", feature_schema=feature_schema, target=target, objective="blend of " + ", ".join(m.name or m.family for m in cfg.members),
+                             feature_names=feature_names, params=cfg.model_dump(), extra={"spreads": []})
+        return cls(meta, members)
+
+    @classmethod
+    def from_members(cls, members: list[CostModel], names: list[str], train: FeatureTable, weights: list[float] | None = None) -> "EnsembleCostModel":
+        """An ensemble of members already trained on `train` (the train stage trains each family
+        once and blends those, instead of training them again inside the ensemble)."""
+        weights = weights or [1.0] * len(members)
+        first = members[0].metadata
+        params = {"members": [{"name": n, "family": m.family, "params": dict(m.metadata.params), "weight": float(w)} for m, n, w in zip(members, names, weights)]}
+        cfg = make_config(EnsembleConfig, params, "ensemble params")
+        meta = ModelMetadata(family="ensemble", feature_schema=first.feature_schema, target=first.target, objective="blend of " + ", ".join(names),
+                             feature_names=list(first.feature_names), params=cfg.model_dump(), extra={"spreads": []})
+        model = cls(meta, list(members))
+        model._calibrate(train)
+        return model
+
+    def _calibrate(self, train: FeatureTable) -> None:
+        self.metadata.extra["spreads"] = [within_task_spread(m.predict(train), train.groups) for m in self.members]
+
+    def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
+        curves: dict[str, list[float]] = {}
+        for i, m in enumerate(self.members):
+            if warm_start and not m.can_warm_start:
+                continue
+            for k, v in m.fit(train, valid, warm_start=warm_start, seed=seed, log=log).items():
+                curves[f"member{i}_{k}"] = v
+        self._calibrate(train)
+        return curves
+
+    def predict(self, table: FeatureTable) -> np.ndarray:
+        spreads = self.metadata.extra.get("spreads") or []
+        self._check_trained(len(spreads) == len(self.members))
+        total = np.zeros(len(table))
+        for m, spec, spread in zip(self.members, self.config.members, spreads):
+            total += spec.weight * np.asarray(m.predict(table), dtype=np.float64) / spread
+        return total
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["members"] = [m.describe() | {"name": s.name, "weight": s.weight} for m, s in zip(self.members, self.config.members)]
+        return d
+
+    def _save_weights(self, directory: Path) -> None:
+        for i, m in enumerate(self.members):
+            m.save(directory / f"member-{i}")
+
+    @classmethod
+    def _load(cls, metadata: ModelMetadata, directory: Path) -> "EnsembleCostModel":
+        from . import load_model
+
+        cfg = make_config(EnsembleConfig, metadata.params, f"{directory}: ensemble params")
+        spreads = metadata.extra.get("spreads")
+        if not (isinstance(spreads, list) and len(spreads) == len(cfg.members) and all(isinstance(s, (int, float)) and np.isfinite(s) and s > 0 for s in spreads)):
+            raise ModelFormatError(f"{directory}: ensemble metadata needs one positive finite spread per member, got {spreads!r}")
+        members = []
+        for i, spec in enumerate(cfg.members):
+            sub = directory / f"member-{i}"
+            member = load_model(sub, metadata.feature_schema)
+            if member.family != spec.family:
+                raise ModelFormatError(f"{sub}: a {member.family} model where the ensemble's metadata says {spec.family}")
+            members.append(member)
+        return cls(metadata, members)
