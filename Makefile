@@ -19,7 +19,7 @@ run: setup
 	$(BIN)/dvc config core.analytics false
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-# The full study (docs/RESULTS.md has its wall time): every bundled target, all five splits, the
+# The full study (1 h 50 min on a fresh clone, 2 vCPUs; docs/RESULTS.md, ninth session): every bundled target, all five splits, the
 # full attention model, a bigger sample of this machine, fifteen pruned variants, then the pruning
 # study (benchmarks/pruning_study.py, resumable; its committed results: docs/results/pruning.json). An experiment over params-study.yaml:
 # it leaves the study's params and results in the workspace (`git checkout params.yaml` and
