@@ -57,22 +57,25 @@ class TrainResult:
     train_s: float
 
 
-def blend_of_trained(spec: ModelSpec, trained: dict[str, CostModel], train: FeatureTable) -> CostModel | None:
+def blend_of_trained(spec: ModelSpec, trained: dict[str, tuple[CostModel, float]], train: FeatureTable) -> tuple[CostModel, float] | None:
     """An ensemble spec built from members already trained on `train` under the same presets and
-    params (None if it is not an ensemble or a member is missing): training them twice would
-    only cost time, their weights would be the same."""
+    params (`trained`: preset -> (model, its training seconds)), and its cost: the members'
+    seconds plus the blending. None if it is not an ensemble or a member is missing: training
+    members twice would only cost time, their weights would be the same."""
     if spec.family != "ensemble":
         return None
     from .models.ensemble import EnsembleCostModel
 
+    t0 = time.perf_counter()
     members = spec.params.get("members") or []
     models = []
     for m in members:
-        have = trained.get(m.get("name", ""))
+        have, _ = trained.get(m.get("name", ""), (None, 0.0))
         if have is None or have.family != m.get("family") or dict(have.metadata.params) != dict(family_class(m["family"]).Config(**m.get("params", {})).model_dump()):
             return None
         models.append(have)
-    return EnsembleCostModel.from_members(models, [m["name"] for m in members], train, [float(m.get("weight", 1.0)) for m in members])
+    blend = EnsembleCostModel.from_members(models, [m["name"] for m in members], train, [float(m.get("weight", 1.0)) for m in members])
+    return blend, time.perf_counter() - t0 + sum(trained[m["name"]][1] for m in members)
 
 
 def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str],
@@ -81,15 +84,14 @@ def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: Feature
     came earlier blends those models). `log(key, message)`."""
     results: dict[str, TrainResult] = {}
     for key, spec in specs.items():
-        t0 = time.perf_counter()
-        blended = blend_of_trained(spec, {k: r.model for k, r in results.items()}, train)
+        blended = blend_of_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
         if blended is None:
             results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None)
             continue
+        model, train_s = blended
         te = test.frame
-        rep = ranking_report(te["task_id"].tolist(), blended.predict(test), te["latency_s"].to_numpy(), test.task_weights())
-        train_s = time.perf_counter() - t0 + sum(results[m["name"]].train_s for m in spec.params["members"])
-        results[key] = TrainResult(blended, rep.to_dict(), {}, train_s)
+        rep = ranking_report(te["task_id"].tolist(), model.predict(test), te["latency_s"].to_numpy(), test.task_weights())
+        results[key] = TrainResult(model, rep.to_dict(), {}, train_s)
     return results
 
 
@@ -202,15 +204,9 @@ def run_study(
             for key, spec in models.items():
                 if progress:
                     progress(f"{target} / {strategy} / {key}")
-                t0 = time.perf_counter()
-                blended = blend_of_trained(spec, {k: m for k, (m, _) in trained.items()}, train)
-                if blended is not None:
-                    scores, per_s = blended.predict(test), throughput(blended, test)
-                    train_s = time.perf_counter() - t0 + sum(trained[m["name"]][1] for m in spec.params["members"])
-                else:
-                    model, train_s = fit(spec, train, feature_schema, feature_names)
-                    trained[key] = (model, train_s)
-                    scores, per_s = model.predict(test), throughput(model, test)
+                model, train_s = blend_of_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
+                trained[key] = (model, train_s)
+                scores, per_s = model.predict(test), throughput(model, test)
                 scores_by_model[key] = scores
                 rep = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
                 metrics.setdefault(target, {}).setdefault(strategy, {})[key] = rep | {"train_s": train_s, "candidates_per_s": per_s}

@@ -89,8 +89,8 @@ def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_th
     alone = train_models({"ens": specs["ens"]}, train, test, "s", ["f0", "f1", "f2", "f3"])["ens"]
     np.testing.assert_allclose(alone.model.predict(test), ens.predict(test), rtol=1e-9)
     # a member trained under other params is not reused
-    other = {"reg": results["reg"].model, "rank": train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test, "s",
-                                                                   ["f0", "f1", "f2", "f3"])["rank"].model}
+    other = {"reg": (results["reg"].model, 0.0), "rank": (train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test, "s",
+                                                                           ["f0", "f1", "f2", "f3"])["rank"].model, 0.0)}
     assert blend_of_trained(specs["ens"], other, train) is None
     # the study reuses them the same way
     metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
