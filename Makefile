@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run run-team study test test-fast services services-stop clean-state mlflow-ui
+.PHONY: setup system-deps run run-team study scale test test-fast services services-stop clean-state mlflow-ui
 
 # Idempotent and fast when nothing changed: re-installs only when the pins or the package metadata change.
 setup: $(STAMP)
@@ -29,6 +29,14 @@ study: setup
 	cp params-study.yaml params.yaml
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name study-$$(date +%Y%m%d-%H%M%S)
 	$(BIN)/python benchmarks/pruning_study.py --out-dir reports/pruning-study
+
+# The scale benchmark (docs/SCALE.md): ROWS synthetic TenSet-format records (default: one TenSet
+# CPU platform) through import, validation, featurize, LightGBM and evaluation, one process a
+# stage, wall time and peak RSS each; resumable in .tensorcost/scale-<ROWS>. SCALE_FLAGS=--dask
+# trains on a two-worker Dask LocalCluster instead.
+ROWS ?= 8600000
+scale: setup
+	$(BIN)/python benchmarks/scale_pipeline.py --rows $(ROWS) --work .tensorcost/scale-$(ROWS) --out reports/scale/scale-$(ROWS).json $(SCALE_FLAGS)
 
 # PostgreSQL and OpenSSH's server for the team-stack tests (apt-get as root; elsewhere one line says
 # what is missing and those tests skip with that line).

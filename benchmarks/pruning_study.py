@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from tensorcost import pruning
 from tensorcost.evaluation import ModelSpec, train_test
-from tensorcost.features import FeatureTable, featurize_table, load_feature_table, save_feature_frame
+from tensorcost.features import FeatureTable, featurize_records, load_feature_table, write_feature_store
 from tensorcost.hardware.catalog import HARDWARE_FEATURE_NAMES, catalog_target
 from tensorcost.metrics import ranking_report
 from tensorcost.params import load_params
@@ -46,8 +46,8 @@ BUNDLED = Path("data/bundled/platforms")
 def load_slot(slot: str, work: Path) -> tuple[FeatureTable, dict]:
     platform, variant = slot.split(".")
     records = pq.read_table(BUNDLED / platform / f"{variant}.parquet")
-    frame = featurize_table(records, catalog_target(slot).features(), HARDWARE_FEATURE_NAMES, slot=slot)
-    save_feature_frame(frame, work, slot)
+    table = featurize_records(records, catalog_target(slot).features(), HARDWARE_FEATURE_NAMES, slot=slot)
+    write_feature_store(table, work, slot)
     return load_feature_table(work, slot)
 
 

@@ -124,22 +124,21 @@ def flat_table(n=90, seed=0):
 
 
 def ms_table(n=60, seed=0):
-    from tensorcost.features import FeatureTable
     from tensorcost.features.metaschedule import MS_FEATURE_DIM
 
     t = flat_table(n, seed)
     rng = np.random.default_rng(seed + 100)
     ms = [rng.random((int(rng.integers(1, 4)), MS_FEATURE_DIM)).astype(np.float32) for _ in range(n)]
-    return FeatureTable(t.frame, t.slot, ms)
+    t.ms_features = ms
+    return t
 
 
 def token_table(seed=0):
-    from tensorcost.features import FeatureTable, featurize_table
+    from tensorcost.features import featurize_records
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES
     from tensorcost.records import to_table
 
-    frame = featurize_table(to_table(_rows(2, 8, seed)), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
-    return FeatureTable(frame, "t")
+    return featurize_records(to_table(_rows(2, 8, seed)), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES, slot="t")
 
 
 def predict_table(family: str):
@@ -162,7 +161,7 @@ def train(family: str, directory: Path, seed: int = 0) -> None:
         m.fit(ms_table(60, seed))
     elif family == "attention":
         t = token_table(seed)
-        m = create_model("attention", "t", "s", t.frame.attrs.get("feature_names", []), **{**ATT, "seed": seed})
+        m = create_model("attention", "t", "s", t.feature_names or [], **{**ATT, "seed": seed})
         m.fit(t)
     else:
         m = create_model("random", "t", "s", [], seed=3 + seed)

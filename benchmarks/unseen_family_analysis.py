@@ -38,12 +38,9 @@ def feature_shift(train_flat: np.ndarray, test_flat: np.ndarray, names: list[str
     return [{"feature": names[i], "test_outside_train_p1_p99": float(outside[i]), "mean_shift_in_train_std": None if np.isnan(shift[i]) else float(shift[i])} for i in order]
 
 
-def token_shift(train_tokens, test_tokens) -> dict:
-    """Primitive kinds (a token's first field) used by test programs but by no training program."""
-    def kinds(col) -> set:
-        return {int(np.asarray(t).reshape(len(t), -1)[j, 0]) for t in col for j in range(len(t))}
-
-    tr, te = kinds(train_tokens), kinds(test_tokens)
+def token_shift(train, test) -> dict:
+    """Primitive kinds (a compact token's first field) used by test programs but by no training program."""
+    tr, te = set(train.token_rows[:, 0].astype(int).tolist()), set(test.token_rows[:, 0].astype(int).tolist())
     return {"train_kinds": len(tr), "test_kinds": len(te), "test_only_kinds": sorted(te - tr)}
 
 
@@ -58,11 +55,9 @@ def mask_features(table, names: list[str], patterns: list[str]) -> list[str]:
         chosen += hit
     idx = [names.index(n) for n in dict.fromkeys(chosen)]
     if idx:
-        def zeroed(v):
-            v = np.array(v, dtype=np.float32)
-            v[idx] = 0.0
-            return v
-        table.frame["flat"] = table.frame["flat"].map(zeroed)
+        flat = table.flat.copy()
+        flat[:, idx] = 0.0
+        table.flat = flat
     return list(dict.fromkeys(chosen))
 
 
@@ -123,14 +118,14 @@ def main() -> None:
 
         import pyarrow.parquet as pq
 
-        from tensorcost.features import featurize_table, save_feature_frame
+        from tensorcost.features import featurize_records, write_feature_store
         from tensorcost.hardware.catalog import HARDWARE_FEATURE_NAMES, catalog_target
 
         records = pq.read_table(args.records)
         target = str(records.column("target")[0])
         args.features_dir = tempfile.mkdtemp(prefix="tc-unseen-")
-        frame = featurize_table(records, catalog_target(target).features(), HARDWARE_FEATURE_NAMES, slot=args.slot)
-        save_feature_frame(frame, Path(args.features_dir), args.slot)
+        table = featurize_records(records, catalog_target(target).features(), HARDWARE_FEATURE_NAMES, slot=args.slot)
+        write_feature_store(table, Path(args.features_dir), args.slot)
     table, meta = load_feature_table(Path(args.features_dir), args.slot)
     names = meta["feature_names"]
     masked = mask_features(table, names, [m.strip() for m in args.mask_features.split(",") if m.strip()])
@@ -138,7 +133,7 @@ def main() -> None:
     report = {"slot": args.slot, "train_rows": len(train), "test_rows": len(test), "masked_features": masked,
               "test_networks": sorted({n for v in test.frame["networks"] for n in (json.loads(v) if isinstance(v, str) else v)}),
               "feature_shift": feature_shift(train.flat, test.flat, names),
-              "token_shift": token_shift(train.frame["tokens"], test.frame["tokens"]),
+              "token_shift": token_shift(train, test),
               "token_count": {"train_median": float(train.frame["n_tokens"].median()), "test_median": float(test.frame["n_tokens"].median())},
               "models": {}}
     for key in [k.strip() for k in args.models.split(",") if k.strip()]:

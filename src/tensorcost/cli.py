@@ -271,6 +271,21 @@ def dataset_noise(
     typer.echo(dataset.noise_markdown(result) if markdown else json.dumps(result, indent=1))
 
 
+@dataset_app.command("synth-tenset")
+def dataset_synth_tenset(
+    rows: int = typer.Option(..., "--rows", help="records to write"),
+    out: str = typer.Option(..., "--out", help="directory: OUT/measure_records/synthetic-<platform>/<task>.json"),
+    source_target: str = typer.Option("zen5-2c.avx2-t1", "--source-target", help="bundled target whose programs, latencies and noise are copied"),
+    seed: int = typer.Option(0, "--seed"),
+    programs_per_task: Optional[int] = typer.Option(None, "--programs-per-task", help="records per task file (default: the task's bundled programs)"),
+) -> None:
+    """Write SYNTHETIC TenSet-format record files of any size from the bundled programs (scale
+    benchmark and tests only: they import as target synthetic-<platform>.tenset, never as measurements)."""
+    from .records.synthetic import write_synthetic_tenset
+
+    typer.echo(json.dumps(write_synthetic_tenset(out, rows, source_target=source_target, seed=seed, programs_per_task=programs_per_task), indent=1))
+
+
 @dataset_app.command("remeasure")
 def dataset_remeasure(
     target: str = typer.Option(..., help="a bundled target id of this machine's platform"),

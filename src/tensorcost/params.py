@@ -97,6 +97,14 @@ class ModelPreset(BaseModel):
     base: str | None = None
 
 
+class FeaturizeParams(Section):
+    # worker processes over fragments (null: one a core); results do not depend on it
+    workers: int | None = Field(default=None, ge=1, le=256)
+    # rows a fragment holds at most (whole tasks): one fragment is what a worker, a validation
+    # pass or a reader holds at a time
+    rows_per_fragment: int = Field(default=200_000, ge=1000)
+
+
 class TrainParams(Section):
     targets: list[str] = []  # one registered model per target
     models: list[str] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
@@ -189,6 +197,7 @@ class Params(Section):
     host: HostParams = HostParams()
     measure: MeasureParams = MeasureParams()
     split: SplitParams = SplitParams()
+    featurize: FeaturizeParams = FeaturizeParams()
     models: dict[str, ModelPreset] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

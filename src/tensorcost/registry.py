@@ -196,6 +196,15 @@ class ResolvedVersion:
     message: str
 
 
+def _refuse_synthetic(*targets) -> None:
+    """Synthetic data (`tensorcost dataset synth-tenset`) is for scale tests only: no model trained on it is registered or promoted."""
+    from .records.synthetic import is_synthetic_target
+
+    for t in targets:
+        if is_synthetic_target(t):
+            raise RegistryError(f"refusing to register or promote a model trained on synthetic target {t!r}: synthetic records are for scale tests only")
+
+
 def log_and_register(
     model_dir: Path,
     target: str,
@@ -216,6 +225,7 @@ def log_and_register(
     from mlflow.exceptions import MlflowException
 
     name = model_name(target)
+    _refuse_synthetic(target, tags.get("target"))
     model_dir = Path(model_dir)
     digests = _file_digests(model_dir)  # hashed before upload: what was trained is what loads
     if not digests:
@@ -714,6 +724,7 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
     racing promotions end with one consistent champion.
     """
     model_name(target)  # a valid id before any store is opened
+    _refuse_synthetic(target)
     client = _client()
     with _promotion_lock(target) as lock:
         if version is None:

@@ -107,14 +107,13 @@ def records(slot: str) -> None:
 
 
 def validate(slot: str) -> None:
-    from . import records as rec
     from . import validation
     from .errors import UserError
 
     _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
-    table = rec.read_records(RECORDS_DIR / f"{slot}.parquet")
-    summary = validation.validate_records(table.to_pandas(), hw.id, REPORTS_DIR / "validation" / slot / "data_docs")
+    # partition by partition (whole tasks): every row checked, never the file as one frame
+    summary = validation.validate_records_file(RECORDS_DIR / f"{slot}.parquet", hw.id, REPORTS_DIR / "validation" / slot / "data_docs")
     validation.write_summary(summary, REPORTS_DIR / "validation" / f"{slot}.json")
     print(summary.readable())
     if not summary.success:
@@ -127,35 +126,43 @@ def _features_report(slot: str) -> Path:
 
 
 def featurize(slot: str) -> None:
-    """Features of a slot's valid records, written only when they pass the features suite (its
-    report: reports/validation/<slot>.features.json, which train reads for its verdict)."""
-    from . import records as rec
+    """Features of a slot's valid records as its feature store (data/features/<slot>/: Arrow
+    fragments of whole tasks, built by worker processes, resumable), published only when every
+    fragment passes the features suite (its report: reports/validation/<slot>.features.json,
+    which train reads for its verdict)."""
     from . import validation
     from .errors import UserError
-    from .features import FEATURE_SCHEMA_VERSION, featurize_table, save_feature_frame
+    from .features import FEATURE_SCHEMA_VERSION, fragment_paths, flat_feature_names, store_hash
+    from .features.build import featurize_file
     from .hardware import HARDWARE_FEATURE_NAMES
-    from .params_io import md5_file
 
-    _slot_params(slot)
+    p = _slot_params(slot)
     records_report = REPORTS_DIR / "validation" / f"{slot}.json"
     if records_report.exists() and not json.loads(records_report.read_text())["success"]:
         # Bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash.
         raise UserError(f"records of {slot} failed validation; see {records_report} (tensorcost stage validate --target {slot})")
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
-    table = rec.read_records(RECORDS_DIR / f"{slot}.parquet")
-    df = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES, slot=slot)
-    summary = validation.validate_features(df, slot, hw.id, FEATURE_SCHEMA_VERSION, df.attrs["feature_names"])
+    records_file = RECORDS_DIR / f"{slot}.parquet"
+    writer = featurize_file(records_file, FEATURES_DIR, slot, hw.features(), HARDWARE_FEATURE_NAMES, workers=p.featurize.workers,
+                            rows_per_fragment=p.featurize.rows_per_fragment)
+    names = flat_feature_names(HARDWARE_FEATURE_NAMES)
+    summary = validation.validate_feature_fragments(sorted(writer.partial.glob("part-*.parquet")), slot, hw.id, FEATURE_SCHEMA_VERSION, names)
     print(summary.readable())
-    frame_file, report = FEATURES_DIR / f"{slot}.parquet", _features_report(slot)
+    store, report = FEATURES_DIR / slot, _features_report(slot)
     if not summary.success:
-        for stale in (frame_file, FEATURES_DIR / f"{slot}.json"):  # no earlier features beside a failed verdict
-            stale.unlink(missing_ok=True)
+        writer.abandon()
+        import shutil
+
+        shutil.rmtree(store, ignore_errors=True)  # no earlier features beside a failed verdict
         validation.write_summary(summary, report)
-        raise UserError(f"features validation failed for {slot} ({frame_file} not written): {summary.failed_expectations()}; see {report}")
-    meta = save_feature_frame(df, FEATURES_DIR, slot, {"target": hw.id, "dropped_error_records": table.num_rows - len(df)})
-    summary.statistics["features_md5"] = md5_file(frame_file)  # ties the verdict to the exact file train reads
+        raise UserError(f"features validation failed for {slot} ({store} not written): {summary.failed_expectations()}; see {report}")
+    import pyarrow.parquet as pq
+
+    n_records = pq.ParquetFile(records_file).metadata.num_rows
+    meta = writer.commit({"feature_names": names, "target": hw.id, "dropped_error_records": n_records - summary.n_rows})
+    summary.statistics["features_md5"] = store_hash(FEATURES_DIR, slot)  # ties the verdict to the exact store train reads
     validation.write_summary(summary, report)
-    _echo(f"{slot}: {len(df)} feature rows ({meta['dropped_error_records']} error records dropped)")
+    _echo(f"{slot}: {meta['valid_records']} feature rows in {len(fragment_paths(FEATURES_DIR, slot))} fragments ({meta['dropped_error_records']} error records dropped)")
 
 
 def msfeatures(slot: str) -> None:
@@ -188,24 +195,22 @@ def _data_facts(slot: str) -> dict:
     their validation verdict (records suite and features suite). Features that failed their suite,
     or are not the file it checked, stop here: nothing is trained or registered on them."""
     from .errors import MissingDataError, UserError
-    from .params_io import md5_file
+    from .features import store_hash
     from .validation import ValidationSummary
 
     records_report = REPORTS_DIR / "validation" / f"{slot}.json"
     if not records_report.exists():
         raise MissingDataError(f"{records_report}: no records validation for {slot} (dvc repro validate@{slot})")
     records = json.loads(records_report.read_text())
-    frame_file, report = FEATURES_DIR / f"{slot}.parquet", _features_report(slot)
+    store, report = FEATURES_DIR / slot, _features_report(slot)
     if not report.exists():
         raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
     features = ValidationSummary(**json.loads(report.read_text()))
     if not features.success:
-        raise UserError(f"features validation failed for {slot} ({frame_file}): {features.failed_expectations()}; see {report}")
-    if not frame_file.exists():
-        raise MissingDataError(f"{frame_file}: no features for {slot} (the featurize stage makes them: dvc repro featurize@{slot})")
-    data_hash = md5_file(frame_file)
+        raise UserError(f"features validation failed for {slot} ({store}): {features.failed_expectations()}; see {report}")
+    data_hash = store_hash(FEATURES_DIR, slot)  # MissingDataError when the store is not there
     if features.statistics.get("features_md5") != data_hash:
-        raise UserError(f"{frame_file} is not the file validated in {report} (re-run featurize: dvc repro featurize@{slot})")
+        raise UserError(f"{store} is not the store validated in {report} (re-run featurize: dvc repro featurize@{slot})")
     return {"hash": data_hash, "validation_passed": bool(records["success"]) and features.success}
 
 

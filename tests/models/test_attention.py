@@ -8,11 +8,13 @@ torch = pytest.importorskip("torch")
 from tensorcost.features import FLAT_PROGRAM_DIM, TOKEN_DIM, FeatureTable, flat_vector, tokenize_trace, workload_features
 from tensorcost.models import FeatureSchemaMismatch, load_model
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
-from tensorcost.models.attention import (N_WORKLOAD, AttentionCostModel, ProgramBatch, batch_from_table, lambdarank_loss, make_batch,
-                                         ranking_loss)
+from tensorcost.features.program import ANN_KEYS, VOCAB
+from tensorcost.features.table import table_from_traces
+from tensorcost.models.attention import N_WORKLOAD, AttentionCostModel, ProgramBatch, batch_from_table, lambdarank_loss, ranking_loss
 
 
 N_HARDWARE = len(HARDWARE_FEATURE_NAMES)
+SLOTS = len(VOCAB) + len(ANN_KEYS)  # where a token's numbers start
 
 
 def _synthetic(n_tasks=6, per_task=24, seed=0, max_len=16):
@@ -21,12 +23,14 @@ def _synthetic(n_tasks=6, per_task=24, seed=0, max_len=16):
     n = n_tasks * per_task
     lengths = rng.integers(4, max_len + 1, n)
     tokens = np.zeros((n, max_len, TOKEN_DIM), np.float32)
-    for i, k in enumerate(lengths):
-        tokens[i, :k] = rng.random((k, TOKEN_DIM))
+    for i, k in enumerate(lengths):  # real token rows: one-hot kind, one-hot annotation key, numbers
+        tokens[i, np.arange(k), rng.integers(0, len(VOCAB), k)] = 1.0
+        tokens[i, np.arange(k), len(VOCAB) + rng.integers(0, len(ANN_KEYS), k)] = 1.0
+        tokens[i, :k, SLOTS:] = rng.random((k, TOKEN_DIM - SLOTS))
     workload = rng.random((n, N_WORKLOAD)).astype(np.float32)
     hardware = np.repeat(rng.random((2, N_HARDWARE)), n // 2, axis=0).astype(np.float32)
     groups = np.repeat([f"t{i}" for i in range(n_tasks)], per_task)
-    latency = 0.2 + tokens[:, 0, 2]
+    latency = 0.2 + tokens[:, 0, SLOTS + 2]
     labels = np.empty(n, np.float32)
     for g in np.unique(groups):
         m = groups == g
@@ -174,18 +178,19 @@ def test_artifact_roundtrip_and_schema_check(tmp_path):
         load_model(tmp_path / "m", expected_feature_schema="tc-feat-9")
 
 
-def test_make_batch_from_feature_columns():
+def test_batch_from_a_real_trace():
     trace = '[[["GetSBlock",[],["C","main"],["b0"]],["GetLoops",["b0"],[],["l1","l2"]]],[]]'
     tokens, decisions = tokenize_trace(trace)
     wl = workload_features("conv2d", [[1, 2], [3, 4]], 100.0, 50.0)
-    flat = flat_vector(tokens, decisions, wl, list(range(N_HARDWARE)))
-    b = make_batch([tokens.reshape(-1)], [len(tokens)], np.stack([flat]), max_len=8)
+    table = table_from_traces([trace], wl, list(range(N_HARDWARE)))
+    b = batch_from_table(table, max_len=8)
     assert b.tokens.shape == (1, 8, TOKEN_DIM) and b.lengths.tolist() == [2]
+    np.testing.assert_array_equal(b.tokens[0, :2], tokens)
     np.testing.assert_allclose(b.workload[0], wl, rtol=1e-6)
     np.testing.assert_allclose(b.hardware[0], list(range(N_HARDWARE)))
     assert b.program.shape == (1, FLAT_PROGRAM_DIM)
     with pytest.raises(ValueError, match="flat feature vectors have"):
-        make_batch([tokens.reshape(-1)], [len(tokens)], np.stack([flat[: FLAT_PROGRAM_DIM + len(wl)]]), max_len=8)  # no hardware features
+        batch_from_table(table_from_traces([trace], wl, []), max_len=8)  # no hardware features
 
 
 def test_a_model_refuses_programs_with_another_hardware_description():

@@ -29,8 +29,8 @@ from tensorcost.services.ssh_remote import SSHRemoteError, configure_dvc_remote,
 
 NEW_SLOT = "zen3-2c.avx2-t1"  # bundled (in git) but not a slot of the micro profile
 NEW_SLOT_STAGES = [f"{stage}@{NEW_SLOT}" for stage in ("records", "validate", "featurize")]
-NEW_SLOT_OUTS = [f"data/records/{NEW_SLOT}.parquet", f"data/records/{NEW_SLOT}.target.json", f"data/features/{NEW_SLOT}.parquet",
-                 f"data/features/{NEW_SLOT}.json"]
+NEW_SLOT_OUTS = [f"data/records/{NEW_SLOT}.parquet", f"data/records/{NEW_SLOT}.target.json", f"data/features/{NEW_SLOT}/meta.json",
+                 f"data/features/{NEW_SLOT}/part-00000.parquet"]
 
 
 @pytest.fixture

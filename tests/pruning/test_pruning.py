@@ -104,7 +104,7 @@ def test_uncertainty_never_reads_labels_it_did_not_keep(pool, scout):
     rng = np.random.default_rng(7)
     scrambled.loc[~kept, "latency_s"] = rng.permutation(scrambled.loc[~kept, "latency_s"].to_numpy()) * 3.0
     scrambled["label"] = rng.random(len(scrambled))  # the precomputed labels: not what a strategy may read
-    assert pruning.prune("uncertainty", FeatureTable(scrambled, SLOT), 0.2, seed=0, scout=scout) == ids
+    assert pruning.prune("uncertainty", pool.with_frame(scrambled), 0.2, seed=0, scout=scout) == ids
 
 
 def test_kept_table_labels_from_the_kept_rows_alone(pool):

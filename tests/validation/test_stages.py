@@ -54,16 +54,16 @@ def test_non_json_trace_is_reported_by_validate_and_featurize_refuses(workdir, m
 def test_failed_features_are_not_written(workdir, make_row):
     _write_records(make_row, [{"error_no": 4}, {"error_no": 4}])  # no valid record: empty features
     _passed_records_report()
-    stale = workdir / "data/features" / f"{SLOT}.parquet"
+    stale = workdir / "data/features" / SLOT / "meta.json"
     stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"features of an earlier run")
+    stale.write_text('{"features of": "an earlier run"}')
     with pytest.raises(UserError) as err:
         stages.featurize(SLOT)
     msg = str(err.value)
-    assert "\n" not in msg and SLOT in msg and f"data/features/{SLOT}.parquet" in msg and "expect_table_row_count_to_be_between" in msg
+    assert "\n" not in msg and SLOT in msg and f"data/features/{SLOT} not written" in msg and "expect_table_row_count_to_be_between" in msg
     report = json.loads((workdir / "reports/validation" / f"{SLOT}.features.json").read_text())
     assert report["suite"] == "features" and report["success"] is False
-    assert not stale.exists()
+    assert not stale.exists() and not list((workdir / "data/features").iterdir())  # no store, no partial one
 
 
 @pytest.fixture
@@ -99,17 +99,21 @@ def test_failed_features_suite_stops_train_before_registration(featurized, regis
     with pytest.raises(UserError) as err:
         stages.train(SLOT)
     msg = str(err.value)
-    assert "\n" not in msg and f"features validation failed for {SLOT}" in msg and f"data/features/{SLOT}.parquet" in msg
+    assert "\n" not in msg and f"features validation failed for {SLOT}" in msg and f"data/features/{SLOT}" in msg
     assert "expect_column_values_to_be_between on label (1 rows)" in msg
     assert registrations == [] and not (featurized / "models").exists()
 
 
 def test_features_changed_after_validation_stop_train(featurized, registrations):
-    frame_file = featurized / "data/features" / f"{SLOT}.parquet"
-    frame = pd.read_parquet(frame_file)
-    frame.loc[0, "label"] = float("inf")  # what the issue saw trained and registered as `validation=passed`
-    frame.to_parquet(frame_file, index=False)
-    with pytest.raises(UserError, match="is not the file validated"):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fragment = featurized / "data/features" / SLOT / "part-00000.parquet"
+    data = pq.read_table(fragment)
+    labels = data.column("label").to_numpy().copy()
+    labels[0] = float("inf")  # what the issue saw trained and registered as `validation=passed`
+    pq.write_table(data.set_column(data.column_names.index("label"), "label", pa.array(labels)), fragment)
+    with pytest.raises(UserError, match="is not the store validated"):
         stages.train(SLOT)
     assert registrations == [] and not (featurized / "models").exists()
 

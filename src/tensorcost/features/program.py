@@ -281,3 +281,48 @@ def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> lis
 
 
 FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + 5
+
+
+# -- compact tokens: what a token matrix holds, in 8 numbers a primitive instead of TOKEN_DIM.
+# A token is one-hot kind, one-hot annotation key and NUM_SLOTS numbers; the compact row keeps the
+# two indices and the numbers, so the dense matrix is rebuilt exactly (`dense_tokens`) and the
+# feature store holds 32 bytes a primitive instead of 292.
+COMPACT_DIM = 2 + NUM_SLOTS
+
+
+def compact_tokens(tokens: np.ndarray) -> np.ndarray:
+    """(n, TOKEN_DIM) dense tokens -> (n, COMPACT_DIM) float32: kind index, annotation index, numbers."""
+    tokens = np.asarray(tokens, dtype=np.float32).reshape(-1, TOKEN_DIM)
+    out = np.empty((len(tokens), COMPACT_DIM), dtype=np.float32)
+    out[:, 0] = tokens[:, : len(VOCAB)].argmax(axis=1)
+    out[:, 1] = tokens[:, len(VOCAB): len(VOCAB) + len(ANN_KEYS)].argmax(axis=1)
+    out[:, 2:] = tokens[:, len(VOCAB) + len(ANN_KEYS):]
+    return out
+
+
+def dense_tokens(compact: np.ndarray) -> np.ndarray:
+    """(n, COMPACT_DIM) -> (n, TOKEN_DIM) float32, exactly the matrix `tokenize_trace` returned."""
+    compact = np.asarray(compact, dtype=np.float32).reshape(-1, COMPACT_DIM)
+    n = len(compact)
+    out = np.zeros((n, TOKEN_DIM), dtype=np.float32)
+    rows = np.arange(n)
+    out[rows, compact[:, 0].astype(np.int64)] = 1.0
+    out[rows, len(VOCAB) + compact[:, 1].astype(np.int64)] = 1.0
+    out[:, len(VOCAB) + len(ANN_KEYS):] = compact[:, 2:]
+    return out
+
+
+def encode_programs_reference(traces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference encoder, one trace at a time: (program features (n, FLAT_PROGRAM_DIM)
+    float64, token offsets (n + 1,) int64, compact tokens (total primitives, COMPACT_DIM) float32).
+    `encode_programs` must return exactly this."""
+    feats = np.zeros((len(traces), FLAT_PROGRAM_DIM), dtype=np.float64)
+    offsets = np.zeros(len(traces) + 1, dtype=np.int64)
+    parts = []
+    for i, trace in enumerate(traces):
+        tokens, decisions = tokenize_trace(trace)
+        feats[i] = flat_program_features(tokens, decisions)
+        parts.append(compact_tokens(tokens))
+        offsets[i + 1] = offsets[i] + len(tokens)
+    toks = np.concatenate(parts) if parts else np.zeros((0, COMPACT_DIM), dtype=np.float32)
+    return feats, offsets, toks

@@ -95,28 +95,14 @@ class ProgramBatch:
         return ProgramBatch(self.tokens[idx], self.lengths[idx], self.workload[idx], self.hardware[idx], self.program[idx])
 
 
-def make_batch(token_rows: Sequence[np.ndarray], n_tokens: Sequence[int], flat: np.ndarray, max_len: int) -> ProgramBatch:
-    """From the feature frame's columns: flattened token rows, token counts, flat vectors (whose
-    tail is the workload then the hardware features)."""
-    n = len(n_tokens)
-    tokens = np.zeros((n, max_len, TOKEN_DIM), dtype=np.float32)
-    lengths = np.zeros(n, dtype=np.int64)
-    for i, (row, k) in enumerate(zip(token_rows, n_tokens)):
-        mat = np.asarray(row, dtype=np.float32).reshape(int(k), TOKEN_DIM)[:max_len]
-        tokens[i, : len(mat)] = mat
-        lengths[i] = max(1, len(mat))
-    flat = np.asarray(flat, dtype=np.float32)
+def batch_from_table(table: FeatureTable, max_len: int) -> ProgramBatch:
+    """The model's inputs for a feature table's rows (its compact tokens expanded at once)."""
+    flat = table.flat if len(table) else np.zeros((0, FLAT_PROGRAM_DIM + N_WORKLOAD + len(HARDWARE_FEATURE_NAMES)), np.float32)
     head = FLAT_PROGRAM_DIM + N_WORKLOAD
     if flat.ndim != 2 or flat.shape[1] <= head:
         raise ValueError(f"flat feature vectors have {flat.shape[1] if flat.ndim == 2 else flat.shape} values, expected {head} program and workload features and then hardware features")
-    return ProgramBatch(tokens, lengths, flat[:, FLAT_PROGRAM_DIM:head], flat[:, head:], flat[:, :FLAT_PROGRAM_DIM])
-
-
-def batch_from_table(table: FeatureTable, max_len: int) -> ProgramBatch:
-    """The model's inputs for a feature table's rows."""
-    f = table.frame
-    flat = table.flat if len(f) else np.zeros((0, FLAT_PROGRAM_DIM + N_WORKLOAD + len(HARDWARE_FEATURE_NAMES)), np.float32)
-    return make_batch(f["tokens"].to_numpy(), f["n_tokens"].to_numpy(), flat, max_len)
+    tokens, lengths = table.dense_tokens(max_len)
+    return ProgramBatch(tokens, lengths.astype(np.int64), flat[:, FLAT_PROGRAM_DIM:head], flat[:, head:], flat[:, :FLAT_PROGRAM_DIM])
 
 
 def _module(cfg: AttentionConfig, n_hardware: int):
@@ -438,4 +424,4 @@ def _checked_norm(norm, n_context: int, directory: Path) -> dict:
     return norm
 
 
-__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "batch_from_table", "lambdarank_loss", "make_batch", "ranking_loss"]
+__all__ = ["AttentionConfig", "AttentionCostModel", "ProgramBatch", "batch_from_table", "lambdarank_loss", "ranking_loss"]

@@ -95,6 +95,15 @@ def check_model_text(path: Path, n_features: int | None = None) -> None:
         raise bad("truncated pandas_categorical line") from None
 
 
+def _fragment_rows(view):
+    """(fragment index, the view's rows in it) in view order."""
+    frag = np.asarray(view.fragment)
+    bounds = np.flatnonzero(np.diff(frag)) + 1 if len(frag) else np.array([], np.int64)
+    for s, e in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(frag)]])):
+        if e > s:
+            yield int(frag[s]), np.arange(s, e)
+
+
 def _group_sizes(groups: Sequence[str]) -> tuple[np.ndarray, list[int]]:
     """Order rows by group (stable) and return the permutation and group sizes LightGBM needs."""
     groups = np.asarray(groups)
@@ -150,11 +159,54 @@ class LightGBMCostModel(CostModel):
     def _dataset(self, table: FeatureTable, reference=None):
         import lightgbm as lgb
 
+        if not isinstance(table, FeatureTable):  # a store view: binned from fragments, never one float matrix
+            return self._streamed_dataset(table, reference)
         order, sizes = _group_sizes(table.groups)
         x, y = self._inputs(table)[order], table.labels[order]
         if self.metadata.objective == "lambdarank":
             return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
         return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
+
+    def _streamed_dataset(self, view, reference=None):
+        """LightGBM's Dataset from a store view through `lightgbm.Sequence`s, one a fragment:
+        LightGBM samples rows for its bins, then pushes batches; a Sequence holds one fragment's
+        inputs at a time. Groups are whole inside fragments, so rows keep the view's order."""
+        import lightgbm as lgb
+
+        model = self
+        held: list = [None]  # the one Sequence whose fragment is in memory
+
+        class FragmentSequence(lgb.Sequence):
+            def __init__(self, tables, n):
+                self.tables, self.n, self.cached = tables, n, None
+
+            def _x(self):
+                if self.cached is None:
+                    if held[0] is not None:
+                        held[0].cached = None
+                    self.cached, held[0] = model._inputs(self.tables()), self
+                return self.cached
+
+            def __getitem__(self, idx):
+                rows = self._x()[idx]
+                return rows.astype(np.float64) if np.ndim(rows) == 1 else rows  # sampled rows: LightGBM wants doubles
+
+            def __len__(self):
+                return self.n
+
+        seqs, labels, sizes = [], [], []
+        for frag, rows in _fragment_rows(view):
+            part = view.take(rows)
+            seqs.append(FragmentSequence(lambda part=part: part.materialize(), len(rows)))
+            seqs[-1].batch_size = len(rows)
+            labels.append(part.labels)
+            groups = part.groups
+            cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]])
+            sizes += np.diff(cuts).tolist()  # groups are contiguous in a fragment: sizes in row order
+        y = np.concatenate(labels) if labels else np.zeros(0)
+        if self.metadata.objective == "lambdarank":
+            return lgb.Dataset(seqs, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
+        return lgb.Dataset(seqs, y, reference=reference, free_raw_data=True)
 
     def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
         """Train (or, with `warm_start`, add `finetune_rounds` trees to the current ones); with
@@ -183,10 +235,12 @@ class LightGBMCostModel(CostModel):
 
     def predict(self, table: FeatureTable) -> np.ndarray:
         self._check_trained(self.booster is not None)
-        x = self._inputs(table)
-        if not len(x):
-            return np.zeros(0)
-        return np.asarray(self.booster.predict(x), dtype=np.float64)
+        parts = []
+        for part in table.iter_tables():  # a store view: one fragment at a time
+            x = self._inputs(part)
+            if len(x):
+                parts.append(np.asarray(self.booster.predict(x), dtype=np.float64))
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def _save_weights(self, directory: Path) -> None:
         self.booster.save_model(str(directory / MODEL_FILE))

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from ..errors import MissingDataError, UserError
 from . import schema as rec
 from .ops import classify_op
+from .synthetic import SYNTHETIC_PREFIX, is_synthetic_target
 
 try:  # the C fast path (src/tensorcost/records/_recscan.c), built by `pip install`; optional
     from ._recscan import scan_record
@@ -200,13 +201,21 @@ def target_id_for(path: Path, target_str: str, override: str | None) -> str:
     """Target id `<platform>.tenset` (TenSet's own code generation on that platform): the override,
     else TenSet's platform directory name, else the target string's `-model=`; a platform the
     catalog does not know becomes `unknown-<kind>[-<mcpu>]`, which imports but cannot be featurized
-    until it is given a catalog platform (`--target`)."""
+    until it is given a catalog platform (`--target`).
+
+    Synthetic files (`tensorcost dataset synth-tenset`: a `synthetic-<platform>` directory or
+    `-model=synthetic-...`) import as `synthetic-<platform>.tenset`, and an override of them that
+    does not say synthetic gets the `synthetic-` prefix: they can never pass for measurements."""
+    m = re.search(r"-model=([\w.-]+)", target_str)
+    parent = path.parent.name
+    synthetic = is_synthetic_target(parent) or (m is not None and is_synthetic_target(m.group(1)))
     if override:
-        return override
+        return override if not synthetic or is_synthetic_target(override) else SYNTHETIC_PREFIX + override
+    if synthetic:
+        return f"{_slug(parent if is_synthetic_target(parent) else m.group(1))}.tenset"
     for part in reversed(path.parts[:-1]):
         if part in TENSET_PLATFORMS:
             return f"{part}.tenset"
-    m = re.search(r"-model=([\w.-]+)", target_str)
     if m and m.group(1) in TENSET_PLATFORMS:
         return f"{m.group(1)}.tenset"
     words = target_str.split()

@@ -1,0 +1,114 @@
+"""Featurize a records file into a slot's feature store, out of core and in parallel.
+
+Work items are runs of whole tasks (labels are per task), at most `rows_per_fragment` rows each;
+each is read from the records Parquet on its own (only the row groups it covers), featurized and
+written as one fragment by a worker process. A killed run resumes: fragments already written
+under the same plan (records file, hardware, sizes) are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .store import FRAGMENT_ROWS, StoreWriter
+from .table import featurize_records
+
+RECORD_COLUMNS = ["record_id", "task_id", "program_id", "target", "task_weight", "networks", "latency_s", "error_no",
+                  "trace", "op_kind", "shapes", "flops", "bytes_moved"]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    index: int
+    rows: np.ndarray  # row numbers in the records file, ascending (whole tasks)
+
+
+def plan_work(task_ids: np.ndarray, rows_per_fragment: int) -> list[WorkItem]:
+    """Whole tasks packed into items of at most `rows_per_fragment` rows (a bigger task alone),
+    tasks in first-appearance order, each task's rows in file order."""
+    if not len(task_ids):
+        return []
+    uniq, first, inverse = np.unique(task_ids, return_index=True, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(uniq))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    items, current, size = [], [], 0
+    for g in np.argsort(first):
+        if current and size + counts[g] > rows_per_fragment:
+            items.append(np.concatenate(current))
+            current, size = [], 0
+        current.append(order[bounds[g]:bounds[g + 1]])
+        size += int(counts[g])
+    items.append(np.concatenate(current))
+    return [WorkItem(i, np.sort(rows)) for i, rows in enumerate(items)]
+
+
+def read_rows(path: Path, rows: np.ndarray, columns: Sequence[str] = RECORD_COLUMNS) -> pa.Table:
+    """Rows `rows` (ascending) of a Parquet file, reading only the row groups that hold them."""
+    pf = pq.ParquetFile(path)
+    sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
+    data = pf.read_row_groups([int(g) for g in groups], columns=list(columns))
+    # positions of `rows` inside the concatenation of the chosen row groups
+    offset_of = np.cumsum(np.concatenate([[0], sizes[groups]]))[:-1]
+    group_of = np.searchsorted(starts, rows, side="right") - 1
+    local = rows - starts[group_of] + offset_of[np.searchsorted(groups, group_of)]
+    if len(local) == data.num_rows and (not len(local) or (local[0] == 0 and np.all(np.diff(local) == 1))):
+        return data
+    return data.take(pa.array(local))
+
+
+def _featurize_item(args) -> tuple[int, int, int]:
+    """Worker: one work item -> one fragment. Returns (index, records read, feature rows)."""
+    records_path, item, hw_features, hw_names, slot, target_override, writer = args
+    data = read_rows(records_path, item.rows)
+    if target_override is not None:  # the slot's real target id (bundled files keep their measured label)
+        data = data.set_column(data.column_names.index("target"), "target", pa.array([target_override] * data.num_rows, pa.string()))
+    table = featurize_records(data, hw_features, hw_names, slot=slot)
+    writer.write(item.index, table)
+    return item.index, data.num_rows, len(table)
+
+
+def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: Sequence[float], hw_names: Sequence[str], *,
+                   workers: int | None = None, rows_per_fragment: int = FRAGMENT_ROWS, target: str | None = None, progress: bool = True) -> StoreWriter:
+    """Featurize `records_path` into `<directory>/<slot>.partial/` fragments (resumable); the
+    caller validates and `commit`s (or `abandon`s) the returned writer."""
+    from tqdm import tqdm
+
+    records_path = Path(records_path)
+    task_ids = pq.read_table(records_path, columns=["task_id"]).column("task_id").to_numpy(zero_copy_only=False)
+    items = plan_work(task_ids, rows_per_fragment)
+    st = records_path.stat()
+    plan = {"records": str(records_path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "rows_per_fragment": rows_per_fragment,
+            "hardware": [float(x) for x in hw_features], "slot": slot, "target": target}
+    writer = StoreWriter(directory, slot, plan)
+    todo = [it for it in items if not writer.done(it.index)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    args = [(records_path, it, list(hw_features), list(hw_names), slot, target, writer) for it in todo]
+    with tqdm(total=len(task_ids), initial=len(task_ids) - sum(len(it.rows) for it in todo), desc=f"featurize {slot}", unit="rec",
+              disable=not progress, mininterval=1.0) as bar:
+        if workers == 1:
+            for a in args:
+                bar.update(_featurize_item(a)[1])
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                pending = {pool.submit(_featurize_item, a) for a in args[: 2 * workers]}
+                queue = args[2 * workers:]
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        bar.update(f.result()[1])
+                        if queue:
+                            pending.add(pool.submit(_featurize_item, queue.pop(0)))
+    return writer

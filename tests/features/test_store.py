@@ -1,0 +1,134 @@
+"""The columnar feature store: identical features to the in-memory featurizer, fragments of whole
+tasks, parallel and resumable featurizing, and learners that read it a fragment at a time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tensorcost.evaluation import ModelSpec
+from tensorcost.features import (FeatureTable, featurize_records, fragment_paths, iter_groups, load_feature_table, read_meta, store_hash,
+                                 tokenize_trace, write_feature_store)
+from tensorcost.features.build import featurize_file, plan_work, read_rows
+from tensorcost.features.store import StoreView
+from tensorcost.hardware import HARDWARE_FEATURE_NAMES
+from tensorcost.hardware.catalog import catalog_target
+from tensorcost.metrics import pairwise_comparison_accuracy
+
+SLOT = "zen5-2c.avx2-t1"
+RECORDS = Path(__file__).resolve().parents[2] / "data/bundled/platforms/zen5-2c/avx2-t1.parquet"
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """The first 12 tasks of a bundled platform (about 1,200 real programs), with one error record."""
+    table = pq.read_table(RECORDS)
+    tasks = table.column("task_id").to_numpy(zero_copy_only=False)
+    keep = np.isin(tasks, list(dict.fromkeys(tasks))[:12])
+    path = tmp_path_factory.mktemp("records") / "records.parquet"
+    pq.write_table(table.filter(keep), path, row_group_size=300)  # row groups that cut tasks: reads must stitch them
+    return path
+
+
+@pytest.fixture(scope="module")
+def in_memory(records):
+    return featurize_records(pq.read_table(records), catalog_target(SLOT).features(), HARDWARE_FEATURE_NAMES, slot=SLOT)
+
+
+def _by_record(table: FeatureTable):
+    order = np.argsort(table.frame["record_id"].to_numpy())
+    return table.take(order)
+
+
+def test_compact_tokens_rebuild_the_dense_matrix_exactly(in_memory, records):
+    traces = pq.read_table(records, columns=["trace", "error_no"]).to_pandas()
+    traces = traces[traces["error_no"] == 0]["trace"].tolist()
+    for i in (0, 7, len(traces) - 1):
+        dense, _ = tokenize_trace(traces[i])
+        np.testing.assert_array_equal(in_memory.tokens(i), dense)
+    batch, lengths = in_memory.take([0, 7]).dense_tokens(16)
+    np.testing.assert_array_equal(batch[0, : min(16, lengths[0])], tokenize_trace(traces[0])[0][:16])
+
+
+def test_parallel_resumable_store_equals_the_in_memory_features(tmp_path, records, in_memory):
+    hw = catalog_target(SLOT).features()
+    writer = featurize_file(records, tmp_path, SLOT, hw, HARDWARE_FEATURE_NAMES, workers=2, rows_per_fragment=250, progress=False)
+    frags = sorted(writer.partial.glob("part-*.parquet"))
+    assert len(frags) >= 4
+    # a killed run: one fragment lost, another cut short (a .tmp); the re-run redoes only those
+    kept_mtime = frags[0].stat().st_mtime_ns
+    frags[-1].unlink()
+    (writer.partial / "part-00001.parquet.tmp").write_bytes(b"half a fragment")
+    writer = featurize_file(records, tmp_path, SLOT, hw, HARDWARE_FEATURE_NAMES, workers=2, rows_per_fragment=250, progress=False)
+    assert frags[0].stat().st_mtime_ns == kept_mtime and not list(writer.partial.glob("*.tmp"))
+    meta = writer.commit({"feature_names": in_memory.feature_names, "target": SLOT})
+    assert not writer.partial.exists() and meta["valid_records"] == len(in_memory) and meta["fragments"] == len(frags)
+    back, _ = load_feature_table(tmp_path, SLOT)
+    a, b = _by_record(back), _by_record(in_memory)
+    np.testing.assert_array_equal(a.flat, b.flat)  # bit for bit
+    np.testing.assert_array_equal(a.token_rows, b.token_rows)
+    np.testing.assert_array_equal(a.token_offsets, b.token_offsets)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    # every fragment holds whole tasks, one Parquet row group a task
+    seen = set()
+    for f in fragment_paths(tmp_path, SLOT):
+        tasks = pq.read_table(f, columns=["task_id"]).column("task_id").to_pylist()
+        assert not seen & set(tasks)
+        seen |= set(tasks)
+        pf = pq.ParquetFile(f)
+        per_row_group = [set(pf.read_row_group(i, columns=["task_id"]).column("task_id").to_pylist()) for i in range(pf.metadata.num_row_groups)]
+        assert sum(len(t) for t in per_row_group) == len(set(tasks))  # no task cut between row groups
+    groups = list(iter_groups(tmp_path, SLOT))
+    assert len(groups) == len(seen) and all(g.frame["task_id"].nunique() == 1 for g in groups)
+
+
+def test_a_changed_records_file_starts_the_partial_store_afresh(tmp_path, records):
+    hw = catalog_target(SLOT).features()
+    writer = featurize_file(records, tmp_path, SLOT, hw, HARDWARE_FEATURE_NAMES, workers=1, rows_per_fragment=250, progress=False)
+    stale = writer.partial / "part-00099.parquet"
+    stale.write_bytes(b"another run's fragment")
+    featurize_file(records, tmp_path, SLOT, [x + 1.0 for x in hw], HARDWARE_FEATURE_NAMES, workers=1, rows_per_fragment=250, progress=False)
+    assert not stale.exists()  # another plan (other hardware): nothing of the old run is kept
+
+
+def test_work_items_hold_whole_tasks_and_reads_stitch_row_groups(records):
+    tasks = pq.read_table(records, columns=["task_id"]).column("task_id").to_numpy(zero_copy_only=False)
+    items = plan_work(tasks, 250)
+    rows = np.concatenate([it.rows for it in items])
+    assert sorted(rows.tolist()) == list(range(len(tasks)))
+    for it in items:
+        mine = set(tasks[it.rows])
+        assert all(set(tasks[other.rows]).isdisjoint(mine) for other in items if other.index != it.index)
+        got = read_rows(records, it.rows, ["record_id"]).column("record_id").to_pylist()
+        assert got == pq.read_table(records, columns=["record_id"]).column("record_id").to_numpy(zero_copy_only=False)[it.rows].tolist()
+
+
+@pytest.mark.parametrize("objective", ["regression", "lambdarank"])
+def test_lightgbm_from_fragments_equals_lightgbm_from_memory(tmp_path, in_memory, objective):
+    write_feature_store(in_memory, tmp_path, SLOT, rows_per_fragment=300)
+    view = StoreView(tmp_path, SLOT)
+    memory = view.materialize()
+    test = memory.frame["task_id"].isin(sorted(set(memory.frame["task_id"]))[::4]).to_numpy()
+    spec = ModelSpec("lightgbm", {"objective": objective, "num_boost_round": 30, "num_threads": 1, "group_relative": True})
+    a = spec.create(SLOT, "s", memory.feature_names)
+    a.fit(memory.take(np.flatnonzero(~test)))
+    b = spec.create(SLOT, "s", memory.feature_names)
+    b.fit(view.take(np.flatnonzero(~test)))  # binned through lightgbm.Sequence, a fragment at a time
+    te_m, te_v = memory.take(np.flatnonzero(test)), view.take(np.flatnonzero(test))
+    pa_ = pairwise_comparison_accuracy(te_m.frame["task_id"], a.predict(te_m), te_m.frame["latency_s"])
+    pb = pairwise_comparison_accuracy(te_v.frame["task_id"], b.predict(te_v), te_v.frame["latency_s"])
+    assert pa_ > 0.6 and abs(pa_ - pb) < 1e-9
+
+
+def test_the_store_hash_names_its_content(tmp_path, in_memory):
+    write_feature_store(in_memory, tmp_path, SLOT)
+    h = store_hash(tmp_path, SLOT)
+    meta = read_meta(tmp_path, SLOT)
+    assert meta["valid_records"] == len(in_memory) and json.loads((tmp_path / SLOT / "meta.json").read_text())["fragments"] == 1
+    frag = fragment_paths(tmp_path, SLOT)[0]
+    frag.write_bytes(frag.read_bytes() + b"x")
+    assert store_hash(tmp_path, SLOT) != h
