@@ -114,7 +114,7 @@ def stage_featurize(a) -> dict:
     from tensorcost.validation import validate_feature_fragments
 
     target = json.loads((a.work / "import.json").read_text())["target"]
-    hw = catalog_target(a.source_target).features()  # the synthetic records copy this platform's programs
+    hw = catalog_target(target).features()  # synthetic-<platform>: the hardware of the platform its programs were copied from
     t0 = time.perf_counter()
     writer = featurize_file(a.work / "records.parquet", a.work / "features", SLOT, hw, HARDWARE_FEATURE_NAMES, workers=a.workers)
     featurize_s = time.perf_counter() - t0

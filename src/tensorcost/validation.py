@@ -402,10 +402,11 @@ def _derived_feature_frame(table) -> pd.DataFrame:
     return df
 
 
-def validate_features(frame, slot: str, target: str, feature_schema: str, feature_names: Sequence[str]) -> ValidationSummary:
+def validate_features(frame, slot: str, target: str, feature_schema: str, feature_names: Sequence[str], runner: "_SuiteRunner | None" = None) -> ValidationSummary:
     """Run the features suite on one slot's features, as featurize writes them with
     `feature_schema` and `feature_names` in their meta file: a columnar FeatureTable, or a
-    feature frame (FRAME_COLUMNS, one object a row)."""
+    feature frame (FRAME_COLUMNS, one object a row). `runner`: a suite already set up (one GX
+    context for many fragments)."""
     from .features import FeatureTable
 
     if isinstance(frame, FeatureTable):
@@ -419,7 +420,10 @@ def validate_features(frame, slot: str, target: str, feature_schema: str, featur
         if "tokens" in frame:
             df["tokens_problem"] = [_nonfinite_problem(r, v) for r, v in zip(frame["record_id"], frame["tokens"])]
     df["feature_schema"] = feature_schema
-    success, failures = _run_suite(df, FEATURES_SUITE_NAME, slot, _feature_expectations(slot, target, len(feature_names)))
+    if runner is not None:
+        success, failures = runner.run(df)
+    else:
+        success, failures = _run_suite(df, FEATURES_SUITE_NAME, slot, _feature_expectations(slot, target, len(feature_names)))
     stats = {"rows": len(df), "tasks": int(df["task_id"].nunique()) if "task_id" in df else 0, "feature_width": len(feature_names), "feature_schema": feature_schema}
     return ValidationSummary(success=success, target=slot, n_rows=len(df), failures=failures, statistics=stats, suite=FEATURES_SUITE_NAME)
 
@@ -435,10 +439,13 @@ def validate_feature_fragments(fragments: Sequence[Path], slot: str, target: str
 
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ("record_id", "task_id", "program_id", "slot", "target", "task_weight", "networks", "latency_s", "label", "n_tokens")})
         return validate_features(FeatureTable(empty, slot, feature_names=list(feature_names)), slot, target, feature_schema, feature_names)
+    import great_expectations as gx
+
+    runner = _SuiteRunner(gx.get_context(mode="ephemeral"), FEATURES_SUITE_NAME, slot, _feature_expectations(slot, target, len(feature_names)), None)
     rows = tasks = 0
     failures: list[dict] = []
     for path in fragments:
-        part = validate_features(read_fragment(path, slot, list(feature_names)), slot, target, feature_schema, feature_names)
+        part = validate_features(read_fragment(path, slot, list(feature_names)), slot, target, feature_schema, feature_names, runner)
         rows, tasks = rows + part.n_rows, tasks + part.statistics["tasks"]
         failures += [{**f, "partition": Path(path).name} for f in part.failures]
     stats = {"rows": rows, "tasks": tasks, "feature_width": len(feature_names), "feature_schema": feature_schema, "partitions": len(fragments)}

@@ -98,6 +98,7 @@ def test_a_changed_records_file_starts_the_partial_store_afresh(tmp_path, record
 def test_work_items_hold_whole_tasks_and_reads_stitch_row_groups(records):
     tasks = pq.read_table(records, columns=["task_id"]).column("task_id").to_numpy(zero_copy_only=False)
     items = plan_work(tasks, 250)
+    assert all(len(sb) >= 1 for it in items for sb in it.sub_batches(100))
     rows = np.concatenate([it.rows for it in items])
     assert sorted(rows.tolist()) == list(range(len(tasks)))
     for it in items:

@@ -120,3 +120,14 @@ def test_registry_refuses_synthetic_targets(mlflow_store, tmp_path):
     with pytest.raises(UserError, match="synthetic"):
         registry.promote("synthetic-zen5-2c.tenset")
     assert registry.get_version("synthetic-zen5-2c.tenset", registry.CANDIDATE) is None
+
+
+def test_a_synthetic_platform_has_its_source_hardware_under_its_own_name():
+    from tensorcost.hardware import UnknownTargetError
+    from tensorcost.hardware.catalog import catalog_target
+
+    synthetic = catalog_target("synthetic-zen5-2c.tenset")
+    assert synthetic.id == "synthetic-zen5-2c.tenset" and "synthetic" in synthetic.platform.source
+    assert synthetic.features() == catalog_target("zen5-2c.tenset").features()
+    with pytest.raises(UnknownTargetError):
+        catalog_target("synthetic-nosuchcpu-2c.tenset")

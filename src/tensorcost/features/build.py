@@ -25,10 +25,33 @@ RECORD_COLUMNS = ["record_id", "task_id", "program_id", "target", "task_weight",
                   "trace", "op_kind", "shapes", "flops", "bytes_moved"]
 
 
+SUB_BATCH_ROWS = 16384  # rows a worker featurizes at once (whole tasks): its memory, whatever the fragment's size
+
+
 @dataclass(frozen=True)
 class WorkItem:
     index: int
-    rows: np.ndarray  # row numbers in the records file, ascending (whole tasks)
+    tasks: tuple  # each task's row numbers in the records file (ascending), tasks in first-appearance order
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.sort(np.concatenate(self.tasks)) if self.tasks else np.zeros(0, np.int64)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(t) for t in self.tasks)
+
+    def sub_batches(self, rows: int = SUB_BATCH_ROWS):
+        """Whole tasks, about `rows` rows at a time (a bigger task alone)."""
+        batch, size = [], 0
+        for t in self.tasks:
+            if batch and size + len(t) > rows:
+                yield batch
+                batch, size = [], 0
+            batch.append(t)
+            size += len(t)
+        if batch:
+            yield batch
 
 
 def plan_work(task_ids: np.ndarray, rows_per_fragment: int) -> list[WorkItem]:
@@ -43,12 +66,12 @@ def plan_work(task_ids: np.ndarray, rows_per_fragment: int) -> list[WorkItem]:
     items, current, size = [], [], 0
     for g in np.argsort(first):
         if current and size + counts[g] > rows_per_fragment:
-            items.append(np.concatenate(current))
+            items.append(tuple(current))
             current, size = [], 0
         current.append(order[bounds[g]:bounds[g + 1]])
         size += int(counts[g])
-    items.append(np.concatenate(current))
-    return [WorkItem(i, np.sort(rows)) for i, rows in enumerate(items)]
+    items.append(tuple(current))
+    return [WorkItem(i, tasks) for i, tasks in enumerate(items)]
 
 
 def read_rows(path: Path, rows: np.ndarray, columns: Sequence[str] = RECORD_COLUMNS) -> pa.Table:
@@ -68,14 +91,20 @@ def read_rows(path: Path, rows: np.ndarray, columns: Sequence[str] = RECORD_COLU
 
 
 def _featurize_item(args) -> tuple[int, int, int]:
-    """Worker: one work item -> one fragment. Returns (index, records read, feature rows)."""
+    """Worker: one work item -> one fragment, a sub-batch of whole tasks at a time. Returns
+    (index, records read, feature rows)."""
     records_path, item, hw_features, hw_names, slot, target_override, writer = args
-    data = read_rows(records_path, item.rows)
-    if target_override is not None:  # the slot's real target id (bundled files keep their measured label)
-        data = data.set_column(data.column_names.index("target"), "target", pa.array([target_override] * data.num_rows, pa.string()))
-    table = featurize_records(data, hw_features, hw_names, slot=slot)
-    writer.write(item.index, table)
-    return item.index, data.num_rows, len(table)
+    out = writer.fragment_writer(item.index)
+    read = 0
+    for tasks in item.sub_batches():
+        rows = np.concatenate(tasks)
+        data = read_rows(records_path, np.sort(rows))
+        read += data.num_rows
+        if target_override is not None:  # the slot's real target id (bundled files keep their measured label)
+            data = data.set_column(data.column_names.index("target"), "target", pa.array([target_override] * data.num_rows, pa.string()))
+        table = featurize_records(data, hw_features, hw_names, slot=slot)
+        out.write(table.take(np.concatenate([r for _, r in table.iter_groups()])) if len(table) else table)  # each task's rows together
+    return item.index, read, out.close()
 
 
 def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: Sequence[float], hw_names: Sequence[str], *,
@@ -94,7 +123,7 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
     todo = [it for it in items if not writer.done(it.index)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     args = [(records_path, it, list(hw_features), list(hw_names), slot, target, writer) for it in todo]
-    with tqdm(total=len(task_ids), initial=len(task_ids) - sum(len(it.rows) for it in todo), desc=f"featurize {slot}", unit="rec",
+    with tqdm(total=len(task_ids), initial=len(task_ids) - sum(it.n_rows for it in todo), desc=f"featurize {slot}", unit="rec",
               disable=not progress, mininterval=1.0) as bar:
         if workers == 1:
             for a in args:

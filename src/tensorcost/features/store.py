@@ -74,22 +74,42 @@ def from_arrow(data: pa.Table, slot: str = "", feature_names: list[str] | None =
     return FeatureTable(frame, slot, flat=flat, token_offsets=offsets, token_rows=rows, feature_names=feature_names)
 
 
-def write_fragment(table: FeatureTable, path: Path, min_row_group: int = MIN_ROW_GROUP) -> int:
-    """One fragment: Parquet row groups of whole ranking groups (rows of a group must be
-    together), one group a row group, small groups packed up to `min_row_group` rows (a row group
-    per 100-program task would cost more in metadata than in data)."""
-    data = to_arrow(table)
-    tmp = path.with_name(path.name + ".tmp")
-    groups = table.groups
-    cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]]) if len(groups) else np.array([0, 0])
-    with pq.ParquetWriter(tmp, data.schema, compression="zstd") as writer:
+class FragmentWriter:
+    """Writes one fragment from any number of tables (each of whole ranking groups, rows of a
+    group together), renamed into place on `close`: Parquet row groups of whole groups, small
+    groups packed up to `min_row_group` rows (a row group per 100-program task would cost more in
+    metadata than in data). Memory: one table at a time."""
+
+    def __init__(self, path: Path, min_row_group: int = MIN_ROW_GROUP):
+        self.path, self.tmp, self.min_row_group = Path(path), Path(path).with_name(Path(path).name + ".tmp"), min_row_group
+        self.writer, self.rows = None, 0
+
+    def write(self, table: FeatureTable) -> None:
+        data = to_arrow(table)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, data.schema, compression="zstd")
+        groups = table.groups
+        cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]]) if len(groups) else np.array([0, 0])
         begin = 0
         for end in cuts[1:]:
-            if end - begin >= min_row_group or end == len(groups):
-                writer.write_table(data.slice(int(begin), int(end - begin)), row_group_size=max(int(end - begin), 1))
+            if end - begin >= self.min_row_group or end == len(groups):
+                self.writer.write_table(data.slice(int(begin), int(end - begin)), row_group_size=max(int(end - begin), 1))
                 begin = end
-    os.replace(tmp, path)
-    return len(table)
+        self.rows += len(table)
+
+    def close(self) -> int:
+        if self.writer is None:  # nothing written: an empty fragment still has the store's columns
+            self.writer = pq.ParquetWriter(self.tmp, to_arrow(FeatureTable(pd.DataFrame({c: [] for c in META_COLUMNS}), "")).schema, compression="zstd")
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return self.rows
+
+
+def write_fragment(table: FeatureTable, path: Path, min_row_group: int = MIN_ROW_GROUP) -> int:
+    """One fragment of one in-memory table (FragmentWriter)."""
+    writer = FragmentWriter(path, min_row_group)
+    writer.write(table)
+    return writer.close()
 
 
 def _group_order(table: FeatureTable) -> np.ndarray:
@@ -122,6 +142,9 @@ class StoreWriter:
 
     def write(self, index: int, table: FeatureTable) -> int:
         return write_fragment(table, self.fragment_path(index))
+
+    def fragment_writer(self, index: int) -> FragmentWriter:
+        return FragmentWriter(self.fragment_path(index))
 
     def commit(self, meta: dict) -> dict:
         """meta.json beside the fragments, then the whole store renamed into place."""

@@ -181,8 +181,15 @@ def platforms() -> dict[str, Platform]:
     return {pid: Platform.from_dict({"id": pid, **spec}) for pid, spec in (_raw().get("platforms") or {}).items()}
 
 
+SYNTHETIC_PREFIX = "synthetic-"  # records made from another platform's programs (records.synthetic): its hardware, never its name
+
+
 def get_platform(platform_id: str) -> Platform:
     known = platforms()
+    source = platform_id[len(SYNTHETIC_PREFIX):] if platform_id.startswith(SYNTHETIC_PREFIX) else None
+    if source in known:  # synthetic scale data is featurized with the hardware it was copied from
+        spec = {**known[source].to_dict(), "id": platform_id, "source": f"synthetic records copied from {source}'s measurements"}
+        return Platform.from_dict(spec)
     if platform_id not in known:
         raise UnknownTargetError(f"unknown platform {platform_id!r}; the catalog has: {', '.join(sorted(known))}")
     return known[platform_id]
