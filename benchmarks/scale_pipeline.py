@@ -207,22 +207,24 @@ def main() -> None:
         (a.work / f"{a.stage}.json").write_text(json.dumps(detail, indent=1, default=str))
         return
     a.work.mkdir(parents=True, exist_ok=True)
-    results_file = a.work / ("results-dask.json" if a.dask else "results.json")
+    results_file = a.work / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {"rows": a.rows, "stages": {}}
     if results["rows"] != a.rows:
         raise SystemExit(f"{a.work} holds a run of {results['rows']} rows, not {a.rows}: use another --work")
-    for stage in STAGES:
-        if stage in results["stages"] and stage not in a.force:
-            print(f"[scale] {stage}: done ({results['stages'][stage]['wall_s']} s)", file=sys.stderr)
+    engine = "-dask" if a.dask else ""  # the Dask run shares the data stages, its own train and evaluate
+    keys = [s if s in ("synth", "import", "validate", "featurize") else s + engine for s in STAGES]
+    for stage, key in zip(STAGES, keys):
+        if key in results["stages"] and stage not in a.force:
+            print(f"[scale] {key}: done ({results['stages'][key]['wall_s']} s)", file=sys.stderr)
             continue
-        print(f"[scale] {stage} ...", file=sys.stderr, flush=True)
-        results["stages"][stage] = run_stage(stage, a)
+        print(f"[scale] {key} ...", file=sys.stderr, flush=True)
+        results["stages"][key] = run_stage(stage, a)
         results_file.write_text(json.dumps(results, indent=1))
-        r = results["stages"][stage]
-        print(f"[scale] {stage}: {r['wall_s']} s, peak RSS {r['peak_rss_tree_mb']} MB", file=sys.stderr, flush=True)
-    results.update(total_wall_s=round(sum(r["wall_s"] for r in results["stages"].values()), 1),
-                   peak_rss_mb=max(r["peak_rss_tree_mb"] for r in results["stages"].values()),
-                   host=_host(), workers=a.workers, dask=a.dask)
+        r = results["stages"][key]
+        print(f"[scale] {key}: {r['wall_s']} s, peak RSS {r['peak_rss_tree_mb']} MB", file=sys.stderr, flush=True)
+    done = [results["stages"][k] for k in keys]
+    results.update({f"total_wall_s{engine}": round(sum(r["wall_s"] for r in done), 1), f"peak_rss_mb{engine}": max(r["peak_rss_tree_mb"] for r in done),
+                    "host": _host(), "workers": a.workers})
     results_file.write_text(json.dumps(results, indent=1))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

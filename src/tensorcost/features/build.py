@@ -74,20 +74,36 @@ def plan_work(task_ids: np.ndarray, rows_per_fragment: int) -> list[WorkItem]:
     return [WorkItem(i, tasks) for i, tasks in enumerate(items)]
 
 
+_ROW_GROUPS: dict = {}  # the last row groups read by this process: consecutive sub-batches share them
+
+
+def _row_group(pf, path: Path, index: int, columns: Sequence[str]) -> pa.Table:
+    key = (str(path), index, tuple(columns))
+    if key not in _ROW_GROUPS:
+        if len(_ROW_GROUPS) >= 2:
+            _ROW_GROUPS.pop(next(iter(_ROW_GROUPS)))
+        _ROW_GROUPS[key] = pf.read_row_group(index, columns=list(columns))
+    return _ROW_GROUPS[key]
+
+
 def read_rows(path: Path, rows: np.ndarray, columns: Sequence[str] = RECORD_COLUMNS) -> pa.Table:
-    """Rows `rows` (ascending) of a Parquet file, reading only the row groups that hold them."""
+    """Rows `rows` (ascending) of a Parquet file, reading only the row groups that hold them
+    (each once for consecutive calls: the last two are kept)."""
     pf = pq.ParquetFile(path)
     sizes = np.array([pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
-    data = pf.read_row_groups([int(g) for g in groups], columns=list(columns))
-    # positions of `rows` inside the concatenation of the chosen row groups
-    offset_of = np.cumsum(np.concatenate([[0], sizes[groups]]))[:-1]
     group_of = np.searchsorted(starts, rows, side="right") - 1
-    local = rows - starts[group_of] + offset_of[np.searchsorted(groups, group_of)]
-    if len(local) == data.num_rows and (not len(local) or (local[0] == 0 and np.all(np.diff(local) == 1))):
-        return data
-    return data.take(pa.array(local))
+    parts = []
+    for g in np.unique(group_of):
+        local = rows[group_of == g] - starts[g]
+        data = _row_group(pf, Path(path), int(g), columns)
+        if len(local) == data.num_rows and np.all(np.diff(local) == 1):
+            parts.append(data)
+        else:
+            parts.append(data.take(pa.array(local)))
+    if not parts:
+        return pf.schema_arrow.empty_table().select(list(columns))
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
 def _featurize_item(args) -> tuple[int, int, int]:

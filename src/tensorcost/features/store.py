@@ -64,7 +64,7 @@ def from_arrow(data: pa.Table, slot: str = "", feature_names: list[str] | None =
         flat = flat_col.flatten().to_numpy(zero_copy_only=False).reshape(n, d)
     else:
         flat = np.zeros((0, len(feature_names or [])), np.float32)
-    tok = data.column("tokens").combine_chunks() if n else None
+    tok = data.column("tokens").combine_chunks() if n and "tokens" in data.column_names else None
     if tok is not None and len(tok):
         offsets = tok.offsets.to_numpy().astype(np.int64)
         rows = tok.values.flatten().to_numpy(zero_copy_only=False).reshape(-1, COMPACT_DIM)[offsets[0]:offsets[-1]]
@@ -191,11 +191,17 @@ def fragment_paths(directory: Path, slot: str) -> list[Path]:
     return sorted(store_dir(directory, slot).glob("part-*.parquet"))
 
 
-def read_fragment(path: Path, slot: str | None = None, feature_names: list[str] | None = None) -> FeatureTable:
+NUMBER_COLUMNS = ("flat", "tokens")
+
+
+def read_fragment(path: Path, slot: str | None = None, feature_names: list[str] | None = None, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
+    """A fragment as a FeatureTable; `inputs` ("flat", "tokens"): the numbers to read (a tree
+    model reads no tokens: a table without them has no token rows)."""
     path = Path(path)
     if feature_names is None and (path.parent / META_FILE).exists():
         feature_names = json.loads((path.parent / META_FILE).read_text()).get("feature_names")
-    return from_arrow(pq.read_table(path), slot if slot is not None else path.parent.name, feature_names)
+    columns = list(META_COLUMNS) + [c for c in NUMBER_COLUMNS if c in set(inputs) or c == "flat"]
+    return from_arrow(pq.read_table(path, columns=columns), slot if slot is not None else path.parent.name, feature_names)
 
 
 def iter_fragments(directory: Path, slot: str) -> Iterator[FeatureTable]:
@@ -306,18 +312,19 @@ class StoreView:
         idx = np.asarray(idx, dtype=np.int64)
         return StoreView(self.directory, self.slot, idx, _parts=(self.paths, self.frame, self.fragment, self.local))
 
-    def iter_tables(self) -> Iterator[FeatureTable]:
-        """The view's rows, one fragment's worth at a time, in the view's order."""
+    def iter_tables(self, inputs: Iterable[str] = NUMBER_COLUMNS) -> Iterator[FeatureTable]:
+        """The view's rows, one fragment's worth at a time, in the view's order (`inputs`: the
+        numbers read, as `read_fragment`)."""
         bounds = np.flatnonzero(np.diff(self.fragment)) + 1 if len(self) else np.array([], np.int64)
         for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(self)]])):
             if end <= start:
                 continue
-            part = read_fragment(self.paths[int(self.fragment[start])], self.slot, self.feature_names)
+            part = read_fragment(self.paths[int(self.fragment[start])], self.slot, self.feature_names, inputs)
             local = self.local[start:end]
             if len(local) != len(part) or np.any(local != np.arange(len(part))):
                 part = part.take(local)
             yield part
 
-    def materialize(self) -> FeatureTable:
-        parts = list(self.iter_tables())
+    def materialize(self, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
+        parts = list(self.iter_tables(inputs))
         return FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names)

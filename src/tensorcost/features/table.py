@@ -187,11 +187,11 @@ class FeatureTable:
         names = next((p.feature_names for p in parts if p.feature_names), None)
         return FeatureTable(frame, slot, ms, flat=flat, token_offsets=np.concatenate(offsets), token_rows=rows, feature_names=names)
 
-    def iter_tables(self) -> Iterator["FeatureTable"]:
+    def iter_tables(self, inputs=None) -> Iterator["FeatureTable"]:
         """The rows as in-memory tables (here: the table itself; a store view yields fragments)."""
         yield self
 
-    def materialize(self) -> "FeatureTable":
+    def materialize(self, inputs=None) -> "FeatureTable":
         return self
 
     def iter_groups(self) -> Iterator[tuple[str, np.ndarray]]:

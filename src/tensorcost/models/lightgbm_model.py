@@ -197,7 +197,7 @@ class LightGBMCostModel(CostModel):
         seqs, labels, sizes = [], [], []
         for frag, rows in _fragment_rows(view):
             part = view.take(rows)
-            seqs.append(FragmentSequence(lambda part=part: part.materialize(), len(rows)))
+            seqs.append(FragmentSequence(lambda part=part: part.materialize(self.inputs), len(rows)))
             seqs[-1].batch_size = len(rows)
             labels.append(part.labels)
             groups = part.groups
@@ -236,7 +236,7 @@ class LightGBMCostModel(CostModel):
     def predict(self, table: FeatureTable) -> np.ndarray:
         self._check_trained(self.booster is not None)
         parts = []
-        for part in table.iter_tables():  # a store view: one fragment at a time
+        for part in table.iter_tables(self.inputs):  # a store view: one fragment at a time
             x = self._inputs(part)
             if len(x):
                 parts.append(np.asarray(self.booster.predict(x), dtype=np.float64))
