@@ -200,6 +200,9 @@ def main() -> None:
     ap.add_argument("--keep-input", action="store_true", help="keep the TenSet-format files after the import (else removed)")
     ap.add_argument("--force", action="append", default=[], choices=STAGES)
     ap.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    if "--markdown" in sys.argv:  # the docs/SCALE.md tables from results files
+        print(markdown([Path(p) for p in sys.argv[sys.argv.index("--markdown") + 1:]]))
+        return
     a = ap.parse_args()
     a.work = a.work.resolve()
     if a.stage:
@@ -230,6 +233,22 @@ def main() -> None:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(results, indent=1))
     print(json.dumps({k: v for k, v in results.items() if k != "stages"}, indent=1))
+
+
+def markdown(files: list[Path]) -> str:
+    """Per stage and size: wall time, rows/s, peak RSS of the stage's process tree, and per row."""
+    runs = [json.loads(f.read_text()) for f in files]
+    lines = ["| rows | stage | wall | rows/s | peak RSS (tree) | peak RSS per row | on disk per row |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in sorted(runs, key=lambda r: r["rows"]):
+        n = run["rows"]
+        for key, r in run["stages"].items():
+            disk = f"{r['bytes_per_row_on_disk']:.0f} B" if "bytes_per_row_on_disk" in r else ""
+            lines.append(f"| {n:,} | {key} | {r['wall_s']:,.0f} s | {n / max(r['wall_s'], 1e-9):,.0f} | {r['peak_rss_tree_mb']:,} MB | "
+                         f"{r['peak_rss_tree_mb'] * 2**20 / n:,.0f} B | {disk} |")
+        for engine in ("", "-dask"):
+            if f"total_wall_s{engine}" in run:
+                lines.append(f"| {n:,} | **total{engine or ''}** | **{run[f'total_wall_s{engine}'] / 60:.1f} min** | | **{run[f'peak_rss_mb{engine}']:,} MB** | | |")
+    return "\n".join(lines)
 
 
 def _host() -> str:

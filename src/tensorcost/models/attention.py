@@ -57,6 +57,7 @@ class AttentionConfig(FamilyConfig):
     weight_decay: float = Field(1e-4, ge=0.0)
     groups_per_batch: int = Field(8, ge=1)
     programs_per_group: int = Field(48, ge=2)
+    stream_buffer_chunks: int = Field(512, ge=1)  # training from a store view: the shuffle buffer, in chunks
     seed: int = Field(0, ge=0)
     threads: int = Field(2, ge=1)
     # fine-tuning (`fit(..., warm_start=True)`, the transfer study): at least `finetune_epochs`
@@ -93,6 +94,11 @@ class ProgramBatch:
 
     def take(self, idx) -> "ProgramBatch":
         return ProgramBatch(self.tokens[idx], self.lengths[idx], self.workload[idx], self.hardware[idx], self.program[idx])
+
+
+def concat_batches(batches: Sequence[ProgramBatch]) -> ProgramBatch:
+    """Batches of one max_len, one after another."""
+    return ProgramBatch(*(np.concatenate([getattr(b, f) for b in batches]) for f in ("tokens", "lengths", "workload", "hardware", "program")))
 
 
 def batch_from_table(table: FeatureTable, max_len: int) -> ProgramBatch:
@@ -263,31 +269,21 @@ class AttentionCostModel(CostModel):
         else:
             self.module = None
             epochs, lr = self.cfg.epochs, self.cfg.lr
+        if not isinstance(train, FeatureTable):  # a store view: streamed a fragment at a time
+            return {f"train_{self.cfg.loss}_loss": self._train_stream(train, epochs, lr, log)}
         history = self._train(self._batch(train), train.labels, groups, epochs, lr, log)
         return {f"train_{self.cfg.loss}_loss": history}
 
     def _train(self, batch: ProgramBatch, labels: np.ndarray, groups: Sequence[str], n_epochs: int, lr: float, log=None) -> list[float]:
         """The training loop (from scratch when no module exists yet): mean loss per epoch."""
-        import torch
-
         self._seed()
         if self.module is None:
-            mean, std = self._stats(np.concatenate([batch.workload, batch.hardware], axis=1))
-            self.norm = {"mean": mean, "std": std}
-            if self.cfg.program_features:
-                self.norm["program_mean"], self.norm["program_std"] = self._stats(batch.program)
-            self.n_hardware = batch.hardware.shape[1]
-            self.module = _module(self.cfg, self.n_hardware)
+            context_stats = self._stats(np.concatenate([batch.workload, batch.hardware], axis=1))
+            self._new_module(context_stats, self._stats(batch.program) if self.cfg.program_features else None, batch.hardware.shape[1])
         module = self.module
-        opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
         groups = np.asarray(groups)
         by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        total_steps = max(1, n_epochs * self.steps_per_epoch(groups))
-        warmup = max(1, int(self.cfg.warmup_frac * total_steps))
-        # warm-up then cosine decay: short fits (fine-tuning on 1% of a target) still end at a low lr
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-        )
+        opt, sched = self._optimizer(lr, max(1, n_epochs * self.steps_per_epoch(groups)))
         rng = np.random.default_rng(self.cfg.seed)
         context = self._context(batch)
         program = self._program(batch)
@@ -304,29 +300,89 @@ class AttentionCostModel(CostModel):
             t0 = time.perf_counter()
             for b in range(0, len(order), self.cfg.groups_per_batch):
                 sel = [chunks[i] for i in order[b:b + self.cfg.groups_per_batch]]
-                p = max(len(c) for c in sel)
                 flat_idx = np.concatenate(sel)
-                valid = np.zeros((len(sel), p), dtype=bool)
-                pos = np.zeros((len(sel), p), dtype=np.int64)
-                for gi, c in enumerate(sel):
-                    valid[gi, : len(c)] = True
-                    pos[gi, : len(c)] = np.arange(len(c)) + sum(len(x) for x in sel[:gi])
-                sub = batch.take(flat_idx)
-                scores_flat = module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context[flat_idx]), torch.from_numpy(program[flat_idx]))
-                scores = scores_flat[torch.from_numpy(pos)]
-                lab = torch.from_numpy(labels[flat_idx])[torch.from_numpy(pos)]
-                loss = ranking_loss(scores, lab, torch.from_numpy(valid), self.cfg.loss)
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
+                losses.append(self._step(opt, sched, batch.take(flat_idx), context[flat_idx], program[flat_idx], labels[flat_idx], [len(c) for c in sel]))
             history.append(float(np.mean(losses)) if losses else math.nan)
             if log:
                 log(f"epoch {epoch + 1}: {self.cfg.loss} loss {history[-1]:.4f} ({time.perf_counter() - t0:.1f} s)")
         module.eval()
         return history
+
+    def _train_stream(self, view, n_epochs: int, lr: float, log=None) -> list[float]:
+        """The training loop over a store view: task chunks streamed through a shuffle buffer
+        (models.streaming), model inputs prepared a fragment at a time (group-relative features
+        see whole tasks); memory is the buffer, never the dataset. Mean loss per epoch."""
+        from .streaming import GroupChunkStream, running_stats
+
+        _P = FLAT_PROGRAM_DIM  # the program summary's width: the flat vector's head
+
+        self._seed()
+        if self.module is None:
+            context_stats = running_stats(view, slice(_P, None))
+            program_stats = running_stats(view, slice(0, _P)) if self.cfg.program_features else None
+            self._new_module(context_stats, program_stats, len(view.feature_names or []) - _P - N_WORKLOAD)
+        opt, sched = self._optimizer(lr, max(1, n_epochs * self.steps_per_epoch(view.groups)))
+
+        def prepare(table):
+            batch = self._batch(table)
+            return batch, self._context(batch), self._program(batch), np.asarray(table.labels, dtype=np.float32)
+
+        stream = GroupChunkStream(view, self.cfg.programs_per_group, self.cfg.groups_per_batch, self.cfg.stream_buffer_chunks, self.cfg.seed, prepare=prepare)
+        history = []
+        for epoch in range(n_epochs):
+            self.module.train()
+            stream.set_epoch(epoch)
+            losses = []
+            t0 = time.perf_counter()
+            for picked in stream:
+                parts = [(prep[0].take(rows), prep[1][rows], prep[2][rows], prep[3][rows]) for prep, rows in picked]
+                sub = concat_batches([p[0] for p in parts])
+                losses.append(self._step(opt, sched, sub, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+                                         np.concatenate([p[3] for p in parts]), [len(rows) for _, rows in picked]))
+            history.append(float(np.mean(losses)) if losses else math.nan)
+            if log:
+                log(f"epoch {epoch + 1}: {self.cfg.loss} loss {history[-1]:.4f} ({time.perf_counter() - t0:.1f} s, streamed)")
+        self.module.eval()
+        return history
+
+    def _new_module(self, context_stats: tuple, program_stats: tuple | None, n_hardware: int) -> None:
+        self.norm = {"mean": context_stats[0], "std": context_stats[1]}
+        if program_stats is not None:
+            self.norm["program_mean"], self.norm["program_std"] = program_stats
+        self.n_hardware = n_hardware
+        self.module = _module(self.cfg, self.n_hardware)
+
+    def _optimizer(self, lr: float, total_steps: int):
+        import torch
+
+        opt = torch.optim.AdamW(self.module.parameters(), lr=lr, weight_decay=self.cfg.weight_decay)
+        warmup = max(1, int(self.cfg.warmup_frac * total_steps))
+        # warm-up then cosine decay: short fits (fine-tuning on 1% of a target) still end at a low lr
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+        return opt, sched
+
+    def _step(self, opt, sched, sub: ProgramBatch, context: np.ndarray, program: np.ndarray, labels: np.ndarray, sizes: list[int]) -> float:
+        """One optimizer step on chunks of `sizes` programs (each chunk one task), rows in chunk order."""
+        import torch
+
+        p = max(sizes)
+        valid = np.zeros((len(sizes), p), dtype=bool)
+        pos = np.zeros((len(sizes), p), dtype=np.int64)
+        for gi, k in enumerate(sizes):
+            valid[gi, :k] = True
+            pos[gi, :k] = np.arange(k) + sum(sizes[:gi])
+        scores_flat = self.module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context), torch.from_numpy(program))
+        scores = scores_flat[torch.from_numpy(pos)]
+        lab = torch.from_numpy(labels)[torch.from_numpy(pos)]
+        loss = ranking_loss(scores, lab, torch.from_numpy(valid), self.cfg.loss)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        return float(loss.detach())
 
     def _batch(self, table: FeatureTable) -> ProgramBatch:
         batch = batch_from_table(table, self.cfg.max_len)
@@ -337,7 +393,8 @@ class AttentionCostModel(CostModel):
         return batch
 
     def predict(self, table: FeatureTable) -> np.ndarray:
-        return self.predict_batch(self._batch(table))
+        parts = [self.predict_batch(self._batch(part)) for part in table.iter_tables()]  # a store view: a fragment at a time
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def embed(self, table: FeatureTable, chunk: int = 1024) -> np.ndarray:
         """(n, 2-3 x d_model) program embeddings: what the scoring head sees (the diversity
