@@ -78,7 +78,7 @@ def test_programs_per_task_and_refusals(tmp_path):
     with pytest.raises(UserError, match="already exists"):
         write_synthetic_tenset(tmp_path / "d", 10, progress=False, root=BUNDLED)
     with pytest.raises(UserError, match="no measured noise"):  # no noise file: no noise to copy
-        write_synthetic_tenset(tmp_path / "e", 10, source_target="zen4-2c.avx2-t1", progress=False, root=BUNDLED)
+        write_synthetic_tenset(tmp_path / "e", 10, source_target="h200.cuda", progress=False, root=BUNDLED)
 
 
 def test_importer_labels_synthetic_even_when_overridden():
