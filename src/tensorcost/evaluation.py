@@ -37,12 +37,13 @@ class ModelSpec:
     def inputs(self) -> tuple[str, ...]:
         return family_class(self.family).inputs
 
-    def train_and_score(self, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str], log=None) -> "TrainResult":
+    def train_and_score(self, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str], log=None, fit=None) -> "TrainResult":
         """Train on `train` (learning curves on `test` where the family records them) and report
-        PCA / top-1 / top-5 on `test`."""
+        PCA / top-1 / top-5 on `test`. `fit(model, train, test, log)`: how to train (default:
+        `model.fit`; a cluster's, models.distributed.cluster_fit)."""
         model = self.create(train.target_id, feature_schema, feature_names)
         t0 = time.perf_counter()
-        curves = model.fit(train, test, log=log)
+        curves = fit(model, train, test, log) if fit is not None else model.fit(train, test, log=log)
         train_s = time.perf_counter() - t0
         te = test.frame
         rep = ranking_report(te["task_id"].tolist(), model.predict(test), te["latency_s"].to_numpy(), test.task_weights())
@@ -79,14 +80,14 @@ def blend_of_trained(spec: ModelSpec, trained: dict[str, tuple[CostModel, float]
 
 
 def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str],
-                 log: Callable[[str, str], None] | None = None) -> dict[str, TrainResult]:
+                 log: Callable[[str, str], None] | None = None, fit=None) -> dict[str, TrainResult]:
     """Every spec trained on `train` and scored on `test` (in order; an ensemble whose members
     came earlier blends those models). `log(key, message)`."""
     results: dict[str, TrainResult] = {}
     for key, spec in specs.items():
         blended = blend_of_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
         if blended is None:
-            results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None)
+            results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
             continue
         model, train_s = blended
         te = test.frame

@@ -105,7 +105,16 @@ class FeaturizeParams(Section):
     rows_per_fragment: int = Field(default=200_000, ge=1000)
 
 
+class ClusterParams(Section):
+    # a Dask scheduler ("tcp://HOST:8786"; README "TenSet at full size") or "local": a LocalCluster here
+    scheduler: str = Field(default="local", min_length=1)
+    workers: int = Field(default=2, ge=1, le=1024)  # LocalCluster worker processes (a real scheduler has its own)
+
+
 class TrainParams(Section):
+    # null: one process. Set: the train stage reads the feature store a fragment at a time and
+    # trains LightGBM on this Dask cluster (the other families stream from the store in-process)
+    cluster: ClusterParams | None = None
     targets: list[str] = []  # one registered model per target
     models: list[str] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
     # `candidate`: the model with the best mean of these on the split's test side (by_family:

@@ -66,12 +66,14 @@ def assign_test(
         return np.array([_unit_hash(f"{t}|{p}", seed) < test_fraction for t, p in zip(task_ids, program_ids)], dtype=bool)
     if strategy == "by_task":
         _check_fraction(test_fraction)
-        tasks = sorted(set(task_ids))
-        ranked = sorted(tasks, key=lambda t: _unit_hash(t, seed))
+        # one hash a task, one vectorized lookup a row: millions of rows hold no Python list
+        tasks, inverse = np.unique(np.asarray(task_ids, dtype=object).astype(str), return_inverse=True)
+        ranked = sorted(range(len(tasks)), key=lambda i: _unit_hash(str(tasks[i]), seed))
         # At least one task on each side whenever there are two or more.
         n_test = min(len(tasks) - 1, max(1, round(len(tasks) * test_fraction))) if len(tasks) > 1 else 0
-        test_tasks = set(ranked[:n_test])
-        return np.array([t in test_tasks for t in task_ids], dtype=bool)
+        is_test = np.zeros(len(tasks), dtype=bool)
+        is_test[ranked[:n_test]] = True
+        return is_test[inverse.reshape(-1)]
     if strategy in ("by_network", "by_family"):
         if networks is None:
             raise SplitError(f"{strategy} needs each row's networks")

@@ -215,7 +215,7 @@ def _data_facts(slot: str) -> dict:
 
 
 def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
-                        tags: dict, params: dict) -> dict:
+                        tags: dict, params: dict, cluster=None) -> dict:
     """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
     and registered as a version of tensorcost-<target>, its card naming what it was trained on
     (`trained_on`) and its test figures. Returns {key: row of the stage's report}."""
@@ -224,7 +224,12 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
     from .params_io import git_commit
 
     specs = {key: ModelSpec(*p.model_spec(key)) for key in keys}
-    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"))
+    fit = None
+    if cluster is not None:
+        from .models.distributed import cluster_fit
+
+        fit = cluster_fit(cluster)
+    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit)
     rows = {}
     for key, result in results.items():
         spec, m = specs[key], result.metrics
@@ -257,13 +262,19 @@ def train(target: str) -> None:
 
     p = _slot_params(target)
     facts = _data_facts(target)  # before any model: data that failed validation is neither trained on nor registered
-    table, meta = load_feature_table(FEATURES_DIR, target)
+    if p.train.cluster is None:
+        table, meta = load_feature_table(FEATURES_DIR, target)
+    else:  # the store read a fragment at a time; LightGBM on the Dask cluster
+        from .features.store import StoreView
+
+        table = StoreView(FEATURES_DIR, target)
+        meta = table.meta
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
     # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
     tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": facts["validation_passed"]}
     rows = _train_and_register(p, p.train.models, train_t, test_t, meta, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
-                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={})
+                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster)
     best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
     registry.set_alias(target, registry.CANDIDATE, rows[best]["version"])
     _echo(f"{target}: '{registry.CANDIDATE}' -> v{rows[best]['version']} ({best}: best mean of {', '.join(p.train.candidate_metrics)} on the {sp.strategy} test side)")

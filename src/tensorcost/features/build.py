@@ -86,6 +86,16 @@ def _row_group(pf, path: Path, index: int, columns: Sequence[str]) -> pa.Table:
     return _ROW_GROUPS[key]
 
 
+def task_codes(path: Path) -> np.ndarray:
+    """Each row's task as an int32 code (read dictionary-encoded: no Python string a row, and
+    forked workers share no per-row objects)."""
+    col = pq.read_table(path, columns=["task_id"], read_dictionary=["task_id"]).column("task_id")
+    if not len(col):
+        return np.zeros(0, np.int32)
+    col = col.unify_dictionaries()
+    return np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in col.chunks]).astype(np.int32)
+
+
 def read_rows(path: Path, rows: np.ndarray, columns: Sequence[str] = RECORD_COLUMNS) -> pa.Table:
     """Rows `rows` (ascending) of a Parquet file, reading only the row groups that hold them
     (each once for consecutive calls: the last two are kept)."""
@@ -130,7 +140,7 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
     from tqdm import tqdm
 
     records_path = Path(records_path)
-    task_ids = pq.read_table(records_path, columns=["task_id"]).column("task_id").to_numpy(zero_copy_only=False)
+    task_ids = task_codes(records_path)
     items = plan_work(task_ids, rows_per_fragment)
     st = records_path.stat()
     plan = {"records": str(records_path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "rows_per_fragment": rows_per_fragment,

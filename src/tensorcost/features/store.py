@@ -192,6 +192,7 @@ def fragment_paths(directory: Path, slot: str) -> list[Path]:
 
 
 NUMBER_COLUMNS = ("flat", "tokens")
+_CATEGORICAL = ("task_id", "slot", "target", "networks")
 
 
 def read_fragment(path: Path, slot: str | None = None, feature_names: list[str] | None = None, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
@@ -271,9 +272,13 @@ class StoreView:
         self.feature_names = self.meta.get("feature_names")
         if _parts is None:
             paths = fragment_paths(directory, slot)
-            frames = [pq.read_table(f, columns=list(META_COLUMNS)).to_pandas() for f in paths]
+            # repeated strings (slot, target, task, networks) as categories: tens of bytes a row in all
+            frames = [pq.read_table(f, columns=list(META_COLUMNS), read_dictionary=list(_CATEGORICAL)).to_pandas() for f in paths]
             sizes = [len(f) for f in frames]
             frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in META_COLUMNS})
+            for c in _CATEGORICAL:  # one category set across fragments
+                if c in frame and not isinstance(frame[c].dtype, pd.CategoricalDtype):
+                    frame[c] = frame[c].astype("category")
             fragment = np.repeat(np.arange(len(paths), dtype=np.int32), sizes)
             local = np.concatenate([np.arange(n, dtype=np.int64) for n in sizes]) if sizes else np.zeros(0, np.int64)
             _parts = (paths, frame, fragment, local)

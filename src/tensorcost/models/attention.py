@@ -247,14 +247,14 @@ class AttentionCostModel(CostModel):
         torch.set_num_threads(self.cfg.threads)
         torch.use_deterministic_algorithms(True)
 
-    def steps_per_epoch(self, groups: Sequence[str]) -> int:
+    def steps_per_epoch(self, groups: Sequence[str], per_step: int | None = None) -> int:
         """Optimizer steps in one epoch over these groups: each group is cut into chunks of
         `programs_per_group` (a chunk of one program has no pair and is dropped), and
         `groups_per_batch` chunks make a step."""
         chunk = self.cfg.programs_per_group
         _, sizes = np.unique(np.asarray(groups), return_counts=True)
         n_chunks = sum(int(n) // chunk + (int(n) % chunk > 1) for n in sizes)
-        return -(-n_chunks // self.cfg.groups_per_batch)
+        return -(-n_chunks // (per_step or self.cfg.groups_per_batch))
 
     def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
         """Train from scratch, or with `warm_start` fine-tune the trained weights (at least
@@ -321,13 +321,28 @@ class AttentionCostModel(CostModel):
             context_stats = running_stats(view, slice(_P, None))
             program_stats = running_stats(view, slice(0, _P)) if self.cfg.program_features else None
             self._new_module(context_stats, program_stats, len(view.feature_names or []) - _P - N_WORKLOAD)
-        opt, sched = self._optimizer(lr, max(1, n_epochs * self.steps_per_epoch(view.groups)))
+        rank, world, module = 0, 1, self.module
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # under torchrun: DDP, each rank its share of the fragments
+            from torch.nn.parallel import DistributedDataParallel
+
+            rank, world = dist.get_rank(), dist.get_world_size()
+            module = DistributedDataParallel(self.module)
+        # the global batch stays groups_per_batch chunks (each rank its share), so one or several
+        # processes take about as many steps with the same schedule; every rank takes the same
+        # number of steps (DDP's all-reduce): the fewest any rank has
+        per_step = max(1, self.cfg.groups_per_batch // world)
+        per_rank = [self._stream_steps(view, per_step, rank=r, world=world) for r in range(world)]
+        steps = min(per_rank)
+        opt, sched = self._optimizer(lr, max(1, n_epochs * steps))
 
         def prepare(table):
             batch = self._batch(table)
             return batch, self._context(batch), self._program(batch), np.asarray(table.labels, dtype=np.float32)
 
-        stream = GroupChunkStream(view, self.cfg.programs_per_group, self.cfg.groups_per_batch, self.cfg.stream_buffer_chunks, self.cfg.seed, prepare=prepare)
+        stream = GroupChunkStream(view, self.cfg.programs_per_group, per_step, self.cfg.stream_buffer_chunks, self.cfg.seed,
+                                  rank=rank, world=world, prepare=prepare)
         history = []
         for epoch in range(n_epochs):
             self.module.train()
@@ -335,10 +350,18 @@ class AttentionCostModel(CostModel):
             losses = []
             t0 = time.perf_counter()
             for picked in stream:
+                if len(losses) == steps:
+                    break
                 parts = [(prep[0].take(rows), prep[1][rows], prep[2][rows], prep[3][rows]) for prep, rows in picked]
                 sub = concat_batches([p[0] for p in parts])
                 losses.append(self._step(opt, sched, sub, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
-                                         np.concatenate([p[3] for p in parts]), [len(rows) for _, rows in picked]))
+                                         np.concatenate([p[3] for p in parts]), [len(rows) for _, rows in picked], module))
+            if world > 1:  # the epoch's loss over every rank's steps
+                import torch
+
+                mean = torch.tensor([float(np.mean(losses)) if losses else 0.0])
+                dist.all_reduce(mean)
+                losses = [float(mean) / world]
             history.append(float(np.mean(losses)) if losses else math.nan)
             if log:
                 log(f"epoch {epoch + 1}: {self.cfg.loss} loss {history[-1]:.4f} ({time.perf_counter() - t0:.1f} s, streamed)")
@@ -363,9 +386,20 @@ class AttentionCostModel(CostModel):
         )
         return opt, sched
 
-    def _step(self, opt, sched, sub: ProgramBatch, context: np.ndarray, program: np.ndarray, labels: np.ndarray, sizes: list[int]) -> float:
-        """One optimizer step on chunks of `sizes` programs (each chunk one task), rows in chunk order."""
+    def _stream_steps(self, view, per_step: int, rank: int = 0, world: int = 1) -> int:
+        """Steps one epoch of the stream gives `rank`: its fragments' chunks, `per_step` a step."""
+        frags = np.unique(np.asarray(view.fragment))
+        keep = np.isin(np.asarray(view.fragment), frags[rank::world])  # GroupChunkStream's share of `rank`
+        if not keep.any():
+            return 0
+        return self.steps_per_epoch(view.take(np.flatnonzero(keep)).groups, per_step)
+
+    def _step(self, opt, sched, sub: ProgramBatch, context: np.ndarray, program: np.ndarray, labels: np.ndarray, sizes: list[int], module=None) -> float:
+        """One optimizer step on chunks of `sizes` programs (each chunk one task), rows in chunk order;
+        `module`: the module to run (a DDP wrapper of ours), default ours."""
         import torch
+
+        module = module if module is not None else self.module
 
         p = max(sizes)
         valid = np.zeros((len(sizes), p), dtype=bool)
@@ -373,7 +407,7 @@ class AttentionCostModel(CostModel):
         for gi, k in enumerate(sizes):
             valid[gi, :k] = True
             pos[gi, :k] = np.arange(k) + sum(sizes[:gi])
-        scores_flat = self.module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context), torch.from_numpy(program))
+        scores_flat = module(torch.from_numpy(sub.tokens), torch.from_numpy(sub.lengths), torch.from_numpy(context), torch.from_numpy(program))
         scores = scores_flat[torch.from_numpy(pos)]
         lab = torch.from_numpy(labels)[torch.from_numpy(pos)]
         loss = ranking_loss(scores, lab, torch.from_numpy(valid), self.cfg.loss)

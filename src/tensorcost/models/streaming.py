@@ -66,8 +66,8 @@ class GroupChunkStream(_torch_iterable()):
         from torch.utils.data import get_worker_info
 
         frags = np.unique(np.asarray(self.view.fragment))
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(frags)  # the same order on every rank
-        mine = order[self.rank::self.world]
+        # a rank's fragments are fixed (so every rank knows every rank's steps); their order is the epoch's
+        mine = np.random.default_rng((self.seed, self.epoch, self.rank)).permutation(frags[self.rank::self.world])
         info = get_worker_info()
         return list(mine[info.id::info.num_workers] if info is not None else mine)
 
