@@ -252,6 +252,18 @@ def markdown(files: list[Path]) -> str:
         for engine in ("", "-dask"):
             if f"total_wall_s{engine}" in run:
                 lines.append(f"| {n:,} | **total{engine or ''}** | **{run[f'total_wall_s{engine}'] / 60:.1f} min** | | **{run.get(f'peak_memory_mb{engine}', run.get(f'peak_rss_mb{engine}', 0)):,} MB** | | |")
+    runs = sorted(runs, key=lambda r: r["rows"])
+    if len(runs) >= 2:  # what a stage holds per row: the growth of its peak between the smallest and largest run
+        small, big = runs[0], runs[-1]
+        dn = big["rows"] - small["rows"]
+        lines += ["", f"| stage | time per row ({big['rows']:,} rows) | memory per row ({small['rows']:,} -> {big['rows']:,} rows: growth of the peak / growth of the rows) |",
+                  "| --- | --- | --- |"]
+        for key, r in big["stages"].items():
+            if key not in small["stages"]:
+                continue
+            peak = lambda x: x.get("peak_pss_tree_mb", x.get("peak_rss_tree_mb", 0)) * 2**20  # noqa: E731
+            grow = (peak(r) - peak(small["stages"][key])) / dn
+            lines.append(f"| {key} | {r['wall_s'] / big['rows'] * 1e6:.1f} us | {max(grow, 0):,.0f} B |")
     return "\n".join(lines)
 
 
