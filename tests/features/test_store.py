@@ -133,3 +133,13 @@ def test_the_store_hash_names_its_content(tmp_path, in_memory):
     frag = fragment_paths(tmp_path, SLOT)[0]
     frag.write_bytes(frag.read_bytes() + b"x")
     assert store_hash(tmp_path, SLOT) != h
+
+
+def test_a_records_file_rewritten_at_the_same_path_is_read_anew(tmp_path, records):
+    path = tmp_path / "r.parquet"
+    table = pq.read_table(records)
+    pq.write_table(table.slice(0, 10), path)
+    first = read_rows(path, np.arange(10), ["record_id"]).column("record_id").to_pylist()
+    pq.write_table(table.slice(10, 10), path)  # another run's file under the same name
+    again = read_rows(path, np.arange(10), ["record_id"]).column("record_id").to_pylist()
+    assert again == table.column("record_id").to_pylist()[10:20] and again != first

@@ -78,7 +78,8 @@ _ROW_GROUPS: dict = {}  # the last row groups read by this process: consecutive 
 
 
 def _row_group(pf, path: Path, index: int, columns: Sequence[str]) -> pa.Table:
-    key = (str(path), index, tuple(columns))
+    st = Path(path).stat()  # the file's identity, not its name: a rewritten file is another file
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, index, tuple(columns))
     if key not in _ROW_GROUPS:
         if len(_ROW_GROUPS) >= 2:
             _ROW_GROUPS.pop(next(iter(_ROW_GROUPS)))
