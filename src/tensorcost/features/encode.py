@@ -79,21 +79,21 @@ class _Sym:
         self.col = col
 
 
-def _slog2_table(x: np.ndarray) -> np.ndarray:
-    """P.slog2 (math.log2, bit-exact) applied elementwise through the distinct values."""
+def _through_distinct(x: np.ndarray, f) -> np.ndarray:
+    """The scalar `f` (math.log2 inside: bit-exact with the reference) applied elementwise,
+    once per distinct value."""
     if x.size == 0:
         return np.zeros(x.shape, dtype=np.float64)
     u, inv = np.unique(x, return_inverse=True)
-    f = P.slog2
     return np.array([f(v) for v in u.tolist()], dtype=np.float64)[inv].reshape(x.shape)
+
+
+def _slog2_table(x: np.ndarray) -> np.ndarray:
+    return _through_distinct(x, P.slog2)
 
 
 def _log2f_table(x: np.ndarray) -> np.ndarray:
-    if x.size == 0:
-        return np.zeros(x.shape, dtype=np.float64)
-    u, inv = np.unique(x, return_inverse=True)
-    f = P._log2f
-    return np.array([f(v) for v in u.tolist()], dtype=np.float64)[inv].reshape(x.shape)
+    return _through_distinct(x, P._log2f)
 
 
 def _const_ok(x: float) -> bool:
