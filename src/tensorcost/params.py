@@ -111,10 +111,28 @@ class ClusterParams(Section):
     workers: int = Field(default=2, ge=1, le=1024)  # LocalCluster worker processes (a real scheduler has its own)
 
 
+class TorchrunParams(Section):
+    # the attention model under torchrun + DDP (models.ddp_train.torchrun_command): processes a
+    # host and hosts; one host: `--standalone`; several: a c10d rendezvous at rdzv_endpoint
+    nproc_per_node: int = Field(default=2, ge=1, le=256)
+    nnodes: int = Field(default=1, ge=1, le=1024)
+    rdzv_endpoint: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")  # HOST:PORT
+    rdzv_id: str = Field(default="tensorcost", pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @model_validator(mode="after")
+    def _check_hosts(self) -> "TorchrunParams":
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("torchrun across hosts (nnodes > 1) needs rdzv_endpoint: HOST:PORT of the rendezvous")
+        return self
+
+
 class TrainParams(Section):
     # null: one process. Set: the train stage reads the feature store a fragment at a time and
     # trains LightGBM on this Dask cluster (the other families stream from the store in-process)
     cluster: ClusterParams | None = None
+    # null: the attention model trains in one process; set: the torchrun launch of it
+    # (models.ddp_train.torchrun_command; the train stage does not launch it yet)
+    torchrun: TorchrunParams | None = None
     targets: list[str] = []  # one registered model per target
     models: list[str] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
     # `candidate`: the model with the best mean of these on the split's test side (by_family:

@@ -18,7 +18,6 @@ from tensorcost.hardware.catalog import catalog_target
 from tensorcost.metrics import pairwise_comparison_accuracy
 from tensorcost.models import load_model
 
-pytestmark = pytest.mark.slow
 SLOT = "zen5-2c.avx2-t1"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +36,65 @@ def _pca(model, view) -> float:
     return pairwise_comparison_accuracy(view.frame["task_id"].astype(str), model.predict(view), view.frame["latency_s"])
 
 
+def test_fragments_are_placed_on_workers_by_rows_deterministically():
+    from tensorcost.models.distributed import place_fragments
+
+    placed = place_fragments([728, 832, 832, 764, 832, 729, 208], ["w0", "w1"])
+    assert placed == ["w0", "w0", "w1", "w1", "w0", "w1", "w1"]
+    assert place_fragments([5, 5], ["a", "b", "c"]) == ["a", "b"]
+
+
+def test_one_process_bins_given_as_forced_bins_train_the_same_model():
+    """The bins `one_process_bins` reads off LightGBM, forced back on it, change nothing: what
+    every rank of a cluster gets so that it bins as one process does."""
+    import json
+
+    import lightgbm as lgb
+
+    from tensorcost.models.distributed import one_process_bins
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = np.stack([rng.normal(size=n), np.round(rng.exponential(3, n)), rng.integers(-3, 4, n), np.zeros(n), rng.uniform(0, 1, n) ** 3,
+                  np.where(rng.random(n) < 0.9, 0.0, rng.normal(size=n))], axis=1).astype(np.float32)
+    y = x[:, 0] + np.log1p(x[:, 1]) + 0.5 * x[:, 2] + x[:, 5] + rng.normal(0, 0.1, n)
+    params = {"objective": "regression", "verbosity": -1, "num_leaves": 15, "min_data_in_leaf": 5, "deterministic": True, "num_threads": 1}
+    forced, max_bins = one_process_bins(x, params)
+    assert {e["feature"] for e in forced} == {0, 1, 2, 4, 5} and len(max_bins) == x.shape[1]  # the constant column is not used
+    path = Path(__import__("tempfile").mkdtemp()) / "bins.json"
+    path.write_text(json.dumps(forced))
+    same = {**params, "forcedbins_filename": str(path), "max_bin_by_feature": max_bins, "feature_pre_filter": False}
+    a = lgb.train(params, lgb.Dataset(x, y, params=params), 30)
+    b = lgb.train(same, lgb.Dataset(x, y, params=same), 30)
+    assert np.array_equal(a.predict(x), b.predict(x))
+
+
+def test_each_lightgbm_rank_reads_its_slice_of_the_forced_bins():
+    pytest.importorskip("distributed")
+    from tensorcost.models.lightgbm_dask_bins import rank_bins
+
+    forced = [{"feature": f, "bin_upper_bound": [float(f)]} for f in (0, 2, 3, 4)]
+    assert rank_bins(forced, 0, 2, 5) == [{"feature": 0, "bin_upper_bound": [0.0]}, {"feature": 2, "bin_upper_bound": [2.0]}]
+    assert rank_bins(forced, 1, 2, 5) == [{"feature": 0, "bin_upper_bound": [3.0]}, {"feature": 1, "bin_upper_bound": [4.0]}]
+
+
+def test_train_torchrun_params_give_the_torchrun_command():
+    from tensorcost.models.ddp_train import torchrun_command
+    from tensorcost.params import TorchrunParams, TrainParams
+
+    one = torchrun_command(TorchrunParams(nproc_per_node=2), Path("f"), SLOT, Path("m"), epochs=3)
+    assert one[1:] == ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "tensorcost.models.ddp_train",
+                       "--features-dir", "f", "--slot", SLOT, "--preset", "attention", "--params", "params.yaml", "--out", "m", "--epochs", "3"]
+    hosts = torchrun_command(TorchrunParams(nnodes=2, rdzv_endpoint="node0:29400"), Path("f"), SLOT, Path("m"))
+    assert hosts[hosts.index("--nnodes"):hosts.index("-m", 3)] == ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "node0:29400",
+                                                                      "--rdzv-id", "tensorcost"]
+    assert TrainParams.model_validate({"torchrun": None}).torchrun is None
+    for bad in ({"nnodes": 2}, {"nproc_per_node": 0}, {"procs": 2}, {"rdzv_endpoint": "node0"}):
+        with pytest.raises(ValueError):
+            TorchrunParams.model_validate(bad)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["regression", "lambdarank"])
 def test_lightgbm_on_a_two_worker_dask_cluster_matches_one_process(tmp_path, objective):
     from tensorcost.models.distributed import train_lightgbm_dask
@@ -52,16 +110,24 @@ def test_lightgbm_on_a_two_worker_dask_cluster_matches_one_process(tmp_path, obj
     cluster.save(tmp_path / "m")
     again = load_model(tmp_path / "m")  # an ordinary model: saves, loads, predicts
     p1, p2 = _pca(one, held), _pca(again, held)
-    assert p1 > 0.65 and abs(p1 - p2) < 0.01, (p1, p2)
+    # Every rank bins as one process does (forced bins) and the trees start out identical; they
+    # drift apart later only by the order of floating-point sums (per-worker histograms). Measured
+    # over the four held-out quarters of these tasks: |PCA difference| at most 0.0021 (regression)
+    # and 0.0034 (lambdarank); without the forced bins 0.0045 and 0.0079.
+    assert p1 > 0.65 and abs(p1 - p2) < 0.005, (p1, p2)
 
 
+@pytest.mark.slow
 def test_attention_under_a_two_process_torchrun_learns_like_one_process(tmp_path):
     _store(tmp_path / "store", n_tasks=16, rows_per_fragment=200)
 
     def run(n: int, out: str) -> list[float]:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)] if n > 1 else [sys.executable]
-        cmd = launcher + ["-m", "tensorcost.models.ddp_train", "--features-dir", str(tmp_path / "store"), "--slot", SLOT, "--params",
-                          str(ROOT / "params.yaml"), "--out", str(tmp_path / out), "--epochs", "4", "--curve", str(tmp_path / f"{out}.json")]
+        from tensorcost.models.ddp_train import torchrun_command
+        from tensorcost.params import TorchrunParams
+
+        # n > 1: the command `train.torchrun: {nproc_per_node: n}` gives; 1: plain python, one process
+        cmd = torchrun_command(TorchrunParams(nproc_per_node=n) if n > 1 else None, tmp_path / "store", SLOT, tmp_path / out,
+                               params=ROOT / "params.yaml", epochs=4, curve=tmp_path / f"{out}.json")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads((tmp_path / f"{out}.json").read_text())["train_ranknet_loss"]
@@ -75,6 +141,7 @@ def test_attention_under_a_two_process_torchrun_learns_like_one_process(tmp_path
     assert _pca(load_model(tmp_path / "two"), view) > 0.55
 
 
+@pytest.mark.slow
 def test_the_train_stage_trains_lightgbm_on_the_cluster_of_train_cluster(tmp_path, monkeypatch):
     """`train.cluster` set: the stage reads the store a fragment at a time, LightGBM trains on a
     two-worker LocalCluster, and the versions are registered as always."""

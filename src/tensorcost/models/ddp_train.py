@@ -19,6 +19,25 @@ import sys
 from pathlib import Path
 
 
+def torchrun_command(torchrun, features_dir: Path, slot: str, out: Path, *, preset: str = "attention", params: Path = Path("params.yaml"),
+                     epochs: int | None = None, curve: Path | None = None, python: str = sys.executable) -> list[str]:
+    """The command that trains `preset` on `slot`'s store under torchrun, from `train.torchrun`
+    (params.TorchrunParams: nproc_per_node, nnodes, rdzv_endpoint, rdzv_id; None: one plain process). One host:
+    `--standalone`; several: the same command on every host (a c10d rendezvous at rdzv_endpoint,
+    which numbers the hosts). Run it with subprocess.run(..., check=True): rank 0 writes `out`."""
+    if torchrun is None:  # null: one process, no launcher
+        launch = [python]
+    elif torchrun.nnodes == 1 and not torchrun.rdzv_endpoint:
+        launch = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun.nproc_per_node), "--standalone"]
+    else:
+        launch = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun.nproc_per_node)]
+        launch += ["--nnodes", str(torchrun.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", torchrun.rdzv_endpoint, "--rdzv-id", torchrun.rdzv_id]
+    args = ["-m", "tensorcost.models.ddp_train", "--features-dir", str(features_dir), "--slot", slot, "--preset", preset, "--params", str(params),
+            "--out", str(out)]
+    args += (["--epochs", str(epochs)] if epochs else []) + (["--curve", str(curve)] if curve else [])
+    return launch + args
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features-dir", type=Path, required=True)
