@@ -162,7 +162,7 @@ def pruned_transfer(source, others, scout_params, schema, names, args, splits, s
         model.fit(train)
         sources[strategy if strategy == pruning.FULL else f"{strategy}-{args.transfer_percent}"] = model
     ks = [float(k) for k in args.transfer_k.split(",")]
-    return {slot: transfer_study(sources, data, ks, {}, test_fraction=0.5, seed=0, feature_schema=schema, feature_names=names)[0]
+    return {slot: transfer_study(sources, data, ks, {}, test_fraction=0.5, seed=0, feature_schema=schema, feature_names=names).curves
             for slot, data in tqdm(others.items(), desc="pruned transfer")}
 
 

@@ -77,8 +77,8 @@ def main() -> None:
     for target, curves in old_t.items():
         data, meta = load_feature_table(features, target, with_ms=True)
         peers = {"scratch": specs["attention"], **{k: specs[k] for k in ("lightgbm_rank", "tvm_xgb") if k in tp["approaches"]}}
-        new_curves, _ = transfer_study({source: source_model}, data, [float(k) for k in tp["fractions"]], peers, test_fraction=float(tp["test_fraction"]),
-                                       seed=int(tp["seed"]), feature_schema=meta["feature_schema"], feature_names=meta["feature_names"])
+        new_curves = transfer_study({source: source_model}, data, [float(k) for k in tp["fractions"]], peers, test_fraction=float(tp["test_fraction"]),
+                                    seed=int(tp["seed"]), feature_schema=meta["feature_schema"], feature_names=meta["feature_names"]).curves
         renamed = {("zero_shot" if k == f"zero_shot:{source}" else "finetune" if k == f"finetune:{source}" else k): v for k, v in new_curves.items()}
         worst, n = _max_diff(curves, renamed)
         print(f"transfer.json {source} -> {target}: {n} figures; largest |difference| {worst:.6f}")

@@ -823,7 +823,7 @@ PARAM_EDITS: list[tuple[str, object]] = [
     ("evaluate.splits: [bogus]", _set("evaluate.splits", ["bogus"])),
     ("evaluate.targets: [not-a-slot.x]", _set("evaluate.targets", ["nosuch-1c.avx2-t1"])),
     ("transfer.fractions: [0, 10]", _set("transfer.fractions", [0, 10])),
-    ("transfer.register_k: 33 (not a fraction)", _set("transfer.register_k", 33)),
+    ("transfer.confidence: 1.5 (not a probability)", _set("transfer.confidence", 1.5)),
     ("transfer.sources: [nosuch.x]", _set("transfer.sources", ["nosuch-1c.avx2-t1"])),
     ("transfer.target: '../../etc'", _set("transfer.target", "../../etc")),
     ("tune.max_trials_global: -1", _set("tune.max_trials_global", -1)),

@@ -186,7 +186,7 @@ def stage_evaluate(a) -> dict:
     t0 = time.perf_counter()
     scores = model.predict(test)
     predict_s = time.perf_counter() - t0
-    rep = ranking_report(test.frame["task_id"].tolist(), scores, test.frame["latency_s"].to_numpy(), test.task_weights())
+    rep = ranking_report(test.frame["task_id"], scores, test.frame["latency_s"].to_numpy(), test.task_weights())  # columnar: task codes, not lists
     return {"test_rows": len(test), "predict_s": round(predict_s, 1), "predict_rows_per_s": round(len(test) / max(predict_s, 1e-9)),
             "metrics_s": round(time.perf_counter() - t0 - predict_s, 1),
             "sanity_not_accuracy": {"pca": round(rep.pca, 4), "top1": round(rep.top1, 4), "top5": round(rep.top5, 4)}}

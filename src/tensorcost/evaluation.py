@@ -43,11 +43,42 @@ class ModelSpec:
         `model.fit`; a cluster's, models.distributed.cluster_fit)."""
         model = self.create(train.target_id, feature_schema, feature_names)
         t0 = time.perf_counter()
-        curves = fit(model, train, test, log) if fit is not None else model.fit(train, test, log=log)
+        if fit is not None:
+            curves = fit(model, train, test, log)
+        else:
+            curves = model.fit(model_input(train, model.inputs), model_input(test, model.inputs), log=log)
         train_s = time.perf_counter() - t0
-        te = test.frame
-        rep = ranking_report(te["task_id"].tolist(), model.predict(test), te["latency_s"].to_numpy(), test.task_weights())
-        return TrainResult(model, rep.to_dict(), curves, train_s)
+        return TrainResult(model, score(model, test), curves, train_s)
+
+
+def model_input(table, inputs: Sequence[str]):
+    """What a model of `inputs` reads from `table`: a store view as it is (the learners and
+    predictors read it a fragment at a time), except where MetaSchedule features are needed,
+    which live beside the store: then the rows whole, with them."""
+    if table is None or isinstance(table, FeatureTable) or "ms_features" not in inputs:
+        return table
+    return table.materialize(tuple(inputs))
+
+
+def predict(model: CostModel, table) -> np.ndarray:
+    return np.asarray(model.predict(model_input(table, model.inputs)), dtype=np.float64)
+
+
+def score(model: CostModel, test) -> dict:
+    """PCA, top-1, top-5 (task-weighted), n_tasks, n_records of `model` on `test`."""
+    te = test.frame
+    return ranking_report(te["task_id"], predict(model, test), te["latency_s"].to_numpy(), test.task_weights()).to_dict()
+
+
+def pool(parts: Sequence, slot: str):
+    """Several slots' rows as one training side: store views stay views (nothing read), tables
+    are concatenated."""
+    parts = list(parts)
+    if all(isinstance(p, FeatureTable) for p in parts):
+        return FeatureTable.concat(parts, slot)
+    from .features.store import StoreView
+
+    return StoreView.concat(parts, slot)
 
 
 @dataclass
@@ -90,15 +121,27 @@ def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: Feature
             results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
             continue
         model, train_s = blended
-        te = test.frame
-        rep = ranking_report(te["task_id"].tolist(), model.predict(test), te["latency_s"].to_numpy(), test.task_weights())
-        results[key] = TrainResult(model, rep.to_dict(), {}, train_s)
+        results[key] = TrainResult(model, score(model, test), {}, train_s)
     return results
 
 
-def pick_candidate(metrics_by_model: dict[str, dict], keys: Sequence[str]) -> str:
-    """The model with the best mean of `keys` (PCA, top-1, top-5...); ties go to the higher PCA."""
-    return max(metrics_by_model, key=lambda m: (float(np.mean([metrics_by_model[m][k] for k in keys])), metrics_by_model[m]["pca"]))
+def pick_candidate(metrics_by_model: dict[str, dict], keys: Sequence[str], floor: dict | None = None) -> str:
+    """The model with the best mean of `keys` (PCA, top-1, top-5...); ties go to the higher PCA.
+    `floor` (a random ranking's expected figures, metrics.random_expectation): a model below it
+    on any of PCA, top-1, top-5 is not served while another clears it."""
+    def clears(m: str) -> bool:
+        return floor is None or all(metrics_by_model[m][k] >= floor[k] for k in ("pca", "top1", "top5") if k in floor and k in metrics_by_model[m])
+
+    eligible = [m for m in metrics_by_model if clears(m)] or list(metrics_by_model)
+    return max(eligible, key=lambda m: (float(np.mean([metrics_by_model[m][k] for k in keys])), metrics_by_model[m]["pca"]))
+
+
+def random_floor(test) -> dict:
+    """A random ranking's expected PCA, top-1, top-5 on `test` (what pick_candidate's floor is)."""
+    from .metrics import random_expectation
+
+    te = test.frame
+    return random_expectation(te["task_id"], te["latency_s"].to_numpy(), test.task_weights())
 
 
 def train_test(table: FeatureTable, strategy: str, params: dict) -> tuple[FeatureTable, FeatureTable]:
@@ -110,21 +153,20 @@ def train_test(table: FeatureTable, strategy: str, params: dict) -> tuple[Featur
 def split_mask(strategy: str, data: FeatureTable, params: dict) -> np.ndarray:
     df = data.frame
     return assign_test(
-        strategy, df["task_id"].tolist(), df["program_id"].tolist(), float(params.get("test_fraction", 0.2)), int(params.get("seed", 0)),
-        networks=df["networks"].tolist(), test_networks=tuple(params.get("test_networks") or DEFAULT_TEST_NETWORKS),
-        test_families=tuple(params.get("test_families") or DEFAULT_TEST_FAMILIES), targets=df["slot"].tolist(), test_target=data.slot,
+        strategy, df["task_id"], df["program_id"], float(params.get("test_fraction", 0.2)), int(params.get("seed", 0)),
+        networks=df["networks"], test_networks=tuple(params.get("test_networks") or DEFAULT_TEST_NETWORKS),
+        test_families=tuple(params.get("test_families") or DEFAULT_TEST_FAMILIES), targets=df["slot"], test_target=data.slot,
     )
 
 
 def network_weights(df, network: str | None = None) -> dict:
-    """Task weights of a frame: occurrences over all networks, or in one network family."""
+    """Task weights of a frame: occurrences over all networks, or in one network family (a row
+    per task is read: the frame's size does not matter)."""
+    first = df.drop_duplicates("task_id")
     if network is None:
-        return dict(zip(df["task_id"], df["task_weight"].astype(float)))
-    out = {}
-    for tid, nets in zip(df["task_id"], df["networks"]):
-        if tid not in out:
-            out[tid] = float(sum(w for n, w in json.loads(nets).items() if network_family(n) == network))
-    return out
+        return dict(zip(first["task_id"].astype(str), first["task_weight"].astype(float)))
+    return {str(tid): float(sum(w for n, w in json.loads(nets).items() if network_family(n) == network))
+            for tid, nets in zip(first["task_id"], first["networks"])}
 
 
 THROUGHPUT_BATCH = 4096
@@ -134,6 +176,8 @@ def throughput(model: CostModel, table: FeatureTable) -> float:
     """Candidates scored per second from the feature table, on a batch of at least
     THROUGHPUT_BATCH rows (best of 3), so small test sets do not turn the figure into a
     measurement of call overhead."""
+    if not isinstance(table, FeatureTable):  # a store view: a batch's worth of its rows, in memory (no disk read timed)
+        table = table.take(np.arange(min(len(table), THROUGHPUT_BATCH))).materialize(tuple(model.inputs) + ("flat",))
     n = len(table)
     reps = max(1, -(-THROUGHPUT_BATCH // max(n, 1)))
     big = table.take(np.tile(np.arange(n), reps))
@@ -149,14 +193,14 @@ def fit(spec: ModelSpec, train: FeatureTable, feature_schema: str, feature_names
     """`spec` trained on `train`, and the seconds it took."""
     model = spec.create(train.target_id, feature_schema, feature_names)
     t0 = time.perf_counter()
-    model.fit(train)
+    model.fit(model_input(train, model.inputs))
     return model, time.perf_counter() - t0
 
 
 def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[np.ndarray, float, float]:
     """Train `spec` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
     model, train_s = fit(spec, train, feature_schema, feature_names)
-    return model.predict(test), train_s, throughput(model, test)
+    return predict(model, test), train_s, throughput(model, test)
 
 
 def other_platforms(datasets: dict[str, FeatureTable], slot: str) -> list[str]:
@@ -193,7 +237,7 @@ def run_study(
                 others = other_platforms(datasets, target)
                 if not others:
                     continue
-                train, test = FeatureTable.concat([datasets[t] for t in others], target), data
+                train, test = pool([datasets[t] for t in others], target), data
             else:
                 mask = split_mask(strategy, data, split_params)
                 if mask.all() or not mask.any():
@@ -207,17 +251,17 @@ def run_study(
                     progress(f"{target} / {strategy} / {key}")
                 model, train_s = blend_of_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
                 trained[key] = (model, train_s)
-                scores, per_s = model.predict(test), throughput(model, test)
+                scores, per_s = predict(model, test), throughput(model, test)
                 scores_by_model[key] = scores
-                rep = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+                rep = ranking_report(te["task_id"], scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
                 metrics.setdefault(target, {}).setdefault(strategy, {})[key] = rep | {"train_s": train_s, "candidates_per_s": per_s}
                 for net in sorted({network_family(n) for nets in te["networks"].unique() for n in json.loads(nets)}):
                     w = network_weights(te, net)
-                    rows = np.array([w.get(t, 0.0) > 0 for t in te["task_id"]])
+                    rows = (te["task_id"].astype(str).map(w).fillna(0.0).to_numpy(dtype=np.float64) > 0)
                     if not rows.any():
                         continue
                     sub = te[rows]
-                    r = ranking_report(sub["task_id"].tolist(), scores[rows], sub["latency_s"].to_numpy(), w)
+                    r = ranking_report(sub["task_id"].astype(str), scores[rows], sub["latency_s"].to_numpy(), w)
                     per_network.setdefault(target, {}).setdefault(strategy, {}).setdefault(net, {})[key] = {"pca": r.pca, "top1": r.top1, "top5": r.top5, "n_tasks": r.n_tasks}
             predictions.setdefault(target, {})[strategy] = (te, scores_by_model)
     return metrics, per_network, predictions

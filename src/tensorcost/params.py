@@ -22,7 +22,6 @@ from .tuning import TuneConfig
 
 PARAMS_FILE = Path("params.yaml")
 HOST = "host"  # the dataset slot of this machine's fresh measurements
-TARGET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*\.[a-z0-9][a-z0-9-]*$")
 
 
 class ParamsError(UserError):
@@ -40,7 +39,9 @@ class Section(BaseModel):
 
 
 def _target_id(value: str, allow_host: bool = False, allow_auto: bool = False) -> str:
-    if (allow_host and value == HOST) or (allow_auto and value == "auto") or TARGET_ID.match(value):
+    from .names import is_name
+
+    if (allow_host and value == HOST) or (allow_auto and value == "auto") or is_name("target id", value):
         return value
     extra = (" or 'host'" if allow_host else "") + (" or 'auto'" if allow_auto else "")
     raise ValueError(f"{value!r} is not a target id: expected <platform>.<variant> such as 'zen4-2c.avx2-t1'{extra} (see `tensorcost targets`)")
@@ -75,8 +76,8 @@ class SplitParams(Section):
     strategy: Literal["within_task", "by_task", "by_network", "by_family"] = "by_family"  # by_hardware holds out a whole platform: studies only
     test_fraction: Fraction = 0.2
     seed: NonNegInt = 0
-    test_networks: list[str] = list(DEFAULT_TEST_NETWORKS)  # by_network (TenSet/TLP's)
-    test_families: list[str] = list(DEFAULT_TEST_FAMILIES)  # by_family (zoo.ARCHITECTURE_FAMILIES)
+    test_networks: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_TEST_NETWORKS)  # by_network (TenSet/TLP's)
+    test_families: Annotated[list[str], Field(min_length=1)] = list(DEFAULT_TEST_FAMILIES)  # by_family (zoo.ARCHITECTURE_FAMILIES)
 
     @field_validator("test_families")
     @classmethod
@@ -131,13 +132,13 @@ class TrainParams(Section):
     # trains LightGBM on this Dask cluster (the other families stream from the store in-process)
     cluster: ClusterParams | None = None
     # null: the attention model trains in one process; set: the torchrun launch of it
-    # (models.ddp_train.torchrun_command; the train stage does not launch it yet)
+    # (models.ddp_train.torchrun_command; the train stage launches it, models.ddp_train.torchrun_fit)
     torchrun: TorchrunParams | None = None
     targets: list[str] = []  # one registered model per target
-    models: list[str] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
+    models: Annotated[list[str], Field(min_length=1)] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
     # `candidate`: the model with the best mean of these on the split's test side (by_family:
     # networks of architectures training never saw, where users use a model)
-    candidate_metrics: list[Literal["pca", "top1", "top5"]] = ["pca", "top1", "top5"]
+    candidate_metrics: Annotated[list[Literal["pca", "top1", "top5"]], Field(min_length=1)] = ["pca", "top1", "top5"]
 
     @field_validator("targets")
     @classmethod
@@ -154,6 +155,13 @@ class EvaluateParams(Section):
 class RegistryParams(Section):
     experiment: str = "tensorcost"
 
+    @field_validator("experiment")
+    @classmethod
+    def _check_experiment(cls, v: str) -> str:
+        from .names import check_name
+
+        return check_name("experiment", v)
+
 
 class TransferParams(Section):
     target: str = HOST  # the slot models are transferred to
@@ -162,7 +170,8 @@ class TransferParams(Section):
     fractions: list[Annotated[float, Field(gt=0.0, le=100.0)]] = [5, 10, 25, 50, 100]
     peers: list[str] = ["lightgbm_rank", "tvm_xgb"]  # trained from scratch on the same k%
     test_fraction: Fraction = 0.5
-    register_k: Annotated[float, Field(gt=0.0, le=100.0)] = 25
+    pooled: list[str] = ["lightgbm_reg"]  # presets trained on the source platforms' records pooled: the default a new machine is served
+    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95  # another approach replaces the default only when a bootstrap is this sure
     seed: NonNegInt = 0
 
     @field_validator("target")
@@ -170,11 +179,12 @@ class TransferParams(Section):
     def _check_target(cls, v: str) -> str:
         return _target_id(v, allow_host=True)
 
-    @model_validator(mode="after")
-    def _register_k_is_a_fraction(self):
-        if self.register_k not in self.fractions:
-            raise ValueError(f"register_k {self.register_k:g} must be one of fractions {[f'{f:g}' for f in self.fractions]}")
-        return self
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, v: str) -> str:
+        from .names import check_name
+
+        return check_name("alias", v)
 
 
 class TuneParams(TuneConfig):
@@ -188,6 +198,13 @@ class TuneParams(TuneConfig):
     @classmethod
     def _check_target(cls, v: str) -> str:
         return _target_id(v, allow_host=True)
+
+    @field_validator("alias")
+    @classmethod
+    def _check_alias(cls, v: str) -> str:
+        from .names import check_name
+
+        return check_name("alias", v)
 
 
 class PruneParams(Section):
@@ -211,9 +228,9 @@ class PruneParams(Section):
     @field_validator("alias_prefix")
     @classmethod
     def _check_prefix(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_-]*", v):
-            raise ValueError("an alias prefix is lowercase letters, digits, '-' or '_', starting with a letter")
-        return v
+        from .names import check_name
+
+        return check_name("alias", v)
 
 
 HOST_SOURCE = "data/raw/host"  # where the collect stage writes this machine's records
@@ -249,11 +266,14 @@ class Params(Section):
     @model_validator(mode="after")
     def _cross_checks(self):
         for section, keys in (("train.models", self.train.models), ("evaluate.models", self.evaluate.models), ("transfer.peers", self.transfer.peers),
-                              *self._prune_presets()):
+                              ("transfer.pooled", self.transfer.pooled), *self._prune_presets()):
             unknown = [k for k in keys if k not in self.models]
             if unknown:
                 raise ValueError(f"{section} names {unknown}, which `models` does not define (defined: {', '.join(self.models)})")
+        from .names import check_name
+
         for name in self.models:
+            check_name("model preset", name, where="models")  # a preset's name becomes models/<target>/<name>/
             self.model_spec(name)  # every preset resolves to a family and valid params
         for section, slots in (("train.targets", self.train.targets), ("evaluate.targets", self.evaluate.targets)):
             missing = [t for t in slots if t not in self.targets]
@@ -355,10 +375,36 @@ def parse_params(data: Any, path: Path = PARAMS_FILE) -> Params:
     return _validated(Params, data, path)
 
 
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a page of settings: anything larger is a mistake (or an attack)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as params need it: a key given twice is an error (not "the last one wins"), and no
+    aliases (`*name`: the road to a billion-laughs expansion; write the value out)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, f"YAML alias *{event.anchor} is not allowed in params: write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime: float) -> Params:
+    size = Path(path).stat().st_size
+    if size > MAX_PARAMS_BYTES:
+        raise ParamsError(f"{path}: {size} bytes; a params file is at most {MAX_PARAMS_BYTES} bytes")
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -174,7 +174,7 @@ def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scou
         measured = kept_table(pool, np.concatenate([np.asarray(v, dtype=np.int64) for v in kept.values()]))  # the labels it may see
         preds = []
         for m in range(ENSEMBLE_SIZE):  # a committee of bootstrap resamples: its spread is the model's uncertainty
-            boot = rng.choice(len(measured), len(measured), replace=True)
+            boot = np.sort(rng.choice(len(measured), len(measured), replace=True))  # a multiset: row order (a store view's) does not change it
             member = create_model("lightgbm", pool.target_id, scout.feature_schema, scout.feature_names, **{**params, "seed": seed * 101 + r * 11 + m})
             member.fit(measured.take(boot))
             preds.append(member.predict(pool))
@@ -248,6 +248,28 @@ def summarize(rows: list[dict], tolerance: float = 0.01) -> list[dict]:
 
 
 # -- pruned variants as datasets (the prune stage) -------------------------------------------------
+
+def write_variant_records(source, keep_ids: set[str], out, batch_rows: int = 65_536) -> int:
+    """The kept rows of the records file `source` written to `out`, a batch at a time (a
+    platform's records, traces and all, are never one table), in their original order; error
+    records dropped as `variant_records` does. Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .records.schema import COLUMNS, RECORDS_SCHEMA
+
+    keep = pa.array(sorted(keep_ids), pa.string())
+    rows = 0
+    with pq.ParquetWriter(out, RECORDS_SCHEMA, compression="zstd") as writer:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
+            part = pa.Table.from_batches([batch]).cast(RECORDS_SCHEMA)
+            part = part.filter(pc.and_(pc.is_in(part.column("record_id"), value_set=keep), pc.equal(part.column("error_no"), 0)))
+            if part.num_rows:
+                writer.write_table(part)
+                rows += part.num_rows
+    return rows
+
 
 def variant_records(records, keep_ids: set[str]):
     """The rows of a records table (pyarrow) whose record_id is kept, in their original order.

@@ -71,7 +71,7 @@ class RpcConfig(BaseModel):
     @field_validator("key")
     @classmethod
     def _check_key(cls, v: str) -> str:
-        if not KEY.match(v):
+        if not KEY.fullmatch(v):
             raise ValueError("a device key is letters, digits, '.', '_' or '-' (e.g. the platform id 'zen5-2c')")
         return v
 

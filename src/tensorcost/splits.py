@@ -23,6 +23,7 @@ import json
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 STRATEGIES = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
@@ -63,11 +64,11 @@ def assign_test(
     `targets` each row's target id (by_hardware)."""
     if strategy == "within_task":
         _check_fraction(test_fraction)
-        return np.array([_unit_hash(f"{t}|{p}", seed) < test_fraction for t, p in zip(task_ids, program_ids)], dtype=bool)
+        return np.fromiter((_unit_hash(f"{t}|{p}", seed) < test_fraction for t, p in zip(task_ids, program_ids)), dtype=bool, count=len(task_ids))
     if strategy == "by_task":
         _check_fraction(test_fraction)
         # one hash a task, one vectorized lookup a row: millions of rows hold no Python list
-        tasks, inverse = np.unique(np.asarray(task_ids, dtype=object).astype(str), return_inverse=True)
+        inverse, tasks = pd.factorize(task_ids if isinstance(task_ids, (pd.Series, pd.Categorical)) else np.asarray(task_ids, dtype=object))
         ranked = sorted(range(len(tasks)), key=lambda i: _unit_hash(str(tasks[i]), seed))
         # At least one task on each side whenever there are two or more.
         n_test = min(len(tasks) - 1, max(1, round(len(tasks) * test_fraction))) if len(tasks) > 1 else 0
@@ -83,17 +84,14 @@ def assign_test(
             from .zoo import architecture_family
 
             held, key = set(test_families), architecture_family
-        cache: dict[str, bool] = {}
-        out = np.empty(len(task_ids), dtype=bool)
-        for i, nets in enumerate(networks):
-            if nets not in cache:
-                cache[nets] = any(key(n) in held or n in held for n in json.loads(nets))
-            out[i] = cache[nets]
-        return out
+        # one decision per distinct networks string (a task's), one vectorized lookup a row
+        codes, uniques = pd.factorize(networks if isinstance(networks, (pd.Series, pd.Categorical)) else np.asarray(networks, dtype=object))
+        held_net = np.array([any(key(n) in held or n in held for n in json.loads(nets)) for nets in uniques], dtype=bool)
+        return held_net[codes] if len(codes) else np.zeros(0, dtype=bool)
     if strategy == "by_hardware":
         if targets is None or test_target is None:
             raise SplitError("by_hardware needs each row's target and the held-out target")
-        return np.asarray(targets) == test_target
+        return (targets.astype(str) == test_target).to_numpy() if isinstance(targets, pd.Series) else np.asarray(targets) == test_target
     raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
 
 

@@ -8,10 +8,11 @@ machine's fresh measurement (its real target id is in data/host/target.json).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-from .params import HOST, Params, load_params
+from .params import HOST, PARAMS_FILE, Params, load_params
 from .reports import write_json
 
 HOST_FILE = Path("data/host/target.json")
@@ -109,11 +110,13 @@ def records(slot: str) -> None:
 def validate(slot: str) -> None:
     from . import validation
     from .errors import UserError
+    from .params_io import md5_file
 
     _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     # partition by partition (whole tasks): every row checked, never the file as one frame
     summary = validation.validate_records_file(RECORDS_DIR / f"{slot}.parquet", hw.id, REPORTS_DIR / "validation" / slot / "data_docs")
+    summary.statistics["records_md5"] = md5_file(RECORDS_DIR / f"{slot}.parquet")  # the verdict names the file it judged
     validation.write_summary(summary, REPORTS_DIR / "validation" / f"{slot}.json")
     print(summary.readable())
     if not summary.success:
@@ -137,10 +140,7 @@ def featurize(slot: str) -> None:
     from .hardware import HARDWARE_FEATURE_NAMES
 
     p = _slot_params(slot)
-    records_report = REPORTS_DIR / "validation" / f"{slot}.json"
-    if records_report.exists() and not json.loads(records_report.read_text())["success"]:
-        # Bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash.
-        raise UserError(f"records of {slot} failed validation; see {records_report} (tensorcost stage validate --target {slot})")
+    _records_verdict(slot)  # bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     records_file = RECORDS_DIR / f"{slot}.parquet"
     writer = featurize_file(records_file, FEATURES_DIR, slot, hw.features(), HARDWARE_FEATURE_NAMES, workers=p.featurize.workers,
@@ -190,6 +190,29 @@ def msfeatures(slot: str) -> None:
     _echo(f"{slot}: {len(df)} records, {n_rows} store rows")
 
 
+def _records_verdict(slot: str) -> dict:
+    """The records suite's verdict on the slot's records file, refused (one line) when missing,
+    failed, or of another file than the one there now (records changed after validation)."""
+    from .errors import MissingDataError, UserError
+    from .params_io import md5_file
+
+    report, records = REPORTS_DIR / "validation" / f"{slot}.json", RECORDS_DIR / f"{slot}.parquet"
+    if not report.exists():
+        raise MissingDataError(f"{report}: no records validation for {slot} (tensorcost stage validate --target {slot}, or dvc repro validate@{slot})")
+    try:
+        verdict = json.loads(report.read_text())
+        success, judged = verdict["success"], verdict.get("statistics", {}).get("records_md5")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{report}: not a records verdict ({type(exc).__name__}); re-run: tensorcost stage validate --target {slot}") from None
+    if success is not True:
+        raise UserError(f"records of {slot} failed validation; see {report} (tensorcost stage validate --target {slot}): nothing is featurized, trained or registered on them")
+    if not records.exists():
+        raise MissingDataError(f"{records}: missing (dvc repro records@{slot})")
+    if judged != md5_file(records):
+        raise UserError(f"{records} is not the records file validated in {report} (changed since, or an older verdict): re-run tensorcost stage validate --target {slot}")
+    return verdict
+
+
 def _data_facts(slot: str) -> dict:
     """What a registered version records about its data: the hash of the features it trains on and
     their validation verdict (records suite and features suite). Features that failed their suite,
@@ -198,10 +221,7 @@ def _data_facts(slot: str) -> dict:
     from .features import store_hash
     from .validation import ValidationSummary
 
-    records_report = REPORTS_DIR / "validation" / f"{slot}.json"
-    if not records_report.exists():
-        raise MissingDataError(f"{records_report}: no records validation for {slot} (dvc repro validate@{slot})")
-    records = json.loads(records_report.read_text())
+    records = _records_verdict(slot)
     store, report = FEATURES_DIR / slot, _features_report(slot)
     if not report.exists():
         raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
@@ -215,7 +235,7 @@ def _data_facts(slot: str) -> dict:
 
 
 def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
-                        tags: dict, params: dict, cluster=None) -> dict:
+                        tags: dict, params: dict, cluster=None, torchrun=None, slot: str | None = None) -> dict:
     """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
     and registered as a version of tensorcost-<target>, its card naming what it was trained on
     (`trained_on`) and its test figures. Returns {key: row of the stage's report}."""
@@ -229,6 +249,10 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
         from .models.distributed import cluster_fit
 
         fit = cluster_fit(cluster)
+    if torchrun is not None:
+        from .models.ddp_train import torchrun_fit
+
+        fit = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit)
     results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit)
     rows = {}
     for key, result in results.items():
@@ -257,14 +281,14 @@ def train(target: str) -> None:
     """Every model of `train.models` on the target's training split, each registered as a
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
     from . import registry
-    from .evaluation import pick_candidate, train_test
+    from .evaluation import pick_candidate, random_floor, train_test
     from .features import load_feature_table
 
     p = _slot_params(target)
     facts = _data_facts(target)  # before any model: data that failed validation is neither trained on nor registered
-    if p.train.cluster is None:
+    if p.train.cluster is None and p.train.torchrun is None:
         table, meta = load_feature_table(FEATURES_DIR, target)
-    else:  # the store read a fragment at a time; LightGBM on the Dask cluster
+    else:  # the store read a fragment at a time; LightGBM on the Dask cluster, the attention model under torchrun
         from .features.store import StoreView
 
         table = StoreView(FEATURES_DIR, target)
@@ -274,12 +298,15 @@ def train(target: str) -> None:
     # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
     tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": facts["validation_passed"]}
     rows = _train_and_register(p, p.train.models, train_t, test_t, meta, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
-                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster)
-    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
+                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
+                               torchrun=p.train.torchrun, slot=target)
+    floor = random_floor(test_t)  # a model that ranks worse than random is not served
+    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, floor)
     registry.set_alias(target, registry.CANDIDATE, rows[best]["version"])
     _echo(f"{target}: '{registry.CANDIDATE}' -> v{rows[best]['version']} ({best}: best mean of {', '.join(p.train.candidate_metrics)} on the {sp.strategy} test side)")
     write_json(REPORTS_DIR / "train" / f"{target}.json", {"registered_model": registry.model_name(target), "split": sp.strategy,
-                                                         "candidate_metrics": p.train.candidate_metrics, "candidate": {"model": best, **rows[best]}, "models": rows})
+                                                         "candidate_metrics": p.train.candidate_metrics, "random_floor": floor, "candidate": {"model": best, **rows[best]},
+                                                         "models": rows})
 
 
 def _prune_params(p: Params):
@@ -301,11 +328,10 @@ def prune(strategy: str, percent: int) -> None:
     import time
 
     from . import pruning
-    from . import records as rec
     from . import validation
     from .errors import UserError
     from .evaluation import train_test
-    from .features import load_feature_table
+    from .features.store import StoreView
     from .params_io import md5_file
 
     p = load_params()
@@ -316,7 +342,8 @@ def prune(strategy: str, percent: int) -> None:
     variant = pruning.variant_name(strategy, percent)
     facts = _data_facts(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
-    table, meta = load_feature_table(FEATURES_DIR, slot)
+    table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
+    meta = table.meta
     pool, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
     scout = pruning.Scout(params=p.model_spec(pp.scout)[1] if pp.scout else {}, ensemble_params=p.model_spec(pp.ensemble)[1] if pp.ensemble else {},
                           feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
@@ -324,16 +351,19 @@ def prune(strategy: str, percent: int) -> None:
     kept = pruning.prune(strategy, pool, percent / 100.0, pp.seed, scout)
     prune_s = time.perf_counter() - t0
     out, report = _variant_paths(slot, variant)
-    records = pruning.variant_records(rec.read_records(RECORDS_DIR / f"{slot}.parquet"), set(kept) | set(test.frame["record_id"]))
-    summary = validation.validate_records(records.to_pandas(), hw.id, REPORTS_DIR / "prune" / slot / variant / "data_docs")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")  # written and checked aside: `out` is whole or absent, never half
+    n_records = pruning.write_variant_records(RECORDS_DIR / f"{slot}.parquet", set(kept) | set(test.frame["record_id"].astype(str)), partial)
+    summary = validation.validate_records_file(partial, hw.id, REPORTS_DIR / "prune" / slot / variant / "data_docs")
     print(summary.readable())
     if not summary.success:
+        partial.unlink(missing_ok=True)
         out.unlink(missing_ok=True)
         raise UserError(f"pruned variant {variant} of {slot} failed the records suite: {summary.failed_expectations()}; see reports/prune/{slot}/{variant}/data_docs")
-    rec.write_records(records, out)
+    os.replace(partial, out)
     write_json(report, {"slot": slot, "target": hw.id, "variant": variant, "strategy": strategy, "kept_percent": percent, "seed": pp.seed,
                         "split": p.split.strategy, "pool_records": len(pool), "kept_records": len(kept), "test_records": len(test),
-                        "records": records.num_rows, "kept_share": round(len(kept) / max(len(pool), 1), 4), "records_md5": md5_file(out),
+                        "records": n_records, "kept_share": round(len(kept) / max(len(pool), 1), 4), "records_md5": md5_file(out),
                         "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
     _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool)} training records (+{len(test)} test records, never pruned) -> {out}")
 
@@ -346,8 +376,8 @@ def train_pruned(strategy: str, percent: int) -> None:
 
     from . import pruning, registry
     from .errors import MissingDataError, UserError
-    from .evaluation import pick_candidate, train_test
-    from .features import load_feature_table
+    from .evaluation import pick_candidate, random_floor, train_test
+    from .features.store import StoreView
     from .params_io import md5_file
 
     p = load_params()
@@ -362,7 +392,8 @@ def train_pruned(strategy: str, percent: int) -> None:
     if not made["validation"]["success"] or made["records_md5"] != variant_md5:
         raise UserError(f"{records_file} is not the variant validated in {report} (re-run: dvc repro prune)")
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
-    table, meta = load_feature_table(FEATURES_DIR, slot)
+    table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
+    meta = table.meta
     ids = pq.read_table(records_file, columns=["record_id"]).column("record_id").to_pylist()
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     train_t = pruning.kept_table(train_t, pruning.rows_of(train_t, ids))  # labelled from the kept records alone
@@ -376,7 +407,7 @@ def train_pruned(strategy: str, percent: int) -> None:
                   f"DVC md5 {variant_md5}), tested on the unpruned test side")
     rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, meta, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
                                run_prefix=f"train-{slot}-{variant}", trained_on=trained_on, tags=tags, params={"dataset_variant": variant})
-    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics)
+    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, random_floor(test_t))
     alias = f"{pp.alias_prefix}-{variant}"
     registry.set_alias(hw.id, alias, rows[best]["version"])
     _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")
@@ -395,19 +426,25 @@ def _transfer_sources(p: Params, data) -> list[str]:
 
 def transfer() -> None:
     """Models of other platforms, pulled from the registry by alias, transferred to the target
-    slot (default: this machine) against models trained from scratch on the same records; the
-    model fine-tuned on `register_k`% from the best source is registered for the target."""
+    slot (default: this machine): zero-shot, blended, pooled (trained on the source platforms'
+    records), fine-tuned on k% of the target's records, against models trained from scratch on
+    the same k%. The one that measures best on the target's test side, when a bootstrap can tell
+    it from the pooled default, else that default, is registered for the target (`transferred`,
+    and `candidate` unless the pipeline trains that target itself)."""
     from . import registry
     from .errors import UserError
-    from .evaluation import ModelSpec
-    from .features import FEATURE_SCHEMA_VERSION, load_feature_table
+    from .evaluation import ModelSpec, fit, pool
+    from .features import FEATURE_SCHEMA_VERSION
+    from .features.store import StoreView
     from .plots import learning_curves
     from .transfer import transfer_study
 
     p = load_params()
     tp = p.transfer
     peers = {k: ModelSpec(*p.model_spec(k)) for k in tp.peers}
-    data, meta = load_feature_table(FEATURES_DIR, tp.target, with_ms=any("ms_features" in s.inputs for s in peers.values()))
+    facts = _data_facts(tp.target)  # before any model: data that failed validation is neither trained on nor registered
+    data = StoreView(FEATURES_DIR, tp.target)  # metadata whole, numbers a fragment at a time
+    meta = data.meta
     target_id = data.target_id
     names = _transfer_sources(p, data)
     if not names:
@@ -418,16 +455,23 @@ def transfer() -> None:
         _echo(resolved.message)
         sources[name] = model
         pulled[name] = {"name": resolved.name, "version": resolved.version, "alias": resolved.alias, "family": model.family}
-    curves, finetuned = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, feature_schema=meta["feature_schema"],
-                                       feature_names=meta["feature_names"], log=_echo, keep_finetuned_at=tp.register_k)
+    pooled = {}
+    source_slots = [n for n in names if n in p.targets]
+    if tp.pooled and source_slots:
+        records = pool([StoreView(FEATURES_DIR, s) for s in source_slots], "pooled")
+        for key in tp.pooled:
+            _echo(f"transfer: {key} trained on {len(records)} records of {', '.join(source_slots)} pooled")
+            pooled[key], _ = fit(ModelSpec(*p.model_spec(key)), records, meta["feature_schema"], meta["feature_names"])
+    study = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, feature_schema=meta["feature_schema"],
+                           feature_names=meta["feature_names"], log=_echo, pooled=pooled, select_metrics=p.train.candidate_metrics, confidence=tp.confidence)
+    curves = study.curves
     learning_curves(curves, f"transfer to {tp.target} ({target_id})", REPORTS_DIR / "transfer" / "learning_curve.png")
-    study = {"target": tp.target, "target_id": target_id, "sources": pulled, "registered": None}
-    k = f"{tp.register_k:g}"
-    if finetuned:
-        best = max(finetuned, key=lambda s: curves[f"finetune:{s}"][k]["pca"])
-        study["registered"] = _register_transferred(p, data, meta, best, pulled[best], finetuned[best], curves[f"finetune:{best}"][k], k)
+    report = {"target": tp.target, "target_id": target_id, "sources": pulled, "pooled_from": source_slots if pooled else [], "choice": study.choice, "registered": None}
+    _echo(f"transfer: serving {study.choice['approach']} (k={study.choice.get('k')}): {study.choice['reason']}")
+    if study.model is not None:
+        report["registered"] = _register_transferred(p, data, meta, facts, study.choice, pulled, study.model)
     write_json(REPORTS_DIR / "metrics" / "transfer.json", curves)
-    write_json(REPORTS_DIR / "transfer" / "study.json", study)
+    write_json(REPORTS_DIR / "transfer" / "study.json", report)
     for approach, by_k in curves.items():
         _echo(f"{approach}: " + ", ".join(f"k={kk}: pca {r['pca']:.3f} top5 {r['top5']:.3f}" for kk, r in by_k.items()))
 
@@ -435,47 +479,54 @@ def transfer() -> None:
 TRANSFERRED = "transferred"
 
 
-def _register_transferred(p: Params, data, meta: dict, source: str, pulled: dict, model, rep: dict, k: str) -> dict:
-    """Register the fine-tuned model for the target's real id, aliased `transferred`; it becomes
-    `candidate` too when the target has none (a platform the dataset does not hold)."""
+def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict, pulled: dict, model) -> dict:
+    """Register the chosen model for the target's real id, aliased `transferred`; it becomes
+    `candidate` too unless the pipeline trains this target itself (its train stage chooses
+    that one), so a new machine's first model is the one its measurements chose."""
     from . import registry
     from .params_io import git_commit
 
     tp = p.transfer
     target_id = data.target_id
+    approach, k = choice["approach"], str(choice.get("k", "0"))
     out = MODELS_DIR / "transferred" / tp.target
     model.metadata.target = target_id
     model.save(out)
-    facts = _data_facts(tp.target)
-    metrics = {m: rep[m] for m in ("pca", "top1", "top5")}
-    source_ref = f"{pulled['name']}/{pulled['version']}"
+    metrics = {m: float(choice[m]) for m in ("pca", "top1", "top5")}
+    kind, _, source = approach.partition(":")
+    source_ref = f"{pulled[source]['name']}/{pulled[source]['version']}" if source in pulled else (
+        ",".join(f"{r['name']}/{r['version']}" for r in pulled.values()) if approach == "zero_shot:blend" else "")
     tags = registry.model_card_tags(
         target=target_id, family=model.family, objective=model.metadata.objective, feature_schema=meta["feature_schema"], split=f"transfer:{k}%",
         train_data_hash=facts["hash"], eval_data_hash=f"transfer:{facts['hash']}:{tp.test_fraction}:{tp.seed}", validation_passed=facts["validation_passed"],
-        git_commit=git_commit(), metrics=metrics, source_model=source_ref, model_key=f"finetune:{source}",
+        git_commit=git_commit(), metrics=metrics, source_model=source_ref or "none", model_key=approach,
     )
-    version = registry.log_and_register(out, target_id, experiment=p.registry.experiment, run_name=f"transfer-{source}-to-{target_id}",
-                                        params={"source_model": source_ref, "k_percent": k}, metrics=metrics, tags=tags, alias=TRANSFERRED)
+    card = (f"{approach} at k={k}% for {target_id}, chosen on the transfer's test side of {tp.target}: {choice['reason']}. "
+            f"PCA {metrics['pca']:.3f}, top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f} (the figures the choice was made on)")
+    version = registry.log_and_register(out, target_id, experiment=p.registry.experiment, run_name=f"transfer-{approach.replace(':', '-')}-to-{target_id}",
+                                        params={"approach": approach, "source_model": source_ref or "none", "k_percent": k}, metrics=metrics, tags=tags,
+                                        alias=TRANSFERRED, description=card)
     aliases = [TRANSFERRED]
-    if registry.get_version(target_id, registry.CANDIDATE) is None:
+    if target_id not in p.train.targets and tp.target not in p.train.targets:
         registry.set_alias(target_id, registry.CANDIDATE, version)
         aliases.append(registry.CANDIDATE)
-    _echo(f"registered {registry.model_name(target_id)} v{version} (fine-tuned from {source_ref} on {k}% of {tp.target}) as {', '.join(aliases)}")
-    return {"name": registry.model_name(target_id), "version": version, "source": source_ref, "k_percent": k, "aliases": aliases, "metrics": metrics}
+    _echo(f"registered {registry.model_name(target_id)} v{version} ({approach}, k={k}%) as {', '.join(aliases)}")
+    return {"name": registry.model_name(target_id), "version": version, "approach": approach, "source": source_ref, "k_percent": k, "aliases": aliases,
+            "metrics": metrics}
 
 
 def evaluate() -> None:
     """Every model under every split strategy, per dataset slot (DVC metrics), plus per-network
     tables, plots of top-k per network and PCA per split, and one task's ranking scatter."""
     from .evaluation import ModelSpec, run_study, write_study_reports
-    from .features import load_feature_table
+    from .features.store import StoreView
 
     p = load_params()
     specs = {k: ModelSpec(*p.model_spec(k)) for k in p.evaluate.models}
-    with_ms = any("ms_features" in s.inputs for s in specs.values())
-    datasets, meta = {}, None
-    for slot in p.targets:
-        datasets[slot], meta = load_feature_table(FEATURES_DIR, slot, with_ms=with_ms)
+    # views: each slot's metadata whole, its numbers read a fragment at a time by the models that
+    # stream (MetaSchedule features, TVM XGBoost's input, are read whole for that model alone)
+    datasets = {slot: StoreView(FEATURES_DIR, slot) for slot in p.targets}
+    meta = next(iter(datasets.values())).meta if datasets else {"feature_schema": "", "feature_names": []}
     metrics, per_network, preds = run_study(datasets, p.evaluate.splits, specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
                                             progress=lambda m: _echo(f"evaluate {m}"), only=p.evaluate.targets or None)
     write_json(REPORTS_DIR / "metrics" / "evaluate.json", metrics)

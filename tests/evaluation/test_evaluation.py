@@ -68,6 +68,29 @@ def test_the_candidate_is_the_best_mean_of_the_chosen_metrics():
     m = {"a": {"pca": 0.80, "top1": 0.30, "top5": 0.80}, "b": {"pca": 0.75, "top1": 0.60, "top5": 0.85}}
     assert pick_candidate(m, ["pca"]) == "a"
     assert pick_candidate(m, ["pca", "top1", "top5"]) == "b"  # a PCA lead does not hide a poor top-1
+    # a model that picks worse than random is not served while another does not
+    floor = {"pca": 0.5, "top1": 0.45, "top5": 0.82}
+    m["c"] = {"pca": 0.95, "top1": 0.40, "top5": 0.99}
+    assert pick_candidate(m, ["pca", "top1", "top5"]) == "c"
+    assert pick_candidate(m, ["pca", "top1", "top5"], floor) == "b"
+    assert pick_candidate({"c": m["c"]}, ["pca"], floor) == "c"  # nothing clears it: the best is still served
+
+
+def test_random_expectation_is_what_random_rankings_score_on_average():
+    from tensorcost.metrics import random_expectation, ranking_report
+
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(["a", "b", "c"], [3, 9, 40])
+    lat = rng.random(len(tasks)) + 0.01
+    w = {"a": 1.0, "b": 2.0, "c": 1.0}
+    exp = random_expectation(tasks, lat, w)
+    # the figures are ratios of sums: their expectation is the ratio of expected sums, which many draws approach
+    draws = [ranking_report(tasks, rng.random(len(tasks)), lat, w) for _ in range(4000)]
+    num = sum(w[t] * lat[tasks == t].min() for t in w)
+    for k, attr in ((1, "top1"), (5, "top5")):
+        mean_den = np.mean([num / getattr(r, attr) for r in draws])
+        assert exp[attr] == pytest.approx(num / mean_den, rel=0.01)
+    assert exp["top5"] > exp["top1"] and exp["pca"] == 0.5
 
 
 def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_them_again():
@@ -95,3 +118,28 @@ def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_th
     # the study reuses them the same way
     metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
     assert metrics["A"]["by_task"]["ens"]["pca"] == pytest.approx(results["ens"].metrics["pca"])
+
+
+def test_the_study_over_store_views_equals_the_study_in_memory(tmp_path):
+    """The evaluate stage reads each slot as a store view (metadata whole, numbers a fragment at a
+    time, by_hardware's training side the other slots' views pooled): same figures as in memory."""
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    tables = {"A": FeatureTable(_frame("A", 0.1), "A"), "B": FeatureTable(_frame("B", 0.3, seed=1), "B")}
+    tables = {k: t.with_frame(t.frame.assign(n_tokens=0)) for k, t in tables.items()}
+    for slot, t in tables.items():
+        write_feature_store(t, tmp_path, slot, extra={"feature_names": ["f0", "f1", "f2", "f3"]}, rows_per_fragment=50)  # several fragments
+    views = {slot: StoreView(tmp_path, slot) for slot in tables}
+    assert len(views["A"].paths) > 1
+    lgb = {"num_boost_round": 30, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
+    specs = {"lightgbm_reg": ModelSpec("lightgbm", {**lgb, "objective": "regression"}), "random": ModelSpec("random")}
+    args = (["within_task", "by_task", "by_hardware"], specs, {"test_fraction": 0.3, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
+    want, want_net, _ = run_study(tables, *args)
+    got, got_net, _ = run_study(views, *args)
+    for slot in want:
+        for split in want[slot]:
+            for model in want[slot][split]:
+                for k in ("pca", "top1", "top5", "n_tasks", "n_records"):
+                    assert got[slot][split][model][k] == pytest.approx(want[slot][split][model][k], abs=1e-9), (slot, split, model, k)
+    assert got_net == want_net

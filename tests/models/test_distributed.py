@@ -142,9 +142,10 @@ def test_attention_under_a_two_process_torchrun_learns_like_one_process(tmp_path
 
 
 @pytest.mark.slow
-def test_the_train_stage_trains_lightgbm_on_the_cluster_of_train_cluster(tmp_path, monkeypatch):
-    """`train.cluster` set: the stage reads the store a fragment at a time, LightGBM trains on a
-    two-worker LocalCluster, and the versions are registered as always."""
+def test_the_train_stage_trains_on_the_cluster_of_train_cluster_and_under_train_torchrun(tmp_path, monkeypatch):
+    """`train.cluster` and `train.torchrun` set: the stage reads the store a fragment at a time,
+    LightGBM trains on a two-worker LocalCluster, the attention model under a two-process
+    torchrun on the same training side, and the versions are registered as always."""
     import shutil
 
     import yaml
@@ -154,9 +155,10 @@ def test_the_train_stage_trains_lightgbm_on_the_cluster_of_train_cluster(tmp_pat
     from tensorcost.records import write_records
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update({"cluster": {"scheduler": "local", "workers": 2}, "models": ["lightgbm_reg", "lightgbm_rank"]})
+    params["train"].update({"cluster": {"scheduler": "local", "workers": 2}, "torchrun": {"nproc_per_node": 2}, "models": ["lightgbm_reg", "lightgbm_rank", "attention"]})
     params["split"]["strategy"] = "within_task"
     params["models"]["lightgbm_rank"]["num_boost_round"] = 30
+    params["models"]["attention"].update({"epochs": 3, "d_model": 16, "n_heads": 2, "stream_buffer_chunks": 16})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -170,6 +172,10 @@ def test_the_train_stage_trains_lightgbm_on_the_cluster_of_train_cluster(tmp_pat
     stages.featurize(SLOT)
     stages.train(SLOT)
     report = json.loads((tmp_path / "reports/train" / f"{SLOT}.json").read_text())
-    assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank"}
-    assert all(r["metrics"]["pca"] > 0.6 and r["version"] for r in report["models"].values())
+    assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank", "attention"}
+    assert all(r["metrics"]["pca"] > 0.6 and r["version"] for r in report["models"].values()), report["models"]
+    # the attention model is the one torchrun's rank 0 wrote, trained on the stage's training side
+    curve = json.loads(next((tmp_path / ".tensorcost/torchrun").glob("torchrun-*/curve.json")).read_text())["train_ranknet_loss"]
+    assert len(curve) == 3 and curve[-1] < curve[0]
+    assert load_model(tmp_path / "models" / SLOT / "attention").metadata.params["epochs"] == 3
     shutil.rmtree(tmp_path / "mlruns", ignore_errors=True)

@@ -104,8 +104,14 @@ def test_bad_member_lists_are_one_line():
         create_model("ensemble", "t", "s", NAMES, members=MEMBERS[:1])
     with pytest.raises(ModelFormatError, match="'tvm_xgb' reads"):
         create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "tvm_xgb"}])
-    with pytest.raises(ModelFormatError, match="'ensemble' is not one of"):
+    with pytest.raises(ModelFormatError, match="members"):  # a nested blend needs its own members
         create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "ensemble"}])
+    inner = {"family": "ensemble", "params": {"members": [MEMBERS[0], MEMBERS[0]]}}
+    create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], inner])  # one level: a blend of platforms' models, some blends
+    with pytest.raises(ModelFormatError, match="nests one level at most"):
+        create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "ensemble", "params": {"members": [MEMBERS[0], inner]}}])
+    with pytest.raises(ModelFormatError, match="'gbdt' is not one of"):
+        create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "gbdt"}])
     with pytest.raises(ModelFormatError, match="num_leaves"):
         create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "lightgbm", "params": {"num_leaves": 1}}])
 

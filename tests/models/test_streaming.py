@@ -84,3 +84,16 @@ def test_the_attention_model_trains_from_the_store_as_well_as_from_memory(view):
     pa_ = pairwise_comparison_accuracy(memory.frame["task_id"], a.predict(memory), memory.frame["latency_s"])
     pb = pairwise_comparison_accuracy(view.frame["task_id"], b.predict(view), view.frame["latency_s"])
     assert pb > 0.6 and abs(pa_ - pb) < 0.05
+
+
+def test_a_view_the_shuffle_buffer_would_hold_whole_trains_exactly_as_in_memory(view):
+    """Small slots (the bundled data, a host sample) read through a view train with the in-memory
+    loop: the same losses and scores as the table itself, so `make run`'s figures do not move."""
+    from tensorcost.models.attention import AttentionCostModel
+
+    params = dict(d_model=16, n_heads=2, n_layers=1, max_len=32, epochs=2, programs_per_group=16, groups_per_batch=4, threads=1, stream_buffer_chunks=100_000)
+    memory = view.materialize()
+    a = AttentionCostModel.create(SLOT, "s", memory.feature_names, **params)
+    b = AttentionCostModel.create(SLOT, "s", memory.feature_names, **params)
+    assert a.fit(memory) == b.fit(view)
+    np.testing.assert_array_equal(a.predict(memory), b.predict(view))

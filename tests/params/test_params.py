@@ -65,7 +65,12 @@ BAD = [
     ("targets", {"host": "data/raw/host", "zen5-2c.avx2-t1": "../../etc/passwd"}, "must be a path inside the repository"),
     ("train.models", ["lightgbm_reg", "xgb"], "train.models names ['xgb'], which `models` does not define"),
     ("train.targets", ["zen9-2c.avx2-t1"], "train.targets ['zen9-2c.avx2-t1'] are not in `targets`"),
-    ("transfer.register_k", 7, "register_k 7 must be one of fractions"),
+    ("transfer.pooled", ["lightgbm_reg", "gbm"], "transfer.pooled names ['gbm'], which `models` does not define"),
+    ("transfer.confidence", 1.0, "transfer.confidence: Input should be less than 1"),
+    ("train.models", [], "train.models: List should have at least 1 item"),
+    ("train.candidate_metrics", [], "train.candidate_metrics: List should have at least 1 item"),
+    ("split.test_families", [], "split.test_families: List should have at least 1 item"),
+    ("registry.experiment", "", "the experiment is empty"),
     ("tune.max_trials_global", 0, "tune.max_trials_global: Input should be greater than or equal to 1"),
     ("evaluate.splits", ["nope"], "evaluate.splits.0: Input should be"),
     ("surprise", {"a": 1}, "surprise: unknown key"),
@@ -82,7 +87,7 @@ BAD = [
     ("prune.percents", [0], "prune.percents.0: Input should be greater than or equal to 1"),
     ("prune.scout", "lightgbm_rank", "prune.scout 'lightgbm_rank' is a lightgbm preset; it must be of the attention family"),
     ("prune.models", ["xgb"], "prune.models names ['xgb'], which `models` does not define"),
-    ("prune.alias_prefix", "Pruned!", "an alias prefix is lowercase letters"),
+    ("prune.alias_prefix", "Pruned!", "is not a valid alias"),
 ]
 
 
@@ -108,3 +113,26 @@ def test_unreadable_files_are_one_line(tmp_path):
     (tmp_path / "p2.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ParamsError, match="expected a mapping"):
         load_params(tmp_path / "p2.yaml")
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("targets:\n  host: data/raw/host\ntargets:\n  host: data/raw/host\n", "key 'targets' is given twice"),
+    ("a: &x [1, 2]\nb: *x\n", "YAML alias *x is not allowed"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n", "is not allowed"),
+])
+def test_yaml_that_would_mislead_or_explode_is_one_line(tmp_path, text, expect):
+    from tensorcost.params import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError) as err:
+        load_params(tmp_path / "params.yaml")
+    msg = str(err.value)
+    assert expect in msg and len(msg.splitlines()) == 1 and len(msg) < 400, msg
+
+
+def test_a_params_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    from tensorcost.params import MAX_PARAMS_BYTES, ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text("# padding\n" * (MAX_PARAMS_BYTES // 10 + 10))
+    with pytest.raises(ParamsError, match="a params file is at most"):
+        load_params(tmp_path / "params.yaml")

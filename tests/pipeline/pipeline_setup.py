@@ -57,7 +57,7 @@ def micro_params(path: Path) -> None:
     p["models"]["attention"].update({"d_model": 16, "n_heads": 2, "epochs": 2, "programs_per_group": 8, "finetune_steps": 4})
     p["train"]["targets"] = SOURCES
     p["evaluate"].update({"targets": [], "splits": ["within_task", "by_network", "by_hardware"]})
-    p["transfer"].update({"fractions": [25, 100], "register_k": 25})
+    p["transfer"].update({"fractions": [25, 100]})
     p["tune"].update({"max_tasks": 1, "max_trials_global": 8, "num_trials_per_iter": 8, "population_size": 32, "timing_number": 5, "timing_repeat": 3})
     path.write_text(yaml.safe_dump(p, sort_keys=False))
 

@@ -132,3 +132,42 @@ def test_summary_finds_the_largest_pruning_within_a_point_and_compares_with_rand
     assert by["kcenter"]["within_1pt_min_fraction"] == 0.2 and by["random"]["within_1pt_min_fraction"] is None
     assert by["random"]["by_fraction"]["0.2"]["spread"] == pytest.approx(0.04)
     assert by["kcenter"]["beats_random"] == {"0.1": False, "0.2": True, "0.5": False}
+
+
+@pytest.mark.parametrize("strategy", pruning.STRATEGIES)
+def test_every_strategy_prunes_a_store_view_as_it_prunes_the_table(strategy, pool, scout, tmp_path):
+    """The prune stage hands strategies a store view (metadata whole, numbers a fragment at a
+    time): the same record ids as the table in memory."""
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    write_feature_store(pool, tmp_path, SLOT, rows_per_fragment=150)  # several fragments
+    view = StoreView(tmp_path, SLOT)
+    assert len(view.paths) > 1
+    table = view.materialize()  # the same rows in the store's order (strategies sample per task in row order)
+    fresh = pruning.Scout(params=scout.params, ensemble_params=scout.ensemble_params, feature_schema=scout.feature_schema, feature_names=scout.feature_names)
+    assert pruning.prune(strategy, view, 0.2, seed=0, scout=fresh) == pruning.prune(strategy, table, 0.2, seed=0, scout=scout)
+
+
+def test_a_relabelled_view_trains_on_its_own_labels(pool, tmp_path):
+    """A pruned variant's training side is a view relabelled from its kept rows: learners that
+    read its fragments see those labels, not the store's."""
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    write_feature_store(pool, tmp_path, SLOT, rows_per_fragment=150)
+    view = StoreView(tmp_path, SLOT)
+    kept = pruning.kept_table(view, np.arange(0, len(view), 3))
+    parts = list(kept.iter_tables())
+    np.testing.assert_array_equal(np.concatenate([p.labels for p in parts]), kept.labels)
+    assert not np.array_equal(kept.labels, view.take(np.arange(0, len(view), 3)).labels)
+
+
+def test_variant_records_written_a_batch_at_a_time_equal_the_in_memory_variant(records, tmp_path):
+    src = tmp_path / "records.parquet"
+    rec.write_records(records, src)
+    chosen = set(records.column("record_id").to_pylist()[::4])
+    n = pruning.write_variant_records(src, chosen, tmp_path / "variant.parquet", batch_rows=100)
+    got = rec.read_records(tmp_path / "variant.parquet")
+    want = pruning.variant_records(records, chosen)
+    assert n == got.num_rows == want.num_rows and got.column("record_id").to_pylist() == want.column("record_id").to_pylist()

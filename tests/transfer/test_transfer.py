@@ -42,8 +42,9 @@ def test_every_approach_scored_on_the_same_test_side():
     source = lgb.create("sapphirerapids-2c.avx2-t1", "tc-feat-test", names)
     source.fit(train)
     peers = {"lightgbm_reg": lgb, "random": ModelSpec("random")}
-    curves, kept = transfer_study({"spr": source}, target_data, [10, 100], peers, test_fraction=0.5, seed=0, feature_schema="tc-feat-test",
-                                  feature_names=names, keep_finetuned_at=10)
+    study = transfer_study({"spr": source}, target_data, [10, 100], peers, test_fraction=0.5, seed=0, feature_schema="tc-feat-test",
+                           feature_names=names, keep_finetuned_at=10)
+    curves, kept = study.curves, study.finetuned
     assert set(curves) == {"zero_shot:spr", "finetune:spr", "lightgbm_reg", "random"}
     assert set(curves["zero_shot:spr"]) == {"0"} and set(curves["finetune:spr"]) == {"10", "100"}
     n_test = int(target_split(target_data, 0.5, 0)[0].sum())
@@ -59,5 +60,80 @@ def test_every_approach_scored_on_the_same_test_side():
 def test_tvm_xgb_peer_is_skipped_without_metaschedule_features():
     data, names = _slot("zen5-2c.avx2-t1", tasks=2)
     source = ModelSpec("random").create("x", "s", names)
-    curves, _ = transfer_study({"r": source}, data, [50], {"tvm_xgb": ModelSpec("tvm_xgb")}, test_fraction=0.5, seed=0, feature_schema="s", feature_names=names)
+    curves = transfer_study({"r": source}, data, [50], {"tvm_xgb": ModelSpec("tvm_xgb")}, test_fraction=0.5, seed=0, feature_schema="s", feature_names=names).curves
     assert "tvm_xgb" not in curves and set(curves) == {"zero_shot:r", "finetune:r"}
+
+
+def _stats(n_tasks: int, pca: float, seed: int) -> np.ndarray:
+    """task_stats rows of a model whose PCA is about `pca` on every task (top-k all perfect)."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(50, 200, n_tasks).astype(float)
+    good = np.clip(pairs * (pca + rng.normal(0, 0.05, n_tasks)), 0, pairs)
+    return np.stack([good, pairs, np.ones(n_tasks), np.ones(n_tasks), np.ones(n_tasks)], axis=1)
+
+
+def test_the_default_stays_unless_the_test_side_can_tell_the_best_apart():
+    from tensorcost.transfer import Candidate, choose
+
+    keys = ("pca", "top1", "top5")
+    default_model, best_model = ModelSpec("random").create("x", "s", ["f"]), ModelSpec("random").create("y", "s", ["f"])
+    for n_tasks, gap, expect in ((4, 0.02, "pooled:lightgbm_reg"), (60, 0.10, "finetune:spr")):
+        fixed = {"zero_shot:spr": Candidate("zero_shot:spr", "0", 0, _stats(n_tasks, 0.6, 1)),
+                 "pooled:lightgbm_reg": Candidate("pooled:lightgbm_reg", "0", 0, _stats(n_tasks, 0.7, 2), default_model)}
+        best = Candidate("finetune:spr", "25", 40, _stats(n_tasks, 0.7 + gap, 3), best_model)
+        choice, model = choose(best, fixed, keys, 0.95, 0)
+        assert choice["approach"] == expect, choice
+        assert choice["default"] == "pooled:lightgbm_reg" and len(choice["difference_ci"]) == 2
+        assert model is (default_model if expect.startswith("pooled") else best_model)
+        lo, hi = choice["difference_ci"]
+        assert (lo > 0) == (expect == "finetune:spr") and lo < hi
+    # the best is the default itself: served without a bootstrap
+    fixed = {"pooled:lightgbm_reg": Candidate("pooled:lightgbm_reg", "0", 0, _stats(5, 0.8, 2), default_model)}
+    choice, model = choose(fixed["pooled:lightgbm_reg"], fixed, keys, 0.95, 0)
+    assert choice["approach"] == "pooled:lightgbm_reg" and model is default_model
+
+
+def test_a_pooled_model_and_the_blend_of_sources_compete_and_the_choice_names_its_reason():
+    spr, names = _slot("sapphirerapids-2c.avx2-t1")
+    zen4, _ = _slot("zen4-2c.avx2-t1")
+    target_data, _ = _slot("zen5-2c.avx2-t1")
+    lgb = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 30, "num_threads": 1, "finetune_rounds": 10})
+    sources = {}
+    for name, d in (("spr", spr), ("zen4", zen4)):
+        sources[name] = lgb.create(d.target_id, "tc-feat-test", names)
+        sources[name].fit(d)
+    pooled = lgb.create("pooled", "tc-feat-test", names)
+    pooled.fit(FeatureTable.concat([spr, zen4], "pooled"))
+    study = transfer_study(sources, target_data, [25], {"random": ModelSpec("random")}, test_fraction=0.5, seed=0, feature_schema="tc-feat-test",
+                           feature_names=names, pooled={"lightgbm_reg": pooled})
+    assert {"zero_shot:spr", "zero_shot:zen4", "zero_shot:blend", "pooled:lightgbm_reg", "finetune:spr", "random"} <= set(study.curves)
+    c = study.choice
+    assert c["default"] == "pooled:lightgbm_reg" and c["approach"] in study.curves and c["reason"]
+    best = max(study.curves, key=lambda a: max(np.mean([r["pca"], r["top1"], r["top5"]]) for r in study.curves[a].values()))
+    assert c["best"]["approach"] == best
+    assert c["approach"] != "random" and study.model is not None
+    # the served model is the one the figures are of: it scores the test side as the choice says
+    test_mask, _ = target_split(target_data, 0.5, 0)
+    from tensorcost.evaluation import score
+
+    got = score(study.model, target_data.take(np.flatnonzero(test_mask)))
+    assert abs(got["pca"] - c["pca"]) < 1e-9 and abs(got["top5"] - c["top5"]) < 1e-9
+
+
+def test_the_study_over_a_store_view_equals_the_study_in_memory(tmp_path):
+    """The transfer stage reads the target as a store view: fine-tuning (LightGBM warm starts
+    included) and every peer give the figures of the in-memory table."""
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    source_data, names = _slot("sapphirerapids-2c.avx2-t1")
+    target, _ = _slot("zen5-2c.avx2-t1")
+    write_feature_store(target, tmp_path, "zen5-2c.avx2-t1", extra={"feature_names": names}, rows_per_fragment=200)
+    view = StoreView(tmp_path, "zen5-2c.avx2-t1")
+    lgb = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1, "finetune_rounds": 5})
+    source = lgb.create("sapphirerapids-2c.avx2-t1", "tc-feat-test", names)
+    source.fit(source_data)
+    args = dict(test_fraction=0.5, seed=0, feature_schema="tc-feat-test", feature_names=names)
+    want = transfer_study({"spr": source}, view.materialize(), [25], {"lightgbm_reg": lgb}, **args)
+    got = transfer_study({"spr": source}, view, [25], {"lightgbm_reg": lgb}, **args)
+    assert got.curves == want.curves and got.choice["approach"] == want.choice["approach"]

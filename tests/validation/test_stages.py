@@ -36,7 +36,10 @@ def _write_records(make_row, rows_kw: list[dict]) -> None:
 
 
 def _passed_records_report() -> None:
-    write_summary(ValidationSummary(success=True, target=SLOT, n_rows=3), stages.REPORTS_DIR / "validation" / f"{SLOT}.json")
+    from tensorcost.params_io import md5_file
+
+    write_summary(ValidationSummary(success=True, target=SLOT, n_rows=3, statistics={"records_md5": md5_file(stages.RECORDS_DIR / f"{SLOT}.parquet")}),
+                  stages.REPORTS_DIR / "validation" / f"{SLOT}.json")
 
 
 def test_non_json_trace_is_reported_by_validate_and_featurize_refuses(workdir, make_row):
@@ -123,3 +126,31 @@ def test_train_without_a_features_verdict_refuses(featurized, registrations):
     with pytest.raises(UserError, match="no features validation"):
         stages.train(SLOT)
     assert registrations == []
+
+
+@pytest.mark.parametrize("damage", ["failed", "stale", "missing", "garbage"])
+def test_train_refuses_records_whose_verdict_failed_is_stale_or_missing(featurized, registrations, damage, make_row):
+    """The records suite's verdict gates train as the features suite's does: failed (a latency of
+    0, -1, inf...), of another records file, absent or unreadable: one line, nothing registered."""
+    report = featurized / "reports/validation" / f"{SLOT}.json"
+    if damage == "failed":
+        report.write_text(json.dumps(json.loads(report.read_text()) | {"success": False}))
+    elif damage == "stale":
+        _write_records(make_row, [{"latency": 1e-3}, {"latency": -1.0}, {"latency": 3e-3}])  # records replaced after validation
+    elif damage == "missing":
+        report.unlink()
+    else:
+        report.write_text("[1, 2")
+    with pytest.raises(UserError) as err:
+        stages.train(SLOT)
+    assert "\n" not in str(err.value) and (SLOT in str(err.value) or "validation" in str(err.value))
+    assert registrations == [] and not (featurized / "models").exists()
+
+
+def test_validate_names_the_records_file_it_judged(workdir, make_row):
+    from tensorcost.params_io import md5_file
+
+    _write_records(make_row, [{"latency": 1e-3}, {"latency": 2e-3}])
+    stages.validate(SLOT)
+    report = json.loads((workdir / "reports/validation" / f"{SLOT}.json").read_text())
+    assert report["success"] and report["statistics"]["records_md5"] == md5_file(stages.RECORDS_DIR / f"{SLOT}.parquet")

@@ -266,9 +266,9 @@ class StoreView:
     whole FeatureTable for those that cannot.
     """
 
-    def __init__(self, directory: Path, slot: str, rows: np.ndarray | None = None, *, _parts=None):
+    def __init__(self, directory: Path, slot: str, rows: np.ndarray | None = None, *, _parts=None, _meta: dict | None = None):
         self.directory, self.slot = Path(directory), slot
-        self.meta = read_meta(directory, slot)
+        self.meta = _meta if _meta is not None else read_meta(directory, slot)
         self.feature_names = self.meta.get("feature_names")
         if _parts is None:
             paths = fragment_paths(directory, slot)
@@ -296,6 +296,18 @@ class StoreView:
         return str(self.frame["target"].iloc[0]) if len(self.frame) else ""
 
     @property
+    def platform_id(self) -> str:
+        return self.target_id.split(".")[0]
+
+    @property
+    def kind(self) -> str:
+        """"gpu" or "cpu", as FeatureTable.kind: from the first row's hardware features."""
+        if not len(self):
+            return "cpu"
+        first = pq.ParquetFile(self.paths[int(self.fragment[0])]).read_row_group(0, columns=list(META_COLUMNS) + ["flat"]).slice(0, 1)
+        return from_arrow(first, self.slot, self.feature_names).kind  # one slot, one target: any row says it
+
+    @property
     def labels(self) -> np.ndarray:
         return self.frame["label"].to_numpy()
 
@@ -312,10 +324,33 @@ class StoreView:
 
             raise MissingFeaturesError(f"{who} needs MetaSchedule features, which a store view does not carry: materialize() it")
 
+    @staticmethod
+    def concat(views: Iterable["StoreView"], slot: str) -> "StoreView":
+        """Several slots' views as one (by_hardware's training side: every other platform pooled):
+        still only their metadata in memory, their fragments read one at a time."""
+        views = list(views)
+        if not views:
+            raise ValueError("StoreView.concat of no views")
+        names = {tuple(v.feature_names or ()) for v in views}
+        if len(names) > 1:
+            raise ValueError(f"StoreView.concat: the slots {[v.slot for v in views]} have different feature names")
+        paths, frames, fragment, base = [], [], [], 0
+        for v in views:
+            paths += list(v.paths)
+            frames.append(v.frame)
+            fragment.append(np.asarray(v.fragment, dtype=np.int32) + base)
+            base += len(v.paths)
+        frame = pd.concat(frames, ignore_index=True)
+        for c in _CATEGORICAL:  # the union of the slots' categories (concat of unequal categories gives objects)
+            if c in frame and not isinstance(frame[c].dtype, pd.CategoricalDtype):
+                frame[c] = frame[c].astype("category")
+        parts = (paths, frame, np.concatenate(fragment), np.concatenate([np.asarray(v.local, dtype=np.int64) for v in views]))
+        return StoreView(views[0].directory, slot, _parts=parts, _meta=views[0].meta)
+
     def take(self, idx) -> "StoreView":
         """The view's rows `idx` (a view still: nothing is read)."""
         idx = np.asarray(idx, dtype=np.int64)
-        return StoreView(self.directory, self.slot, idx, _parts=(self.paths, self.frame, self.fragment, self.local))
+        return StoreView(self.directory, self.slot, idx, _parts=(self.paths, self.frame, self.fragment, self.local), _meta=self.meta)
 
     def iter_tables(self, inputs: Iterable[str] = NUMBER_COLUMNS) -> Iterator[FeatureTable]:
         """The view's rows, one fragment's worth at a time, in the view's order (`inputs`: the
@@ -328,8 +363,30 @@ class StoreView:
             local = self.local[start:end]
             if len(local) != len(part) or np.any(local != np.arange(len(part))):
                 part = part.take(local)
+            # the view's labels, not the file's: a view relabelled (a pruned variant: labels from
+            # its kept rows alone) trains on what it says
+            part.frame["label"] = self.frame["label"].to_numpy()[start:end]
             yield part
 
     def materialize(self, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
+        """The view's rows whole in memory; with "ms_features" in `inputs` also their MetaSchedule
+        features (the msfeatures stage's files beside the store; None where a slot has none)."""
+        inputs = tuple(inputs)
         parts = list(self.iter_tables(inputs))
-        return FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names)
+        table = FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names)
+        if "ms_features" in inputs:
+            from .metaschedule import load_ms_features
+
+            slots = table.frame["slot"].astype(str).to_numpy()
+            ids = table.frame["record_id"].astype(str).to_numpy()
+            ms: list | None = [None] * len(table)
+            for s in dict.fromkeys(slots):
+                rows = np.flatnonzero(slots == s)
+                mats = load_ms_features(self.directory, s, ids[rows])
+                if mats is None:
+                    ms = None
+                    break
+                for i, m in zip(rows, mats):
+                    ms[i] = m
+            table.ms_features = ms
+        return table

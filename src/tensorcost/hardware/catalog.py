@@ -198,7 +198,7 @@ def get_platform(platform_id: str) -> Platform:
 def variant(variant_id: str) -> Variant:
     """A variant from its id: `<isa>-t<threads>` (CPU), `cuda`, `tenset`."""
     specs = _raw()["variants"]
-    m = CPU_VARIANT.match(variant_id)
+    m = CPU_VARIANT.fullmatch(variant_id)
     isa, threads = (m.group("isa"), int(m.group("threads"))) if m else (variant_id, 0)
     spec = specs.get(isa)
     if spec is None or (m is None) != (spec["kind"] != "cpu"):
@@ -218,7 +218,9 @@ def split_target_id(target_id: str) -> tuple[str, str]:
     """'zen4-2c.avx2-t1' -> ('zen4-2c', 'avx2-t1'), refusing anything else (ids become file and
     registry names: nothing but [a-z0-9_-] and one dot)."""
     platform_id, dot, variant_id = str(target_id).partition(".")
-    if not dot or not PLATFORM_ID.match(platform_id) or not re.match(r"^[a-z0-9][a-z0-9-]*$", variant_id):
+    from ..names import is_name
+
+    if not dot or not is_name("platform id", platform_id) or not is_name("variant id", variant_id):
         raise UnknownTargetError(
             f"malformed target id {target_id!r}: expected <platform>.<variant> such as 'zen4-2c.avx2-t1' (see `tensorcost targets`)"
         )

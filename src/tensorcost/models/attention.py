@@ -269,10 +269,22 @@ class AttentionCostModel(CostModel):
         else:
             self.module = None
             epochs, lr = self.cfg.epochs, self.cfg.lr
-        if not isinstance(train, FeatureTable):  # a store view: streamed a fragment at a time
-            return {f"train_{self.cfg.loss}_loss": self._train_stream(train, epochs, lr, log)}
+        if not isinstance(train, FeatureTable):  # a store view: streamed a fragment at a time...
+            if self._fits_the_buffer(train):  # ...unless the shuffle buffer would hold all of it anyway: then the in-memory loop, same result as a table
+                train = train.materialize(self.inputs)
+            else:
+                return {f"train_{self.cfg.loss}_loss": self._train_stream(train, epochs, lr, log)}
         history = self._train(self._batch(train), train.labels, groups, epochs, lr, log)
         return {f"train_{self.cfg.loss}_loss": history}
+
+    def _fits_the_buffer(self, view) -> bool:
+        """Whether every task chunk of `view` fits the stream's shuffle buffer (one process)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return False
+        _, sizes = np.unique(np.asarray(view.groups), return_counts=True)
+        return int(np.sum(-(-sizes // self.cfg.programs_per_group))) <= self.cfg.stream_buffer_chunks
 
     def _train(self, batch: ProgramBatch, labels: np.ndarray, groups: Sequence[str], n_epochs: int, lr: float, log=None) -> list[float]:
         """The training loop (from scratch when no module exists yet): mean loss per epoch."""
@@ -433,7 +445,8 @@ class AttentionCostModel(CostModel):
     def embed(self, table: FeatureTable, chunk: int = 1024) -> np.ndarray:
         """(n, 2-3 x d_model) program embeddings: what the scoring head sees (the diversity
         coreset of `pruning` measures distances here)."""
-        return self.predict_batch(self._batch(table), chunk, embed=True)
+        parts = [self.predict_batch(self._batch(part), chunk, embed=True) for part in table.iter_tables()]  # a store view: a fragment at a time
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     def predict_batch(self, batch: ProgramBatch, chunk: int = 1024, embed: bool = False) -> np.ndarray:
         import torch

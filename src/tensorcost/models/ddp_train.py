@@ -14,13 +14,15 @@ With one process (plain `python -m ...`) it is ordinary streamed training.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
 
 
 def torchrun_command(torchrun, features_dir: Path, slot: str, out: Path, *, preset: str = "attention", params: Path = Path("params.yaml"),
-                     epochs: int | None = None, curve: Path | None = None, python: str = sys.executable) -> list[str]:
+                     epochs: int | None = None, curve: Path | None = None, python: str = sys.executable, spec: Path | None = None,
+                     split: bool = False) -> list[str]:
     """The command that trains `preset` on `slot`'s store under torchrun, from `train.torchrun`
     (params.TorchrunParams: nproc_per_node, nnodes, rdzv_endpoint, rdzv_id; None: one plain process). One host:
     `--standalone`; several: the same command on every host (a c10d rendezvous at rdzv_endpoint,
@@ -35,7 +37,39 @@ def torchrun_command(torchrun, features_dir: Path, slot: str, out: Path, *, pres
     args = ["-m", "tensorcost.models.ddp_train", "--features-dir", str(features_dir), "--slot", slot, "--preset", preset, "--params", str(params),
             "--out", str(out)]
     args += (["--epochs", str(epochs)] if epochs else []) + (["--curve", str(curve)] if curve else [])
+    args += (["--spec", str(spec)] if spec else []) + (["--split"] if split else [])
     return launch + args
+
+
+def torchrun_fit(torchrun, features_dir: Path, slot: str, params: Path, workdir: Path, inner=None):
+    """A `fit(model, train, valid, log)` for `train.torchrun`: an attention model is trained by
+    a torchrun launch of this module on the split's training side of `slot`'s store (the same
+    rows as `train`: the split is a hash of ids), then its weights are loaded (hash-checked, no
+    pickle) into `model`; other families go to `inner` (e.g. the Dask fit) or train as always."""
+
+    def fit(model, train, valid=None, log=None):
+        if model.family != "attention":
+            return inner(model, train, valid, log) if inner is not None else model.fit(train, valid, log=log)
+        import subprocess
+
+        from ..errors import UserError
+        from . import load_model
+
+        work = Path(workdir) / f"torchrun-{os.getpid()}"
+        work.mkdir(parents=True, exist_ok=True)
+        spec, out, curve = work / "spec.json", work / "model", work / "curve.json"
+        spec.write_text(json.dumps({"family": model.family, "params": dict(model.metadata.params)}))
+        cmd = torchrun_command(torchrun, features_dir, slot, out, params=params, curve=curve, spec=spec, split=True)
+        if log:
+            log(f"under torchrun: {' '.join(cmd[1:6])} ...")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(f"the torchrun launch of the attention model failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+        trained = load_model(out, model.metadata.feature_schema)
+        model.__dict__.update(trained.__dict__)  # the trained weights in the object the stage scores and registers
+        return json.loads(curve.read_text())
+
+    return fit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, help="override the preset's epochs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads a rank")
     ap.add_argument("--curve", type=Path, help="JSON file rank 0 writes the per-epoch loss to")
+    ap.add_argument("--spec", type=Path, help="JSON {family, params} of the model instead of --preset (the train stage's)")
+    ap.add_argument("--split", action="store_true", help="train on the training side of --params' split only (as the train stage does)")
     a = ap.parse_args(argv)
-
-    import os
 
     import torch
     import torch.distributed as dist
@@ -65,9 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank() if distributed else 0
     try:
-        family, params = load_params(a.params).model_spec(a.preset)
+        p = load_params(a.params)
+        if a.spec:
+            given = json.loads(a.spec.read_text())
+            family, params = given["family"], given["params"]
+        else:
+            family, params = p.model_spec(a.preset)
         params = {**params, "threads": a.threads, **({"epochs": a.epochs} if a.epochs else {})}
         view = StoreView(a.features_dir, a.slot)
+        if a.split:
+            from ..evaluation import train_test
+
+            view, _ = train_test(view, p.split.strategy, p.split.model_dump())
         model = create_model(family, view.target_id, FEATURE_SCHEMA_VERSION, view.feature_names, **params)
         curves = model.fit(view, log=(lambda m: print(f"[rank {rank}] {m}", file=sys.stderr, flush=True)))
         if rank == 0:

@@ -47,8 +47,11 @@ class EnsembleConfig(FamilyConfig):
         from . import FAMILIES, family_class
 
         for m in v:
-            if m.family not in FAMILIES or m.family == "ensemble":
-                raise ValueError(f"member family {m.family!r} is not one of {', '.join(f for f in FAMILIES if f != 'ensemble')}")
+            if m.family not in FAMILIES:
+                raise ValueError(f"member family {m.family!r} is not one of {', '.join(FAMILIES)}")
+            # one level of nesting (a blend of platforms' models, some of them blends): never deeper
+            if m.family == "ensemble" and any(isinstance(x, dict) and x.get("family") == "ensemble" for x in (m.params.get("members") or [])):
+                raise ValueError(f"ensemble member {m.name or m.family!r} is a blend of blends: an ensemble nests one level at most")
             if not set(family_class(m.family).inputs) <= set(EnsembleCostModel.inputs):
                 raise ValueError(f"member family {m.family!r} reads {family_class(m.family).inputs}; an ensemble's members read only {EnsembleCostModel.inputs}")
             make_config(family_class(m.family).Config, m.params, f"ensemble member {m.name or m.family}")

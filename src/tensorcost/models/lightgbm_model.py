@@ -204,9 +204,13 @@ class LightGBMCostModel(CostModel):
             cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]])
             sizes += np.diff(cuts).tolist()  # groups are contiguous in a fragment: sizes in row order
         y = np.concatenate(labels) if labels else np.zeros(0)
+        # LightGBM 4.7 pre-filters features built from Sequences under its default min_data_in_leaf
+        # (20), not ours: a small view (a pruned task's rows) lost every feature and grew one-leaf
+        # trees. Off, the trees are the in-memory ones (the filter only skips unsplittable features).
+        ds_params = {"feature_pre_filter": False}
         if self.metadata.objective == "lambdarank":
-            return lgb.Dataset(seqs, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
-        return lgb.Dataset(seqs, y, reference=reference, free_raw_data=True)
+            return lgb.Dataset(seqs, self.relevance(y), group=sizes, reference=reference, free_raw_data=True, params=ds_params)
+        return lgb.Dataset(seqs, y, reference=reference, free_raw_data=True, params=ds_params)
 
     def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
         """Train (or, with `warm_start`, add `finetune_rounds` trees to the current ones); with
@@ -222,6 +226,10 @@ class LightGBMCostModel(CostModel):
         if self.metadata.objective == "lambdarank":
             params["label_gain"] = list(range(31))
             params.setdefault("eval_at", [1, 5])
+        if warm_start and self.booster is not None and not isinstance(train, FeatureTable):
+            # LightGBM 4.7 cannot score Sequence data for a warm start's initial scores: a
+            # fine-tuning set (k% of a new machine's records) is read whole
+            train = train.materialize(self.inputs)
         data = self._dataset(train)
         evals: dict = {}
         kwargs: dict = {}

@@ -665,13 +665,23 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    from ..names import NameError_, check_name
+    from ..safeio import check_output_path, user_os_error
+
+    paths = list(paths)
     if target is not None:
         try:
             target.encode()
         except UnicodeEncodeError:
             raise UserError(f"--target {_display(target)!r} is not valid UTF-8") from None
+        try:
+            check_name("target id", target, where="--target")  # it names files and registry models
+        except NameError_ as exc:
+            raise UserError(str(exc)) from None
+    # never an input; inside an input folder only under a name the import does not read as records
+    out = check_output_path(out, paths, inside_inputs=not _is_record_name(Path(out).name))
     files, problems = collect_record_files(paths)
+    check_output_path(out, files, inside_inputs=True)
     quarantine = out.with_name(out.name + ".quarantine.jsonl")
     # an earlier import's quarantine inside an input directory is a *.jsonl, but not records
     own = {os.path.abspath(out), os.path.abspath(quarantine)}
@@ -740,12 +750,20 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
                 finally:
                     if pool is not None:
                         pool.shutdown(wait=True)
+            if report.imported == 0 and out.exists():  # a failed import keeps the good file it would replace
+                raise UserError(f"no record imported from {len(files)} file(s) ({report.skipped} line(s) skipped, {report.bad_files} bad input(s)): "
+                                f"{out} is left as it was")
             tmp_out.replace(out)  # atomic: a reader never sees half a file
             if report.skipped or report.bad_files:
                 tmp_quarantine.replace(quarantine)
             else:
                 tmp_quarantine.unlink()
                 quarantine.unlink(missing_ok=True)  # an earlier import's, which would describe another input
+    except OSError as exc:  # a full disk, a read-only folder: one line (the temporaries go below)
+        err = user_os_error(exc, out)
+        if err is None:
+            raise
+        raise err from None
     finally:
         for p in temporaries:
             with contextlib.suppress(FileNotFoundError):

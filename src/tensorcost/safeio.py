@@ -1,0 +1,46 @@
+"""Output paths that can never destroy an input: the checks every command that writes a result
+makes before it writes anything (issue 28). Results themselves are written under a temporary
+name beside the destination and renamed into place only when whole."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .errors import UserError
+
+# the write failures a user can act on (a full disk, a read-only or forbidden folder): one line, not a traceback
+USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
+
+
+def check_output_path(out: str | Path, inputs: Iterable[str | Path] = (), flag: str = "--out", inside_inputs: bool = False) -> Path:
+    """`out` as a Path, refused (one line) when it is a folder, one of `inputs`, inside an input
+    folder when `inside_inputs` is False (a command that would read it back as an input there),
+    or its folder cannot be made; the folder is created otherwise."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{flag} {out}: is a folder; give the path of the file to write")
+    real = os.path.realpath(out)
+    for given in inputs:
+        src = os.path.realpath(given)
+        if real == src:
+            raise UserError(f"{flag} {out} is one of the inputs ({given}): writing it would destroy it; write the result elsewhere")
+        if not inside_inputs and os.path.isdir(src) and real.startswith(src.rstrip(os.sep) + os.sep):
+            raise UserError(f"{flag} {out} is inside the input folder {given}: the result would be mixed with the inputs; write it elsewhere")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{flag} {out}: cannot make its folder {out.parent} ({exc.strerror or exc})") from None
+    if not out.parent.is_dir():
+        raise UserError(f"{flag} {out}: {out.parent} is not a folder")
+    return out
+
+
+def user_os_error(exc: OSError, out: str | Path, doing: str = "writing") -> UserError | None:
+    """A one-line UserError for a write failure the user can act on (disk full, read-only...),
+    or None for anything else (a bug: let it show)."""
+    if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
+        return UserError(f"{doing} {out}: {exc.strerror or exc} (nothing was replaced: the previous {Path(out).name}, if any, is as it was)")
+    return None
