@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import math
 import logging
 import os
 import re
@@ -230,6 +231,11 @@ def log_and_register(
     digests = _file_digests(model_dir)  # hashed before upload: what was trained is what loads
     if not digests:
         raise RegistryError(f"{model_dir}: no files to register as {name}")
+    from .models.base import read_metadata
+
+    made_for = read_metadata(model_dir).target
+    if made_for != target:  # a model registers under its own target's name only
+        raise RegistryError(f"{model_dir} holds a model of {made_for!r}: it cannot be registered as {name}")
     client = _client()
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
@@ -345,7 +351,15 @@ def load_by_alias(target: str, alias: str = CHAMPION, fallback: str | None = CAN
     resolved = resolve(target, alias, fallback)
     with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
         model = load_model(download(target, resolved.version, Path(tmp), resolved.tags), expected_feature_schema)
+    _check_model_target(model, target, resolved.version)
     return model, resolved
+
+
+def _check_model_target(model, target: str, version: str) -> None:
+    """A version's model must be one of the registered model's target (another target's model,
+    re-uploaded under this name, is refused)."""
+    if model.metadata.target != target:
+        raise RegistryError(f"{model_name(target)} version {version} holds a model of {model.metadata.target!r}, not of {target!r}: refusing it")
 
 
 def load_version(target: str, version: str, expected_feature_schema: str | None = None):
@@ -355,6 +369,7 @@ def load_version(target: str, version: str, expected_feature_schema: str | None 
     tags = version_tags(target, str(version))
     with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
         model = load_model(download(target, str(version), Path(tmp), tags), expected_feature_schema)
+    _check_model_target(model, target, str(version))
     return model, tags
 
 
@@ -686,6 +701,37 @@ def _move_champion(client, target: str, version: str, action: str, result: Promo
                             f"champion left at {result.previous or 'none'}") from exc
 
 
+def canonical_version(version) -> str:
+    """A version argument as the registry writes versions ('3'), refused otherwise: ' 1', '01',
+    '1.0' and '-1' would be promoted and recorded as another string than the version's."""
+    text = str(version)
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", text):
+        raise RegistryError(f"version {text!r}: a version is a positive integer such as 3, written without spaces or leading zeros")
+    return text
+
+
+REQUIRED_TAGS = ("target", "feature_schema", "eval_data_hash", "validation")
+
+
+def _tag_problem(tags: dict, target: str, who: str, metric_keys: tuple[str, ...]) -> str | None:
+    """Why the tags the gates read cannot be trusted (None: they can): required tags present, the
+    version's target the registered model's, metrics finite numbers in [0, 1]."""
+    missing = [t for t in REQUIRED_TAGS + tuple(f"metric.{k}" for k in metric_keys) if not str(tags.get(t, "")).strip()]
+    if missing:
+        return f"{who} lacks the tag(s) {', '.join(missing)}"
+    if tags["target"] != target:
+        return f"{who} is a model of {tags['target']!r}, not of {target!r}"
+    for key in metric_keys:
+        raw = tags[f"metric.{key}"]
+        try:
+            value = float(raw)
+        except ValueError:
+            return f"{who}'s metric.{key} tag {str(raw)[:40]!r} is not a number"
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            return f"{who}'s metric.{key} tag {str(raw)[:40]!r} is not a finite number in [0, 1]"
+    return None
+
+
 def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[str, ...]) -> PromotionResult:
     """The gates; any failed lookup raises (fails closed) rather than passing a gate."""
     tags = dict(_model_version(_client(), target, version).tags)
@@ -694,9 +740,15 @@ def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[
     def refuse(why: str) -> PromotionResult:
         return PromotionResult(False, target, str(version), champ.version if champ else None, why)
 
+    problem = _tag_problem(tags, target, f"version {version}", metric_keys)
+    if problem:
+        return refuse(problem)
     if tags.get("validation") != "passed":
         return refuse(f"version {version}: data validation is {tags.get('validation', 'unknown')!r}, not 'passed'")
     if champ is not None:
+        problem = _tag_problem(dict(champ.tags), target, f"champion {champ.version}", metric_keys)
+        if problem:
+            return refuse(f"{problem}: the gates cannot compare against it (promote by hand after checking it)")
         if champ.version == str(version):
             return refuse(f"version {version} is already the champion")
         if champ.tags.get("feature_schema") != tags.get("feature_schema"):
@@ -711,7 +763,27 @@ def _check_gates(target: str, version: str, min_gain: float, metric_keys: tuple[
             if not new >= old + min_gain:
                 worse = "worse than" if new < old else "not enough above"
                 return refuse(f"{key} {new:.4f} is {worse} champion {champ.version}'s {old:.4f} (min gain {min_gain:+g})")
+    ok, why = _artifacts_load(target, str(version), tags)
+    if not ok:
+        return refuse(f"version {version}: {why}")
     return PromotionResult(True, target, str(version), champ.version if champ else None, "all gates passed")
+
+
+PROBE_TIMEOUT_S = 60.0  # inside the promotion lock's lease (120 s by default)
+
+
+def _artifacts_load(target: str, version: str, tags: dict) -> tuple[bool, str]:
+    """Whether the version's artifacts hash to their registered digest *and* load and predict on
+    a small probe table in a child process within PROBE_TIMEOUT_S: a crash or a hang of the
+    model's library is a refusal, not the CLI's death."""
+    from .models.probe import probe_model
+
+    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+        try:
+            directory = download(target, version, Path(tmp), tags)
+        except ArtifactIntegrityError as exc:
+            return False, str(exc)
+        return probe_model(directory, tags.get("feature_schema"), timeout_s=PROBE_TIMEOUT_S)
 
 
 def promote(target: str, version: str | None = None, min_gain: float = 0.0, metric_keys: tuple[str, ...] = ("pca", "top1", "top5")) -> PromotionResult:
@@ -726,6 +798,8 @@ def promote(target: str, version: str | None = None, min_gain: float = 0.0, metr
     model_name(target)  # a valid id before any store is opened
     _refuse_synthetic(target)
     client = _client()
+    if version is not None:
+        version = canonical_version(version)
     with _promotion_lock(target) as lock:
         if version is None:
             cand = get_version(target, CANDIDATE)

@@ -209,3 +209,35 @@ def test_truncated_attention_weights_are_refused(att_dir, tmp_path):
         (d / "weights.pt").write_bytes(data[:n])
         with pytest.raises(ModelFormatError, match="weights"):
             load_model(d)
+
+
+def _edit_tree0(text: str, field: str, value) -> str:
+    """Replace one field of the first tree, keeping every tree where tree_sizes says (the file a
+    careful attacker, or a tool that recomputed the hashes, would write)."""
+    head, rest = text.split("Tree=0\n", 1)
+    block, after = rest.split("\n\n\n", 1)
+    lines = [f"{field}={value(line.split('=', 1)[1]) if callable(value) else value}" if line.startswith(f"{field}=") else line for line in block.split("\n")]
+    new_block = "Tree=0\n" + "\n".join(lines) + "\n\n\n"
+    old_size = len(("Tree=0\n" + block + "\n\n\n").encode())
+    sizes = head.split("tree_sizes=", 1)[1].split("\n", 1)[0].split()
+    sizes[0] = str(int(sizes[0]) - old_size + len(new_block.encode()))
+    head = head.replace("tree_sizes=" + head.split("tree_sizes=", 1)[1].split("\n", 1)[0], "tree_sizes=" + " ".join(sizes))
+    return head + new_block + after
+
+
+@pytest.mark.parametrize("field,value,why", [
+    ("num_cat", "1", "num_cat 1"),
+    ("leaf_value", lambda v: " ".join(v.split()[:-1]), "leaf_value holds"),
+    ("num_leaves", "99999999", "num_leaves 99999999 out of range"),
+    ("left_child", lambda v: " ".join(["40"] + v.split()[1:]), "is not a later internal node"),
+    ("right_child", lambda v: " ".join(v.split()[:-1] + ["0"]), "is not a later internal node"),  # a child pointing back to the root
+    ("split_feature", lambda v: " ".join(["7"] + v.split()[1:]), "a split on feature 7"),
+])
+def test_a_lightgbm_tree_edited_behind_its_hashes_is_refused_in_one_line(lgb_dir, tmp_path, field, value, why):
+    """Edits that made LightGBM abort (SIGABRT), crash (SIGSEGV) or hang in predict when the
+    hashes were recomputed after editing (issue 28): refused before LightGBM parses the file."""
+    d = _copy(lgb_dir, tmp_path / "m")
+    (d / "model.txt").write_text(_edit_tree0((d / "model.txt").read_text(), field, value))
+    with pytest.raises(ModelFormatError) as err:
+        load_model(d)
+    assert why in str(err.value) and "\n" not in str(err.value)

@@ -53,7 +53,7 @@ def test_an_epoch_streams_every_program_once_in_chunks_of_one_task(view):
         assert table.dense_tokens(8)[0].shape == (len(table), 8, 73)  # the model's token input, built per step
 
 
-def test_the_stream_is_seeded_and_ranks_share_the_fragments(view):
+def test_the_stream_is_seeded_and_ranks_share_the_groups(view):
     assert [s[0] for s in _epoch(view, 1)] == [s[0] for s in _epoch(view, 1)]
     assert [s[0] for s in _epoch(view, 1)] != [s[0] for s in _epoch(view, 2)]
     a = {r for s in _epoch(view, 0, rank=0, world=2) for r in s[0]}
@@ -97,3 +97,14 @@ def test_a_view_the_shuffle_buffer_would_hold_whole_trains_exactly_as_in_memory(
     b = AttentionCostModel.create(SLOT, "s", memory.feature_names, **params)
     assert a.fit(memory) == b.fit(view)
     np.testing.assert_array_equal(a.predict(memory), b.predict(view))
+
+
+def test_ranks_share_a_one_fragment_store_evenly(view, tmp_path):
+    """A slot's store is often one fragment: every rank still gets about 1/world of its tasks."""
+    from tensorcost.models.streaming import shard
+
+    write_feature_store(view.materialize(), tmp_path, SLOT, rows_per_fragment=10**6)
+    one = StoreView(tmp_path, SLOT)
+    assert len(one.paths) == 1
+    tasks = [set(shard(one, r, 2).frame["task_id"].astype(str)) for r in range(2)]
+    assert not tasks[0] & tasks[1] and len(tasks[0] | tasks[1]) == 10 and abs(len(tasks[0]) - len(tasks[1])) <= 1

@@ -399,12 +399,11 @@ class AttentionCostModel(CostModel):
         return opt, sched
 
     def _stream_steps(self, view, per_step: int, rank: int = 0, world: int = 1) -> int:
-        """Steps one epoch of the stream gives `rank`: its fragments' chunks, `per_step` a step."""
-        frags = np.unique(np.asarray(view.fragment))
-        keep = np.isin(np.asarray(view.fragment), frags[rank::world])  # GroupChunkStream's share of `rank`
-        if not keep.any():
-            return 0
-        return self.steps_per_epoch(view.take(np.flatnonzero(keep)).groups, per_step)
+        """Steps one epoch of the stream gives `rank`: its groups' chunks, `per_step` a step."""
+        from .streaming import shard
+
+        mine = shard(view, rank, world)  # GroupChunkStream's share of `rank`
+        return self.steps_per_epoch(mine.groups, per_step) if len(mine) else 0
 
     def _step(self, opt, sched, sub: ProgramBatch, context: np.ndarray, program: np.ndarray, labels: np.ndarray, sizes: list[int], module=None) -> float:
         """One optimizer step on chunks of `sizes` programs (each chunk one task), rows in chunk order;

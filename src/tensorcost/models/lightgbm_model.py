@@ -85,6 +85,12 @@ def check_model_text(path: Path, n_features: int | None = None) -> None:
         raise bad(f"{n_trees} trees but the header lists {len(sizes)}")
     if not data.startswith(b"end of trees", pos):
         raise bad("no 'end of trees' after the last tree")
+    start = head_end + 2
+    for i, size in enumerate(sizes):  # every block where it belongs: now what is in each
+        problem = _tree_problem(data[start:start + size], max_feature_idx + 1)
+        if problem:
+            raise bad(f"tree {i}: {problem}")
+        start += size
     end = data.rfind(b"\nend of parameters\n")
     tail = data[end + len(b"\nend of parameters\n"):].strip() if end >= 0 else b""
     if end < 0 or not tail.startswith(b"pandas_categorical:") or not data.endswith(b"\n"):
@@ -93,6 +99,69 @@ def check_model_text(path: Path, n_features: int | None = None) -> None:
         json.loads(tail[len(b"pandas_categorical:"):])
     except ValueError:
         raise bad("truncated pandas_categorical line") from None
+
+
+MAX_LEAVES = 131_072  # LightGBM's own limit on num_leaves
+_INTERNAL_ARRAYS = ("split_feature", "split_gain", "threshold", "decision_type", "left_child", "right_child", "internal_value", "internal_weight",
+                    "internal_count")
+_LEAF_ARRAYS = ("leaf_value", "leaf_weight", "leaf_count")
+
+
+def _tree_problem(block: bytes, n_features: int) -> str | None:
+    """What is wrong with one `Tree=i` block of a LightGBM text model (None: nothing). LightGBM
+    trusts these fields: an edited count, a short array or a child index out of range or
+    pointing back up makes it abort, crash or loop in predict. Checked: num_leaves in range, no
+    categorical splits (this project never makes them), every array of its node count, split
+    features in range, and the children forming one tree (each node one parent, children after
+    their parent, leaves in range)."""
+    fields = dict(line.split(b"=", 1) for line in block.split(b"\n")[1:] if b"=" in line)
+    try:
+        n_leaves = int(fields[b"num_leaves"])
+        num_cat = int(fields.get(b"num_cat", b"0"))
+    except (KeyError, ValueError):
+        return "no valid num_leaves / num_cat"
+    if not 1 <= n_leaves <= MAX_LEAVES:
+        return f"num_leaves {n_leaves} out of range"
+    if num_cat != 0:
+        return f"num_cat {num_cat}: categorical splits are not produced by this project"
+    if n_leaves == 1:
+        return None if len((fields.get(b"leaf_value") or b"").split()) == 1 else "a one-leaf tree needs one leaf_value"
+    arrays = {}
+    for name, n in [(a, n_leaves - 1) for a in _INTERNAL_ARRAYS] + [(a, n_leaves) for a in _LEAF_ARRAYS]:
+        raw = fields.get(name.encode())
+        if raw is None:
+            if name in ("split_feature", "threshold", "decision_type", "left_child", "right_child", "leaf_value"):
+                return f"no {name}"
+            continue
+        values = raw.split()
+        if len(values) != n:
+            return f"{name} holds {len(values)} values, num_leaves {n_leaves} needs {n}"
+        arrays[name] = values
+    try:
+        feats = [int(v) for v in arrays["split_feature"]]
+        left, right = [int(v) for v in arrays["left_child"]], [int(v) for v in arrays["right_child"]]
+        [float(v) for v in arrays["leaf_value"] + arrays["threshold"]]
+        decision = [int(v) for v in arrays["decision_type"]]
+    except ValueError:
+        return "a non-numeric value in its arrays"
+    if any(not 0 <= f < n_features for f in feats):
+        return f"a split on feature {max(feats) if max(feats) >= n_features else min(feats)} (the model reads {n_features})"
+    if any(d & 1 for d in decision):  # bit 0: a categorical split
+        return "a categorical decision_type"
+    parents_internal, parents_leaf = [0] * (n_leaves - 1), [0] * n_leaves
+    for node, children in enumerate(zip(left, right)):
+        for c in children:
+            if c >= 0:
+                if not node < c < n_leaves - 1:
+                    return f"node {node}'s child {c} is not a later internal node"
+                parents_internal[c] += 1
+            else:
+                if not 0 <= ~c < n_leaves:
+                    return f"node {node}'s leaf {~c} is out of range"
+                parents_leaf[~c] += 1
+    if parents_internal[0] != 0 or any(n != 1 for n in parents_internal[1:]) or any(n != 1 for n in parents_leaf):
+        return "its children do not form one tree (a node with no parent or two)"
+    return None
 
 
 def _fragment_rows(view):

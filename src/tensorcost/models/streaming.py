@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
 
 
 def running_stats(view, column_slice: slice) -> tuple[list, list]:
@@ -46,6 +47,16 @@ def _torch_iterable():
     return IterableDataset
 
 
+def shard(view, rank: int, world: int):
+    """`rank`'s share of a view under DDP: every world-th ranking group (in the view's order), so
+    shares differ by at most one task whatever the number of fragments (a slot's store is often
+    one fragment: sharding fragments left the other ranks nothing to train on)."""
+    if world <= 1:
+        return view
+    codes = pd.factorize(view.frame["slot"].astype(str) + "|" + view.frame["task_id"].astype(str))[0]
+    return view.take(np.flatnonzero(codes % world == rank))
+
+
 class GroupChunkStream(_torch_iterable()):
     """Steps from a store view, each a list of (prepared fragment, row indices of one chunk in it);
     see the module docstring. `prepare(table)`: what a step indexes, made once a fragment (the
@@ -55,7 +66,7 @@ class GroupChunkStream(_torch_iterable()):
     def __init__(self, view, programs_per_group: int, groups_per_batch: int, buffer_chunks: int = 512, seed: int = 0, epoch: int = 0,
                  rank: int = 0, world: int = 1, prepare=None):
         super().__init__()
-        self.view, self.chunk, self.per_step, self.buffer_chunks = view, programs_per_group, groups_per_batch, max(buffer_chunks, groups_per_batch)
+        self.view, self.chunk, self.per_step, self.buffer_chunks = shard(view, rank, world), programs_per_group, groups_per_batch, max(buffer_chunks, groups_per_batch)
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
         self.prepare = prepare
 
@@ -65,9 +76,9 @@ class GroupChunkStream(_torch_iterable()):
     def _fragments(self) -> list[int]:
         from torch.utils.data import get_worker_info
 
-        frags = np.unique(np.asarray(self.view.fragment))
-        # a rank's fragments are fixed (so every rank knows every rank's steps); their order is the epoch's
-        mine = np.random.default_rng((self.seed, self.epoch, self.rank)).permutation(frags[self.rank::self.world])
+        frags = np.unique(np.asarray(self.view.fragment))  # the fragments holding this rank's groups
+        # a rank's groups are fixed (so every rank knows every rank's steps); the fragments' order is the epoch's
+        mine = np.random.default_rng((self.seed, self.epoch, self.rank)).permutation(frags)
         info = get_worker_info()
         return list(mine[info.id::info.num_workers] if info is not None else mine)
 
