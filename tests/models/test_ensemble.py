@@ -131,7 +131,12 @@ def test_an_ensemble_goes_through_the_registry_and_loads_verified_by_alias(train
     from tensorcost import registry
 
     test = _table(5)
-    trained.save(tmp_path / "ens")
+    made_for = trained.metadata.target
+    trained.metadata.target = "zen5-2c.avx2-t1"  # a model registers under its own target's name only
+    try:
+        trained.save(tmp_path / "ens")
+    finally:
+        trained.metadata.target = made_for
     version = registry.log_and_register(tmp_path / "ens", "zen5-2c.avx2-t1", experiment="test", run_name="ens", params={},
                                         metrics={"pca": 0.9}, tags={"model_family": "ensemble", "feature_schema": "tc-feat-test"}, alias=registry.CANDIDATE)
     model, resolved = registry.load_by_alias("zen5-2c.avx2-t1", registry.CANDIDATE, fallback=None)
