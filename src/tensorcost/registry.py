@@ -349,10 +349,22 @@ def load_by_alias(target: str, alias: str = CHAMPION, fallback: str | None = CAN
     from .models import load_model
 
     resolved = resolve(target, alias, fallback)
-    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+    with _model_tmpdir() as tmp:
         model = load_model(download(target, resolved.version, Path(tmp), resolved.tags), expected_feature_schema)
     _check_model_target(model, target, resolved.version)
     return model, resolved
+
+
+MODEL_TMP_PREFIX = "tensorcost-model-"
+
+
+def _model_tmpdir():
+    """A temporary folder for a downloaded version, named with this pid: the folders of loads
+    killed with -9 (their pid gone) are removed by the next load."""
+    from .safeio import sweep_stale
+
+    sweep_stale(tempfile.gettempdir(), MODEL_TMP_PREFIX)
+    return tempfile.TemporaryDirectory(prefix=f"{MODEL_TMP_PREFIX}{os.getpid()}-")
 
 
 def _check_model_target(model, target: str, version: str) -> None:
@@ -367,7 +379,7 @@ def load_version(target: str, version: str, expected_feature_schema: str | None 
     from .models import load_model
 
     tags = version_tags(target, str(version))
-    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+    with _model_tmpdir() as tmp:
         model = load_model(download(target, str(version), Path(tmp), tags), expected_feature_schema)
     _check_model_target(model, target, str(version))
     return model, tags
@@ -778,7 +790,7 @@ def _artifacts_load(target: str, version: str, tags: dict) -> tuple[bool, str]:
     model's library is a refusal, not the CLI's death."""
     from .models.probe import probe_model
 
-    with tempfile.TemporaryDirectory(prefix="tensorcost-model-") as tmp:
+    with _model_tmpdir() as tmp:
         try:
             directory = download(target, version, Path(tmp), tags)
         except ArtifactIntegrityError as exc:

@@ -44,3 +44,61 @@ def user_os_error(exc: OSError, out: str | Path, doing: str = "writing") -> User
     if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
         return UserError(f"{doing} {out}: {exc.strerror or exc} (nothing was replaced: the previous {Path(out).name}, if any, is as it was)")
     return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def sweep_stale(folder: str | Path, prefix: str, suffix: str = "") -> int:
+    """Remove `<prefix><pid>-*<suffix>` files and folders in `folder` whose process is gone (what a
+    kill -9 left behind: spools, half-written outputs, model downloads); returns how many. Names
+    of live processes, and names without a pid, are left alone."""
+    import shutil
+
+    folder = Path(folder)
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for p in entries:
+        name = p.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0].split(".", 1)[0]
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def die_with_parent() -> None:
+    """In a worker process: be killed (SIGKILL) when the parent dies, even by kill -9 (Linux
+    prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() == 1:  # the parent died before the call: go now
+            os._exit(1)
+    except OSError:
+        pass

@@ -158,7 +158,7 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init) as pool:
                 pending = {pool.submit(_featurize_item, a) for a in args[: 2 * workers]}
                 queue = args[2 * workers:]
                 while pending:
@@ -168,3 +168,9 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
                         if queue:
                             pending.add(pool.submit(_featurize_item, queue.pop(0)))
     return writer
+
+
+def _worker_init() -> None:
+    from ..safeio import die_with_parent
+
+    die_with_parent()  # a kill -9 of the featurize stage takes its workers with it

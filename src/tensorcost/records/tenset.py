@@ -557,6 +557,9 @@ DICT_COLUMNS = ["source", "target", "task_id", "task_name", "networks", "op_kind
 STATS_COLUMNS = ["target", "task_id", "task_weight", "latency_s", "error_no", "measured_at"]
 
 
+SPOOL_PREFIX = "tensorcost-import-"  # + the importer's pid: a later import removes a dead one's spool
+
+
 def _spool_root(out: Path) -> str:
     """/dev/shm when writable with room to spare (containers often give it 64 MB), else beside `out`."""
     try:
@@ -618,6 +621,9 @@ def _worker_init() -> None:
     # workers were forked) kills a worker as usual.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    from ..safeio import die_with_parent
+
+    die_with_parent()  # a kill -9 of the importer takes its workers with it
 
 
 def _start_workers(workers: int, jobs: list, interruption: _Interruption):
@@ -691,6 +697,13 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     report = ImportReport()
     temporaries: list[Path] = []
 
+    # what an import killed with -9 left: its spool and its half-written files (their pid is gone)
+    from ..safeio import sweep_stale
+
+    sweep_stale(_spool_root(out), SPOOL_PREFIX)
+    sweep_stale(out.parent, f"{out.name}.", ".tmp")
+    sweep_stale(out.parent, f"{quarantine.name}.", ".tmp")
+
     def temporary(name: str) -> Path:
         """A unique name beside `out` (two imports into one directory do not collide); the file
         is created by its writer, with the usual permissions."""
@@ -715,7 +728,7 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
         with _sigterm_unwinds() as interruption:
             tmp_out, tmp_quarantine = temporary(out.name), temporary(quarantine.name)
             # tmpfs when there is one: the spool files are written once, read once, deleted
-            with tempfile.TemporaryDirectory(prefix="tensorcost-import-", dir=_spool_root(out)) as spool, \
+            with tempfile.TemporaryDirectory(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=_spool_root(out)) as spool, \
                     pq.ParquetWriter(tmp_out, rec.RECORDS_SCHEMA, compression="zstd", use_dictionary=DICT_COLUMNS, write_statistics=STATS_COLUMNS) as writer, \
                     open(tmp_quarantine, "wb") as qf, tqdm(total=len(files), desc="import", unit="file", disable=not progress) as bar:
                 for p, reason in problems:
