@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -703,14 +704,33 @@ def _move_champion(client, target: str, version: str, action: str, result: Promo
         raise RegistryError(f"{name}: could not move '{CHAMPION}' to version {version} ({type(exc).__name__}: {exc}); "
                             f"champion left at {result.previous or 'none'}") from exc
     try:
-        _record_event(target, action, result)
+        _retrying(lambda: _record_event(target, action, result))  # a store locked for a moment (sqlite) is waited out
     except Exception as exc:
-        if result.previous:
-            client.set_registered_model_alias(name, CHAMPION, result.previous)
-        else:
-            client.delete_registered_model_alias(name, CHAMPION)
-        raise RegistryError(f"{name}: could not record the {action} of version {version} ({type(exc).__name__}: {exc}); "
-                            f"champion left at {result.previous or 'none'}") from exc
+        why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+
+        def restore():
+            if result.previous:
+                client.set_registered_model_alias(name, CHAMPION, result.previous)
+            else:
+                client.delete_registered_model_alias(name, CHAMPION)
+
+        try:
+            _retrying(restore)
+        except Exception as again:  # noqa: BLE001  (say exactly what state the registry is in)
+            raise RegistryError(f"{name}: '{CHAMPION}' moved to version {version} but the {action} could not be recorded ({why}) nor the alias "
+                                f"put back ({type(again).__name__}); set it back by hand: tensorcost promote --rollback is refused until then") from None
+        raise RegistryError(f"{name}: could not record the {action} of version {version} ({why}); champion left at {result.previous or 'none'}") from None
+
+
+def _retrying(fn, attempts: int = 4, delay_s: float = 0.2):
+    """`fn()`, retried with a doubling delay (about 1.4 s in all) when the store is busy for a moment."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001  (the last attempt's error is the caller's)
+            if i == attempts - 1:
+                raise
+            time.sleep(delay_s * 2 ** i)
 
 
 def canonical_version(version) -> str:

@@ -221,3 +221,34 @@ def test_a_refusal_that_cannot_be_recorded_is_one_line_and_the_gate_holds(mlflow
         with pytest.raises(registry.RegistryError, match="refused .*could not be recorded") as exc:
             registry.promote(TARGET, v2)
     assert "\n" not in str(exc.value) and _champion() == v1
+
+
+def test_a_store_locked_for_a_moment_while_the_event_is_written_is_waited_out(mlflow_store, tmp_path):
+    """The issue's case: a sqlite lock held while the history event is written left `champion`
+    moved with no event. A short lock is now waited out: moved and recorded."""
+    v1 = _register(tmp_path, "v1", 0.5)
+    real = MlflowClient.create_run
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise MlflowException("database is locked", error_code=INTERNAL_ERROR)
+        return real(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "create_run", flaky)
+        assert registry.promote(TARGET, v1).promoted
+    assert _champion() == v1 and [e["version"] for e in registry.history(TARGET) if e["action"] == "promote"] == [v1]
+
+
+def test_an_event_that_cannot_be_written_puts_the_alias_back_in_one_line(mlflow_store, tmp_path):
+    v1 = _register(tmp_path, "v1", 0.5)
+    assert registry.promote(TARGET, v1).promoted
+    v2 = _register(tmp_path, "v2", 0.9)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MlflowClient, "create_run", _raiser)
+        with pytest.raises(registry.RegistryError) as exc:
+            registry.promote(TARGET, v2)
+    assert "\n" not in str(exc.value) and "champion left at" in str(exc.value)
+    assert _champion() == v1
