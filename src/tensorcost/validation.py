@@ -55,12 +55,21 @@ class ValidationSummary:
         return "; ".join(f"{f['expectation']} on {f.get('column') or '(table)'} ({f['unexpected_count']} rows)" for f in self.failures)
 
 
-def _latencies_problem(record_id: str, values) -> str | None:
-    """Why a record's timed repeats are unusable (empty, NaN/inf, <= 0), or None."""
+MIN_LATENCY_S = 1e-9  # one nanosecond: no measured program is faster; a smaller time is a unit error or garbage
+MAX_LATENCY_S = 3600.0  # an hour: beyond any run timeout a measurement protocol sets
+
+
+def _latencies_problem(record_id: str, values, latency_s=None) -> str | None:
+    """Why a record's timed repeats are unusable (empty, NaN/inf, outside [MIN_LATENCY_S,
+    MAX_LATENCY_S]) or contradict its `latency_s` (their mean, to 1e-6), or None."""
     vals = [float(v) for v in (values if values is not None else [])]
-    if vals and all(math.isfinite(v) and v > 0 for v in vals):
-        return None
-    return f"{record_id}: latencies {vals[:5]}"
+    if not vals or not all(math.isfinite(v) and MIN_LATENCY_S <= v <= MAX_LATENCY_S for v in vals):
+        return f"{record_id}: latencies {vals[:5]} (each a finite time in [{MIN_LATENCY_S:g}, {MAX_LATENCY_S:g}] s)"
+    if latency_s is not None and isinstance(latency_s, (int, float)) and math.isfinite(latency_s):
+        mean = math.fsum(vals) / len(vals)
+        if abs(mean - latency_s) > 1e-6 * max(abs(latency_s), mean):
+            return f"{record_id}: latency_s {latency_s!r} is not the mean of its repeats ({mean!r})"
+    return None
 
 
 def _trace_problem(record_id: str, trace) -> str | None:
@@ -110,7 +119,7 @@ def _expectations(target: str):
         gxe.ExpectColumnValuesToBeInSet(column="target", value_set=[target]),
         gxe.ExpectColumnValuesToBeInSet(column="error_no", value_set=list(range(0, 9))),
         gxe.ExpectColumnValuesToNotBeNull(column="latency_s", row_condition=measured),
-        gxe.ExpectColumnValuesToBeBetween(column="latency_s", min_value=0, strict_min=True, max_value=3600, row_condition=measured),
+        gxe.ExpectColumnValuesToBeBetween(column="latency_s", min_value=MIN_LATENCY_S, max_value=MAX_LATENCY_S, row_condition=measured),
         gxe.ExpectColumnValuesToBeNull(column="latency_s", row_condition=failed),
         gxe.ExpectColumnValuesToBeBetween(column="flops", min_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="task_weight", min_value=1),
@@ -330,9 +339,9 @@ def _duplicate_ids(pf, parts: list[dict], row_part: np.ndarray | None, read_rows
 
 def _records_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The frame the records suite checks (in place): derived `*_problem` columns for the list and JSON cells."""
-    df["latency_s"] = df["latency_s"].map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) or math.isfinite(v) else -1.0)
     if "latencies" in df:  # absent: the column-set expectation names the missing derived column
-        df["latencies_problem"] = [_latencies_problem(r, v) for r, v in zip(df["record_id"], df["latencies"])]
+        df["latencies_problem"] = [_latencies_problem(r, v, m) for r, v, m in zip(df["record_id"], df["latencies"], df["latency_s"])]
+    df["latency_s"] = df["latency_s"].map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) or math.isfinite(v) else -1.0)
     if "trace" in df:
         df["trace_problem"] = [_trace_problem(r, t) for r, t in zip(df["record_id"], df["trace"])]
         # checked through trace_problem; the suite needs only its nulls: every row-conditioned

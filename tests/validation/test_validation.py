@@ -129,3 +129,21 @@ def test_bad_trace_fails_with_a_report(frame, trace, why):
     assert _failed(summary) == {("expect_column_values_to_be_null", "trace_problem")}
     f = summary.failures[0]
     assert f["unexpected_count"] == 2 and why in f["examples"][0] and frame.loc[0, "record_id"] in f["examples"][0]
+
+
+@pytest.mark.parametrize("latencies,latency_s,why", [
+    ([1e-300, 1e-300], 1e-300, "each a finite time in"),
+    ([9e15, 9e15], 9e15, "each a finite time in"),
+    ([1e-3, 3e-3], 5e-3, "is not the mean of its repeats"),
+])
+def test_latencies_outside_the_protocol_or_against_their_repeats_fail(make_row, latencies, latency_s, why):
+    """Issue 28: 1e-300 s, 9e15 s and a latency_s that contradicts its own repeats passed both suites."""
+    from tensorcost import records as rec
+    from tensorcost.hardware import describe_target
+    from tensorcost.validation import validate_records
+
+    hw = describe_target("zen5-2c.avx2-t1")
+    rows = [make_row(0, target=hw.id), make_row(1, target=hw.id, latencies=latencies, latency_s=latency_s)]
+    summary = validate_records(rec.to_table(rows).to_pandas(), hw.id)
+    assert not summary.success
+    assert any(f.get("column") == "latencies_problem" and any(why in str(ex) for ex in f["examples"]) for f in summary.failures), summary.failures
