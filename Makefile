@@ -43,8 +43,10 @@ scale: setup
 system-deps:
 	@bash scripts/system_deps.sh
 
+# Two pytest-xdist workers, a test file each at a time (--dist loadfile): the pipeline tests share
+# one `dvc repro` run, so they live in one file (tests/pipeline/test_pipeline.py).
 test: setup system-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Unit tests only (seconds): no TVM measurement, no dvc pipeline.
 test-fast: setup

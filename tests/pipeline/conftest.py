@@ -1,6 +1,6 @@
 """The pipeline room's one expensive fixture: the micro profile's `dvc repro` in a temporary copy
 of the repo, run once per pytest session and shared by every module here (test_pipeline.py reads
-its outputs; test_team_remote_ssh.py shares them through an SSH remote). Tests that change the
+its outputs; its SSH-remote tests share them with a teammate's clone). Tests that change the
 copy (a promotion, a remote, a new platform slot) say so."""
 
 from __future__ import annotations
