@@ -51,9 +51,10 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     if op == "flip" and n:
         b = bytearray(data)
         k = rng.choice([1, 1, 2, 4, 16])
-        for _ in range(k):
-            b[rng.randrange(n)] ^= 1 << rng.randrange(8)
-        return f"{k} bit flip(s)", bytes(b)
+        at = sorted(rng.randrange(n) for _ in range(k))
+        for p in at:
+            b[p] ^= 1 << rng.randrange(8)
+        return f"{k} bit flip(s) at {at[:4]}", bytes(b)
     if op == "truncate":
         cut = rng.randrange(n + 1)
         return f"truncated to {cut}/{n}", data[:cut]
@@ -159,6 +160,7 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=10_000, help="mutated copies in all (split evenly over families and modes)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a copy may take to load and predict")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--out", type=Path)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -177,7 +179,7 @@ def main() -> int:
     cases: list = []
     t0 = time.time()
     try:
-        jobs = [(f, mode) for f in FAMILIES for mode in ("hashed", "rehashed")]
+        jobs = [(f, mode) for f in a.families for mode in ("hashed", "rehashed")]
         per = -(-a.copies // len(jobs))
         bar = tqdm(total=per * len(jobs), desc="loader fuzz", unit="copy")
         for family, mode in jobs:

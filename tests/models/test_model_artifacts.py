@@ -5,6 +5,7 @@ sees it, never a crash (LightGBM aborts the process on some truncated files) or 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -136,6 +137,11 @@ def test_xgboost_json_is_checked_before_xgboost_parses_it(tmp_path):
                 t["right_children"].__setitem__(next(i for i, c in enumerate(t["left_children"]) if c == 0), 0)), "reached twice"),  # a loop to the root
     (lambda t: t["right_children"].__setitem__(0, 10_000), "outside the tree"),
     (lambda t: t["base_weights"].pop(), "different lengths"),
+    # what benchmarks/loader_fuzz.py found crashing XGBoost (SIGSEGV) behind recomputed hashes
+    (lambda t: t["parents"].__setitem__(1, 1_000_000_000), "parents do not match"),
+    (lambda t: t.__setitem__("id", 7), "its id says"),
+    (lambda t: t["tree_param"].__setitem__("num_nodes", "99999999"), "does not describe its"),
+    (lambda t: t["split_indices"].__setitem__(0, 99), "a split on a feature outside"),
 ])
 def test_xgboost_trees_are_walked_before_xgboost_trusts_them(tmp_path, edit, expect):
     # A leaf pointing back at the root loaded and then killed the process (SIGSEGV) at predict.
@@ -241,3 +247,28 @@ def test_a_lightgbm_tree_edited_behind_its_hashes_is_refused_in_one_line(lgb_dir
     with pytest.raises(ModelFormatError) as err:
         load_model(d)
     assert why in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda t: re.sub(r"split_gain=\d", "split_gain=#", t, count=1), "tree line"),  # a flipped bit in a number aborted LightGBM (same length)
+    (lambda t: t.replace("num_class=1", "num_class=3", 1), "num_class"),
+    (lambda t: t.replace("feature_infos=", "feature_infos=[0:1] ", 1), "feature_infos"),
+    (lambda t: t.replace("leaf_value=", "leaf_valve=", 1), "tree line|no leaf_value"),
+])
+def test_lightgbm_lines_outside_the_tree_arrays_are_checked_too(lgb_dir, tmp_path, edit, why):
+    """benchmarks/loader_fuzz.py found flipped bits in split_gain / internal_value and header edits
+    aborting LightGBM's parser behind recomputed hashes: every header and tree line is checked."""
+    d = _copy(lgb_dir, tmp_path / "m")
+    text = (d / "model.txt").read_text()
+    (d / "model.txt").write_text(edit(text))
+    with pytest.raises(ModelFormatError, match=why):
+        load_model(d)
+
+
+def test_the_parameters_section_is_not_given_to_lightgbm(lgb_dir, tmp_path):
+    """The feature importances and parameters after the trees are informational: an edit there
+    (the fuzz found `[objective: ...]` edits aborting the parser) no longer reaches LightGBM."""
+    d = _copy(lgb_dir, tmp_path / "m")
+    text = (d / "model.txt").read_text()
+    (d / "model.txt").write_text(text.replace("[objective: ", "[objective: x", 1))
+    assert np.array_equal(load_model(d).predict(_rows()), load_model(lgb_dir).predict(_rows()))

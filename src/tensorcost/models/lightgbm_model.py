@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -48,7 +50,7 @@ def group_relative_features(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
     return np.concatenate([x, group_deviation(x, groups)], axis=1)
 
 
-def check_model_text(path: Path, n_features: int | None = None) -> None:
+def check_model_text(path: Path, n_features: int | None = None) -> bytes:
     """Cheap structural checks of a LightGBM text model before LightGBM parses it: its parser
     aborts the process on some truncated files and silently loads others (it seeks by the
     header's `tree_sizes`). Checks the header, that each `Tree=i` block starts where
@@ -99,6 +101,53 @@ def check_model_text(path: Path, n_features: int | None = None) -> None:
         json.loads(tail[len(b"pandas_categorical:"):])
     except ValueError:
         raise bad("truncated pandas_categorical line") from None
+    problem = _grammar_problem(data[:head_end], data[head_end + 2:pos], max_feature_idx + 1)
+    if problem:
+        raise bad(problem)
+    # what LightGBM is given: the header and the trees, checked line by line; not the feature
+    # importances and parameters after them (informational, and their parser aborts on edits)
+    return data[:pos] + b"end of trees\n\npandas_categorical:null\n"
+
+
+_NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf")
+_TREE_KEYS = {b"num_leaves", b"num_cat", b"split_feature", b"split_gain", b"threshold", b"decision_type", b"left_child", b"right_child",
+              b"leaf_value", b"leaf_weight", b"leaf_count", b"internal_value", b"internal_weight", b"internal_count", b"is_linear", b"shrinkage"}
+_HEADER_KEYS = {b"version", b"num_class", b"num_tree_per_iteration", b"label_index", b"max_feature_idx", b"objective", b"feature_names",
+                b"feature_infos", b"tree_sizes"}
+_FEATURE_INFO = re.compile(rb"none|\[[-+]?[0-9.eE+-]+:[-+]?[0-9.eE+-]+\]")
+
+
+def _grammar_problem(header: bytes, trees: bytes, n_features: int) -> str | None:
+    """Every line of the header and of the trees as this project's LightGBM writes them: ASCII,
+    known keys, one class and one tree an iteration, a feature info a feature, numbers only in the
+    trees (the fuzz found a flipped bit in any number aborting LightGBM's parser; benchmarks/loader_fuzz.py)."""
+    try:
+        header.decode("ascii")
+        trees.decode("ascii")
+    except UnicodeDecodeError:
+        return "bytes that are not ASCII"
+    fields = {}
+    for line in header.split(b"\n")[1:]:
+        key, eq, value = line.partition(b"=")
+        if not eq or key not in _HEADER_KEYS or key in fields:
+            return f"header line {line[:40]!r}"
+        fields[key] = value
+    if fields.get(b"version") != b"v4" or fields.get(b"num_class") != b"1" or fields.get(b"num_tree_per_iteration") != b"1" or fields.get(b"label_index") != b"0":
+        return "header: version, num_class, num_tree_per_iteration or label_index edited"
+    if not re.fullmatch(rb"[a-z_]+( [a-z_:0-9.]+)*", fields.get(b"objective", b"")):
+        return "header: objective"
+    infos = fields.get(b"feature_infos", b"").split(b" ")
+    if len(infos) != n_features or not all(_FEATURE_INFO.fullmatch(v) for v in infos) or len(fields.get(b"feature_names", b"").split(b" ")) != n_features:
+        return f"header: feature_names / feature_infos do not describe {n_features} features"
+    for line in trees.split(b"\n"):
+        if not line or line.startswith(b"Tree="):
+            if line.startswith(b"Tree=") and not line[5:].isdigit():
+                return f"line {line[:40]!r}"
+            continue
+        key, eq, value = line.partition(b"=")
+        if not eq or key not in _TREE_KEYS or not all(_NUMBER.fullmatch(v) for v in (value.split(b" ") if value else [])):
+            return f"tree line {line[:40]!r}"
+    return None
 
 
 MAX_LEAVES = 131_072  # LightGBM's own limit on num_leaves
@@ -328,9 +377,9 @@ class LightGBMCostModel(CostModel):
 
         path = directory / MODEL_FILE
         model = cls(metadata)
-        check_model_text(path, model.n_inputs or None)
+        checked = check_model_text(path, model.n_inputs or None)
         try:
-            model.booster = lgb.Booster(model_file=str(path))
+            model.booster = lgb.Booster(model_str=checked.decode("ascii"))
             return model
-        except lgb.basic.LightGBMError as exc:
+        except (lgb.basic.LightGBMError, ValueError) as exc:
             raise ModelFormatError(f"{path}: LightGBM cannot load it: {str(exc).strip()[:300]}") from None
