@@ -48,7 +48,7 @@ system-deps:
 test: setup system-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# Unit tests only (seconds): no TVM measurement, no dvc pipeline.
+# The tests not marked slow (a few minutes): no dvc pipeline, no long TVM measurement.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
