@@ -17,9 +17,15 @@ import pandas as pd
 PAIR_BLOCK = 1 << 20  # pairs compared at a time within a task (bounds a task's transient memory)
 
 
+def factorize(values) -> tuple[np.ndarray, object]:
+    """(an integer code a row, the distinct values in first-appearance order): a categorical column
+    stays categorical, anything else becomes one array (no per-row Python list)."""
+    return pd.factorize(values if isinstance(values, (pd.Series, pd.Index, pd.Categorical)) else np.asarray(values, dtype=object), sort=False)
+
+
 def task_groups(task_ids) -> Iterator[tuple[object, np.ndarray]]:
     """(task id, its row indices) of each task, in first-appearance order."""
-    codes, uniques = pd.factorize(task_ids if isinstance(task_ids, (pd.Series, pd.Index, pd.Categorical)) else np.asarray(task_ids), sort=False)
+    codes, uniques = factorize(task_ids)
     if not len(codes):
         return
     order = np.argsort(codes, kind="stable")
@@ -55,14 +61,8 @@ def pairwise_counts(scores: np.ndarray, latencies: np.ndarray) -> tuple[float, i
 
 def pairwise_comparison_accuracy(task_ids, scores: Sequence[float], latencies: Sequence[float]) -> float:
     """PCA over all pairs within each task, weighted by each task's number of comparable pairs."""
-    scores = np.asarray(scores, dtype=np.float64)
-    latencies = np.asarray(latencies, dtype=np.float64)
-    good = total = 0.0
-    for _, ix in task_groups(task_ids):
-        c, n = pairwise_counts(scores[ix], latencies[ix])
-        good += c
-        total += n
-    return good / total if total else float("nan")
+    _, stats = task_stats(task_ids, scores, latencies)
+    return float(figures_from_stats(stats)["pca"]) if len(stats) else float("nan")
 
 
 def top_k_score(task_ids, scores: Sequence[float], latencies: Sequence[float], k: int, weights: dict | None = None) -> float:

@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .metrics import factorize
+
 STRATEGIES = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
 # TenSet/TLP's held-out networks, as family names of the zoo.
@@ -68,7 +70,7 @@ def assign_test(
     if strategy == "by_task":
         _check_fraction(test_fraction)
         # one hash a task, one vectorized lookup a row: millions of rows hold no Python list
-        inverse, tasks = pd.factorize(task_ids if isinstance(task_ids, (pd.Series, pd.Categorical)) else np.asarray(task_ids, dtype=object))
+        inverse, tasks = factorize(task_ids)
         ranked = sorted(range(len(tasks)), key=lambda i: _unit_hash(str(tasks[i]), seed))
         # At least one task on each side whenever there are two or more.
         n_test = min(len(tasks) - 1, max(1, round(len(tasks) * test_fraction))) if len(tasks) > 1 else 0
@@ -85,7 +87,7 @@ def assign_test(
 
             held, key = set(test_families), architecture_family
         # one decision per distinct networks string (a task's), one vectorized lookup a row
-        codes, uniques = pd.factorize(networks if isinstance(networks, (pd.Series, pd.Categorical)) else np.asarray(networks, dtype=object))
+        codes, uniques = factorize(networks)
         held_net = np.array([any(key(n) in held or n in held for n in json.loads(nets)) for nets in uniques], dtype=bool)
         return held_net[codes] if len(codes) else np.zeros(0, dtype=bool)
     if strategy == "by_hardware":

@@ -120,8 +120,8 @@ def transfer_study(
         figures = cand.figures()
         curves.setdefault(approach, {})[k] = {"pca": figures["pca"], "top5": figures["top5"], "top1": figures["top1"], "n_train": int(n_train)}
         value = float(objective(figures, select_metrics))
-        slot = 0 if all(figures[m] >= floor[m] for m in ("pca", "top1", "top5")) else 1  # [0]: clears random's floor; [1]: any
-        for i in {slot, 1}:
+        tier = 0 if all(figures[m] >= floor[m] for m in ("pca", "top1", "top5")) else 1  # [0]: clears random's floor; [1]: any
+        for i in {tier, 1}:
             if best[i] is None or value > float(objective(best[i].figures(), select_metrics)):
                 cand.model = model
                 best[i] = cand

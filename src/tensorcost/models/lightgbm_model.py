@@ -189,7 +189,6 @@ def _tree_problem(block: bytes, n_features: int) -> str | None:
     try:
         feats = [int(v) for v in arrays["split_feature"]]
         left, right = [int(v) for v in arrays["left_child"]], [int(v) for v in arrays["right_child"]]
-        [float(v) for v in arrays["leaf_value"] + arrays["threshold"]]
         decision = [int(v) for v in arrays["decision_type"]]
     except ValueError:
         return "a non-numeric value in its arrays"
