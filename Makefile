@@ -63,12 +63,14 @@ services-stop: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/tensorcost services down
 
 # `make run` against the stack: registry on the server, the host measured through the tracker,
-# then the data pushed to the team remote. An experiment (like `make study`): params.yaml keeps
-# measure.rpc afterwards (`git checkout params.yaml` returns to local measurement).
+# then the data pushed to the team remote. Works after `make run` (the `registry` stage records
+# which registry the stages register into: a new one re-runs them). An experiment (like `make
+# study`): params.yaml keeps measure.rpc afterwards, set by a round-trip editor that keeps every
+# comment (`tensorcost params set measure.rpc null`, or `git checkout params.yaml`, returns to local measurement).
 run-team: setup
 	@test -f $(SERVICES_ENV) || { echo "error: no team stack here ($(SERVICES_ENV) missing): run make services first" >&2; exit 2; }
-	. ./$(SERVICES_ENV) && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name team-$$(date +%Y%m%d-%H%M%S) \
-	  -S "measure.rpc={tracker: '$$TENSORCOST_RPC_TRACKER', key: '$$TENSORCOST_RPC_KEY'}"
+	. ./$(SERVICES_ENV) && $(BIN)/tensorcost params set measure.rpc "{tracker: '$$TENSORCOST_RPC_TRACKER', key: '$$TENSORCOST_RPC_KEY'}"
+	. ./$(SERVICES_ENV) && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run --name team-$$(date +%Y%m%d-%H%M%S)
 	. ./$(SERVICES_ENV) && PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc push -r team
 
 mlflow-ui: setup

@@ -172,6 +172,8 @@ def main() -> int:
 
     import robustness_audit as ra
 
+    from tensorcost.models.base import seal_metadata
+
     rng = random.Random(a.seed)
     work = Path(tempfile.mkdtemp(prefix="tensorcost-fuzz-"))
     w = Worker(a.timeout)
@@ -200,6 +202,7 @@ def main() -> int:
                     meta = json.loads((copy / "metadata.json").read_text())
                     meta["files_sha256"][name] = _sha256(copy / name)
                     (copy / "metadata.json").write_text(json.dumps(meta))
+                    seal_metadata(copy)  # and the metadata's own digest
                 r = w.ask(copy, family)
                 status = r["status"]
                 if status == "loaded":

@@ -62,3 +62,19 @@ def register_small_lightgbm(tmp_path, target: str, name: str, label_fn, validati
             **{f"metric.{k}": v for k, v in rep.to_dict().items()}}
     version = registry.log_and_register(out, target, experiment=experiment, run_name=name, params={}, metrics=rep.to_dict(), tags=tags, alias=registry.CANDIDATE)
     return version, rep
+
+
+def small_featurized_table(tasks: int = 3, per_task: int = 10, seed: int = 0):
+    """A FeatureTable of real featurized records (the conftest row builder's programs), the same
+    for every call with the same arguments (for a child process to rebuild the parent's table)."""
+    import numpy as np
+
+    from conftest import _record_row
+    from tensorcost.features import FeatureTable, featurize_table
+    from tensorcost.hardware import HARDWARE_FEATURE_NAMES
+    from tensorcost.records import to_table
+
+    rng = np.random.default_rng(seed)
+    rows = [_record_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(tasks) for i in range(per_task)]
+    frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
+    return FeatureTable(frame, "t")

@@ -25,6 +25,20 @@ app.add_typer(stage_app, name="stage")
 app.add_typer(registry_app, name="registry")
 app.add_typer(platform_app, name="platform")
 app.add_typer(services_app, name="services")
+params_app = typer.Typer(no_args_is_help=True, help="params.yaml, edited in place with its comments kept.")
+app.add_typer(params_app, name="params")
+
+
+@params_app.command("set")
+def params_set(key: str = typer.Argument(..., help="dotted key, e.g. measure.rpc"),
+               value: str = typer.Argument(..., help="a YAML value, e.g. \"{tracker: 'host:9190', key: mykey}\" or null"),
+               file: str = typer.Option("params.yaml", "--file", help="the params file")) -> None:
+    """Set one value of params.yaml with a round-trip YAML editor (every comment and the order
+    of the rest stay); the result is checked as params before it is written."""
+    from .params_io import set_param
+
+    old = set_param(file, key, value)
+    typer.echo(f"{file}: {key} = {value}" + (f" (was {old})" if old else ""))
 
 SLOT = typer.Option(..., "--target", help="dataset slot: a target id, or `host` (this machine)")
 
@@ -43,6 +57,14 @@ def stage_host() -> None:
     from . import stages
 
     stages.host()
+
+
+@stage_app.command("registry")
+def stage_registry() -> None:
+    """Record which model registry the stages register into."""
+    from . import stages
+
+    stages.registry_location()
 
 
 @stage_app.command("collect")
@@ -375,9 +397,11 @@ def study(
     models: str = typer.Option(..., help="comma-separated model presets of params.yaml, e.g. attention,attention_concat"),
     splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies"),
     out: str = typer.Option(..., help="JSON file for {slot: {split: {model: metrics}}}"),
+    slots: Optional[str] = typer.Option(None, help="comma-separated slots to evaluate (default: every slot of params.yaml; the others still train by_hardware models)"),
 ) -> None:
     """Run the split study for chosen models on the current features (an ablation beside the
     pipeline's evaluate stage; reads params.yaml, writes only OUT)."""
+    from .errors import UserError
     from .evaluation import ModelSpec, run_study
     from .features import load_feature_table
     from .params import load_params
@@ -385,11 +409,15 @@ def study(
 
     p = load_params()
     specs = {k.strip(): ModelSpec(*p.model_spec(k.strip())) for k in models.split(",") if k.strip()}
+    only = [x.strip() for x in slots.split(",") if x.strip()] if slots else None
+    unknown = sorted(set(only or []) - set(p.targets))
+    if unknown:
+        raise UserError(f"--slots: {', '.join(unknown)} not a slot of params.yaml's targets ({', '.join(p.targets)})")
     datasets, meta = {}, None
     for slot in p.targets:
         datasets[slot], meta = load_feature_table(Path("data/features"), slot, with_ms=any("ms_features" in s.inputs for s in specs.values()))
     metrics, _, _ = run_study(datasets, [x.strip() for x in splits.split(",")], specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
-                              progress=lambda m: typer.echo(m, err=True))
+                              progress=lambda m: typer.echo(m, err=True), only=only)
     write_json(out, metrics)
     for t, by_split in metrics.items():
         for sp, by_model in by_split.items():
@@ -505,12 +533,20 @@ def services_status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def main() -> None:
     """The console entry point: user errors as one line and exit status 2."""
+    import logging
+
     from .errors import UserError
 
+    debug = os.environ.get("TENSORCOST_DEBUG") == "1" or "--debug" in sys.argv
+    if not debug:
+        # MLflow and its migrations log whole tracebacks for store errors that the registry turns
+        # into one line of its own (issue 28): --debug shows them
+        for name in ("mlflow", "alembic", "sqlalchemy"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         app()
     except UserError as exc:
-        if os.environ.get("TENSORCOST_DEBUG") == "1" or "--debug" in sys.argv:
+        if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import records as rec
 from .errors import UserError
 from .records import classify_op
-from .hardware import HardwareTarget
+from .hardware import Target
 from .rpc import UNAVAILABLE_MARK, RpcConfig, is_unavailable, servers_registered
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ def _clip_error(msg: str, limit: int = 2000) -> str:
     return msg[:head] + "\n[...]\n" + msg[-(limit - head - 7):]
 
 
-def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
+def _record(task: Task, hw: Target, trace: str, lat: list[float], error_no: int, error_msg: str | None, version: str) -> dict:
     pid = rec.program_id(trace)
     return {
         "record_id": rec.record_id(hw.id, task.task_id, pid),
@@ -325,12 +325,12 @@ def _record(task: Task, hw: HardwareTarget, trace: str, lat: list[float], error_
     }
 
 
-def runner_device_type(hw: HardwareTarget) -> str:
+def runner_device_type(hw: Target) -> str:
     """The device string of `RunnerInput` (`tvm.runtime.device`): "cpu" or "cuda"."""
     return "cuda" if hw.kind == "gpu" else "cpu"
 
 
-def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig, servers: int = 0):
+def make_builder_runner(hw: Target, cfg: MeasureConfig, servers: int = 0):
     """LocalBuilder with cheap intrinsics in its workers; LocalRunner on `hw.threads` threads
     (CPU) or on CUDA device 0 (GPU; its timings are taken one program at a time). With
     `cfg.rpc`, MetaSchedule's RPCRunner instead: builds stay here, runs go to the key's servers,
@@ -366,7 +366,7 @@ def make_builder_runner(hw: HardwareTarget, cfg: MeasureConfig, servers: int = 0
     return builder, runner
 
 
-def measure_task(task: Task, traces: list[str], hw: HardwareTarget, builder, runner, cfg: MeasureConfig) -> Iterator[list[dict]]:
+def measure_task(task: Task, traces: list[str], hw: Target, builder, runner, cfg: MeasureConfig) -> Iterator[list[dict]]:
     """Build and run programs of one task on `hw`, yielding the records of each batch as soon as
     it is measured (so a caller can persist them); failures become error records."""
     import tvm.s_tir.meta_schedule as ms
@@ -468,7 +468,7 @@ def finished_record_ids(out_dir: Path) -> set[str]:
     return ids
 
 
-def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: HardwareTarget, out_dir: Path, cfg: MeasureConfig) -> dict:
+def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Target, out_dir: Path, cfg: MeasureConfig) -> dict:
     """Measure every program of every task on `hw`, persisting each batch as its own part.
 
     Resumable: programs whose record already exists are skipped, and a part is written
@@ -516,7 +516,7 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Hard
     return counts
 
 
-def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: HardwareTarget, db_dir: Path) -> int:
+def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: Target, db_dir: Path) -> int:
     """Rebuild a MetaSchedule JSONDatabase from the measured records (derived, never appended to)."""
     import tvm.s_tir.meta_schedule as ms
 
@@ -544,7 +544,7 @@ def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: Hardware
     return n
 
 
-def remeasure(table: pa.Table, tasks: list[Task], hw: HardwareTarget, fraction: float, seed: int, cfg: MeasureConfig) -> pa.Table:
+def remeasure(table: pa.Table, tasks: list[Task], hw: Target, fraction: float, seed: int, cfg: MeasureConfig) -> pa.Table:
     """Measure again a random `fraction` of the valid records of `table` (same programs, same
     target, a later pass): the noise study that bounds every accuracy figure."""
     import hashlib
@@ -580,7 +580,7 @@ def task_set_kind(meta: dict) -> str:
     return "gpu" if str(meta.get("reference_target", "")).startswith("cuda-") else "cpu"
 
 
-def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: HardwareTarget, out: Path, cfg: MeasureConfig, task_limit: int | None = None) -> dict:
+def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: Target, out: Path, cfg: MeasureConfig, task_limit: int | None = None) -> dict:
     """Measure the programs of `tasks` on `hw` into `out` (parts/, target.json); once every task
     is measured, also the MetaSchedule database and summary.json. Resumable. Returns counts."""
     parts_dir(out).mkdir(parents=True, exist_ok=True)
@@ -603,7 +603,7 @@ def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: Hardwa
     return summary
 
 
-def check_task_set_kind(meta: dict, hw: HardwareTarget, where: Path) -> None:
+def check_task_set_kind(meta: dict, hw: Target, where: Path) -> None:
     """Programs sampled for one kind of target (CPU or GPU) cannot be measured on the other."""
     if task_set_kind(meta) != hw.kind:
         raise UserError(f"{hw.id} is a {hw.kind} target but {where} holds programs sampled for {meta.get('reference_target')} "

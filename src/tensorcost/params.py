@@ -69,7 +69,6 @@ class HostParams(Section):
         return v
 
 
-MeasureParams = MeasureConfig  # defined where it is used: collect
 
 
 class SplitParams(Section):
@@ -239,7 +238,7 @@ HOST_SOURCE = "data/raw/host"  # where the collect stage writes this machine's r
 class Params(Section):
     targets: dict[str, str]  # the dataset: slot -> its raw records; `host` is this machine (host.target)
     host: HostParams = HostParams()
-    measure: MeasureParams = MeasureParams()
+    measure: MeasureConfig = MeasureConfig()
     split: SplitParams = SplitParams()
     featurize: FeaturizeParams = FeaturizeParams()
     models: dict[str, ModelPreset] = {}
@@ -450,7 +449,7 @@ class CollectionParams(Section):
     targets: list[str] = []
     zoo: ZooParams = ZooParams()
     sample: SampleParams | None = None
-    measure: MeasureParams = MeasureParams()
+    measure: MeasureConfig = MeasureConfig()
 
     @field_validator("targets")
     @classmethod

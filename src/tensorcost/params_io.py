@@ -1,4 +1,5 @@
-"""Reading params.yaml and hashing files the way DVC does (md5 of the content)."""
+"""Hashing files the way DVC does (md5 of the content), and the git commit a model was trained at.
+(params.yaml is read by `params.load_params`, typed.)"""
 
 from __future__ import annotations
 
@@ -6,14 +7,6 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import yaml
-
-
-def load_params(path: str | Path = "params.yaml") -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: params file not found (run from the repository root)")
-    return yaml.safe_load(path.read_text()) or {}
 
 
 def md5_file(path: str | Path) -> str:
@@ -31,3 +24,53 @@ def git_commit() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def set_param(path: str | Path, key: str, value_yaml: str) -> str:
+    """Set the dotted `key` of a params file to `value_yaml` (a YAML value, e.g. `{tracker:
+    'h:9190', key: k}`) with a round-trip YAML editor: every other line, comment and order stays
+    as it was. The new file is checked as params (params.load_params) before it replaces the
+    old one (atomically). Returns the previous value as YAML text ('' when the key was new)."""
+    import io
+    import os
+    import tempfile
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from .errors import UserError
+    from .params import load_params
+
+    path = Path(path)
+    yaml = YAML()  # round-trip mode
+    yaml.preserve_quotes = True
+    try:
+        doc = yaml.load(path.read_text())
+        value = YAML(typ="safe").load(value_yaml)
+    except (OSError, YAMLError) as exc:
+        raise UserError(f"{path} or the value {value_yaml!r}: {str(exc).splitlines()[0][:200]}") from None
+    parts = key.split(".")
+    node = doc
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise UserError(f"{path}: no section {'.'.join(parts[:i + 1])!r} to set {key} in")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise UserError(f"{path}: {'.'.join(parts[:-1])} is not a section")
+    old = node.get(parts[-1])
+    buf = io.StringIO()
+    if old is not None:
+        YAML(typ="safe", pure=True).dump(old, buf)
+    node[parts[-1]] = value
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(out.getvalue())
+        load_params(tmp)  # a value the params refuse never reaches the file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return buf.getvalue().strip()

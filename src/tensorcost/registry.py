@@ -20,6 +20,7 @@ import math
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+REGISTRY_DB = "mlflow.db"  # the embedded registry: this file at the repository's root
 CANDIDATE, CHAMPION = "candidate", "champion"
 MODEL_ARTIFACT_PATH = "model"
 ARTIFACT_SHA256_TAG = "artifact_sha256"  # sha256 over the model directory's files (names included)
@@ -41,8 +42,46 @@ ARTIFACT_FILES_TAG = "artifact_files"  # JSON {relative path: sha256}: names the
 PREFIX = "tensorcost"  # registered model names: tensorcost-<target id>
 
 
+def project_root(start: Path | None = None) -> Path | None:
+    """The tensorcost repository holding `start` (default: the working directory): the nearest
+    folder at or above it with both dvc.yaml and params.yaml; None outside any."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
+            return folder
+    return None
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    """MLFLOW_TRACKING_URI, else the repository's own registry (`<repository>/mlflow.db`, found
+    from the working directory upwards: the same registry from any of its folders)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = project_root()
+    if root is None:
+        raise RegistryError(f"no tensorcost repository in {Path.cwd()} or above it (no dvc.yaml with params.yaml): run this inside "
+                            f"the repository, or set MLFLOW_TRACKING_URI (e.g. sqlite:////path/to/tensorcost/{REGISTRY_DB})")
+    return f"sqlite:///{root / REGISTRY_DB}"
+
+
+def location() -> dict:
+    """Which registry the stages register into, as the `registry` stage records it: the
+    repository's own (`repository:mlflow.db`, the same wherever the repository is), another
+    SQLite file, or a server (its URI without credentials). A stage that registers depends on
+    it, so pointing the pipeline at another registry (make run-team) registers there again."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = tracking_uri()
+    root, db = project_root(), _sqlite_path(uri)
+    if db is not None and root is not None and db == (root / REGISTRY_DB).resolve():
+        return {"registry": f"repository:{REGISTRY_DB}"}
+    if db is not None:
+        return {"registry": f"sqlite:{db}"}
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return {"registry": urlunsplit((parts.scheme, netloc, parts.path, "", ""))}
 
 
 def model_name(target: str) -> str:
@@ -78,11 +117,13 @@ def _file_lock(lock_path: Path) -> Iterator[None]:
 _STORES_READY: set[str] = set()  # stores this process has created/migrated (MLflow caches them per URI)
 
 
-def _client():
-    """An MlflowClient whose tracking and registry stores exist. MLflow creates and migrates a
-    SQLite schema on a process's first touch, and several processes doing so at once on a new
-    database fail or corrupt it (`table _alembic_tmp_latest_metrics already exists`): that
-    first touch is serialized by a lock file beside the database."""
+def _client(create: bool = False):
+    """An MlflowClient whose tracking and registry stores exist. Reading never creates a store:
+    a missing SQLite registry is a one-line error unless `create` (registering a model). MLflow
+    creates and migrates a SQLite schema on a process's first touch, and several processes doing
+    so at once on a new database fail or corrupt it (`table _alembic_tmp_latest_metrics already
+    exists`): creation is serialized by a lock file beside the database, which later first
+    touches also take when it exists (none is made to read)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -91,7 +132,11 @@ def _client():
     db = _sqlite_path(uri)
     if db is None or str(db) in _STORES_READY:
         return MlflowClient(tracking_uri=uri)
-    with _file_lock(db.with_name(f"{db.name}.init.lock")):
+    lock = db.with_name(f"{db.name}.init.lock")
+    if not db.exists() and not create:
+        raise RegistryError(f"no model registry at {db} yet: `make run` trains and registers the models "
+                            f"(or set MLFLOW_TRACKING_URI to an existing registry)")
+    with _file_lock(lock) if create or lock.exists() else contextlib.nullcontext():
         # The constructor builds the tracking store (creating/migrating the schema), the first
         # registry call the registry store; MLflow caches both per process, so neither this
         # client nor the fluent API (mlflow.start_run...) migrates again outside the lock.
@@ -104,12 +149,32 @@ def _client():
     return client
 
 
-class RegistryError(UserError, RuntimeError):
-    """A registry request that cannot be served (no such version or alias, a refused rollback)."""
+def _artifact_root(uri: str) -> str | None:
+    """Where a new experiment of an embedded registry keeps its artifacts: `mlruns/` beside the
+    database (not the working directory), so every folder of the repository writes to one place
+    and `_relocated` can find them after the repository moves."""
+    db = _sqlite_path(uri)
+    return None if db is None else (db.parent / "mlruns").as_uri()
 
 
-class ArtifactIntegrityError(RegistryError):
-    """A downloaded model version whose files are not the ones registered."""
+def _relocated(source: str, uri: str) -> Path | None:
+    """A version's local artifact folder after its repository moved: the stored source is an
+    absolute path (`.../mlruns/<experiment>/<run>/artifacts/model`) under the old location; the
+    same path under the registry database's own `mlruns/`, if it exists there."""
+    from urllib.parse import unquote, urlparse
+
+    db = _sqlite_path(uri)
+    if db is None:
+        return None
+    parsed = urlparse(source)
+    if parsed.scheme not in ("", "file"):
+        return None
+    old = Path(unquote(parsed.path))
+    if old.exists() or "mlruns" not in old.parts:
+        return None
+    tail = old.parts[len(old.parts) - old.parts[::-1].index("mlruns"):]
+    moved = db.parent.joinpath("mlruns", *tail)
+    return moved if moved.is_dir() else None
 
 
 def _absent(exc: BaseException) -> bool:
@@ -237,7 +302,15 @@ def log_and_register(
     made_for = read_metadata(model_dir).target
     if made_for != target:  # a model registers under its own target's name only
         raise RegistryError(f"{model_dir} holds a model of {made_for!r}: it cannot be registered as {name}")
-    client = _client()
+    client = _client(create=True)
+    if client.get_experiment_by_name(experiment) is None:
+        from mlflow.exceptions import MlflowException as _Exists
+
+        try:
+            client.create_experiment(experiment, artifact_location=_artifact_root(tracking_uri()))
+        except _Exists as exc:  # another process created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
@@ -333,14 +406,25 @@ def download(target: str, version: str, dest: Path, tags: dict | None = None) ->
     name = model_name(target)  # a valid id before any store is opened
     import mlflow
 
-    _client()
+    client = _client()
     if tags is None:
         tags = version_tags(target, str(version))
+    moved = _relocated(_model_version(client, target, str(version)).source, tracking_uri())
     try:
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest)))
+        if moved is not None:  # the repository moved since registration: its own mlruns/ holds the files
+            path = Path(dest) / MODEL_ARTIFACT_PATH
+            shutil.copytree(moved, path)
+        else:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest)))
     except Exception as exc:  # noqa: BLE001  (a missing artifact directory or store error: one line)
         raise _lookup_failed(f"the artifacts of {name} version {version}", exc) from exc
     verify_artifacts(name, str(version), tags, path)
+    if tags.get(ARTIFACT_SHA256_TAG):
+        # the registered hash vouches for every byte: a version saved before model metadata
+        # carried its own digest (models.base.metadata_digest) is sealed here, in the download
+        from .models.base import seal_unsealed
+
+        seal_unsealed(path)
     return path
 
 

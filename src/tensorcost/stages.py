@@ -69,6 +69,21 @@ def host() -> None:
     _echo(f"host: {target.id} ({target.platform.model_name}, {target.platform.microarch}, {target.platform.cores} cores)")
 
 
+REGISTRY_FILE = Path("data/registry/location.json")
+
+
+def registry_location() -> None:
+    """Record which model registry the stages register into (DVC runs this every time): the
+    stages that register depend on the file, so a new registry (a team server) re-runs them."""
+    from . import registry
+
+    REGISTRY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(registry.location(), indent=1, sort_keys=True)
+    if not REGISTRY_FILE.exists() or REGISTRY_FILE.read_text() != text:
+        REGISTRY_FILE.write_text(text)
+    _echo(f"registry: {registry.location()['registry']}")
+
+
 def collect() -> None:
     """Measure a sample of the bundled program set on this machine's target (resumable)."""
     from . import collect as col
@@ -281,7 +296,7 @@ def train(target: str) -> None:
     """Every model of `train.models` on the target's training split, each registered as a
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
     from . import registry
-    from .evaluation import pick_candidate, random_floor, train_test
+    from .evaluation import ModelSpec, pick_candidate, random_floor, serving_problems, train_test, tree_model_keys
     from .features import load_feature_table
 
     p = _slot_params(target)
@@ -301,11 +316,14 @@ def train(target: str) -> None:
                                trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
                                torchrun=p.train.torchrun, slot=target)
     floor = random_floor(test_t)  # a model that ranks worse than random is not served
-    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, floor)
+    trees = tree_model_keys({k: ModelSpec(*p.model_spec(k)) for k in rows})  # nor one of another kind far below the trees
+    figures = {k: r["metrics"] for k, r in rows.items()}
+    best = pick_candidate(figures, p.train.candidate_metrics, floor, trees)
     registry.set_alias(target, registry.CANDIDATE, rows[best]["version"])
     _echo(f"{target}: '{registry.CANDIDATE}' -> v{rows[best]['version']} ({best}: best mean of {', '.join(p.train.candidate_metrics)} on the {sp.strategy} test side)")
     write_json(REPORTS_DIR / "train" / f"{target}.json", {"registered_model": registry.model_name(target), "split": sp.strategy,
                                                          "candidate_metrics": p.train.candidate_metrics, "random_floor": floor, "candidate": {"model": best, **rows[best]},
+                                                         "not_served": {k: why for k, why in serving_problems(figures, trees, floor).items() if why},
                                                          "models": rows})
 
 
@@ -376,7 +394,7 @@ def train_pruned(strategy: str, percent: int) -> None:
 
     from . import pruning, registry
     from .errors import MissingDataError, UserError
-    from .evaluation import pick_candidate, random_floor, train_test
+    from .evaluation import ModelSpec, pick_candidate, random_floor, train_test, tree_model_keys
     from .features.store import StoreView
     from .params_io import md5_file
 
@@ -407,7 +425,8 @@ def train_pruned(strategy: str, percent: int) -> None:
                   f"DVC md5 {variant_md5}), tested on the unpruned test side")
     rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, meta, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
                                run_prefix=f"train-{slot}-{variant}", trained_on=trained_on, tags=tags, params={"dataset_variant": variant})
-    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, random_floor(test_t))
+    best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, random_floor(test_t),
+                          tree_model_keys({k: ModelSpec(*p.model_spec(k)) for k in rows}))
     alias = f"{pp.alias_prefix}-{variant}"
     registry.set_alias(hw.id, alias, rows[best]["version"])
     _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")

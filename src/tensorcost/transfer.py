@@ -13,8 +13,10 @@ data an approach may use. Approaches, all scored on the same test side:
 - every peer (`attention`, `lightgbm_rank`, `tvm_xgb`...): trained from scratch on the same k%.
 
 The choice (`choose`): the approach with the best mean of the candidate metrics on the test
-side among those that clear a random ranking's expected PCA, top-1 and top-5 there, unless a bootstrap over the test tasks cannot tell it from the default (its confidence
-interval of the difference reaches 0): then the default stays. A machine's first model is thus
+side among the servable ones (evaluation.serving_problems: at least a random ranking's expected
+PCA, top-1 and top-5 there, and a model that is not a tree model within EARN_PCA_MARGIN of the
+best tree model's PCA), unless a bootstrap over the test tasks cannot tell it from the default
+(its confidence interval of the difference reaches 0): then the default stays. A machine's first model is thus
 never one the measurements do not prefer over the pooled zero-shot model.
 """
 
@@ -27,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .evaluation import ModelSpec, fit, model_input, predict
+from .evaluation import ModelSpec, fit, model_input, predict, serving_problems
 from .metrics import bootstrap_difference, figures_from_stats, objective, random_expectation, task_stats
 from .models import CostModel
 
@@ -55,7 +57,12 @@ class Candidate:
     k: str
     n_train: int
     stats: np.ndarray  # task_stats rows, in the test side's task order
-    model: CostModel | None = None  # kept for the best-so-far and the default only
+    model: CostModel | None = None
+    tree_model: bool = False  # a tree model's family (the serving reference)
+
+    @property
+    def key(self) -> str:
+        return f"{self.approach}@{self.k}"
 
     def figures(self) -> dict:
         return {m: float(v) for m, v in figures_from_stats(self.stats).items()}
@@ -108,34 +115,27 @@ def transfer_study(
     te = test.frame
     weights = test.task_weights()
     curves: dict = {}
-    best: list[Candidate | None] = [None, None]  # best so far: [clearing random's floor, of all]
+    scored_all: list[Candidate] = []
     floor = random_expectation(te["task_id"], te["latency_s"].to_numpy(), weights)
-    fixed: dict[str, Candidate] = {}  # the k = 0 approaches, kept: the default is among them
+    fixed: dict[str, Candidate] = {}  # the k = 0 approaches: the default is among them
     finetuned: dict[str, CostModel] = {}
 
-    def scored(approach: str, k: str, model: CostModel, n_train: int, keep: bool = False) -> Candidate:
+    def scored(approach: str, k: str, model: CostModel, n_train: int) -> Candidate:
         scores = predict(model, test)
         _, stats = task_stats(te["task_id"], scores, te["latency_s"].to_numpy(), weights)
-        cand = Candidate(approach, k, int(n_train), stats)
+        cand = Candidate(approach, k, int(n_train), stats, model, type(model).tree_model)
         figures = cand.figures()
         curves.setdefault(approach, {})[k] = {"pca": figures["pca"], "top5": figures["top5"], "top1": figures["top1"], "n_train": int(n_train)}
-        value = float(objective(figures, select_metrics))
-        tier = 0 if all(figures[m] >= floor[m] for m in ("pca", "top1", "top5")) else 1  # [0]: clears random's floor; [1]: any
-        for i in {tier, 1}:
-            if best[i] is None or value > float(objective(best[i].figures(), select_metrics)):
-                cand.model = model
-                best[i] = cand
-        if keep:
-            cand.model = model
+        scored_all.append(cand)
         return cand
 
     for name, model in sources.items():
-        fixed[f"zero_shot:{name}"] = scored(f"zero_shot:{name}", "0", model, 0, keep=True)
+        fixed[f"zero_shot:{name}"] = scored(f"zero_shot:{name}", "0", model, 0)
     blend = blend_sources(sources, data.take(order)) if len(sources) > 1 else None
     if blend is not None:
-        fixed["zero_shot:blend"] = scored("zero_shot:blend", "0", blend, 0, keep=True)
+        fixed["zero_shot:blend"] = scored("zero_shot:blend", "0", blend, 0)
     for name, model in (pooled or {}).items():
-        fixed[f"pooled:{name}"] = scored(f"pooled:{name}", "0", model, 0, keep=True)
+        fixed[f"pooled:{name}"] = scored(f"pooled:{name}", "0", model, 0)
     for k in fractions:
         n = max(2, int(round(len(order) * k / 100.0)))
         train = data.take(np.sort(order[:n]))
@@ -155,9 +155,21 @@ def transfer_study(
                 continue  # e.g. tvm_xgb on a target without MetaSchedule features
             model, _ = fit(spec, train, feature_schema, feature_names)
             scored(name, key, model, n)
-    choice, model = choose(best[0] or best[1], fixed, select_metrics, confidence, seed)
+    best, problems = best_servable(scored_all, select_metrics, floor)
+    choice, model = choose(best, fixed, select_metrics, confidence, seed)
     choice["random_floor"] = floor
+    choice["not_served"] = {k: why for k, why in problems.items() if why}
     return TransferStudy(curves, choice, model, finetuned)
+
+
+def best_servable(cands: Sequence[Candidate], keys: Sequence[str], floor: dict) -> tuple[Candidate | None, dict[str, str]]:
+    """(the best of `cands` by the mean of `keys` among the servable ones, else among all;
+    why each is not servable: evaluation.serving_problems)."""
+    figures = {c.key: c.figures() for c in cands}
+    problems = serving_problems(figures, [c.key for c in cands if c.tree_model], floor)
+    eligible = [c for c in cands if not problems[c.key]] or list(cands)
+    best = max(eligible, key=lambda c: float(objective(figures[c.key], keys)), default=None)
+    return best, problems
 
 
 def has_ms_features(data) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .features import table_from_traces, workload_features
-from .hardware import HardwareTarget
+from .hardware import Target
 
 
 class TuneConfig(BaseModel):
@@ -56,7 +56,7 @@ def measured_latency(result) -> float | None:
     return float(np.mean(secs)) if secs else None
 
 
-def make_registry_cost_model(model, hw: HardwareTarget, mode: str = "frozen", min_new: int = 8, info: dict | None = None):
+def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: int = 8, info: dict | None = None):
     """Wrap a trained tensorcost model as a MetaSchedule `PyCostModel`.
 
     `frozen`: the pre-trained model alone guides the search (`update` only counts results).
@@ -171,7 +171,7 @@ def fast_local_builder(**kwargs):
     return ms.builder.LocalBuilder(initializer=register_x86_intrinsics_only, **kwargs)
 
 
-def cost_model(uri: str, mode: str = "frozen", hardware: str | HardwareTarget | None = None, min_new: int = 8):
+def cost_model(uri: str, mode: str = "frozen", hardware: str | Target | None = None, min_new: int = 8):
     """A MetaSchedule cost model from the registry, for any `tune_tir` / `tune_tasks` /
     `tune_relax` script: `uri` is `models:/tensorcost-<target>@<alias>` (or `/<version>`);
     `mode` is `frozen` or `online` (fine-tuned on the search's measurements); `hardware` is the
@@ -207,7 +207,7 @@ def make_progress_callback(total: int, desc: str):
     return Progress(), bar
 
 
-def tune_network(hw: HardwareTarget, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg, extra_callbacks=None) -> dict:
+def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg, extra_callbacks=None) -> dict:
     """Tune the network's largest tasks with `cost_model` ("xgb" or a PyCostModel), compile the
     whole network with the tuned schedules and time it. Returns a report dict.
     `extra_callbacks`: a function (task weights, in the order of the tuned tasks) -> measure
@@ -291,7 +291,7 @@ def time_network(cfg: TuneConfig, mod, target, database=None) -> list[float]:
     return [float(x) for x in res.results]
 
 
-def untuned_network_latency_ms(hw: HardwareTarget, cfg: TuneConfig) -> dict:
+def untuned_network_latency_ms(hw: Target, cfg: TuneConfig) -> dict:
     """The network compiled with no tuned schedule at all: the floor tuning improves on."""
     from .collect import network_to_relax
     from .tvm_support import register_x86_intrinsics_only, tvm_target
@@ -302,7 +302,7 @@ def untuned_network_latency_ms(hw: HardwareTarget, cfg: TuneConfig) -> dict:
     return {"median": float(np.median(runs)) * 1e3, "min": min(runs) * 1e3, "max": max(runs) * 1e3, "repeats": len(runs)}
 
 
-def compare_cost_models(hw: HardwareTarget, cfg: TuneConfig, model, model_info: dict, work_dir: Path, measure_cfg, log=None, mode: str = "frozen") -> dict:
+def compare_cost_models(hw: Target, cfg: TuneConfig, model, model_info: dict, work_dir: Path, measure_cfg, log=None, mode: str = "frozen") -> dict:
     """Tune `cfg.network` with `model` (a tensorcost model as MetaSchedule's cost model, `mode`
     frozen or online) and with TVM's XGBoost on the same budget, and time the untuned network:
     the tune stage's report."""

@@ -71,7 +71,7 @@ def build_in_target_scope(mod, target, params=None):
 
 
 def tvm_target(hw) -> Any:
-    """A `tvm.target.Target` for a catalog `HardwareTarget`."""
+    """A `tvm.target.Target` for a catalog `Target`."""
     import tvm
 
     return tvm.target.Target(hw.tvm_target_config())

@@ -15,7 +15,7 @@ import yaml
 
 from tensorcost import hardware, rpc
 from tensorcost.hardware.detect import catalog_platform
-from tensorcost.params import MeasureParams, ParamsError, load_collection_params
+from tensorcost.params import MeasureConfig, ParamsError, load_collection_params
 from tensorcost.services import free_port
 
 
@@ -26,7 +26,7 @@ def _params(tmp_path: Path, rpc_section) -> Path:
 
 
 def test_local_is_the_default_and_a_valid_section_parses(tmp_path):
-    assert MeasureParams().rpc is None
+    assert MeasureConfig().rpc is None
     assert load_collection_params(_params(tmp_path, None)).measure.rpc is None
     cfg = load_collection_params(_params(tmp_path, {"tracker": "10.0.0.5:9190", "key": "zen5-2c", "session_timeout_s": 20})).measure.rpc
     assert (cfg.host, cfg.port, cfg.key, cfg.session_timeout_s, cfg.servers) == ("10.0.0.5", 9190, "zen5-2c", 20, 0)

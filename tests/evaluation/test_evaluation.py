@@ -76,6 +76,28 @@ def test_the_candidate_is_the_best_mean_of_the_chosen_metrics():
     assert pick_candidate({"c": m["c"]}, ["pca"], floor) == "c"  # nothing clears it: the best is still served
 
 
+def test_a_model_other_than_the_trees_is_served_only_near_the_best_tree():
+    """Issue 27 item 3: the attention model (any model not a tree model) is served only with a
+    top-1 at least random's and a PCA within 0.02 of the best tree model's on the same test side."""
+    from tensorcost.evaluation import ModelSpec, pick_candidate, serving_problems, tree_model_keys
+
+    floor = {"pca": 0.5, "top1": 0.30, "top5": 0.70}
+    m = {"lgb": {"pca": 0.80, "top1": 0.50, "top5": 0.90}, "xgb": {"pca": 0.70, "top1": 0.40, "top5": 0.90},
+         "attention": {"pca": 0.775, "top1": 0.90, "top5": 0.99}}
+    trees = tree_model_keys({"lgb": ModelSpec("lightgbm"), "xgb": ModelSpec("tvm_xgb"), "attention": ModelSpec("attention")})
+    assert trees == ["lgb", "xgb"]
+    why = serving_problems(m, trees, floor)
+    assert why["lgb"] == why["xgb"] == "" and "0.775" in why["attention"] and "0.800" in why["attention"]
+    assert pick_candidate(m, ["pca", "top1", "top5"], floor, trees) == "lgb"  # its best mean does not serve it
+    m["attention"]["pca"] = 0.785  # within 0.02: served on its mean
+    assert pick_candidate(m, ["pca", "top1", "top5"], floor, trees) == "attention"
+    m["attention"]["top1"] = 0.29  # below random's top-1: not served, whatever its PCA
+    assert "top1" in serving_problems(m, trees, floor)["attention"]
+    assert pick_candidate(m, ["pca", "top5"], floor, trees) == "lgb"
+    # a tree model is never held to another tree's PCA: only to random's floor
+    assert serving_problems({"a": {"pca": 0.9, "top1": 1, "top5": 1}, "b": {"pca": 0.6, "top1": 1, "top5": 1}}, ["a", "b"], floor)["b"] == ""
+
+
 def test_random_expectation_is_what_random_rankings_score_on_average():
     from tensorcost.metrics import random_expectation, ranking_report
 

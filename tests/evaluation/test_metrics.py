@@ -141,3 +141,17 @@ def test_ranking_report_passes_weights_to_top_k():
     rep = ranking_report(tasks, s, lat, weights={"A": 1, "B": 4})
     assert rep.top1 == pytest.approx(9 / 17)
     assert rep.pca == pytest.approx(0.5)  # PCA is not task-weighted
+
+
+def test_peak_score_is_tensets_area_under_the_best_so_far_curve():
+    from tensorcost.metrics import peak_score, top_k_score
+
+    # one task, latencies 1, 2, 4 ms; the model measures them slowest first
+    ids, lat, worst_first = ["t"] * 3, [1.0, 2.0, 4.0], [0.0, 1.0, 2.0]
+    assert peak_score(ids, worst_first, lat, 1) == pytest.approx(0.25)
+    assert peak_score(ids, worst_first, lat, 3) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    assert peak_score(ids, [-x for x in worst_first], lat, 3) == pytest.approx(1.0)
+    assert top_k_score(ids, worst_first, lat, 3) == pytest.approx(1.0)  # top-k looks only at k: the two differ
+    # tasks averaged unweighted: a perfect task and the task above
+    ids2 = ["a", "a", "b", "b", "b"]
+    assert peak_score(ids2, [1.0, 0.0] + worst_first, [1.0, 2.0] + lat, 3) == pytest.approx((1.0 + (0.25 + 0.5 + 1.0) / 3) / 2)

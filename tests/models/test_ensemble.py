@@ -12,6 +12,7 @@ import pytest
 from helpers import feature_table, synthetic_ranking_data
 from tensorcost.metrics import pairwise_comparison_accuracy
 from tensorcost.models import ModelFormatError, create_model, load_model
+from tensorcost.models.base import seal_metadata
 from tensorcost.models.ensemble import EnsembleCostModel, within_task_spread
 
 NAMES = [f"f{i}" for i in range(4)]
@@ -95,6 +96,7 @@ def test_save_load_round_trip_and_member_damage_is_refused(trained, tmp_path):
         meta = json.loads((d / "metadata.json").read_text())
         edit(meta)
         (d / "metadata.json").write_text(json.dumps(meta))
+        seal_metadata(d)
         with pytest.raises(ModelFormatError, match=expect):
             load_model(d)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tensorcost.models import ModelFormatError, create_model, load_model
-from tensorcost.models.base import METADATA_FILE, ModelMetadata
+from tensorcost.models.base import METADATA_FILE, ModelMetadata, seal_metadata
 
 NAMES = ["f0", "f1", "f2"]
 
@@ -43,6 +43,7 @@ def _copy(src, dst, keep_hashes: bool = False):
         meta = json.loads((dst / METADATA_FILE).read_text())
         meta.pop("files_sha256", None)
         (dst / METADATA_FILE).write_text(json.dumps(meta))
+        seal_metadata(dst)
     return dst
 
 
@@ -58,6 +59,7 @@ def test_a_flipped_bit_in_the_weights_is_refused_by_the_recorded_hash(lgb_dir, t
     meta = json.loads((d / METADATA_FILE).read_text())
     meta["files_sha256"] = {"../x": "0"}
     (d / METADATA_FILE).write_text(json.dumps(meta))
+    seal_metadata(d)
     with pytest.raises(ModelFormatError, match="files_sha256 names"):
         load_model(d)
 
@@ -87,8 +89,30 @@ def test_lightgbm_tree_sizes_and_feature_count_are_checked(lgb_dir, tmp_path):
     meta = json.loads((d / METADATA_FILE).read_text())
     meta["feature_names"] = NAMES + ["f3"]
     (d / METADATA_FILE).write_text(json.dumps(meta))
+    seal_metadata(d)
     with pytest.raises(ModelFormatError, match="reads 3 features, the metadata names 4"):
         load_model(d)
+
+
+def test_an_edited_metadata_file_is_refused_by_its_own_digest(lgb_dir, tmp_path):
+    """The loader fuzz found attention models loading wrong after metadata.json edits the
+    families' checks cannot see (issue 28 item 9): the metadata now carries its own sha256."""
+    import shutil
+
+    for i, edit in enumerate((lambda m: m.update(target="zen3-2c.avx2-t1"), lambda m: m["params"].update(learning_rate=0.5),
+                              lambda m: m.pop("metadata_sha256"), lambda m: m.update(metadata_sha256="0" * 64))):
+        d = tmp_path / f"m{i}"
+        shutil.copytree(lgb_dir, d)
+        meta = json.loads((d / METADATA_FILE).read_text())
+        edit(meta)
+        (d / METADATA_FILE).write_text(json.dumps(meta))
+        with pytest.raises(ModelFormatError, match="metadata_sha256") as exc:
+            load_model(d)
+        assert str(d) in str(exc.value) and "\n" not in str(exc.value)
+    d = tmp_path / "reformatted"  # the same fields, written another way: still the same metadata
+    shutil.copytree(lgb_dir, d)
+    (d / METADATA_FILE).write_text(json.dumps(json.loads((d / METADATA_FILE).read_text()), indent=4))
+    assert load_model(d).metadata.target == load_model(lgb_dir).metadata.target
 
 
 def test_missing_weights_file_is_one_line(lgb_dir, tmp_path):
@@ -175,6 +199,7 @@ def _edit_meta(d, edit):
     meta = json.loads((d / METADATA_FILE).read_text())
     edit(meta)
     (d / METADATA_FILE).write_text(json.dumps(meta))
+    seal_metadata(d)
 
 
 @pytest.mark.parametrize("edit, expect", [

@@ -9,6 +9,7 @@ import pytest
 
 from tensorcost.metrics import pairwise_comparison_accuracy
 from tensorcost.models import FeatureSchemaMismatch, ModelFormatError, load_model, read_metadata
+from tensorcost.models.base import seal_metadata
 from tensorcost.models.lightgbm_model import MODEL_FILE, LightGBMCostModel
 
 N_FEATURES = 4
@@ -127,6 +128,9 @@ def test_load_model_unknown_family(trained, tmp_path):
     meta = json.loads((d / "metadata.json").read_text())
     meta["family"] = "mystery"
     (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="does not match its metadata_sha256"):
+        load_model(d)  # an edit is refused as such
+    seal_metadata(d)  # a careful editor: the family table still refuses it
     with pytest.raises(ModelFormatError, match="unknown model family 'mystery'"):
         load_model(d)
 
@@ -163,9 +167,11 @@ def test_every_family_honours_the_contract(tmp_path, make_row):
     frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
     table = FeatureTable(frame, "cpu-avx2-t1")
     names = frame.attrs["feature_names"]
+    from tensorcost.models import family_class
+
     for family in FAMILIES:
-        if family == "tvm_xgb":
-            continue  # reads MetaSchedule features (TVM): covered by the pipeline test
+        if "ms_features" in family_class(family).inputs:
+            continue  # reads MetaSchedule features (TVM): the pipeline test, and lightgbm_joint's own test below
         tiny_attention = {"epochs": 1, "d_model": 8, "n_heads": 2, "n_layers": 1, "max_len": 8}
         params = {"attention": tiny_attention,
                   "ensemble": {"members": [{"family": "lightgbm", "params": {"num_boost_round": 10}}, {"family": "attention", "params": tiny_attention}]},
@@ -206,3 +212,44 @@ def test_group_relative_model_learns_and_round_trips(tmp_path):
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
     np.testing.assert_allclose(loaded.predict(shifted), model.predict(shifted))
+
+
+def test_joint_model_reads_the_metaschedule_features_beside_ours(tmp_path):
+    """lightgbm_joint: the flat features are noise here, one per-store MetaSchedule feature decides
+    the latency; the joint model ranks held-out tasks by it, a flat-only LightGBM cannot, and
+    the joint model round-trips through save/load with the pooled columns counted."""
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM
+    from tensorcost.models.lightgbm_model import LightGBMJointCostModel, pooled_ms_features
+
+    from helpers import feature_table
+
+    def table(seed):
+        x, groups, lat = _problem(12, 25, seed)
+        rng = np.random.default_rng(seed + 100)
+        t = feature_table(x, groups, lat[rng.permutation(len(lat))])  # f0 no longer decides
+        ms = []
+        for v in t.frame["label"].to_numpy():
+            m = rng.uniform(0, 1, size=(int(rng.integers(1, 4)), MS_FEATURE_DIM)).astype(np.float32)
+            m[:, 7] = v  # one store feature carries the speed relative to the task's best, on every store
+            ms.append(m)
+        t.ms_features = ms
+        return t
+
+    train, test = table(1), table(2)
+    joint = LightGBMJointCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
+    joint.fit(train)
+    flat = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
+    flat.fit(train)
+    lat = test.frame["latency_s"].to_numpy()
+    assert pairwise_comparison_accuracy(test.groups, joint.predict(test), lat) > 0.9
+    assert pairwise_comparison_accuracy(test.groups, flat.predict(test), lat) < 0.65
+    assert joint.booster.num_feature() == N_FEATURES + 2 * MS_FEATURE_DIM + 1
+    joint.save(tmp_path / "joint")
+    again = load_model(tmp_path / "joint")
+    assert type(again) is LightGBMJointCostModel and again.describe()["inputs"] == ["flat", "ms_features"]
+    np.testing.assert_allclose(again.predict(test), joint.predict(test), rtol=1e-6)
+    test.ms_features = None
+    with pytest.raises(Exception, match="MetaSchedule features"):
+        joint.predict(test)
+    pooled = pooled_ms_features([np.ones((2, MS_FEATURE_DIM)), np.zeros((0, MS_FEATURE_DIM))])
+    assert pooled.shape == (2, 2 * MS_FEATURE_DIM + 1) and pooled[0, -1] == 2 and pooled[1, -1] == 0 and not pooled[1, :-1].any()

@@ -78,6 +78,9 @@ def test_promote_refuses_a_model_that_does_not_load_even_with_matching_hashes(ml
     meta = json.loads((out / "metadata.json").read_text())
     meta.pop("files_sha256", None)  # a tool that rewrote the file and forgot nothing else
     (out / "metadata.json").write_text(json.dumps(meta))
+    from tensorcost.models.base import seal_metadata
+
+    seal_metadata(out)
     tags = registry.version_tags(TARGET, v)
     broken = registry.log_and_register(out, TARGET, experiment="test", run_name="broken", params={}, metrics={},
                                        tags={k: t for k, t in tags.items() if not k.startswith("artifact")})

@@ -146,3 +146,32 @@ def test_two_racing_promotions_end_consistent(mlflow_store, tmp_path):
         if e["promoted"] == "true":
             current = e["version"]
     assert current == champion
+
+
+def test_a_version_saved_before_metadata_digests_still_loads_from_the_registry(mlflow_store, tmp_path):
+    """The registry's artifact hash vouches for a version's bytes: one whose metadata.json
+    predates its own digest loads from the registry, while the same directory as a local path is
+    refused."""
+    import json
+
+    from tensorcost.models import ModelFormatError, load_model
+    from tensorcost.models.base import METADATA_FILE
+
+    version, _ = _register(tmp_path, "first", lambda y: y)
+    model, _ = registry.load_version(TARGET, version)
+    old = tmp_path / "old"
+    model.save(old)
+    meta = json.loads((old / METADATA_FILE).read_text())
+    del meta["metadata_sha256"]
+    (old / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="no metadata_sha256"):
+        load_model(old)
+    tags = registry.version_tags(TARGET, version)
+    keep = {k: v for k, v in tags.items() if not k.startswith("artifact")}
+    v_old = registry.log_and_register(old, TARGET, experiment="test", run_name="old", params={}, metrics={}, tags=keep)
+    again, _ = registry.load_version(TARGET, v_old)
+    x, _, latency, groups = synthetic_ranking_data()
+    from helpers import feature_table
+
+    table = feature_table(x[:20], groups[:20], latency[:20])
+    np.testing.assert_allclose(again.predict(table), model.predict(table))

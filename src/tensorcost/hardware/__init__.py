@@ -26,7 +26,6 @@ from .catalog import (
 )
 from .detect import CpuInfo, GpuInfo, detect_cpu, detect_cpu_platform, detect_gpu_platform, detect_gpus, parse_cpuinfo
 
-HardwareTarget = Target  # the name earlier code used
 
 
 def supports(info: CpuInfo, v: Variant) -> bool:
@@ -127,7 +126,7 @@ def codegen_target(target_id: str) -> Target:
 
 
 __all__ = [
-    "HARDWARE_FEATURE_NAMES", "CpuInfo", "GpuInfo", "HardwareTarget", "Platform", "Target", "UnknownTargetError", "Variant",
+    "HARDWARE_FEATURE_NAMES", "CpuInfo", "GpuInfo", "Platform", "Target", "UnknownTargetError", "Variant",
     "auto_target", "available_targets", "catalog_target", "catalog_version", "codegen_target", "cpu_targets", "describe_target",
     "detect_cpu", "detect_gpus", "get_platform", "host_platform", "host_targets", "make_target", "parse_cpuinfo", "platforms",
     "resolve_target", "split_target_id", "supports", "variant",

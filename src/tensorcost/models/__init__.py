@@ -14,6 +14,7 @@ from .base import CostModel, FeatureSchemaMismatch, ModelFormatError, ModelMetad
 # family -> "module:Class" (imported on first use: torch and xgboost stay unimported until needed)
 FAMILIES = {
     "lightgbm": "lightgbm_model:LightGBMCostModel",
+    "lightgbm_joint": "lightgbm_model:LightGBMJointCostModel",  # + MetaSchedule's per-store features
     "attention": "attention:AttentionCostModel",
     "tvm_xgb": "tvm_xgb:TVMXGBCostModel",
     "random": "random_model:RandomCostModel",

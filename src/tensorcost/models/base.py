@@ -75,9 +75,33 @@ class ModelMetadata:
     # sha256 of each weight file, written by save(): a damaged file is refused before its
     # family's parser (LightGBM's C++ aborts on some bit flips) sees it. Empty in older models.
     files_sha256: dict = field(default_factory=dict)
+    # sha256 of every field above (`metadata_digest`), written by write(): an edited or damaged
+    # metadata.json (an architecture that no longer matches the weights, another target) is
+    # refused on a local load as the registry's artifact hashes refuse it on a registry load.
+    metadata_sha256: str = ""
 
     def write(self, directory: Path) -> None:
-        (directory / METADATA_FILE).write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        body = asdict(self)
+        self.metadata_sha256 = body["metadata_sha256"] = metadata_digest(body)
+        (directory / METADATA_FILE).write_text(json.dumps(body, indent=1, sort_keys=True))
+
+
+def metadata_digest(fields: dict) -> str:
+    """sha256 of a metadata document's fields but its own digest, in canonical JSON."""
+    import hashlib
+
+    body = {k: v for k, v in fields.items() if k != "metadata_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()).hexdigest()
+
+
+def seal_metadata(directory: str | Path) -> None:
+    """Recompute a model directory's metadata digest after a deliberate edit of metadata.json
+    (tools and tests that alter a model on purpose; what a loader cannot tell from a careful
+    editor, the family's own structure checks still catch)."""
+    path = Path(directory) / METADATA_FILE
+    body = json.loads(path.read_text())
+    body["metadata_sha256"] = metadata_digest(body)
+    path.write_text(json.dumps(body, indent=1, sort_keys=True))
 
 
 def artifact_file(directory: Path, name: str, max_bytes: int) -> Path:
@@ -104,15 +128,35 @@ def verify_weight_files(directory: Path, meta: ModelMetadata) -> None:
             raise ModelFormatError(f"{path}: content does not match the sha256 recorded at save time (damaged or edited)")
 
 
+def seal_unsealed(directory: str | Path) -> None:
+    """Seal every metadata.json under `directory` that has no digest yet (models saved before it
+    existed), leaving sealed ones as they are: for copies whose bytes a registry hash vouches for."""
+    for path in sorted(Path(directory).rglob(METADATA_FILE)):
+        try:
+            body = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            continue  # the loader says what is wrong with it
+        if isinstance(body, dict) and not body.get("metadata_sha256"):
+            seal_metadata(path.parent)
+
+
 def read_metadata(directory: str | Path) -> ModelMetadata:
     path = Path(directory) / METADATA_FILE
     if not path.exists():
         raise ModelFormatError(f"{directory}: not a tensorcost model directory (no {METADATA_FILE})")
     artifact_file(Path(directory), METADATA_FILE, MAX_METADATA_BYTES)
     try:
-        meta = ModelMetadata(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: malformed model metadata: {exc}") from None
+        body = json.loads(path.read_text())
+        if not isinstance(body, dict):
+            raise TypeError("not a JSON object")
+        digest = body.get("metadata_sha256")
+        meta = ModelMetadata(**body)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: malformed model metadata: {str(exc)[:200]}") from None
+    if not digest:
+        raise ModelFormatError(f"{path}: no metadata_sha256 (written by a tensorcost before 2026-12-05, or edited): retrain the model")
+    if digest != metadata_digest(body):
+        raise ModelFormatError(f"{path}: content does not match its metadata_sha256 (edited or damaged); retrain or restore the model")
     # Types the loaders rely on (a hand-edited file must fail here, not deep in a family).
     if not (isinstance(meta.family, str) and isinstance(meta.params, dict) and isinstance(meta.extra, dict)
             and isinstance(meta.feature_names, list) and isinstance(meta.files_sha256, dict)):
@@ -126,6 +170,9 @@ class CostModel(ABC):
     family: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]  # feature-table columns read: "flat", "tokens", "ms_features"
     can_warm_start: ClassVar[bool] = False
+    # Gradient-boosted trees: the reference a model of another kind must come near to be served
+    # (evaluation.serving_problems; issue 27: the attention model earns its place or steps aside).
+    tree_model: ClassVar[bool] = False
     Config: ClassVar[type[FamilyConfig]]
 
     def __init__(self, metadata: ModelMetadata):

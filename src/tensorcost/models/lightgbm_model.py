@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, StrictBool
 
 from ..features import FeatureTable
+from ..features.metaschedule import MS_FEATURE_DIM
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
 
 MODEL_FILE = "model.txt"  # LightGBM's own text format: loads without executing code
@@ -233,6 +234,7 @@ class LightGBMCostModel(CostModel):
     family = "lightgbm"
     inputs = ("flat",)
     can_warm_start = True
+    tree_model = True
     Config = LightGBMConfig
 
     def __init__(self, metadata: ModelMetadata, booster=None):
@@ -242,7 +244,7 @@ class LightGBMCostModel(CostModel):
     @classmethod
     def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "LightGBMCostModel":
         cfg = make_config(LightGBMConfig, params, "lightgbm params")
-        return cls(ModelMetadata(family="lightgbm", feature_schema=feature_schema, target=target, objective=cfg.objective, feature_names=feature_names,
+        return cls(ModelMetadata(family=cls.family, feature_schema=feature_schema, target=target, objective=cfg.objective, feature_names=feature_names,
                                  params=cfg.model_dump()))
 
     def _lgb_params(self) -> dict:
@@ -264,13 +266,21 @@ class LightGBMCostModel(CostModel):
     @property
     def n_inputs(self) -> int:
         """Columns the booster reads: the flat features, twice with `group_relative`."""
-        n = len(self.metadata.feature_names)
+        n = len(self.metadata.feature_names) + self.n_extra_inputs
         return 2 * n if self.metadata.params.get("group_relative") else n
+
+    n_extra_inputs: ClassVar[int] = 0  # columns a subclass adds after the flat features
+
+    def _extra_inputs(self, table: FeatureTable) -> np.ndarray | None:
+        return None
 
     def _inputs(self, table: FeatureTable) -> np.ndarray:
         x = table.flat
         if x.ndim != 2 or (len(x) and x.shape[1] != len(self.metadata.feature_names)):
             raise ValueError(f"expected features of shape (n, {len(self.metadata.feature_names)}), got {x.shape}")
+        extra = self._extra_inputs(table)
+        if extra is not None:
+            x = np.concatenate([x, extra.astype(x.dtype, copy=False)], axis=1)
         return group_relative_features(x, table.groups) if self.metadata.params.get("group_relative") and len(x) else x
 
     def _dataset(self, table: FeatureTable, reference=None):
@@ -382,3 +392,31 @@ class LightGBMCostModel(CostModel):
             return model
         except (lgb.basic.LightGBMError, ValueError) as exc:
             raise ModelFormatError(f"{path}: LightGBM cannot load it: {str(exc).strip()[:300]}") from None
+
+
+def pooled_ms_features(matrices: Sequence[np.ndarray]) -> np.ndarray:
+    """One row a program from MetaSchedule's per-store feature matrices (a row a buffer store):
+    their mean and their maximum over the stores, and the store count. A tree model needs fixed
+    columns; XGBoost in MetaSchedule instead sums per-store predictions."""
+    out = np.zeros((len(matrices), 2 * MS_FEATURE_DIM + 1), dtype=np.float32)
+    for i, m in enumerate(matrices):
+        m = np.asarray(m, dtype=np.float32).reshape(-1, MS_FEATURE_DIM)
+        if len(m):
+            out[i, :MS_FEATURE_DIM], out[i, MS_FEATURE_DIM:2 * MS_FEATURE_DIM] = m.mean(axis=0), m.max(axis=0)
+        out[i, -1] = len(m)
+    return out
+
+
+class LightGBMJointCostModel(LightGBMCostModel):
+    """LightGBM on our flat features and MetaSchedule's per-store features side by side (issue
+    27's lever "the MetaSchedule features next to ours in one model"): the per-store matrices
+    pooled per program (`pooled_ms_features`)."""
+
+    family = "lightgbm_joint"
+    inputs = ("flat", "ms_features")
+
+    n_extra_inputs = 2 * MS_FEATURE_DIM + 1
+
+    def _extra_inputs(self, table: FeatureTable) -> np.ndarray:
+        table.require(self.inputs, self.family)
+        return pooled_ms_features(table.ms_features)

@@ -119,6 +119,7 @@ class TVMXGBConfig(FamilyConfig):
 
 class TVMXGBCostModel(CostModel):
     family = "tvm_xgb"
+    tree_model = True
     inputs = ("ms_features",)
     Config = TVMXGBConfig
 
