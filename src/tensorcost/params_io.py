@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -42,11 +43,14 @@ def set_param(path: str | Path, key: str, value_yaml: str) -> str:
     from .params import load_params
 
     path = Path(path)
-    yaml = YAML()  # round-trip mode
+    yaml = YAML()  # round-trip mode, written the way params.yaml is: nothing re-wrapped or re-indented
     yaml.preserve_quotes = True
+    yaml.width = 1 << 20
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     try:
         doc = yaml.load(path.read_text())
-        value = YAML(typ="safe").load(value_yaml)
+        value = yaml.load(value_yaml)  # round-trip too: `{a: 1}` stays one flow-style line
     except (OSError, YAMLError) as exc:
         raise UserError(f"{path} or the value {value_yaml!r}: {str(exc).splitlines()[0][:200]}") from None
     parts = key.split(".")
@@ -58,9 +62,7 @@ def set_param(path: str | Path, key: str, value_yaml: str) -> str:
     if not isinstance(node, dict):
         raise UserError(f"{path}: {'.'.join(parts[:-1])} is not a section")
     old = node.get(parts[-1])
-    buf = io.StringIO()
-    if old is not None:
-        YAML(typ="safe", pure=True).dump(old, buf)
+    was = "" if old is None else json.dumps(old, default=str)
     node[parts[-1]] = value
     out = io.StringIO()
     yaml.dump(doc, out)
@@ -73,4 +75,4 @@ def set_param(path: str | Path, key: str, value_yaml: str) -> str:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return buf.getvalue().strip()
+    return was

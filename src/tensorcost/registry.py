@@ -42,6 +42,11 @@ ARTIFACT_FILES_TAG = "artifact_files"  # JSON {relative path: sha256}: names the
 PREFIX = "tensorcost"  # registered model names: tensorcost-<target id>
 
 
+# mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI: the repository's registry we set is
+# remembered, so that the environment variable still says only what the user set.
+_OWN_URI: list[str | None] = [None]
+
+
 def project_root(start: Path | None = None) -> Path | None:
     """The tensorcost repository holding `start` (default: the working directory): the nearest
     folder at or above it with both dvc.yaml and params.yaml; None outside any."""
@@ -56,7 +61,7 @@ def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else the repository's own registry (`<repository>/mlflow.db`, found
     from the working directory upwards: the same registry from any of its folders)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
+    if uri and uri != _OWN_URI[0]:
         return uri
     root = project_root()
     if root is None:
@@ -127,8 +132,11 @@ def _client(create: bool = False):
     import mlflow
     from mlflow import MlflowClient
 
+    user_set = os.environ.get("MLFLOW_TRACKING_URI") not in (None, "", _OWN_URI[0])
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if not user_set:
+        _OWN_URI[0] = uri
     db = _sqlite_path(uri)
     if db is None or str(db) in _STORES_READY:
         return MlflowClient(tracking_uri=uri)
@@ -175,6 +183,14 @@ def _relocated(source: str, uri: str) -> Path | None:
     tail = old.parts[len(old.parts) - old.parts[::-1].index("mlruns"):]
     moved = db.parent.joinpath("mlruns", *tail)
     return moved if moved.is_dir() else None
+
+
+class RegistryError(UserError, RuntimeError):
+    """A registry request that cannot be served (no such version or alias, a refused rollback)."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """A downloaded model version whose files are not the ones registered."""
 
 
 def _absent(exc: BaseException) -> bool:

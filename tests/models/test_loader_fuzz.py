@@ -40,7 +40,7 @@ CHILD = textwrap.dedent("""
     def on_alarm(*_):
         raise TimeoutError
     signal.signal(signal.SIGALRM, on_alarm)
-    out = open(3, "w", buffering=1)
+    out = open(int(sys.argv[2]), "w", buffering=1)
     print("ready", file=out)
     for line in sys.stdin:
         signal.alarm(20)
@@ -103,10 +103,10 @@ def test_mutated_models_are_refused_or_load_right_and_never_crash(saved, tmp_pat
 
     r, w = os.pipe()
     tests_dir = str(Path(__file__).resolve().parents[1])
-    child = subprocess.Popen([sys.executable, "-c", CHILD, tests_dir], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, tests_dir, str(w)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, text=True, pass_fds=(w,), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     os.close(w)
-    # the child's answers come on fd 3, so that what libraries print on stdout cannot pass as one
+    # the child's answers come on a pipe of their own, so that what libraries print on stdout cannot pass as one
     with os.fdopen(r) as answers:
         assert answers.readline().strip() == "ready"
 

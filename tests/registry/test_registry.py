@@ -65,7 +65,10 @@ def test_load_refuses_feature_schema_mismatch(mlflow_store, tmp_path):
         registry.load_by_alias(TARGET, registry.CANDIDATE, expected_feature_schema="tc-feat-999")
 
 
-def test_resolve_without_any_version_is_clear(mlflow_store):
+def test_resolve_without_any_version_is_clear(mlflow_store, tmp_path):
+    with pytest.raises(registry.RegistryError, match="no model registry at .* yet: `make run`"):
+        registry.resolve("none-1c.avx2-t1")  # no store at all: said so, and none is created
+    _register(tmp_path, "other", lambda y: y)
     with pytest.raises(registry.RegistryError, match="no version of tensorcost-none-1c.avx2-t1"):
         registry.resolve("none-1c.avx2-t1")
 
@@ -149,9 +152,10 @@ def test_two_racing_promotions_end_consistent(mlflow_store, tmp_path):
 
 
 def test_a_version_saved_before_metadata_digests_still_loads_from_the_registry(mlflow_store, tmp_path):
-    """The registry's artifact hash vouches for a version's bytes: one whose metadata.json
-    predates its own digest loads from the registry, while the same directory as a local path is
-    refused."""
+    """The registry's artifact hash vouches for a version's bytes: one registered before model
+    metadata carried its own digest (its metadata.json has none, and the version's hash tags are
+    of those bytes) loads from the registry, while the same directory as a local path is refused."""
+    import hashlib
     import json
 
     from tensorcost.models import ModelFormatError, load_model
@@ -159,17 +163,16 @@ def test_a_version_saved_before_metadata_digests_still_loads_from_the_registry(m
 
     version, _ = _register(tmp_path, "first", lambda y: y)
     model, _ = registry.load_version(TARGET, version)
-    old = tmp_path / "old"
-    model.save(old)
-    meta = json.loads((old / METADATA_FILE).read_text())
+    stored = next((tmp_path / "mlruns").rglob(METADATA_FILE)).parent  # the registered artifact, as an older tensorcost wrote it
+    meta = json.loads((stored / METADATA_FILE).read_text())
     del meta["metadata_sha256"]
-    (old / METADATA_FILE).write_text(json.dumps(meta))
+    (stored / METADATA_FILE).write_text(json.dumps(meta))
+    digests = {p.relative_to(stored).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(stored.rglob("*")) if p.is_file()}
+    registry.set_tags(TARGET, version, {registry.ARTIFACT_SHA256_TAG: registry.artifact_sha256(digests),
+                                        registry.ARTIFACT_FILES_TAG: json.dumps(digests, sort_keys=True)})
     with pytest.raises(ModelFormatError, match="no metadata_sha256"):
-        load_model(old)
-    tags = registry.version_tags(TARGET, version)
-    keep = {k: v for k, v in tags.items() if not k.startswith("artifact")}
-    v_old = registry.log_and_register(old, TARGET, experiment="test", run_name="old", params={}, metrics={}, tags=keep)
-    again, _ = registry.load_version(TARGET, v_old)
+        load_model(stored)
+    again, _ = registry.load_version(TARGET, version)
     x, _, latency, groups = synthetic_ranking_data()
     from helpers import feature_table
 

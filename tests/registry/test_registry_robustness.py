@@ -111,7 +111,8 @@ def _raiser(*args, **kwargs):
 
 
 def test_get_version_tells_absent_from_failed(mlflow_store, tmp_path):
-    assert registry.get_version(TARGET, registry.CHAMPION) is None  # no registered model
+    with pytest.raises(registry.RegistryError, match="no model registry at"):
+        registry.get_version(TARGET, registry.CHAMPION)  # no store yet: said so, none created
     _register(tmp_path, "a")
     assert registry.get_version(TARGET, registry.CHAMPION) is None  # model, but no such alias
     with pytest.MonkeyPatch.context() as mp:
