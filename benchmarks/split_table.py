@@ -63,8 +63,9 @@ def main() -> int:
     print("\nWhere each model may be served (a split x platform cell it fails, and why):\n")
     for m, rows in verdicts.items():
         fails = [(s, sp, w) for s, sp, w in rows if w]
-        print(f"- `{m}`: served-eligible on {len(rows) - len(fails)} of {len(rows)} split x platform cells"
-              + ("" if not fails else "; fails: " + "; ".join(f"{s} {sp} ({w})" for s, sp, w in fails[:40])))
+        print(f"- `{m}`: may be served on {len(rows) - len(fails)} of {len(rows)} split x platform cells"
+              + ("" if not fails else "; not on: " + "; ".join(f"{s} {sp} ({w})" for s, sp, w in fails[:6])
+                 + (f"; and {len(fails) - 6} more" if len(fails) > 6 else "")))
     return 0
 
 

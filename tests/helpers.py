@@ -67,13 +67,20 @@ def register_small_lightgbm(tmp_path, target: str, name: str, label_fn, validati
 def small_featurized_table(tasks: int = 3, per_task: int = 10, seed: int = 0):
     """A FeatureTable of real featurized records (the conftest row builder's programs), the same
     for every call with the same arguments (for a child process to rebuild the parent's table)."""
+    import importlib.util
+    from pathlib import Path
+
     import numpy as np
 
-    from conftest import _record_row
     from tensorcost.features import FeatureTable, featurize_table
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES
     from tensorcost.records import to_table
 
+    # the root conftest's row builder, by path: under pytest-xdist `conftest` may name another folder's
+    spec = importlib.util.spec_from_file_location("tensorcost_tests_root_conftest", Path(__file__).with_name("conftest.py"))
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    _record_row = root_conftest._record_row
     rng = np.random.default_rng(seed)
     rows = [_record_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(tasks) for i in range(per_task)]
     frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
