@@ -428,14 +428,15 @@ def study(
 
 @app.command("promote")
 def promote(
-    target: str = typer.Option(..., help="target id"),
-    version: Optional[str] = typer.Option(None, help="version to promote (default: the candidate)"),
-    min_gain: float = typer.Option(0.0, help="required gain of PCA and top-5 over the champion (negative: tolerated drop)"),
+    target: str = typer.Option(..., help="target id, or host (this machine's)"),
+    version: Optional[str] = typer.Option(None, help="version to promote, 3 or v3 (default: the candidate)"),
+    min_gain: float = typer.Option(0.0, help="required gain of PCA, top-1 and top-5 over the champion (negative: tolerated drop)"),
     rollback: bool = typer.Option(False, "--rollback", help="restore the previous champion instead"),
 ) -> None:
     """Move the `champion` alias to a version if its gates pass; refusals say why (exit 1)."""
     from . import registry
 
+    target = _registry_target(target)
     res = registry.rollback(target) if rollback else registry.promote(target, version, min_gain)
     if rollback:
         typer.echo(f"rolled back {registry.model_name(target)}: champion is version {res.version} again (was {res.previous})")
@@ -447,10 +448,11 @@ def promote(
 
 
 @registry_app.command("history")
-def registry_history(target: str = typer.Option(...), as_json: bool = typer.Option(False, "--json")) -> None:
+def registry_history(target: str = typer.Option(..., help="target id, or host"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Every promotion, refusal and rollback of TARGET's champion, oldest first."""
     from . import registry
 
+    target = _registry_target(target)
     events = registry.history(target)
     if as_json:
         typer.echo(json.dumps(events, indent=1))
@@ -488,12 +490,30 @@ def registry_list(as_json: bool = typer.Option(False, "--json")) -> None:
     Console().print(table)
 
 
+def _registry_target(target: str) -> str:
+    """A target id, or `host`: this machine's target as the pipeline resolved it (data/host/target.json)."""
+    if target != "host":
+        return target
+    from . import registry
+    from .errors import UserError
+
+    root = registry.project_root()
+    path = (root or Path.cwd()) / "data" / "host" / "target.json"
+    if not path.is_file():
+        raise UserError(f"--target host: {path} does not exist yet (`make run` resolves this machine's target); or give a target id")
+    from .hardware import Target
+
+    return Target.from_dict(json.loads(path.read_text())).id
+
+
 @registry_app.command("show")
-def registry_show(target: str = typer.Option(...), alias: str = typer.Option("champion")) -> None:
-    """Show the version behind an alias (falls back to the candidate)."""
+def registry_show(target: str = typer.Option(..., help="target id, or host (this machine's)"),
+                  alias: str = typer.Option("champion", help="champion falls back to candidate; any other alias is looked up as given")) -> None:
+    """Show the version behind an alias."""
     from . import registry
 
-    r = registry.resolve(target, alias)
+    target = _registry_target(target)
+    r = registry.resolve(target, alias, fallback=registry.CANDIDATE if alias == registry.CHAMPION else None)
     typer.echo(r.message)
     typer.echo(json.dumps(r.tags, indent=1, sort_keys=True))
 
@@ -539,6 +559,7 @@ def main() -> None:
 
     debug = os.environ.get("TENSORCOST_DEBUG") == "1" or "--debug" in sys.argv
     if not debug:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model load: noise in every command
         # MLflow and its migrations log whole tracebacks for store errors that the registry turns
         # into one line of its own (issue 28): --debug shows them
         for name in ("mlflow", "alembic", "sqlalchemy"):

@@ -408,11 +408,22 @@ def resolve(target: str, alias: str = CHAMPION, fallback: str | None = CANDIDATE
                 f"(version {fb.version}). Promote one with `tensorcost promote --target {target}`."
             )
             return fb
-    raise RegistryError(
-        f"no version of {model_name(target)} has alias '{alias}'"
-        + (f" or '{fallback}'" if fallback and fallback != alias else "")
-        + f" in {tracking_uri()}; run the pipeline (dvc repro) to train and register one"
-    )
+    name = model_name(target)
+    client = _client()
+    try:
+        aliases = sorted(client.get_registered_model(name).aliases or {})
+    except Exception as exc:  # noqa: BLE001  (classified: an absent model gets its own answer)
+        if not _absent(exc):
+            raise _lookup_failed(f"registered model {name}", exc) from exc
+        known = sorted(rm.name[len(PREFIX) + 1:] for rm in client.search_registered_models(filter_string=f"name LIKE '{PREFIX}-%'"))
+        raise RegistryError(f"no registered model {name} in {tracking_uri()}; registered targets: {', '.join(known) or 'none'} "
+                            f"(`tensorcost registry list`; `make run` trains and registers the train targets)") from None
+    if alias == CHAMPION and aliases:
+        fix = f"promote a version: `tensorcost promote --target {target}`"
+    else:
+        fix = "aliases it has: " + (", ".join(aliases) or "none") + " (`tensorcost registry list`)"
+    raise RegistryError(f"no version of {name} has alias '{alias}'" + (f" or '{fallback}'" if fallback and fallback != alias else "")
+                        + f" in {tracking_uri()}; {fix}")
 
 
 def download(target: str, version: str, dest: Path, tags: dict | None = None) -> Path:
@@ -837,8 +848,11 @@ def canonical_version(version) -> str:
     """A version argument as the registry writes versions ('3'), refused otherwise: ' 1', '01',
     '1.0' and '-1' would be promoted and recorded as another string than the version's."""
     text = str(version)
+    if re.fullmatch(r"v[1-9][0-9]{0,9}", text):  # as `tensorcost registry list` prints versions
+        text = text[1:]
     if not re.fullmatch(r"[1-9][0-9]{0,9}", text):
-        raise RegistryError(f"version {text!r}: a version is a positive integer such as 3, written without spaces or leading zeros")
+        raise RegistryError(f"version {text!r}: a version is a positive integer such as 3 (or v3, as `tensorcost registry list` prints it), "
+                            f"written without spaces or leading zeros")
     return text
 
 

@@ -69,7 +69,7 @@ def test_resolve_without_any_version_is_clear(mlflow_store, tmp_path):
     with pytest.raises(registry.RegistryError, match="no model registry at .* yet: `make run`"):
         registry.resolve("none-1c.avx2-t1")  # no store at all: said so, and none is created
     _register(tmp_path, "other", lambda y: y)
-    with pytest.raises(registry.RegistryError, match="no version of tensorcost-none-1c.avx2-t1"):
+    with pytest.raises(registry.RegistryError, match="no registered model tensorcost-none-1c.avx2-t1 .*registered targets: testcpu-1c.avx2-t1"):
         registry.resolve("none-1c.avx2-t1")
 
 

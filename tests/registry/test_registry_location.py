@@ -61,3 +61,17 @@ def test_a_moved_repository_keeps_its_models_loadable(tmp_path, monkeypatch):
     monkeypatch.chdir(new)
     model, _ = registry.load_version(TARGET, version)
     np.testing.assert_allclose(model.predict(table), expected)
+
+
+def test_registry_mistakes_get_one_line_that_names_the_fix(mlflow_store, tmp_path):
+    """Issue 29 item 3: an alias typo is not served another alias; a target typo lists the
+    registered targets; a version as `registry list` prints it (v1) is accepted."""
+    version, _ = register_small_lightgbm(tmp_path, TARGET, "m", lambda y: y)
+    with pytest.raises(registry.RegistryError, match="has alias 'candidat'.*aliases it has: candidate"):
+        registry.resolve(TARGET, "candidat", fallback=None)
+    with pytest.raises(registry.RegistryError, match=r"no registered model tensorcost-testcpu-1c.avx2-t2 .*registered targets: testcpu-1c.avx2-t1"):
+        registry.resolve("testcpu-1c.avx2-t2")
+    assert registry.resolve(TARGET).version == version  # champion falls back to candidate, said in its message
+    assert registry.canonical_version(f"v{version}") == version
+    with pytest.raises(registry.RegistryError, match="v3, as `tensorcost registry list` prints it"):
+        registry.canonical_version("version1")
