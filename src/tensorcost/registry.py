@@ -57,11 +57,17 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
+def _user_uri() -> str | None:
+    """MLFLOW_TRACKING_URI when the user set it (not when mlflow exported ours)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and uri != _OWN_URI[0] else None
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else the repository's own registry (`<repository>/mlflow.db`, found
     from the working directory upwards: the same registry from any of its folders)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri and uri != _OWN_URI[0]:
+    uri = _user_uri()
+    if uri:
         return uri
     root = project_root()
     if root is None:
@@ -132,7 +138,7 @@ def _client(create: bool = False):
     import mlflow
     from mlflow import MlflowClient
 
-    user_set = os.environ.get("MLFLOW_TRACKING_URI") not in (None, "", _OWN_URI[0])
+    user_set = _user_uri() is not None
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if not user_set:
@@ -320,11 +326,9 @@ def log_and_register(
         raise RegistryError(f"{model_dir} holds a model of {made_for!r}: it cannot be registered as {name}")
     client = _client(create=True)
     if client.get_experiment_by_name(experiment) is None:
-        from mlflow.exceptions import MlflowException as _Exists
-
         try:
             client.create_experiment(experiment, artifact_location=_artifact_root(tracking_uri()))
-        except _Exists as exc:  # another process created it first
+        except MlflowException as exc:  # another process created it first
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     mlflow.set_experiment(experiment)
@@ -433,10 +437,10 @@ def download(target: str, version: str, dest: Path, tags: dict | None = None) ->
     name = model_name(target)  # a valid id before any store is opened
     import mlflow
 
-    client = _client()
+    mv = _model_version(_client(), target, str(version))
     if tags is None:
-        tags = version_tags(target, str(version))
-    moved = _relocated(_model_version(client, target, str(version)).source, tracking_uri())
+        tags = dict(mv.tags)
+    moved = _relocated(mv.source, tracking_uri())
     try:
         if moved is not None:  # the repository moved since registration: its own mlruns/ holds the files
             path = Path(dest) / MODEL_ARTIFACT_PATH

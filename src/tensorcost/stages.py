@@ -62,10 +62,7 @@ def host() -> None:
         target = rpc.resolve_remote(p.measure.rpc, p.host.target, p.host.variants)
     else:
         target = hardware.resolve_target(p.host.target, p.host.variants)
-    HOST_FILE.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(target.to_dict(), indent=1, sort_keys=True)
-    if not HOST_FILE.exists() or HOST_FILE.read_text() != text:
-        HOST_FILE.write_text(text)
+    _write_if_changed(HOST_FILE, json.dumps(target.to_dict(), indent=1, sort_keys=True))
     _echo(f"host: {target.id} ({target.platform.model_name}, {target.platform.microarch}, {target.platform.cores} cores)")
 
 
@@ -77,11 +74,17 @@ def registry_location() -> None:
     stages that register depend on the file, so a new registry (a team server) re-runs them."""
     from . import registry
 
-    REGISTRY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(registry.location(), indent=1, sort_keys=True)
-    if not REGISTRY_FILE.exists() or REGISTRY_FILE.read_text() != text:
-        REGISTRY_FILE.write_text(text)
-    _echo(f"registry: {registry.location()['registry']}")
+    where = registry.location()
+    _write_if_changed(REGISTRY_FILE, json.dumps(where, indent=1, sort_keys=True))
+    _echo(f"registry: {where['registry']}")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """An always-run stage's output, rewritten only when its content changes (its mtime then
+    says when this machine or registry last changed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def collect() -> None:

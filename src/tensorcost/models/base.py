@@ -81,9 +81,14 @@ class ModelMetadata:
     metadata_sha256: str = ""
 
     def write(self, directory: Path) -> None:
-        body = asdict(self)
-        self.metadata_sha256 = body["metadata_sha256"] = metadata_digest(body)
-        (directory / METADATA_FILE).write_text(json.dumps(body, indent=1, sort_keys=True))
+        self.metadata_sha256 = _write_sealed(Path(directory) / METADATA_FILE, asdict(self))
+
+
+def _write_sealed(path: Path, body: dict) -> str:
+    """Write a metadata document with its digest (`metadata_digest`); returns the digest."""
+    body["metadata_sha256"] = metadata_digest(body)
+    path.write_text(json.dumps(body, indent=1, sort_keys=True))
+    return body["metadata_sha256"]
 
 
 def metadata_digest(fields: dict) -> str:
@@ -99,9 +104,7 @@ def seal_metadata(directory: str | Path) -> None:
     (tools and tests that alter a model on purpose; what a loader cannot tell from a careful
     editor, the family's own structure checks still catch)."""
     path = Path(directory) / METADATA_FILE
-    body = json.loads(path.read_text())
-    body["metadata_sha256"] = metadata_digest(body)
-    path.write_text(json.dumps(body, indent=1, sort_keys=True))
+    _write_sealed(path, json.loads(path.read_text()))
 
 
 def artifact_file(directory: Path, name: str, max_bytes: int) -> Path:
