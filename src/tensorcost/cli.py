@@ -424,6 +424,69 @@ def study(
             typer.echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
 
 
+@app.command("tune")
+def tune(
+    network: str = typer.Option(..., help="my_model.py:build (a function returning a torch.nn.Module), model.onnx, or a zoo network"),
+    input_shape: Optional[str] = typer.Option(None, help="the input's shape, e.g. 1,3,224,224 (required for a PyTorch module)"),
+    target: str = typer.Option("host", help="target id; host: this machine's (as `make run` resolved it)"),
+    alias: str = typer.Option("champion", help="registry alias of the model (champion falls back to candidate)"),
+    trials_per_task: int = typer.Option(16, min=1, help="trials for each task of the network"),
+    trials: Optional[int] = typer.Option(None, min=1, help="the whole budget instead, spread over the tasks"),
+    compare_xgb: bool = typer.Option(False, "--compare-xgb", help="tune again with TVM's XGBoost cost model on the same budget"),
+    mode: str = typer.Option("frozen", help="frozen: the registry model alone; online: also fine-tuned on the search's measurements"),
+    architecture: Optional[str] = typer.Option(None, help="the network's architecture family (default: a family of its own)"),
+    out: Path = typer.Option(Path("tune-report.json"), help="the report (JSON)"),
+) -> None:
+    """Tune your own network on this machine with the registry's cost model, compile it with the
+    tuned schedules and time it; the report says how long it runs (and with TVM's XGBoost)."""
+    from .reports import write_json
+    from .safeio import check_output_path
+    from .tuning import tune_user_network
+
+    inputs = [network.partition(":")[0]] if Path(network.partition(":")[0]).exists() else []
+    out = check_output_path(out, inputs)
+    report = tune_user_network(network, input_shape, target=target, alias=alias, trials_per_task=trials_per_task, trials=trials,
+                               compare_xgb=compare_xgb, mode=mode, architecture=architecture, log=typer.echo)
+    write_json(out, report)
+    s = report["summary"]
+    line = f"{report['network']} on {report['target']}: untuned {s['untuned_network_ms']:.3f} ms, tuned with tensorcost {s['tensorcost_network_ms']:.3f} ms"
+    if "tvm_xgb_network_ms" in s:
+        line += f", with TVM's XGBoost {s['tvm_xgb_network_ms']:.3f} ms"
+    typer.echo(f"{line} (median of {report['untuned_network_latency_ms']['repeats']} runs); report: {out}")
+
+
+@app.command("score")
+def score(
+    network: str = typer.Option(..., help="my_model.py:build, model.onnx, or a zoo network"),
+    input_shape: Optional[str] = typer.Option(None, help="the input's shape, e.g. 1,3,224,224 (required for a PyTorch module)"),
+    target: str = typer.Option("host", help="target id; host: this machine's (as `make run` resolved it)"),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="alias or version (3, v3) to score; repeat it (default: champion and candidate)"),
+    programs_per_task: int = typer.Option(16, min=2, help="random programs measured for each task"),
+    max_tasks: int = typer.Option(6, min=1, help="the network's largest tasks measured"),
+    xgb: bool = typer.Option(True, "--xgb/--no-xgb", help="also score TVM's XGBoost cost model trained on the repository's data"),
+    architecture: Optional[str] = typer.Option(None, help="the network's architecture family (default: a family of its own)"),
+    out: Path = typer.Option(Path("score-report.json"), help="the report (JSON)"),
+) -> None:
+    """Measure a sample of your network's programs on this machine and report how well registered
+    models rank them (PCA, top-1, top-5) against random and TVM's XGBoost."""
+    from .network_score import score_network
+    from .reports import write_json
+    from .safeio import check_output_path
+
+    inputs = [network.partition(":")[0]] if Path(network.partition(":")[0]).exists() else []
+    out = check_output_path(out, inputs)
+    report = score_network(network, input_shape, target=target, models=model or None, programs_per_task=programs_per_task,
+                           max_tasks=max_tasks, xgb=xgb, architecture=architecture, log=typer.echo)
+    write_json(out, report)
+    rows = [(k, v) for k, v in report["models"].items()] + [("random (expected)", report["random"])]
+    if report.get("tvm_xgb"):
+        rows.append(("TVM's XGBoost", report["tvm_xgb"]))
+    typer.echo(f"{report['network']} on {report['target']}: {report['records']} programs of {report['tasks']} tasks")
+    for name, m in rows:
+        typer.echo(f"  {name:<28} PCA {m['pca']:.3f}  top-1 {m['top1']:.3f}  top-5 {m['top5']:.3f}")
+    typer.echo(f"report: {out}")
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 @app.command("promote")

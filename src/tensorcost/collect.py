@@ -23,6 +23,7 @@ from . import records as rec
 from .errors import UserError
 from .records import classify_op
 from .hardware import Target
+from .safeio import atomic_output, write_text
 from .rpc import UNAVAILABLE_MARK, RpcConfig, is_unavailable, servers_registered
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class MeasureConfig(BaseModel):
     rpc: RpcConfig | None = None  # null: run here (LocalRunner); else a TVM RPC tracker and device key (tensorcost.rpc)
 
 
-def network_to_relax(network: str, target, fuse: bool = True) -> object:
-    """torch.nn network -> torch.export -> Relax with inference-mode ops decomposed.
+def network_to_relax(network, target, fuse: bool = True) -> object:
+    """torch.nn network -> torch.export -> Relax with inference-mode ops decomposed (an ONNX
+    network: TVM's ONNX frontend). `network`: a zoo name or a `zoo.NetworkSpec`.
 
     With `fuse`, also legalized and fused into TIR tasks (extract_tasks needs that). Without it,
     the module is what `compile_relax` expects: it runs the same legalize/fuse passes itself,
@@ -81,13 +83,32 @@ def network_to_relax(network: str, target, fuse: bool = True) -> object:
     from tvm import relax
     import tvm.relax.frontend.torch  # noqa: F401  (registers from_exported_program)
 
-    from .zoo import get_network
+    from .zoo import ZOO_NAMES, get_network
 
-    spec = get_network(network)
+    spec = get_network(network) if isinstance(network, str) else network
     model = spec.build()
-    with torch.no_grad():
-        exported = torch.export.export(model, (torch.randn(*spec.input_shape),))
-    mod = relax.frontend.torch.from_exported_program(exported)
+    if spec.kind == "onnx":
+        from tvm.relax.frontend.onnx import from_onnx
+
+        try:
+            mod = from_onnx(model, shape_dict={spec.input_name: list(spec.input_shape)}, dtype_dict=spec.input_dtype)
+        except Exception as exc:  # an operator TVM's frontend lacks, a malformed graph
+            raise UserError(f"network {spec.name}: TVM's ONNX frontend could not convert it ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''})") from exc
+    else:
+        import warnings
+
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch's own deprecation, inside export
+                exported = torch.export.export(model, (torch.randn(*spec.input_shape),))
+                mod = relax.frontend.torch.from_exported_program(exported)
+        except UserError:
+            raise
+        except Exception as exc:  # a shape the module does not take, an op torch.export or TVM cannot trace
+            if spec.name in ZOO_NAMES:  # the zoo's own networks convert; a failure there is a bug
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise UserError(f"network {spec.name} with input {spec.input_shape}: torch.export / TVM's PyTorch frontend failed ({type(exc).__name__}: {first})") from exc
     mod = relax.transform.DecomposeOpsForInference()(mod)
     if not fuse:
         return mod
@@ -253,13 +274,15 @@ def save_task_set(tasks: list[Task], programs: dict[str, list[str]], out_dir: Pa
             for t in tasks
         ],
     }
-    (out_dir / "tasks.json").write_text(json.dumps(doc, indent=1))
+    write_text(out_dir / "tasks.json", json.dumps(doc, indent=1))
     rows = [
         {"task_id": tid, "program_id": rec.program_id(tr), "trace": tr}
         for tid, trs in programs.items()
         for tr in trs
     ]
-    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())])), out_dir / "programs.parquet")
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())]))
+    with atomic_output(out_dir / "programs.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]:
@@ -584,10 +607,10 @@ def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: Target
     """Measure the programs of `tasks` on `hw` into `out` (parts/, target.json); once every task
     is measured, also the MetaSchedule database and summary.json. Resumable. Returns counts."""
     parts_dir(out).mkdir(parents=True, exist_ok=True)
-    (out / "target.json").write_text(json.dumps(hw.to_dict(), indent=1))
+    write_text(out / "target.json", json.dumps(hw.to_dict(), indent=1))
     if not any(programs.get(t.task_id) for t in tasks):
         summary = {"tasks": len(tasks), "measured": 0, "records": 0}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_text(out / "summary.json", json.dumps(summary, indent=1))
         return summary
     counts = measure_task_set(tasks[:task_limit], programs, hw, out, cfg)
     if counts.get("unavailable"):
@@ -599,7 +622,7 @@ def collect_target(tasks: list[Task], programs: dict[str, list[str]], hw: Target
     table = rec.read_records(parts_dir(out))
     n_db = write_metaschedule_database(tasks, table, hw, out / "database")
     summary = counts | {"records": table.num_rows, "database_records": n_db}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 

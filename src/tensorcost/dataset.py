@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import records as rec
+from .safeio import atomic_output, write_text
 
 BUNDLED_DIR = Path("data/bundled")
 
@@ -209,8 +210,10 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
         old["meta"].setdefault("merged", []).append({k: v for k, v in new["meta"].items()} | {"tasks": len(new["tasks"]) - len(skip)})
         programs = pq.read_table(src / "programs.parquet")
         programs = programs.filter(pc.invert(pc.is_in(programs["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
-        pq.write_table(pa.concat_tables([pq.read_table(dest / "programs.parquet"), programs]), dest / "programs.parquet")
-        (dest / "tasks.json").write_text(json.dumps(old, indent=1))
+        merged = pa.concat_tables([pq.read_table(dest / "programs.parquet"), programs])
+        with atomic_output(dest / "programs.parquet") as tmp:
+            pq.write_table(merged, tmp)
+        write_text(dest / "tasks.json", json.dumps(old, indent=1))
     else:
         for name in ("tasks.json", "programs.parquet"):
             shutil.copy(src / name, dest / name)

@@ -325,7 +325,9 @@ def write_study_reports(metrics: dict, per_network: dict, predictions: dict, plo
 
 
 def _write_csv(path: Path, fields: list[str], rows) -> None:
-    with open(path, "w", newline="") as f:
+    from .safeio import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)

@@ -22,6 +22,7 @@ GRAMMARS: dict[str, tuple[re.Pattern, str]] = {
     "experiment": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"), "letters, digits, '.', '-' and '_', starting with a letter or digit"),
     "alias": (re.compile(r"[a-z][a-z0-9_-]*"), "lowercase letters, digits, '-' and '_', starting with a letter"),
     "variant": (re.compile(r"[a-z][a-z0-9_]*-[0-9]{1,3}"), "<strategy>-<percent>, e.g. kcenter-20"),
+    "network": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"), "letters, digits, '.', '-' and '_', starting with a letter or digit"),
     "device key": (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*"), "letters, digits, '.', '-' and '_', starting with a letter or digit"),
 }
 

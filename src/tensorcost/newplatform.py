@@ -30,6 +30,7 @@ from . import collect, dataset, hardware
 from . import records as rec
 from .errors import UserError
 from .params import load_collection_params
+from .safeio import write_text
 
 WORK_DIR = Path(".tensorcost/platform")
 CATALOG = "data/catalog.yaml"
@@ -53,7 +54,7 @@ def add_to_catalog(p: hardware.Platform, catalog_file: Path | None = None) -> bo
         return False
     path = catalog_file or Path(str(resources.files("tensorcost").joinpath(CATALOG)))
     text = path.read_text()
-    path.write_text(text.rstrip("\n") + "\n" + catalog_entry_yaml(p))
+    write_text(path, text.rstrip("\n") + "\n" + catalog_entry_yaml(p))
     hardware.catalog._raw.cache_clear()
     return True
 
@@ -175,9 +176,9 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     pdir = dataset.platforms_dir() / platform.id
     source = pdir / "SOURCE.md"
     if extended and source.exists():  # the platform's history stays; the extension is a section of it
-        source.write_text(source.read_text().rstrip("\n") + "\n\n## Extended: the tasks the program set gained\n\n" + source_md(platform, results, command).split("\n", 2)[2])
+        write_text(source, source.read_text().rstrip("\n") + "\n\n## Extended: the tasks the program set gained\n\n" + source_md(platform, results, command).split("\n", 2)[2])
     else:
-        source.write_text(source_md(platform, results, command))
+        write_text(source, source_md(platform, results, command))
     done = {"platform": platform.id, "catalog_entry_added": added, "targets": results, "profile": str(params_yaml)}
     done["validation"] = {t.id: "passed" for t in targets}  # check_records passed before each file was written
     add_to_profile(params_yaml, [t.id for t in targets], train)
@@ -227,7 +228,7 @@ def add_to_profile(params_yaml: Path, target_ids: list[str], train: bool) -> Non
         text = add_to_params_block(text, "targets", f"{tid}: {dataset.bundled_records_path(tid)}")
         if train:  # each train target adds a few minutes to every run of the profile: a choice, not a default
             text = add_to_params_block(text, "train.targets", f"- {tid}")
-    params_yaml.write_text(text)
+    write_text(params_yaml, text)
 
 
 def _remote_configured() -> bool:

@@ -22,8 +22,16 @@ def ranking_scatter(measured_rank: Sequence[int], predicted_rank: Sequence[int],
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)
+
+
+def _save(fig, out: Path) -> None:
+    """Write a figure atomically: a killed run leaves the previous figure, not half of one."""
+    from .safeio import atomic_output
+
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def _plt():
@@ -57,7 +65,7 @@ def topk_per_network(by_net: dict, title: str, out: Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)
 
 
@@ -83,7 +91,7 @@ def pca_per_split(metrics: dict, out: Path) -> None:
         ax.set_ylabel("PCA")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)
 
 
@@ -107,5 +115,5 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)

@@ -259,9 +259,11 @@ def write_variant_records(source, keep_ids: set[str], out, batch_rows: int = 65_
 
     from .records.schema import COLUMNS, RECORDS_SCHEMA
 
+    from .safeio import atomic_output
+
     keep = pa.array(sorted(keep_ids), pa.string())
     rows = 0
-    with pq.ParquetWriter(out, RECORDS_SCHEMA, compression="zstd") as writer:
+    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, RECORDS_SCHEMA, compression="zstd") as writer:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
             part = pa.Table.from_batches([batch]).cast(RECORDS_SCHEMA)
             part = part.filter(pc.and_(pc.is_in(part.column("record_id"), value_set=keep), pc.equal(part.column("error_no"), 0)))

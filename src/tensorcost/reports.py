@@ -22,6 +22,6 @@ def to_json(obj) -> str:
 
 
 def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_json(obj))
+    from .safeio import write_text
+
+    write_text(path, to_json(obj))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .errors import UserError
 
@@ -44,6 +46,70 @@ def user_os_error(exc: OSError, out: str | Path, doing: str = "writing") -> User
     if isinstance(exc, OSError) and exc.errno in USER_OS_ERRORS:
         return UserError(f"{doing} {out}: {exc.strerror or exc} (nothing was replaced: the previous {Path(out).name}, if any, is as it was)")
     return None
+
+
+# a half-written result: `.tc-tmp<pid>-<random>-<final name>` beside the destination (the pid lets
+# the next write into that folder sweep what a kill -9 left; the final name keeps the suffix
+# that writers such as matplotlib read the format from)
+TMP_PREFIX = ".tc-tmp"
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; when the block ends without an exception the file is
+    renamed onto `path` (atomic: a reader sees the old result or the new one, never half of one),
+    otherwise it is removed and `path` is left as it was. A user-actionable write failure (disk
+    full, read-only folder) becomes a one-line UserError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent, TMP_PREFIX)
+    tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        err = user_os_error(exc, path) if isinstance(exc, OSError) else None
+        if err is not None:
+            raise err from None
+        raise
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """`atomic_output` for a folder of files (a saved model): filled under a temporary name beside
+    `path`, swapped in whole when the block succeeds; on failure `path` is left as it was."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent, TMP_PREFIX)
+    tag = f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp, old = path.parent / f"{tag}-{path.name}", path.parent / f"{tag}-old-{path.name}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():  # two renames: between them a kill leaves the old folder under `old`, swept later
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        err = user_os_error(exc, path) if isinstance(exc, OSError) else None
+        if err is not None:
+            raise err from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`path.write_text(text)`, atomically (see `atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def pid_alive(pid: int) -> bool:

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import safeio
 from .params import HOST, PARAMS_FILE, Params, load_params
 from .reports import write_json
 
@@ -82,9 +83,8 @@ def registry_location() -> None:
 def _write_if_changed(path: Path, text: str) -> None:
     """An always-run stage's output, rewritten only when its content changes (its mtime then
     says when this machine or registry last changed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        safeio.write_text(path, text)
 
 
 def collect() -> None:
@@ -121,7 +121,7 @@ def records(slot: str) -> None:
             raise MissingDataError(f"{path}: the records of {slot} are not there; bundled targets: {', '.join(dataset.bundled_targets())}")
         table = dataset.relabel(rec.read_records(path), slot)
     rec.write_records(table, RECORDS_DIR / f"{slot}.parquet")
-    (RECORDS_DIR / f"{slot}.target.json").write_text(json.dumps(hw.to_dict(), indent=1, sort_keys=True))
+    safeio.write_text(RECORDS_DIR / f"{slot}.target.json", json.dumps(hw.to_dict(), indent=1, sort_keys=True))
     _echo(f"{slot}: {table.num_rows} records of {hw.id}")
 
 

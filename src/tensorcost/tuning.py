@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .features import table_from_traces, workload_features
 from .hardware import Target
+from .safeio import write_text
 
 
 class TuneConfig(BaseModel):
@@ -25,8 +26,12 @@ class TuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     network: str = "tiny_resnet"
-    max_tasks: int = Field(3, ge=1)  # the largest tasks by FLOPs x occurrences
+    max_tasks: int = Field(3, ge=0)  # the largest tasks by FLOPs x occurrences (0: every task)
     max_trials_global: int = Field(48, ge=1)
+    # `spread`: each task gets at most its share of the budget (TVM's gradient scheduler otherwise
+    # may spend it all on one task) and the tasks take turns (MetaSchedule's round-robin)
+    spread: bool = False
+    trials_per_task: int = Field(0, ge=0)  # > 0: the budget is this many trials per tuned task (max_trials_global then ignored)
     num_trials_per_iter: int = Field(16, ge=1)
     population_size: int = Field(128, ge=2)  # evolutionary search (TVM's default 512 costs ~20 s a round on 2 cores)
     seed: int = Field(0, ge=0)
@@ -104,8 +109,7 @@ def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: i
             pass
 
         def save(self, path: str) -> None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps({"model": model.metadata.family, "target": model.metadata.target, "mode": self.mode,
+            write_text(path, json.dumps({"model": model.metadata.family, "target": model.metadata.target, "mode": self.mode,
                                               "refits": self.n_refits, "measured": sum(map(len, self.measured.values()))}))
 
         def _key(self, context) -> str:
@@ -207,6 +211,17 @@ def make_progress_callback(total: int, desc: str):
     return Progress(), bar
 
 
+def _quiet_metaschedule() -> None:
+    """MetaSchedule prints a task table per round to stdout: keep its console to warnings (the
+    full log stays in <work_dir>/logs; --debug / TENSORCOST_DEBUG=1 shows it). Its logger setup
+    reads the level when a search starts, so this is set before each one."""
+    import logging
+    import os
+
+    if os.environ.get("TENSORCOST_DEBUG") != "1":
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+
+
 def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measure_cfg, extra_callbacks=None) -> dict:
     """Tune the network's largest tasks with `cost_model` ("xgb" or a PyCostModel), compile the
     whole network with the tuned schedules and time it. Returns a report dict.
@@ -220,6 +235,7 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
     from .tvm_support import register_x86_intrinsics_only, tvm_target
 
     register_x86_intrinsics_only()
+    _quiet_metaschedule()
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     target = tvm_target(hw)
@@ -233,7 +249,11 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
         except Exception:  # noqa: BLE001
             return 0.0
 
-    chosen = sorted(extracted, key=lambda t: -flops(t) * int(t.weight))[: cfg.max_tasks]
+    chosen = sorted(extracted, key=lambda t: -flops(t) * int(t.weight))[: cfg.max_tasks or None]
+    if not chosen:
+        from .errors import UserError
+
+        raise UserError(f"network {cfg.network}: no tasks to tune (TVM found no operator it schedules)")
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         chosen, str(work_dir), space="post-order-apply",
         strategy=ms.search_strategy.EvolutionarySearch(population_size=cfg.population_size),
@@ -241,16 +261,22 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
     )
     builder, runner = make_builder_runner(hw, measure_cfg)
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
-    progress, bar = make_progress_callback(cfg.max_trials_global, f"tune {cfg.network} ({'xgb' if isinstance(cost_model, str) else 'tensorcost'})")
+    budget = cfg.trials_per_task * len(chosen) if cfg.trials_per_task else cfg.max_trials_global
+    progress, bar = make_progress_callback(budget, f"tune {cfg.network} ({'xgb' if isinstance(cost_model, str) else 'tensorcost'})")
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [progress]
     if extra_callbacks is not None:
         callbacks += list(extra_callbacks([float(w) for w in weights]))
+    budget = cfg.trials_per_task * len(chosen) if cfg.trials_per_task else cfg.max_trials_global
+    task_budget = max(1, -(-budget // len(chosen)))  # ceil: the budget a task gets when spread
     t0 = time.perf_counter()
     ms.tune_tasks(
-        tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=cfg.max_trials_global,
-        num_trials_per_iter=cfg.num_trials_per_iter, builder=builder, runner=runner, database=database,
-        cost_model=cost_model, measure_callbacks=callbacks,
+        tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=budget,
+        num_trials_per_iter=min(cfg.num_trials_per_iter, task_budget) if cfg.spread else cfg.num_trials_per_iter,
+        max_trials_per_task=task_budget if cfg.spread else None, task_scheduler="round-robin" if cfg.spread else "gradient",
+        builder=builder, runner=runner, database=database, cost_model=cost_model, measure_callbacks=callbacks,
     )
+    if bar.n < bar.total:  # a task whose search space is smaller than its share ends early
+        bar.set_postfix_str("done: some search spaces were smaller than their budget")
     bar.close()
     tuning_s = time.perf_counter() - t0
     per_task = {}
@@ -265,6 +291,8 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
         "tuning_wall_s": tuning_s,
         "trials_measured": n_records,
         "tasks_tuned": [str(t.task_name) for t in chosen],
+        "tasks_in_network": len(extracted),
+        "budget": {"max_trials_global": budget, "trials_per_task": task_budget if cfg.spread else None, "scheduler": "round-robin" if cfg.spread else "gradient"},
         "per_task": per_task,
         # The objective the task scheduler minimises: sum over tuned tasks of weight x best latency.
         "tuned_tasks_weighted_latency_us": sum(tuned) * 1e6 if len(tuned) == len(per_task) else None,
@@ -286,7 +314,7 @@ def time_network(cfg: TuneConfig, mod, target, database=None) -> list[float]:
     dev = tvm.cpu()
     vm = relax.VirtualMachine(exe, dev)
     spec = get_network(cfg.network)
-    inp = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(spec.input_shape).astype("float32"), dev)
+    inp = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(spec.input_shape).astype(spec.input_dtype), dev)
     res = vm.time_evaluator("main", dev, number=cfg.timing_number, repeat=cfg.timing_repeat)(inp)
     return [float(x) for x in res.results]
 
@@ -333,3 +361,57 @@ def tune_summary(report: dict) -> dict:
         "tensorcost_tuning_s": a["tuning_wall_s"], "tvm_xgb_tuning_s": b["tuning_wall_s"],
         "speedup_vs_tvm_xgb": b["network_latency_ms"]["median"] / a["network_latency_ms"]["median"],
     }
+
+
+def this_machine_target():
+    """The target the registry's models of this machine are registered under: the one `make run`
+    resolved (data/host/target.json of the repository), else the pipeline's default choice for
+    this machine (params' `host.variants`, in order)."""
+    from . import hardware
+    from .params import HostParams
+    from .registry import project_root
+
+    root = project_root()
+    if root is not None and (root / "data" / "host" / "target.json").is_file():
+        return Target.from_dict(json.loads((root / "data" / "host" / "target.json").read_text()))
+    return hardware.resolve_target("auto", HostParams().variants)
+
+
+def tune_user_network(network: str, input_shape: str | tuple[int, ...] | None = None, *, target: str = "host", alias: str = "champion",
+                      trials_per_task: int = 16, trials: int | None = None, compare_xgb: bool = False, mode: str = "frozen",
+                      architecture: str | None = None, work_dir: Path | None = None, measure_cfg=None, seed: int = 0, log=print) -> dict:
+    """Tune a user's network (`user_network.load_network`: a zoo name, `file.py:function` or
+    `file.onnx`) on this machine with the registry's model for it (alias `champion`, else
+    `candidate`: said in one line), compile it with the tuned schedules and time it. The budget is
+    spread over every task of the network (`trials_per_task` each, or `trials` in all); with
+    `compare_xgb`, the same budget with TVM's XGBoost beside it. Returns the report."""
+    from . import hardware, registry
+    from .collect import MeasureConfig
+    from .features import FEATURE_SCHEMA_VERSION
+    from .user_network import load_network
+
+    spec = load_network(network, input_shape, architecture=architecture)
+    hw = this_machine_target() if target == "host" else hardware.resolve_target(target)
+    model, resolved = registry.load_by_alias(hw.id, alias, fallback=registry.CANDIDATE if alias == registry.CHAMPION else None,
+                                             expected_feature_schema=FEATURE_SCHEMA_VERSION)
+    log(resolved.message)
+    cfg = TuneConfig(network=spec.name, max_tasks=0, max_trials_global=trials or 1, trials_per_task=0 if trials else trials_per_task,
+                     num_trials_per_iter=16, spread=True, seed=seed)
+    work_dir = Path(work_dir) if work_dir is not None else Path(".tensorcost") / "tune" / spec.name
+    measure_cfg = measure_cfg or MeasureConfig()
+    info = {"name": resolved.name, "version": resolved.version, "alias_requested": alias, "alias_used": resolved.alias, "family": model.family}
+    ours = make_registry_cost_model(model, hw, mode=mode, info=info)
+    log(f"tuning {spec.name} on {hw.id} with {resolved.name} v{resolved.version} ({f'{trials} trials' if trials else f'{trials_per_task} trials a task'})")
+    report = {"target": hw.id, "network": spec.name, "input_shape": list(spec.input_shape), "kind": spec.kind, "cost_models": {}}
+    r = tune_network(hw, cfg, ours, work_dir / "tensorcost", measure_cfg)
+    r["model"], r["mode"] = info, mode
+    report["cost_models"]["tensorcost"] = r
+    if compare_xgb:
+        log("the same budget with TVM's XGBoost cost model")
+        report["cost_models"]["tvm_xgb"] = tune_network(hw, cfg, "xgb", work_dir / "tvm_xgb", measure_cfg)
+    report["untuned_network_latency_ms"] = untuned_network_latency_ms(hw, cfg)
+    report["summary"] = {"untuned_network_ms": report["untuned_network_latency_ms"]["median"],
+                         **{f"{k}_network_ms": v["network_latency_ms"]["median"] for k, v in report["cost_models"].items()},
+                         **{f"{k}_tuning_s": round(v["tuning_wall_s"], 1) for k, v in report["cost_models"].items()}}
+    return report
+

@@ -563,5 +563,6 @@ class _SuiteRunner:
 
 
 def write_summary(summary: ValidationSummary, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary.to_dict(), indent=1))
+    from .safeio import write_text
+
+    write_text(path, json.dumps(summary.to_dict(), indent=1))

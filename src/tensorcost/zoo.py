@@ -16,11 +16,17 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class NetworkSpec:
+    """A network at one input shape. `family` is the name stem its variants share (`resnet50`);
+    the architecture family a `by_family` split holds out is `architecture_family(name)`.
+    `build()` returns a torch.nn.Module, or an onnx ModelProto when `kind` is "onnx"."""
+
     name: str
     family: str
     build: Callable[[], object]
     input_shape: tuple[int, ...]
     input_dtype: str = "float32"
+    kind: str = "torch"  # "torch" | "onnx"
+    input_name: str = ""  # the ONNX graph input the shape is for
 
 
 # --------------------------------------------------------------------------- CNN building blocks
@@ -574,6 +580,28 @@ def architecture_family(network: str) -> str:
 
 
 NETWORKS: dict[str, NetworkSpec] = _all_networks()
+ZOO_NAMES = frozenset(NETWORKS)  # the names `register_network` may not take
+
+
+def register_network(spec: NetworkSpec, architecture: str | None = None, replace: bool = False) -> NetworkSpec:
+    """Make a network known by name, with its architecture family (`architecture`; default: its
+    own name stem, a family of one): the CLI, `score`, the splits and the tuning path then see it
+    as they see the zoo's. A zoo network's name cannot be taken; a registered one only with `replace`."""
+    from .names import NameError_, check_name
+
+    try:
+        check_name("network", spec.name)
+        if architecture is not None:
+            check_name("network", architecture, where="architecture family")
+    except NameError_ as exc:
+        raise UserError(str(exc)) from None
+    if spec.name in NETWORKS and (spec.name in ZOO_NAMES or not replace):
+        raise UserError(f"network {spec.name!r} is already {'a zoo network' if spec.name in ZOO_NAMES else 'registered'}; give it another name")
+    NETWORKS[spec.name] = spec
+    stem = spec.name.split("-")[0]
+    if architecture is not None:
+        _FAMILY_OF[stem] = architecture
+    return spec
 
 
 class UnknownNetworkError(UserError, KeyError):

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..safeio import atomic_output
+
 MS_FEATURE_DIM = 164
 
 
@@ -114,8 +116,12 @@ def save_ms_features(directory: Path, target: str, record_ids: Sequence[str], ma
 
     counts, flat = pack_features(mats)
     directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"record_id": list(record_ids), "n_stores": counts}).to_parquet(directory / f"{target}.ms_index.parquet", index=False)
-    np.save(directory / f"{target}.ms_rows.npy", flat)
+    # each file atomic; a kill between the two leaves a pair whose counts disagree, which the
+    # loader refuses (and the features stage, whose outputs DVC did not record, runs again)
+    with atomic_output(directory / f"{target}.ms_rows.npy") as tmp:
+        np.save(tmp, flat)
+    with atomic_output(directory / f"{target}.ms_index.parquet") as tmp:
+        pd.DataFrame({"record_id": list(record_ids), "n_stores": counts}).to_parquet(tmp, index=False)
     return len(flat)
 
 
@@ -127,5 +133,13 @@ def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) ->
     if not index_file.exists():
         return None
     idx = pd.read_parquet(index_file)
-    mats = dict(zip(idx["record_id"], unpack_features(idx["n_stores"].to_numpy(), np.load(directory / f"{target}.ms_rows.npy"))))
+    rows_file = directory / f"{target}.ms_rows.npy"
+    flat = np.load(rows_file, allow_pickle=False)
+    counts = idx["n_stores"].to_numpy()
+    if int(counts.sum()) != len(flat):
+        from ..errors import UserError
+
+        raise UserError(f"{rows_file}: {len(flat)} rows where {index_file.name} counts {int(counts.sum())} (a write was cut short); "
+                        "run its stage again (dvc repro --force msfeatures)")
+    mats = dict(zip(idx["record_id"], unpack_features(counts, flat)))
     return [mats[r] for r in record_ids]

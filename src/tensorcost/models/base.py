@@ -87,7 +87,9 @@ class ModelMetadata:
 def _write_sealed(path: Path, body: dict) -> str:
     """Write a metadata document with its digest (`metadata_digest`); returns the digest."""
     body["metadata_sha256"] = metadata_digest(body)
-    path.write_text(json.dumps(body, indent=1, sort_keys=True))
+    from ..safeio import write_text
+
+    write_text(path, json.dumps(body, indent=1, sort_keys=True))
     return body["metadata_sha256"]
 
 
@@ -200,11 +202,12 @@ class CostModel(ABC):
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "CostModel": ...
 
     def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._save_weights(directory)
-        self.metadata.files_sha256 = {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != METADATA_FILE}
-        self.metadata.write(directory)
+        from ..safeio import atomic_folder
+
+        with atomic_folder(directory) as tmp:  # a killed save leaves the previous model whole
+            self._save_weights(tmp)
+            self.metadata.files_sha256 = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != METADATA_FILE}
+            self.metadata.write(tmp)
 
     @classmethod
     def load(cls, directory: str | Path) -> "CostModel":

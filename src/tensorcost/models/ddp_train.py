@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..safeio import write_text
+
 
 def torchrun_command(torchrun, features_dir: Path, slot: str, out: Path, *, preset: str = "attention", params: Path = Path("params.yaml"),
                      epochs: int | None = None, curve: Path | None = None, python: str = sys.executable, spec: Path | None = None,
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             model.save(a.out)
             if a.curve:
-                a.curve.write_text(json.dumps(curves))
+                write_text(a.curve, json.dumps(curves))
     finally:
         if distributed:
             dist.destroy_process_group()

@@ -67,11 +67,10 @@ def to_table(rows: Iterable[dict]) -> pa.Table:
 
 
 def write_records(table: pa.Table, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table.select(list(COLUMNS)).cast(RECORDS_SCHEMA), tmp, compression="zstd")
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    from ..safeio import atomic_output
+
+    with atomic_output(path) as tmp:  # a reader never sees half a file
+        pq.write_table(table.select(list(COLUMNS)).cast(RECORDS_SCHEMA), tmp, compression="zstd")
 
 
 def check_schema(schema: pa.Schema, where: str) -> None:

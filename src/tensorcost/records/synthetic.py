@@ -38,6 +38,8 @@ import shutil
 import time
 from pathlib import Path
 
+from ..safeio import write_text
+
 SYNTHETIC_PREFIX = "synthetic-"
 SOURCE_NOTE = "SYNTHETIC.md"  # not *.json: `import-tenset <out>` does not take it for records
 _MEDIAN_ABS_NORMAL = 0.6744897501960817  # median of |z|, z ~ N(0, 1)
@@ -195,5 +197,5 @@ def write_synthetic_tenset(out_dir: str | Path, rows: int, source_target: str = 
             f"lognormal factor, sigma {sigma:.4f} from the platform's measured noise). They import as target "
             f"`{platform}.tenset`; for the scale benchmark and tests only: no accuracy figure may come from them.\n\n"
             f"```json\n{json.dumps(summary, indent=1)}\n```\n")
-    (Path(out_dir) / SOURCE_NOTE).write_text(note)
+    write_text(Path(out_dir) / SOURCE_NOTE, note)
     return summary
