@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from .features import FeatureTable
 from .metrics import peak_score, ranking_report
@@ -115,13 +116,16 @@ def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: Feature
     """Every spec trained on `train` and scored on `test` (in order; an ensemble whose members
     came earlier blends those models). `log(key, message)`."""
     results: dict[str, TrainResult] = {}
-    for key, spec in specs.items():
-        blended = blend_of_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
-        if blended is None:
-            results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
-            continue
-        model, train_s = blended
-        results[key] = TrainResult(model, score(model, test), {}, train_s)
+    with tqdm(total=len(specs), desc="train", unit="model", disable=None) as bar:  # None: shown on a terminal only
+        for key, spec in specs.items():
+            bar.set_postfix_str(key)
+            blended = blend_of_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
+            if blended is None:
+                results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
+            else:
+                model, train_s = blended
+                results[key] = TrainResult(model, score(model, test), {}, train_s)
+            bar.update(1)
     return results
 
 
@@ -257,6 +261,8 @@ def run_study(
     metrics: dict = {}
     per_network: dict = {}
     predictions: dict = {}
+    slots = [t for t in datasets if only is None or t in only]
+    bar = tqdm(total=len(slots) * len(strategies) * len(models), desc="evaluate", unit="model", disable=None)
     for target, data in datasets.items():
         if only is not None and target not in only:
             continue
@@ -264,11 +270,13 @@ def run_study(
             if strategy == "by_hardware":
                 others = other_platforms(datasets, target)
                 if not others:
+                    bar.update(len(models))
                     continue
                 train, test = pool([datasets[t] for t in others], target), data
             else:
                 mask = split_mask(strategy, data, split_params)
                 if mask.all() or not mask.any():
+                    bar.update(len(models))
                     continue  # e.g. by_network when no held-out network is in this data
                 train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
             te = test.frame
@@ -277,6 +285,8 @@ def run_study(
             for key, spec in models.items():
                 if progress:
                     progress(f"{target} / {strategy} / {key}")
+                bar.set_postfix_str(f"{target} {strategy} {key}")
+                bar.update(1)
                 model, train_s = blend_of_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
                 trained[key] = (model, train_s)
                 scores, per_s = predict(model, test), throughput(model, test)
@@ -293,6 +303,7 @@ def run_study(
                     r = ranking_report(sub["task_id"].astype(str), scores[rows], sub["latency_s"].to_numpy(), w)
                     per_network.setdefault(target, {}).setdefault(strategy, {}).setdefault(net, {})[key] = {"pca": r.pca, "top1": r.top1, "top5": r.top5, "n_tasks": r.n_tasks}
             predictions.setdefault(target, {})[strategy] = (te, scores_by_model)
+    bar.close()
     return metrics, per_network, predictions
 
 
@@ -302,11 +313,12 @@ def write_study_reports(metrics: dict, per_network: dict, predictions: dict, plo
     from .plots import pca_per_split, ranking_scatter, topk_per_network
 
     plots_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(plots_dir / "topk_per_network.csv", ["target", "split", "network", "model", "pca", "top1", "top5"],
-               ({"target": t, "split": sp, "network": net, "model": m, "pca": r["pca"], "top1": r["top1"], "top5": r["top5"]}
+    # `bar`: the label DVC's bar templates draw one bar per value of (they have no colour-by column)
+    _write_csv(plots_dir / "topk_per_network.csv", ["target", "split", "network", "model", "bar", "pca", "top1", "top5"],
+               ({"target": t, "split": sp, "network": net, "model": m, "bar": f"{net} · {m}", "pca": r["pca"], "top1": r["top1"], "top5": r["top5"]}
                 for t, by_split in per_network.items() for sp, by_net in by_split.items() for net, by_model in by_net.items() for m, r in by_model.items()))
-    _write_csv(plots_dir / "pca_per_split.csv", ["target", "split", "model", "pca", "top5"],
-               ({"target": t, "split": sp, "model": m, "pca": r["pca"], "top5": r["top5"]}
+    _write_csv(plots_dir / "pca_per_split.csv", ["target", "split", "model", "bar", "pca", "top5"],
+               ({"target": t, "split": sp, "model": m, "bar": f"{t} {sp} · {m}", "pca": r["pca"], "top5": r["top5"]}
                 for t, by_split in metrics.items() for sp, by_model in by_split.items() for m, r in by_model.items()))
     pca_per_split(metrics, figures_dir / "pca_per_split.png")
     rows = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import platform as _platform
-import re
 import shutil
 import subprocess
 import time
@@ -57,34 +56,6 @@ def add_to_catalog(p: hardware.Platform, catalog_file: Path | None = None) -> bo
     write_text(path, text.rstrip("\n") + "\n" + catalog_entry_yaml(p))
     hardware.catalog._raw.cache_clear()
     return True
-
-
-def add_to_params_block(text: str, key: str, item: str) -> str:
-    """`item` (a list entry `- x`, or a mapping entry `x: y`) appended to the block `key:` of a
-    params.yaml text (top level, or one level down as `section.key`), keeping the file's
-    comments; unchanged when the entry is there."""
-    parts = key.split(".")
-    indent = "" if len(parts) == 1 else "  "
-    lines = text.splitlines(keepends=True)
-    start = None
-    section = parts[0] if len(parts) == 2 else None
-    in_section = section is None
-    for i, line in enumerate(lines):
-        if section is not None and re.match(rf"^{re.escape(section)}:\s*(#.*)?$", line):
-            in_section = True
-            continue
-        if in_section and re.match(rf"^{indent}{re.escape(parts[-1])}:\s*(#.*)?$", line):
-            start = i
-            break
-    if start is None:
-        raise UserError(f"params.yaml: no block list `{key}:` to add {item} to")
-    end = start + 1
-    while end < len(lines) and re.match(rf"^{indent}  \S", lines[end]):
-        if lines[end].split("#")[0].strip() == item:
-            return text
-        end += 1
-    lines.insert(end, f"{indent}  {item}\n")
-    return "".join(lines)
 
 
 def _run(cmd: list[str], log) -> subprocess.CompletedProcess:
@@ -223,12 +194,16 @@ def check_records(table, target_id: str, path: Path) -> None:
 def add_to_profile(params_yaml: Path, target_ids: list[str], train: bool) -> None:
     """The targets become dataset slots of the profile (and, with `train`, registered models'
     targets); comments and every other line are kept."""
-    text = params_yaml.read_text()
-    for tid in target_ids:
-        text = add_to_params_block(text, "targets", f"{tid}: {dataset.bundled_records_path(tid)}")
-        if train:  # each train target adds a few minutes to every run of the profile: a choice, not a default
-            text = add_to_params_block(text, "train.targets", f"- {tid}")
-    write_text(params_yaml, text)
+    from .params_io import edit_params
+
+    def add(doc) -> None:
+        for tid in target_ids:
+            if tid not in doc["targets"]:
+                doc["targets"][tid] = str(dataset.bundled_records_path(tid))
+            if train and tid not in doc["train"]["targets"]:  # each train target adds minutes to every run of the profile: a choice
+                doc["train"]["targets"].append(tid)
+
+    edit_params(params_yaml, add, validate=False)  # the round-trip editor: every comment stays in place
 
 
 def _remote_configured() -> bool:

@@ -27,52 +27,81 @@ def git_commit() -> str:
         return "unknown"
 
 
-def set_param(path: str | Path, key: str, value_yaml: str) -> str:
-    """Set the dotted `key` of a params file to `value_yaml` (a YAML value, e.g. `{tracker:
-    'h:9190', key: k}`) with a round-trip YAML editor: every other line, comment and order stays
-    as it was. The new file is checked as params (params.load_params) before it replaces the
-    old one (atomically). Returns the previous value as YAML text ('' when the key was new)."""
+def _round_trip_yaml():
+    """ruamel.yaml in round-trip mode, set up to write the way params.yaml is written: nothing
+    re-wrapped or re-indented, comments and order kept."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 1 << 20
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return yaml
+
+
+def edit_params(path: str | Path, edit, validate: bool = True) -> None:
+    """Apply `edit(doc)` to a params file with a round-trip YAML editor (every other line and
+    comment stays) and replace the file atomically; with `validate`, the new text must load as
+    params (params.load_params) first, so a refused value never reaches the file."""
     import io
     import os
     import tempfile
 
-    from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     from .errors import UserError
     from .params import load_params
 
     path = Path(path)
-    yaml = YAML()  # round-trip mode, written the way params.yaml is: nothing re-wrapped or re-indented
-    yaml.preserve_quotes = True
-    yaml.width = 1 << 20
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml = _round_trip_yaml()
     try:
         doc = yaml.load(path.read_text())
-        value = yaml.load(value_yaml)  # round-trip too: `{a: 1}` stays one flow-style line
     except (OSError, YAMLError) as exc:
-        raise UserError(f"{path} or the value {value_yaml!r}: {str(exc).splitlines()[0][:200]}") from None
-    parts = key.split(".")
-    node = doc
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node:
-            raise UserError(f"{path}: no section {'.'.join(parts[:i + 1])!r} to set {key} in")
-        node = node[part]
-    if not isinstance(node, dict):
-        raise UserError(f"{path}: {'.'.join(parts[:-1])} is not a section")
-    old = node.get(parts[-1])
-    was = "" if old is None else json.dumps(old, default=str)
-    node[parts[-1]] = value
+        raise UserError(f"{path}: {str(exc).splitlines()[0][:200]}") from None
+    edit(doc)
     out = io.StringIO()
     yaml.dump(doc, out)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(out.getvalue())
-        load_params(tmp)  # a value the params refuse never reaches the file
+        if validate:
+            load_params(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return was
+
+
+def set_param(path: str | Path, key: str, value_yaml: str) -> str:
+    """Set the dotted `key` of a params file to `value_yaml` (a YAML value, e.g. `{tracker:
+    'h:9190', key: k}`) with the round-trip editor (`edit_params`): every other line, comment and
+    order stays as it was; the new file is checked as params before it replaces the old one.
+    Returns the previous value as YAML text ('' when the key was new)."""
+    from ruamel.yaml.error import YAMLError
+
+    from .errors import UserError
+
+    path = Path(path)
+    try:
+        value = _round_trip_yaml().load(value_yaml)  # round-trip too: `{a: 1}` stays one flow-style line
+    except YAMLError as exc:
+        raise UserError(f"the value {value_yaml!r}: {str(exc).splitlines()[0][:200]}") from None
+    parts = key.split(".")
+    previous: list[str] = []
+
+    def assign(doc) -> None:
+        node = doc
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"{path}: no section {'.'.join(parts[:i + 1])!r} to set {key} in")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise UserError(f"{path}: {'.'.join(parts[:-1])} is not a section")
+        old = node.get(parts[-1])
+        previous.append("" if old is None else json.dumps(old, default=str))
+        node[parts[-1]] = value
+
+    edit_params(path, assign)
+    return previous[0]

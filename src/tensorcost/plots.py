@@ -31,7 +31,19 @@ def _save(fig, out: Path) -> None:
     from .safeio import atomic_output
 
     with atomic_output(out) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")  # "tight": legends outside the axes are kept
+
+
+def colours(n: int) -> list:
+    """`n` distinct colours (matplotlib's default cycle repeats after ten)."""
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _legend_outside(ax, **kw) -> None:
+    """A legend right of the axes: it never hides a bar or a line."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
 
 
 def _plt():
@@ -54,16 +66,17 @@ def topk_per_network(by_net: dict, title: str, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(nets) * max(1, len(models)) / 3), 3.8))
     width = 0.8 / max(1, len(models))
     x = np.arange(len(nets))
+    palette = colours(len(models))
     for i, m in enumerate(models):
         top5 = [by_net[n].get(m, {}).get("top5", np.nan) for n in nets]
         top1 = [by_net[n].get(m, {}).get("top1", np.nan) for n in nets]
-        ax.bar(x + i * width, top5, width, label=f"{m} top-5")
+        ax.bar(x + i * width, top5, width, label=f"{m} top-5", color=palette[i])
         ax.bar(x + i * width, top1, width, fill=False, hatch="//", edgecolor="k", linewidth=0.4)
     ax.set_xticks(x + width * (len(models) - 1) / 2, nets, rotation=20, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("top-k score (hatched: top-1)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_outside(ax)
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
@@ -82,14 +95,15 @@ def pca_per_split(metrics: dict, out: Path) -> None:
         models = sorted({m for v in metrics[t].values() for m in v})
         width = 0.8 / max(1, len(models))
         x = np.arange(len(splits))
+        palette = colours(len(models))
         for i, m in enumerate(models):
-            ax.bar(x + i * width, [metrics[t][s].get(m, {}).get("pca", np.nan) for s in splits], width, label=m)
+            ax.bar(x + i * width, [metrics[t][s].get(m, {}).get("pca", np.nan) for s in splits], width, label=m, color=palette[i])
         ax.axhline(0.5, color="k", lw=0.6, ls="--")
         ax.set_xticks(x + width * (len(models) - 1) / 2, splits, rotation=15, fontsize=8)
         ax.set_ylim(0.3, 1.0)
         ax.set_title(t, fontsize=9)
         ax.set_ylabel("PCA")
-    axes[0][0].legend(fontsize=7)
+    _legend_outside(axes[0][-1])
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
@@ -100,6 +114,7 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
     plt = _plt()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    palette = dict(zip(curves, colours(len(curves))))
     for ax, metric in zip(axes, ("pca", "top5")):
         for approach, by_k in curves.items():
             if not by_k:
@@ -107,12 +122,13 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
             ks = sorted(by_k, key=float)
             xs = [max(float(k), 0.5) for k in ks]  # k = 0 (zero-shot) drawn at 0.5 on the log axis
             zero = approach.startswith("zero_shot")
-            ax.plot(xs, [by_k[k][metric] for k in ks], marker="*" if zero else "o", ms=9 if zero else 4, label=approach, ls="-" if len(ks) > 1 else "none")
+            ax.plot(xs, [by_k[k][metric] for k in ks], marker="*" if zero else "o", ms=9 if zero else 4, label=approach, ls="-" if len(ks) > 1 else "none",
+                    color=palette[approach])
         ax.set_xscale("log")
         ax.set_xlabel("k = % of the target's data used (zero-shot at 0.5)")
         ax.set_ylabel(metric.upper() if metric == "pca" else "top-5")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    _legend_outside(axes[-1])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, out)

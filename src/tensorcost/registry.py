@@ -113,16 +113,12 @@ def _sqlite_path(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def _file_lock(lock_path: Path) -> Iterator[None]:
-    """An exclusive OS lock (flock) on `lock_path`, across processes of this machine."""
-    import fcntl
+    """An exclusive OS lock on `lock_path`, across processes of this machine (filelock)."""
+    from filelock import FileLock
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(lock_path):
+        yield
 
 
 _STORES_READY: set[str] = set()  # stores this process has created/migrated (MLflow caches them per URI)
@@ -219,11 +215,16 @@ def _lookup_failed(what: str, exc: BaseException) -> RegistryError:
     return RegistryError(f"cannot read {what} from {tracking_uri()} ({type(exc).__name__}: {first}); refusing to go on without it")
 
 
+# MLflow writes this into a version's folder when `mlflow.pyfunc.load_model("models:/...")` loads it
+# (on a local artifact store, into the store itself); the project never reads it
+MLFLOW_WRITTEN = frozenset({"registered_model_meta"})
+
+
 def _file_digests(directory: Path) -> dict[str, str]:
-    """{relative posix path: sha256} of every file under `directory`, sorted by name."""
+    """{relative posix path: sha256} of every file under `directory` (but MLFLOW_WRITTEN), sorted by name."""
     out: dict[str, str] = {}
     for p in sorted(directory.rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.relative_to(directory).as_posix() not in MLFLOW_WRITTEN:
             out[p.relative_to(directory).as_posix()] = file_sha256(p)
     return dict(sorted(out.items()))
 
@@ -306,16 +307,23 @@ def log_and_register(
     curves: dict[str, list[float]] | None = None,
     alias: str | None = None,
     description: str | None = None,
+    input_example=None,
 ) -> str:
     """Log a training run with the model directory as artifacts and register it as a new
     version of `tensorcost-<target>` carrying `tags` (and `alias`, if given), plus the content
-    hash of the directory (`artifact_sha256`, `artifact_files`) that loading checks. Returns the version."""
+    hash of the directory (`artifact_sha256`, `artifact_files`) that loading checks. With
+    `input_example` (a feature frame, `pyfunc.example_frame`), the folder is first made an MLflow
+    pyfunc model too (MLmodel, signature, input example: `tensorcost.pyfunc`). Returns the version."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     name = model_name(target)
     _refuse_synthetic(target, tags.get("target"))
     model_dir = Path(model_dir)
+    if input_example is not None:
+        from .pyfunc import write_pyfunc_files
+
+        write_pyfunc_files(model_dir, input_example)
     digests = _file_digests(model_dir)  # hashed before upload: what was trained is what loads
     if not digests:
         raise RegistryError(f"{model_dir}: no files to register as {name}")

@@ -25,3 +25,34 @@ def write_json(path: str | Path, obj) -> None:
     from .safeio import write_text
 
     write_text(path, to_json(obj))
+
+
+# `dvc metrics show` prints one column per key of every metrics file together: the stages declare
+# these few-key summaries as their metrics and keep the detail reports as plain outputs.
+SUMMARY_DIR = Path("reports/summary")
+
+
+def ranking_summary(model: str, metrics: dict) -> dict:
+    """The served (or best) model and its PCA / top-1 / top-5, rounded for a terminal."""
+    out = {"model": model}
+    for k in ("pca", "top1", "top5"):
+        if metrics.get(k) is not None:
+            out[k] = round(float(metrics[k]), 3)
+    if metrics.get("n_records") is not None:
+        out["records"] = int(metrics["n_records"])
+    return out
+
+
+def evaluation_summary(metrics: dict) -> dict:
+    """{slot: {split: {"best": model, <model>: PCA}}} of the evaluate stage's detail table."""
+    out: dict = {}
+    for slot, by_split in metrics.items():
+        for split, by_model in by_split.items():
+            pcas = {m: round(float(r["pca"]), 3) for m, r in by_model.items() if isinstance(r, dict) and r.get("pca") is not None and r["pca"] == r["pca"]}
+            if pcas:
+                out.setdefault(slot, {})[split] = {"best": max(pcas, key=pcas.get), **pcas}
+    return out
+
+
+def write_summary(name: str, summary: dict, root: Path = SUMMARY_DIR) -> None:
+    write_json(Path(root) / f"{name}.json", summary)

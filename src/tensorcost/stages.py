@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import safeio
 from .params import HOST, PARAMS_FILE, Params, load_params
-from .reports import write_json
+from .pyfunc import example_frame
+from .reports import evaluation_summary, ranking_summary, write_json, write_summary
 
 HOST_FILE = Path("data/host/target.json")
 PROGRAMS_DIR = Path("data/programs")  # a fresh program set (`tensorcost dataset sample`), when there is one
@@ -136,6 +137,7 @@ def validate(slot: str) -> None:
     summary = validation.validate_records_file(RECORDS_DIR / f"{slot}.parquet", hw.id, REPORTS_DIR / "validation" / slot / "data_docs")
     summary.statistics["records_md5"] = md5_file(RECORDS_DIR / f"{slot}.parquet")  # the verdict names the file it judged
     validation.write_summary(summary, REPORTS_DIR / "validation" / f"{slot}.json")
+    write_summary(f"validate-{slot}", {"success": summary.success, "rows": summary.n_rows})
     print(summary.readable())
     if not summary.success:
         raise UserError(f"records validation failed for {slot}; see reports/validation/{slot}/data_docs/index.html")
@@ -173,6 +175,7 @@ def featurize(slot: str) -> None:
 
         shutil.rmtree(store, ignore_errors=True)  # no earlier features beside a failed verdict
         validation.write_summary(summary, report)
+        write_summary(f"featurize-{slot}", {"success": False, "rows": summary.n_rows})
         raise UserError(f"features validation failed for {slot} ({store} not written): {summary.failed_expectations()}; see {report}")
     import pyarrow.parquet as pq
 
@@ -180,6 +183,7 @@ def featurize(slot: str) -> None:
     meta = writer.commit({"feature_names": names, "target": hw.id, "dropped_error_records": n_records - summary.n_rows})
     summary.statistics["features_md5"] = store_hash(FEATURES_DIR, slot)  # ties the verdict to the exact store train reads
     validation.write_summary(summary, report)
+    write_summary(f"featurize-{slot}", {"success": True, "rows": summary.n_rows})
     _echo(f"{slot}: {meta['valid_records']} feature rows in {len(fragment_paths(FEATURES_DIR, slot))} fragments ({meta['dropped_error_records']} error records dropped)")
 
 
@@ -273,6 +277,7 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
         fit = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit)
     results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit)
     rows = {}
+    example = example_frame(test_t)  # each version is an MLflow pyfunc model too, with this input example
     for key, result in results.items():
         spec, m = specs[key], result.metrics
         out = models_dir / key
@@ -282,7 +287,7 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
         card = (f"{key} ({spec.family}) for {target}, trained on {trained_on}; on the test side ({len(test_t)} records, {m['n_tasks']} tasks): "
                 f"PCA {m['pca']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}")
         version = registry.log_and_register(out, target, experiment=p.registry.experiment, run_name=f"{run_prefix}-{key}", params={"model": key, **params, **_loggable(spec.params)},
-                                            metrics=m, tags=card_tags, curves=result.curves, description=card)
+                                            metrics=m, tags=card_tags, curves=result.curves, description=card, input_example=example)
         rows[key] = {"version": version, "family": spec.family, "metrics": m, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
         _echo(f"{run_prefix}: registered {registry.model_name(target)} v{version} ({key}): {m}")
     return rows
@@ -328,6 +333,7 @@ def train(target: str) -> None:
                                                          "candidate_metrics": p.train.candidate_metrics, "random_floor": floor, "candidate": {"model": best, **rows[best]},
                                                          "not_served": {k: why for k, why in serving_problems(figures, trees, floor).items() if why},
                                                          "models": rows})
+    write_summary(f"train-{target}", ranking_summary(best, rows[best]["metrics"]))
 
 
 def _prune_params(p: Params):
@@ -386,6 +392,7 @@ def prune(strategy: str, percent: int) -> None:
                         "split": p.split.strategy, "pool_records": len(pool), "kept_records": len(kept), "test_records": len(test),
                         "records": n_records, "kept_share": round(len(kept) / max(len(pool), 1), 4), "records_md5": md5_file(out),
                         "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
+    write_summary(f"prune-{slot}-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool), 1), 3)})
     _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool)} training records (+{len(test)} test records, never pruned) -> {out}")
 
 
@@ -435,6 +442,7 @@ def train_pruned(strategy: str, percent: int) -> None:
     _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")
     write_json(REPORTS_DIR / "prune" / slot / f"{variant}.train.json", {"registered_model": registry.model_name(hw.id), "alias": alias, "variant": variant,
                                                                         "dataset_md5": variant_md5, "best": {"model": best, **rows[best]}, "models": rows})
+    write_summary(f"train_pruned-{slot}-{variant}", ranking_summary(best, rows[best]["metrics"]))
 
 
 def _transfer_sources(p: Params, data) -> list[str]:
@@ -494,6 +502,8 @@ def transfer() -> None:
         report["registered"] = _register_transferred(p, data, meta, facts, study.choice, pulled, study.model)
     write_json(REPORTS_DIR / "metrics" / "transfer.json", curves)
     write_json(REPORTS_DIR / "transfer" / "study.json", report)
+    c = study.choice
+    write_summary("transfer", ranking_summary(f"{c['approach']}" + (f" k={c['k']}%" if c.get("k") not in (None, 0, "0") else ""), c))
     for approach, by_k in curves.items():
         _echo(f"{approach}: " + ", ".join(f"k={kk}: pca {r['pca']:.3f} top5 {r['top5']:.3f}" for kk, r in by_k.items()))
 
@@ -527,7 +537,7 @@ def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict
             f"PCA {metrics['pca']:.3f}, top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f} (the figures the choice was made on)")
     version = registry.log_and_register(out, target_id, experiment=p.registry.experiment, run_name=f"transfer-{approach.replace(':', '-')}-to-{target_id}",
                                         params={"approach": approach, "source_model": source_ref or "none", "k_percent": k}, metrics=metrics, tags=tags,
-                                        alias=TRANSFERRED, description=card)
+                                        alias=TRANSFERRED, description=card, input_example=example_frame(data))
     aliases = [TRANSFERRED]
     if target_id not in p.train.targets and tp.target not in p.train.targets:
         registry.set_alias(target_id, registry.CANDIDATE, version)
@@ -553,6 +563,7 @@ def evaluate() -> None:
                                             progress=lambda m: _echo(f"evaluate {m}"), only=p.evaluate.targets or None)
     write_json(REPORTS_DIR / "metrics" / "evaluate.json", metrics)
     write_json(REPORTS_DIR / "metrics" / "per_network.json", per_network)
+    write_summary("evaluate", evaluation_summary(metrics))
     write_study_reports(metrics, per_network, preds, REPORTS_DIR / "plots", REPORTS_DIR / "figures")
     for t, by_split in metrics.items():
         for sp, by_model in by_split.items():

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from .evaluation import ModelSpec, fit, model_input, predict, serving_problems
 from .metrics import bootstrap_difference, figures_from_stats, objective, random_expectation, task_stats
@@ -136,6 +137,8 @@ def transfer_study(
         fixed["zero_shot:blend"] = scored("zero_shot:blend", "0", blend, 0)
     for name, model in (pooled or {}).items():
         fixed[f"pooled:{name}"] = scored(f"pooled:{name}", "0", model, 0)
+    per_k = sum(1 for s in sources.values() if s.can_warm_start) + len(peers)
+    bar = tqdm(total=len(fractions) * per_k, desc=f"transfer {data.slot}", unit="model", disable=None)  # shown on a terminal only
     for k in fractions:
         n = max(2, int(round(len(order) * k / 100.0)))
         train = data.take(np.sort(order[:n]))
@@ -145,16 +148,21 @@ def transfer_study(
         for name, source in sources.items():
             if not source.can_warm_start:
                 continue
+            bar.set_postfix_str(f"k={key}% finetune {name}")
             model = copy.deepcopy(source)
             model.fit(model_input(train, model.inputs), warm_start=True, seed=seed)
             scored(f"finetune:{name}", key, model, n)
+            bar.update(1)
             if keep_finetuned_at is not None and abs(k - keep_finetuned_at) < 1e-9:
                 finetuned[name] = model
         for name, spec in peers.items():
+            bar.set_postfix_str(f"k={key}% {name}")
+            bar.update(1)
             if "ms_features" in spec.inputs and not has_ms_features(data):
                 continue  # e.g. tvm_xgb on a target without MetaSchedule features
             model, _ = fit(spec, train, feature_schema, feature_names)
             scored(name, key, model, n)
+    bar.close()
     best, problems = best_servable(scored_all, select_metrics, floor)
     choice, model = choose(best, fixed, select_metrics, confidence, seed)
     choice["random_floor"] = floor

@@ -8,16 +8,23 @@ from pathlib import Path
 import yaml
 
 from tensorcost import hardware
-from tensorcost.newplatform import add_to_catalog, add_to_params_block, catalog_entry_yaml
+from tensorcost.newplatform import add_to_catalog, add_to_profile, catalog_entry_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_params_blocks_grow_by_one_entry_and_keep_comments():
+def test_params_blocks_grow_by_one_entry_and_keep_comments(tmp_path):
     text = (REPO / "params.yaml").read_text()
-    out = add_to_params_block(text, "targets", "zen3-2c.avx2-t1: data/bundled/platforms/zen3-2c/avx2-t1.parquet")
-    out = add_to_params_block(out, "train.targets", "- zen3-2c.avx2-t1")
-    assert add_to_params_block(out, "train.targets", "- zen3-2c.avx2-t1") == out  # once only
+    f = tmp_path / "params.yaml"
+    f.write_text(text)
+    add_to_profile(f, ["zen3-2c.avx2-t1"], train=True)
+    out = f.read_text()
+    add_to_profile(f, ["zen3-2c.avx2-t1"], train=True)
+    assert f.read_text() == out  # once only
+    import difflib
+
+    changed = [l for l in difflib.ndiff(text.splitlines(), out.splitlines()) if l[:1] in "+-"]
+    assert len(changed) == 2 and all(l.startswith("+") for l in changed), changed  # two lines added, nothing else moved
     p = yaml.safe_load(out)
     assert p["targets"]["zen3-2c.avx2-t1"] == "data/bundled/platforms/zen3-2c/avx2-t1.parquet"
     assert p["train"]["targets"][-1] == "zen3-2c.avx2-t1" and len(p["train"]["targets"]) == len(yaml.safe_load(text)["train"]["targets"]) + 1

@@ -82,6 +82,19 @@ def test_evaluation_holds_out_whole_platforms(pipeline_run):
         for r in metrics[slot]["by_hardware"].values():
             assert 0.0 <= r["pca"] <= 1.0 and r["n_records"] > 0 and r["candidates_per_s"] > 0
     assert (work / "reports/plots/ranking.csv").read_text().startswith("target,task_id,measured_rank,predicted_rank")
+    summary = json.loads((work / "reports/summary/evaluate.json").read_text())
+    best = max(metrics["host"]["by_hardware"], key=lambda m: metrics["host"]["by_hardware"][m]["pca"])
+    assert summary["host"]["by_hardware"]["best"] == best
+
+
+def test_dvc_metrics_show_fits_a_terminal(pipeline_run):
+    """The metrics DVC shows are the stages' few-key summaries, the detail reports beside them."""
+    table = run(["dvc", "metrics", "show"], pipeline_run["work"], pipeline_run["env"]).stdout
+    widths = [len(line) for line in table.splitlines()]
+    assert widths and max(widths) <= 240, max(widths)
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], pipeline_run["work"], pipeline_run["env"]).stdout)
+    files = [f for ws in shown.values() for f in (ws.get("data") or {})]
+    assert files and all(f.startswith("reports/summary/") for f in files), files
 
 
 def test_transfer_to_this_machine(pipeline_run):

@@ -18,3 +18,54 @@ def test_learning_curves_pca_per_split_topk_and_ranking(tmp_path):
     for name in ("curves", "pca", "topk", "rank"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 5000, name
+
+
+def test_many_models_get_distinct_colours_and_the_legend_covers_no_bar(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for n in (3, 10, 12, 20):
+        cs = plots.colours(n)
+        assert len(set(cs)) == n, n
+    models = {f"model_{i}": {"pca": 0.5 + i / 40, "top5": 0.8} for i in range(12)}
+    captured = {}
+    real_save = plots._save
+
+    def keep(fig, out):
+        captured["fig"] = fig
+        real_save(fig, out)
+
+    plots._save = keep
+    try:
+        plots.pca_per_split({"t": {"by_network": models}}, tmp_path / "pca.png")
+    finally:
+        plots._save = real_save
+    fig = captured["fig"]
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    colours = {tuple(p.get_facecolor()) for p in ax.patches}
+    assert len(colours) == 12  # one colour a model
+    legend_box = ax.get_legend().get_window_extent()
+    axes_box = ax.get_window_extent()
+    assert legend_box.x0 >= axes_box.x1  # beside the axes, not over the bars
+    plt.close(fig)
+
+
+def test_dvc_bar_plots_have_one_bar_per_model(tmp_path):
+    import csv
+
+    from tensorcost.evaluation import write_study_reports
+
+    metrics = {"t": {"by_network": {"m1": {"pca": 0.7, "top1": 0.5, "top5": 0.8}, "m2": {"pca": 0.6, "top1": 0.4, "top5": 0.7}}}}
+    per_network = {"t": {"by_network": {"resnet50": {"m1": {"pca": 0.7, "top1": 0.5, "top5": 0.8}, "m2": {"pca": 0.6, "top1": 0.4, "top5": 0.7}}}}}
+    import numpy as np
+    import pandas as pd
+
+    te = pd.DataFrame({"task_id": ["a"] * 4, "label": [0.1, 0.4, 0.2, 0.3]})
+    preds = {"t": {"by_network": (te, {"m1": np.array([0.1, 0.2, 0.3, 0.4]), "m2": np.array([0.4, 0.3, 0.2, 0.1])})}}
+    write_study_reports(metrics, per_network, preds, tmp_path / "plots", tmp_path / "figures")
+    for name in ("pca_per_split.csv", "topk_per_network.csv"):
+        rows = list(csv.DictReader(open(tmp_path / "plots" / name)))
+        assert len({r["bar"] for r in rows}) == len(rows) == 2, name  # DVC draws a bar per distinct `bar`

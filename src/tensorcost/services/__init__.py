@@ -129,11 +129,12 @@ def spawn(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Pope
 
 def alive(pid: int) -> bool:
     """Running, and not a zombie (a child that exited but was not reaped yet)."""
+    import psutil
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone, or not ours to see
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> bool:

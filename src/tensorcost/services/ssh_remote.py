@@ -89,9 +89,11 @@ def _prepare_state(state: Path, user: str, port: int) -> Path:
 
 def _running(info: dict) -> bool:
     """The recorded sshd is alive (same pid, still our config) and listening."""
+    import psutil
+
     try:
-        cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
+        cmdline = " ".join(psutil.Process(int(info["pid"])).cmdline())
+    except (psutil.Error, ValueError, TypeError):
         return False
     return info["config"] in cmdline and port_open(info["port"])
 
