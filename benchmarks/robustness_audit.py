@@ -151,20 +151,21 @@ def predict_table(family: str):
 
 
 def train(family: str, directory: Path, seed: int = 0) -> None:
+    # made for TARGET: the registry registers a model under its own target's name only
     from tensorcost.models import create_model
 
     if family == "lightgbm":
-        m = create_model("lightgbm", "t", "s", NAMES, num_boost_round=8, min_data_in_leaf=2, num_threads=1, seed=seed)
+        m = create_model("lightgbm", TARGET, "s", NAMES, num_boost_round=8, min_data_in_leaf=2, num_threads=1, seed=seed)
         m.fit(flat_table(90, seed))
     elif family == "tvm_xgb":
-        m = create_model("tvm_xgb", "t", "s", [])
+        m = create_model("tvm_xgb", TARGET, "s", [])
         m.fit(ms_table(60, seed))
     elif family == "attention":
         t = token_table(seed)
-        m = create_model("attention", "t", "s", t.feature_names or [], **{**ATT, "seed": seed})
+        m = create_model("attention", TARGET, "s", t.feature_names or [], **{**ATT, "seed": seed})
         m.fit(t)
     else:
-        m = create_model("random", "t", "s", [], seed=3 + seed)
+        m = create_model("random", TARGET, "s", [], seed=3 + seed)
     m.save(directory)
 
 
@@ -837,6 +838,24 @@ PARAM_EDITS: list[tuple[str, object]] = [
     ("targets: slot source '/etc/passwd'", lambda p: p["targets"].update({"zen4-2c.avx2-t1": "/etc/passwd"})),
     ("targets: host source elsewhere", lambda p: p["targets"].update({"host": "data/elsewhere"})),
     ("targets: slot '../x'", lambda p: p["targets"].update({"../x": "data/x.parquet"})),
+    # issue 28's classes: empty lists and names, names that would become paths, duplicate keys,
+    # alias bombs, files over the size limit
+    ("train.models: []", _set("train.models", [])),
+    ("train.candidate_metrics: []", _set("train.candidate_metrics", [])),
+    ("split.test_families: []", _set("split.test_families", [])),
+    ("registry.experiment: ''", _set("registry.experiment", "")),
+    ("registry.experiment: '../x'", _set("registry.experiment", "../x")),
+    ("models: a preset named '/tmp/x'", lambda p: (p["models"].update({"/tmp/x": {"family": "random"}}), p["train"].update({"models": ["/tmp/x"]}))),
+    ("models: a preset named 'e/../../../x'", lambda p: (p["models"].update({"e/../../../x": {"family": "random"}}), p["train"].update({"models": ["e/../../../x"]}))),
+    ("train.targets: an id ending in a newline", _set("train.targets", ["zen5-2c.avx2-t1\n"])),
+    ("train.targets: a unicode look-alike hyphen", _set("train.targets", ["zen5\u20102c.avx2-t1"])),
+    ("targets: a slot with a trailing newline", lambda p: p["targets"].update({"zen4-2c.avx2-t1\n": "data/x.parquet"})),
+    ("tune.alias: 'champion/../x'", _set("tune.alias", "champion/../x")),
+    ("a duplicate top-level key", "DUPLICATE_KEY"),  # the text is built from params.yaml in check_params
+    ("a YAML alias bomb", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                          "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                          "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n"),
+    ("a 3 MB params file", "host:\n  tasks: 3\n" + "# padding\n" * 300_000),
     ("top level: a list", "- a\n- b\n"),
     ("not YAML: unclosed bracket", "host: [unclosed\n"),
     ("empty file", ""),
@@ -846,6 +865,9 @@ PARAM_EDITS: list[tuple[str, object]] = [
 
 def check_params(n: int | None, work: Path, jobs: int, timeout: float) -> Row:
     import yaml
+
+    dup = (REPO / "params.yaml").read_text() + "\nhost:\n  tasks: 1\n"  # the second `host:` must not silently win
+    PARAM_EDITS[:] = [(name, dup if edit == "DUPLICATE_KEY" else edit) for name, edit in PARAM_EDITS]
 
     row = Row("params.yaml: bad edits", command="`python -m tensorcost.cli stage records --target host` on an edited copy of params.yaml")
     t0 = time.time()
@@ -881,6 +903,71 @@ def check_params(n: int | None, work: Path, jobs: int, timeout: float) -> Row:
     ok_control = control[1] == "wrong" and "params.yaml" not in control[2]
     row.notes = "refused = exit 2, one stderr line naming params.yaml; control (unedited) " + (
         "gets past params to the missing host records" if ok_control else f"FAILED: {control}")
+    row.seconds = time.time() - t0
+    return row
+
+
+# -- 4b. output paths that would destroy an input (issue 28 item 1) --------------------------------
+
+def _digest_tree(paths) -> dict:
+    out = {}
+    for root in paths:
+        root = Path(root)
+        for f in ([root] if root.is_file() else sorted(root.rglob("*"))):
+            if f.is_file():
+                out[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def check_output_paths(work: Path, timeout: float) -> Row:
+    """Each careless --out: refused in one line (exit 2), every input and an existing good output
+    byte-identical afterwards, no half-written file left beside them."""
+    row = Row("output paths: careless --out", command="`tensorcost import-tenset ... --out X`, `tensorcost tune ... --out X` with X an input, inside one, a folder...")
+    t0 = time.time()
+    base = work / "outpaths"
+    shutil.rmtree(base, ignore_errors=True)
+    src = base / "in"
+    src.mkdir(parents=True)
+    shutil.copy(TESTS / "data" / "autoscheduler_logs" / "matmul.json", src / "matmul.json")
+    (base / "empty.json").write_text("")
+    (base / "afile").write_text("not a folder")
+    (base / "adir").mkdir()
+    (base / "net.py").write_text("from torch import nn\ndef build():\n    return nn.ReLU()\n")
+    good = base / "good.parquet"
+    ok = run_proc([PY, "-m", "tensorcost.cli", "import-tenset", str(src / "matmul.json"), "--out", str(good), "--target", "zen5-2c.avx2-t1", "--workers", "1"],
+                  timeout=timeout * 3, limit_memory=False)
+    if ok.rc != 0:
+        row.notes = f"control import FAILED: {ok.err[-300:]}"
+        return row
+    imp = [PY, "-m", "tensorcost.cli", "import-tenset"]
+    cases = [
+        ("--out is the input file", imp + [str(src / "matmul.json"), "--out", str(src / "matmul.json"), "--workers", "1"]),
+        ("--out inside the imported folder, under a records name", imp + [str(src), "--out", str(src / "out.json"), "--workers", "1"]),
+        ("--out inside the imported folder as Parquet (not read back: allowed)", imp + [str(src), "--out", str(src / "out.parquet"), "--workers", "1"]),
+        ("--out onto a folder", imp + [str(src / "matmul.json"), "--out", str(base / "adir"), "--workers", "1"]),
+        ("--out under a file (not a folder)", imp + [str(src / "matmul.json"), "--out", str(base / "afile" / "x.parquet"), "--workers", "1"]),
+        ("an empty input over a good output", imp + [str(base / "empty.json"), "--out", str(good), "--workers", "1"]),
+        ("an input path with a typo", imp + [str(src / "matmull.json"), "--out", str(good), "--workers", "1"]),
+        ("tune --out is the network file", [PY, "-m", "tensorcost.cli", "tune", "--network", f"{base / 'net.py'}:build", "--input-shape", "1,8", "--out", str(base / "net.py")]),
+        ("score --out is the network file", [PY, "-m", "tensorcost.cli", "score", "--network", f"{base / 'net.py'}:build", "--input-shape", "1,8", "--out", str(base / "net.py")]),
+    ]
+    for name, cmd in cases:
+        before = _digest_tree([src, good, base / "net.py", base / "afile"])
+        res = run_proc(cmd, cwd=base, timeout=timeout * 3, limit_memory=False)
+        status, why = classify(res)
+        after = _digest_tree([src, good, base / "net.py", base / "afile"])
+        debris = [p.name for p in base.rglob("*") if ".tmp" in p.name or p.name.startswith(".tc-tmp")]
+        changed = sorted(k for k in before if before[k] != after.get(k))  # what existed before must be byte-identical
+        if changed:
+            status, why = "wrong", f"an input or the good output changed: {changed[:3]}"
+        elif debris:
+            status, why = "wrong", f"left {debris[:3]}"
+        elif status == "ok" and "allowed" in name:
+            status, why = "benign", "imported beside the inputs, every input untouched"
+        elif status == "ok":
+            status, why = "wrong", "accepted, exit 0"
+        row.count(name, status, why)
+    row.notes = "refused = exit 2, one `error:` line, every input and the earlier good output byte-identical, no temp file left"
     row.seconds = time.time() - t0
     return row
 
@@ -1038,13 +1125,13 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="loader processes at once")
     ap.add_argument("--workers", type=int, default=None, help="processes racing on a new store (default 8; quick 2)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a loader process counts as hung")
-    ap.add_argument("--only", nargs="*", default=None, help="checks to run: models registry gates concurrency params validation")
+    ap.add_argument("--only", nargs="*", default=None, help="checks to run: models registry gates concurrency params outputs validation")
     ap.add_argument("--out", type=Path, help="write the rows (with details) as JSON here")
     args = ap.parse_args()
     default_mut = {"lightgbm": 30, "tvm_xgb": 14, "attention": 14, "random": 14}
     n_mut = {f: args.mutations if args.mutations is not None else (1 if args.quick else default_mut[f]) for f in FAMILY_LIST}
     k = args.workers if args.workers is not None else (2 if args.quick else 8)
-    only = set(args.only or ["models", "registry", "gates", "concurrency", "params", "validation"])
+    only = set(args.only or ["models", "registry", "gates", "concurrency", "params", "outputs", "validation"])
 
     import logging
     import warnings
@@ -1072,6 +1159,8 @@ def main() -> int:
             rows.append(check_concurrency(k, 1, work, 300))
         if "params" in only:
             rows.append(check_params(3 if args.quick else None, work, args.jobs, args.timeout))
+        if "outputs" in only:
+            rows.append(check_output_paths(work, args.timeout))
         if "validation" in only:
             rows.append(check_validation("records", args.quick))
             rows.append(check_validation("features", args.quick))

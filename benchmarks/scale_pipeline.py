@@ -5,7 +5,7 @@
 
 Stages, each in its own process (its wall time and peak RSS measured, the RSS summed over the
 stage's whole process tree, workers included): synth (TenSet-format files written from the
-bundled programs, target `synthetic-...`: records/synthetic.py) -> import (`import_tenset`) ->
+bundled programs, target `synthetic-...`: synthetic_tenset.py) -> import (`import_tenset`) ->
 validate (the records suite, partition by partition) -> featurize (parallel, resumable, then the
 features suite fragment by fragment) -> train (LightGBM from the store through
 `lightgbm.Sequence`, or `--dask` on a two-worker LocalCluster) -> evaluate (predictions a fragment
@@ -76,7 +76,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict:
 # -- the stages (run inside the child) ------------------------------------------------------------
 
 def stage_synth(a) -> dict:
-    from tensorcost.records.synthetic import write_synthetic_tenset
+    from tensorcost.synthetic_tenset import write_synthetic_tenset
 
     return write_synthetic_tenset(a.work / "tenset", a.rows, source_target=a.source_target, seed=0)
 

@@ -303,7 +303,7 @@ def dataset_synth_tenset(
 ) -> None:
     """Write SYNTHETIC TenSet-format record files of any size from the bundled programs (scale
     benchmark and tests only: they import as target synthetic-<platform>.tenset, never as measurements)."""
-    from .records.synthetic import write_synthetic_tenset
+    from .synthetic_tenset import write_synthetic_tenset
 
     typer.echo(json.dumps(write_synthetic_tenset(out, rows, source_target=source_target, seed=seed, programs_per_task=programs_per_task), indent=1))
 

@@ -17,14 +17,14 @@ from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import records as rec
 from .errors import UserError
 from .records import classify_op
 from .hardware import Target
 from .safeio import atomic_output, write_text
-from .rpc import UNAVAILABLE_MARK, RpcConfig, is_unavailable, servers_registered
+from .params import MeasureConfig
+from .rpc import UNAVAILABLE_MARK, is_unavailable, servers_registered
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,6 @@ class Task:
     @property
     def weight(self) -> int:
         return int(sum(self.networks.values()))
-
-
-class MeasureConfig(BaseModel):
-    """The measurement protocol (params.yaml's `measure`: typed, bounded, defaults written here)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    number: int = Field(3, ge=1)  # runs averaged into one repeat
-    repeat: int = Field(3, ge=1)  # repeats kept per record
-    min_repeat_ms: int = Field(20, ge=0)
-    build_timeout_s: float = Field(30.0, gt=0)
-    run_timeout_s: float = Field(30.0, gt=0)
-    builder_workers: int = Field(2, ge=1)
-    run_batch: int = Field(32, ge=1)  # programs per LocalBuilder call (each call re-spawns its worker pool)
-    rpc: RpcConfig | None = None  # null: run here (LocalRunner); else a TVM RPC tracker and device key (tensorcost.rpc)
 
 
 def network_to_relax(network, target, fuse: bool = True) -> object:

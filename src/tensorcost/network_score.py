@@ -83,7 +83,7 @@ def score_network(network: str, input_shape: str | tuple[int, ...] | None = None
     aliases (`champion`, `candidate`, ...) or versions (`3`, `v3`); default: the champion and the
     candidate (those that exist, each version once). Returns the report."""
     from . import hardware, registry
-    from .collect import MeasureConfig
+    from .params import MeasureConfig
     from .evaluation import random_floor, score
     from .features import FEATURE_SCHEMA_VERSION, FeatureTable, featurize_table
     from .hardware import HARDWARE_FEATURE_NAMES

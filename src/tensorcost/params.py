@@ -8,17 +8,14 @@ file, the key, what was wrong and what is valid.
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
-from .collect import MeasureConfig
 from .errors import UserError
 from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS
-from .tuning import TuneConfig
 
 PARAMS_FILE = Path("params.yaml")
 HOST = "host"  # the dataset slot of this machine's fresh measurements
@@ -32,6 +29,79 @@ PosInt = Annotated[StrictInt, Field(ge=1)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
+
+
+# -- the configs of the measuring and tuning rooms (collect, rpc, tuning import them from here:
+# params sits below them and imports none of them) ----------------------------------------------
+
+class RpcConfig(BaseModel):
+    """`measure.rpc`: where runs go (null: this machine, LocalRunner)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    tracker: str  # host:port of `python -m tvm.exec.rpc_tracker`
+    key: str  # the device key the servers registered with (one key = one platform)
+    session_timeout_s: StrictInt = Field(60, ge=1)  # a session (upload, link, run) longer than this is a run timeout
+    request_timeout_s: float = Field(60.0, gt=0)  # how long a program waits for a free server of the key
+    connect_timeout_s: float = Field(5.0, gt=0)  # reaching the tracker
+    priority: StrictInt = Field(1, ge=0)  # the tracker serves higher priorities first
+    servers: StrictInt = Field(0, ge=0)  # concurrent sessions; 0: one per server registered under the key
+
+    @field_validator("tracker")
+    @classmethod
+    def _check_tracker(cls, v: str) -> str:
+        host, _, port = v.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port such as '127.0.0.1:9190'")
+        return v
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, v: str) -> str:
+        from .names import is_name
+
+        if not is_name("device key", v):  # the names grammar: it becomes a registry and file name
+            raise ValueError("a device key is letters, digits, '.', '_' or '-' (e.g. the platform id 'zen5-2c')")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.tracker.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.tracker.rpartition(":")[2])
+
+
+class MeasureConfig(BaseModel):
+    """The measurement protocol (params.yaml's `measure`: typed, bounded, defaults written here)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    number: int = Field(3, ge=1)  # runs averaged into one repeat
+    repeat: int = Field(3, ge=1)  # repeats kept per record
+    min_repeat_ms: int = Field(20, ge=0)
+    build_timeout_s: float = Field(30.0, gt=0)
+    run_timeout_s: float = Field(30.0, gt=0)
+    builder_workers: int = Field(2, ge=1)
+    run_batch: int = Field(32, ge=1)  # programs per LocalBuilder call (each call re-spawns its worker pool)
+    rpc: RpcConfig | None = None  # null: run here (LocalRunner); else a TVM RPC tracker and device key (tensorcost.rpc)
+
+
+class TuneConfig(BaseModel):
+    """A tuning run's budget (params.yaml's `tune`: typed, bounded, defaults written here)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    network: str = "tiny_resnet"
+    max_tasks: int = Field(3, ge=0)  # the largest tasks by FLOPs x occurrences (0: every task)
+    max_trials_global: int = Field(48, ge=1)
+    # `spread`: each task gets at most its share of the budget (TVM's gradient scheduler otherwise
+    # may spend it all on one task) and the tasks take turns (MetaSchedule's round-robin)
+    spread: bool = False
+    trials_per_task: int = Field(0, ge=0)  # > 0: the budget is this many trials per tuned task (max_trials_global then ignored)
+    num_trials_per_iter: int = Field(16, ge=1)
+    population_size: int = Field(128, ge=2)  # evolutionary search (TVM's default 512 costs ~20 s a round on 2 cores)
+    seed: int = Field(0, ge=0)
+    timing_number: int = Field(20, ge=1)  # the whole network's timing: runs per repeat
+    timing_repeat: int = Field(5, ge=1)
 
 
 class Section(BaseModel):

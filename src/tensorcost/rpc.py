@@ -25,63 +25,24 @@ import functools
 import json
 import logging
 import platform as _platform
-import re
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
-
 from .errors import UserError
+from .params import RpcConfig
 
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_MARK = "[tensorcost: rpc server unavailable]"
 PLATFORM_FUNC = "tensorcost.platform_json"  # registered by tensorcost.services.rpc_server
 TRACKER_MAGIC = 0x2F271  # tvm.rpc.base.RPC_TRACKER_MAGIC (kept here: checking a tracker imports no TVM)
-KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class RpcUnavailable(UserError):
     """The tracker or the servers of a key cannot be reached (a user fixes it by starting them)."""
-
-
-class RpcConfig(BaseModel):
-    """`measure.rpc`: where runs go (null: this machine, LocalRunner)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    tracker: str  # host:port of `python -m tvm.exec.rpc_tracker`
-    key: str  # the device key the servers registered with (one key = one platform)
-    session_timeout_s: StrictInt = Field(60, ge=1)  # a session (upload, link, run) longer than this is a run timeout
-    request_timeout_s: float = Field(60.0, gt=0)  # how long a program waits for a free server of the key
-    connect_timeout_s: float = Field(5.0, gt=0)  # reaching the tracker
-    priority: StrictInt = Field(1, ge=0)  # the tracker serves higher priorities first
-    servers: StrictInt = Field(0, ge=0)  # concurrent sessions; 0: one per server registered under the key
-
-    @field_validator("tracker")
-    @classmethod
-    def _check_tracker(cls, v: str) -> str:
-        host, _, port = v.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("expected host:port such as '127.0.0.1:9190'")
-        return v
-
-    @field_validator("key")
-    @classmethod
-    def _check_key(cls, v: str) -> str:
-        if not KEY.fullmatch(v):
-            raise ValueError("a device key is letters, digits, '.', '_' or '-' (e.g. the platform id 'zen5-2c')")
-        return v
-
-    @property
-    def host(self) -> str:
-        return self.tracker.rpartition(":")[0]
-
-    @property
-    def port(self) -> int:
-        return int(self.tracker.rpartition(":")[2])
 
 
 # -- the tracker's protocol (length-prefixed JSON after a magic handshake) ------------------------

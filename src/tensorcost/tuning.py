@@ -14,29 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from .features import table_from_traces, workload_features
 from .hardware import Target
+from .params import TuneConfig
 from .safeio import write_text
-
-
-class TuneConfig(BaseModel):
-    """A tuning run's budget (params.yaml's `tune`: typed, bounded, defaults written here)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    network: str = "tiny_resnet"
-    max_tasks: int = Field(3, ge=0)  # the largest tasks by FLOPs x occurrences (0: every task)
-    max_trials_global: int = Field(48, ge=1)
-    # `spread`: each task gets at most its share of the budget (TVM's gradient scheduler otherwise
-    # may spend it all on one task) and the tasks take turns (MetaSchedule's round-robin)
-    spread: bool = False
-    trials_per_task: int = Field(0, ge=0)  # > 0: the budget is this many trials per tuned task (max_trials_global then ignored)
-    num_trials_per_iter: int = Field(16, ge=1)
-    population_size: int = Field(128, ge=2)  # evolutionary search (TVM's default 512 costs ~20 s a round on 2 cores)
-    seed: int = Field(0, ge=0)
-    timing_number: int = Field(20, ge=1)  # the whole network's timing: runs per repeat
-    timing_repeat: int = Field(5, ge=1)
 
 
 def score_candidates(model, trace_jsons: list[str], workload: list[float], hardware: list[float], ms_features=None) -> np.ndarray:
@@ -386,7 +368,7 @@ def tune_user_network(network: str, input_shape: str | tuple[int, ...] | None = 
     spread over every task of the network (`trials_per_task` each, or `trials` in all); with
     `compare_xgb`, the same budget with TVM's XGBoost beside it. Returns the report."""
     from . import hardware, registry
-    from .collect import MeasureConfig
+    from .params import MeasureConfig
     from .features import FEATURE_SCHEMA_VERSION
     from .user_network import load_network
 

@@ -17,7 +17,7 @@ ALLOWED = {
     "params_io.py": "writes a temp file in the destination folder and renames it (its own atomic write)",
     "records/tenset.py": "the importer's spool and temp output, renamed into place on success (tested by tests/records)",
     "features/store.py": "writes into a partial folder that is renamed whole on success",
-    "records/synthetic.py": "writes into a temporary folder that is renamed whole on success",
+    "synthetic_tenset.py": "writes into a temporary folder that is renamed whole on success",
     "services/ssh_remote.py": "configuration of a local sshd under the stack's state folder, not results",
     "services/mlflow_server.py": "PostgreSQL configuration under the stack's state folder, not results",
     "services/stack.py": "the stack's env file, rewritten whole by `services up`",

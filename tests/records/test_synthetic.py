@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tensorcost.records import read_records
-from tensorcost.records.synthetic import is_synthetic_target, write_synthetic_tenset
+from tensorcost.records.synthetic import is_synthetic_target
+from tensorcost.synthetic_tenset import write_synthetic_tenset
 from tensorcost.records.tenset import import_tenset, target_id_for
 
 ROOT = Path(__file__).resolve().parents[2]
