@@ -28,9 +28,7 @@ DEFAULT_FILE = Path(__file__).resolve().parents[1] / "data/bundled/platforms/zen
 
 
 def _clear() -> None:
-    E._plans.clear()
-    E._posts.clear()
-    E._insts.clear()
+    E.clear_caches()
 
 
 def _rate(fn, traces, before=None) -> float:

@@ -108,7 +108,7 @@ class Row:
 # -- small real tables (tests/helpers.py, tests/conftest.py builders) -------------------------------
 
 def _rows(n_tasks=3, per_task=10, seed=0):
-    from conftest import _record_row
+    from helpers import record_row as _record_row
 
     rng = np.random.default_rng(seed)
     return [_record_row(i, target="cpu-avx2-t1", task_id=f"{t:016x}", latency=float(1e-4 * (1 + rng.random() * 9)))
@@ -655,7 +655,7 @@ def check_gates(work: Path, quick: bool) -> Row:
             fired = calls[0] > 0 and (when != "2nd" or calls[0] >= 2)
             champ = registry.get_version(TARGET, registry.CHAMPION)
             champ = champ.version if champ else None
-            chain = registry._champion_chain(registry.history(TARGET))  # noqa: SLF001  (what rollbacks replay)
+            chain = registry.champion_chain(registry.history(TARGET))  # noqa: SLF001  (what rollbacks replay)
         consistent = (chain[-1] if chain else None) == champ
         if scenario == "worse":
             ok_champ = champ == v1
@@ -977,7 +977,7 @@ def check_output_paths(work: Path, timeout: float) -> Row:
 def _records_cases():
     import pandas as pd
 
-    from conftest import _record_row
+    from helpers import record_row as _record_row
     from tensorcost.records import to_table
 
     def frame():
@@ -1016,7 +1016,7 @@ def _records_cases():
 def _features_cases():
     import pandas as pd
 
-    from conftest import _record_row
+    from helpers import record_row as _record_row
     from tensorcost.features import featurize_table
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES
     from tensorcost.records import to_table

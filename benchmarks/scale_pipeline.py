@@ -82,7 +82,7 @@ def stage_synth(a) -> dict:
 
 
 def stage_import(a) -> dict:
-    from tensorcost.records.tenset import import_tenset
+    from tensorcost.records.importer import import_tenset
 
     out = a.work / "records.parquet"
     report = import_tenset([a.work / "tenset"], out, workers=a.workers)

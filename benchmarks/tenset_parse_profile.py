@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tensorcost import records as rec
-from tensorcost.records import tenset
+from tensorcost.records import importer, tenset
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
             print(f"parsers, pool of {w} (no writer): {n_rec / dt:,.0f} records/s")
         out = Path(spool) / "o.parquet"
         c0 = time.process_time()
-        pq.write_table(table.cast(rec.RECORDS_SCHEMA), out, compression="zstd", use_dictionary=tenset.DICT_COLUMNS, write_statistics=tenset.STATS_COLUMNS)
+        pq.write_table(table.cast(rec.RECORDS_SCHEMA), out, compression="zstd", use_dictionary=importer.DICT_COLUMNS, write_statistics=importer.STATS_COLUMNS)
         print(f"writer, Parquet zstd encoding: {(time.process_time() - c0) / n_rec * 1e6:.1f} us CPU a record")
 
 

@@ -2,6 +2,59 @@
 
 from __future__ import annotations
 
+import json
+
+# A small MetaSchedule trace: [[instructions...], [[inst_index, decision], ...]].
+MS_TRACE = (
+    '[[["GetSBlock",[],["C","main"],["b0"]],'
+    '["GetLoops",["b0"],[],["l1","l2"]],'
+    '["SamplePerfectTile",["l1"],[2,64],["v3","v4"]],'
+    '["Split",["l1","v3","v4"],[true,false],["l5","l6"]],'
+    '["SampleCategorical",[],[[0,16,64,512],[0.25,0.25,0.25,0.25]],["v7"]],'
+    '["Annotate",["b0","v7"],["meta_schedule.unroll_explicit"],[]]],'
+    "[[2,[4,32]],[4,2]]]"
+)
+
+# A TenSet-style Ansor step list.
+ANSOR_TRACE = '[["SP",2,0,1024,[2,1,4],1],["PR",2,0,"auto_unroll_max_step$8"],["AN",4,0,3]]'
+
+
+def record_row(
+    i: int = 0,
+    *,
+    target: str = "cpu-avx2-t1",
+    task_id: str = "00000000000000aa",
+    latency: float | None = 1e-3,
+    error_no: int = 0,
+    **overrides,
+) -> dict:
+    """One canonical records row (every column of records.RECORDS_SCHEMA) with sane defaults."""
+    trace = overrides.pop("trace", MS_TRACE.replace("64,512", f"64,{512 + i}"))
+    prog = overrides.pop("program_id", f"{i:016x}")
+    row = {
+        "record_id": f"rec-{target}-{task_id}-{i:04d}",
+        "source": "tvm-metaschedule",
+        "target": target,
+        "task_id": task_id,
+        "task_name": "fused_matmul_add",
+        "networks": json.dumps({"resnet_18": 2}),
+        "task_weight": 2,
+        "op_kind": "matmul",
+        "shapes": json.dumps([[64, 64], [64, 64], [64, 64]]),
+        "flops": 2.0 * 64 * 64 * 64,
+        "bytes_moved": 3.0 * 64 * 64 * 4,
+        "program_id": prog,
+        "trace": trace,
+        "latencies": [] if error_no else [latency, latency],
+        "latency_s": None if error_no else latency,
+        "error_no": error_no,
+        "error_msg": "build failed" if error_no else None,
+        "measured_at": 1_700_000_000.0 + i,
+        "tvm_version": "0.27.0",
+    }
+    row.update(overrides)
+    return row
+
 
 def feature_table(x, groups, latency, target: str = "t", networks: str = '{"net": 1}'):
     """A FeatureTable of flat vectors `x` (rows), ranking groups (task ids) and latencies."""
@@ -65,23 +118,15 @@ def register_small_lightgbm(tmp_path, target: str, name: str, label_fn, validati
 
 
 def small_featurized_table(tasks: int = 3, per_task: int = 10, seed: int = 0):
-    """A FeatureTable of real featurized records (the conftest row builder's programs), the same
-    for every call with the same arguments (for a child process to rebuild the parent's table)."""
-    import importlib.util
-    from pathlib import Path
-
+    """A FeatureTable of real featurized records (`record_row`'s programs), the same for every
+    call with the same arguments (for a child process to rebuild the parent's table)."""
     import numpy as np
 
     from tensorcost.features import FeatureTable, featurize_table
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES
     from tensorcost.records import to_table
 
-    # the root conftest's row builder, by path: under pytest-xdist `conftest` may name another folder's
-    spec = importlib.util.spec_from_file_location("tensorcost_tests_root_conftest", Path(__file__).with_name("conftest.py"))
-    root_conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root_conftest)
-    _record_row = root_conftest._record_row
     rng = np.random.default_rng(seed)
-    rows = [_record_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(tasks) for i in range(per_task)]
+    rows = [record_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(tasks) for i in range(per_task)]
     frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
     return FeatureTable(frame, "t")

@@ -51,109 +51,47 @@ def _options(debug: bool = typer.Option(False, "--debug", help="show the traceba
 
 # -- pipeline stages (dvc.yaml) ------------------------------------------------------------------
 
-@stage_app.command("host")
-def stage_host() -> None:
-    """Resolve this machine's target (host.target) into data/host/target.json."""
-    from . import stages
-
-    stages.host()
-
-
-@stage_app.command("registry")
-def stage_registry() -> None:
-    """Record which model registry the stages register into."""
-    from . import stages
-
-    stages.registry_location()
-
-
-@stage_app.command("collect")
-def stage_collect() -> None:
-    """Measure a sample of the bundled program set on this machine."""
-    from . import stages
-
-    stages.collect()
-
-
-@stage_app.command("records")
-def stage_records(target: str = SLOT) -> None:
-    """A slot's canonical records under their real target id."""
-    from . import stages
-
-    stages.records(target)
-
-
-@stage_app.command("validate")
-def stage_validate(target: str = SLOT) -> None:
-    """Great Expectations checks on a slot's records."""
-    from . import stages
-
-    stages.validate(target)
-
-
-@stage_app.command("featurize")
-def stage_featurize(target: str = SLOT) -> None:
-    from . import stages
-
-    stages.featurize(target)
-
-
-@stage_app.command("msfeatures")
-def stage_msfeatures(target: str = SLOT) -> None:
-    """MetaSchedule's own per-store features of a slot's records (for TVM's XGBoost)."""
-    from . import stages
-
-    stages.msfeatures(target)
-
-
-@stage_app.command("train")
-def stage_train(target: str = typer.Option(..., help="target id (train.targets)")) -> None:
-    """Train and register every model of train.models for TARGET."""
-    from . import stages
-
-    stages.train(target)
-
-
 STRATEGY = typer.Option(..., help="pruning strategy (prune.strategies): random, random_tasks, attention_loss, kcenter, uncertainty")
 PERCENT = typer.Option(..., help="kept percent of the training side (prune.percents)")
+TRAIN_TARGET = typer.Option(..., help="target id (train.targets)")
+
+# `tensorcost stage <command>` (what dvc.yaml runs) -> (the stages function, its options in call
+# order as (name, type, typer option), help). The commands are made from this table: no shims.
+STAGE_COMMANDS: dict[str, tuple[str, tuple, str]] = {
+    "host": ("host", (), "Resolve this machine's target (host.target) into data/host/target.json."),
+    "registry": ("registry_location", (), "Record which model registry the stages register into."),
+    "collect": ("collect", (), "Measure a sample of the bundled program set on this machine."),
+    "records": ("records", (("target", str, SLOT),), "A slot's canonical records under their real target id."),
+    "validate": ("validate", (("target", str, SLOT),), "Great Expectations checks on a slot's records."),
+    "featurize": ("featurize", (("target", str, SLOT),), "A slot's feature store, published when the features suite passes."),
+    "msfeatures": ("msfeatures", (("target", str, SLOT),), "MetaSchedule's own per-store features of a slot's records (for TVM's XGBoost)."),
+    "train": ("train", (("target", str, TRAIN_TARGET),), "Train and register every model of train.models for TARGET."),
+    "prune": ("prune", (("strategy", str, STRATEGY), ("percent", int, PERCENT)),
+              "Write the pruned variant STRATEGY-PERCENT of prune.slot (test records never pruned)."),
+    "train-pruned": ("train_pruned", (("strategy", str, STRATEGY), ("percent", int, PERCENT)),
+                     "Train and register prune.models on the pruned variant STRATEGY-PERCENT."),
+    "transfer": ("transfer", (), "Transfer registry models of other platforms to transfer.target (default: this machine)."),
+    "evaluate": ("evaluate", (), "Every model under every split, per slot (reports/metrics, plots, figures)."),
+    "tune": ("tune", (), "Tune the network with this machine's registry model and with TVM's XGBoost, same budget."),
+}
 
 
-@stage_app.command("prune")
-def stage_prune(strategy: str = STRATEGY, percent: int = PERCENT) -> None:
-    """Write the pruned variant STRATEGY-PERCENT of prune.slot (test records never pruned)."""
-    from . import stages
+def _add_stage_command(command: str, function: str, options: tuple, help_text: str) -> None:
+    import inspect
 
-    stages.prune(strategy, percent)
+    def run(**kwargs) -> None:
+        from . import stages  # imported on use: `tensorcost --help` stays fast
 
+        getattr(stages, function)(*(kwargs[name] for name, _, _ in options))
 
-@stage_app.command("train-pruned")
-def stage_train_pruned(strategy: str = STRATEGY, percent: int = PERCENT) -> None:
-    """Train and register prune.models on the pruned variant STRATEGY-PERCENT."""
-    from . import stages
-
-    stages.train_pruned(strategy, percent)
+    run.__signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
+                                           for name, kind, opt in options])
+    run.__name__, run.__doc__ = f"stage_{function}", help_text
+    stage_app.command(command)(run)
 
 
-@stage_app.command("transfer")
-def stage_transfer() -> None:
-    """Transfer registry models of other platforms to transfer.target (default: this machine)."""
-    from . import stages
-
-    stages.transfer()
-
-
-@stage_app.command("evaluate")
-def stage_evaluate() -> None:
-    from . import stages
-
-    stages.evaluate()
-
-
-@stage_app.command("tune")
-def stage_tune() -> None:
-    from . import stages
-
-    stages.tune()
+for _command, (_function, _options, _help) in STAGE_COMMANDS.items():
+    _add_stage_command(_command, _function, _options, _help)
 
 
 # -- hardware ------------------------------------------------------------------------------------
@@ -229,7 +167,7 @@ def import_tenset_cmd(
     Malformed lines are reported as path:line: reason, skipped, and written to OUT.quarantine.jsonl.
     Exits 0 when something was imported. Never unpickles anything.
     """
-    from .records.tenset import import_tenset
+    from .records.importer import import_tenset
 
     report = import_tenset(paths, out, target=target, workers=workers or None, fast=not reference_parser)
     for ex in report.examples:
@@ -401,27 +339,10 @@ def study(
 ) -> None:
     """Run the split study for chosen models on the current features (an ablation beside the
     pipeline's evaluate stage; reads params.yaml, writes only OUT)."""
-    from .errors import UserError
-    from .evaluation import ModelSpec, run_study
-    from .features import load_feature_table
-    from .params import load_params
-    from .reports import write_json
+    from . import stages
 
-    p = load_params()
-    specs = {k.strip(): ModelSpec(*p.model_spec(k.strip())) for k in models.split(",") if k.strip()}
-    only = [x.strip() for x in slots.split(",") if x.strip()] if slots else None
-    unknown = sorted(set(only or []) - set(p.targets))
-    if unknown:
-        raise UserError(f"--slots: {', '.join(unknown)} not a slot of params.yaml's targets ({', '.join(p.targets)})")
-    datasets, meta = {}, None
-    for slot in p.targets:
-        datasets[slot], meta = load_feature_table(Path("data/features"), slot, with_ms=any("ms_features" in s.inputs for s in specs.values()))
-    metrics, _, _ = run_study(datasets, [x.strip() for x in splits.split(",")], specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
-                              progress=lambda m: typer.echo(m, err=True), only=only)
-    write_json(out, metrics)
-    for t, by_split in metrics.items():
-        for sp, by_model in by_split.items():
-            typer.echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
+    stages.study([k.strip() for k in models.split(",") if k.strip()], [x.strip() for x in splits.split(",") if x.strip()],
+                 [x.strip() for x in slots.split(",") if x.strip()] if slots else None, Path(out))
 
 
 @app.command("tune")

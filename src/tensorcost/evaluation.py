@@ -31,6 +31,11 @@ class ModelSpec:
     family: str
     params: dict = field(default_factory=dict)
 
+    @classmethod
+    def preset(cls, params, name: str) -> "ModelSpec":
+        """The spec of a preset of params.yaml's `models` (`params`: the loaded Params)."""
+        return cls(*params.model_spec(name))
+
     def create(self, target: str, feature_schema: str, feature_names: list[str]) -> CostModel:
         return create_model(self.family, target, feature_schema, feature_names, **self.params)
 
@@ -50,6 +55,11 @@ class ModelSpec:
             curves = model.fit(model_input(train, model.inputs), model_input(test, model.inputs), log=log)
         train_s = time.perf_counter() - t0
         return TrainResult(model, score(model, test), curves, train_s)
+
+
+def model_specs(params, names) -> dict[str, ModelSpec]:
+    """{preset name: its ModelSpec}, in the order given."""
+    return {k: ModelSpec.preset(params, k) for k in names}
 
 
 def model_input(table, inputs: Sequence[str]):
@@ -90,25 +100,10 @@ class TrainResult:
     train_s: float
 
 
-def blend_of_trained(spec: ModelSpec, trained: dict[str, tuple[CostModel, float]], train: FeatureTable) -> tuple[CostModel, float] | None:
-    """An ensemble spec built from members already trained on `train` under the same presets and
-    params (`trained`: preset -> (model, its training seconds)), and its cost: the members'
-    seconds plus the blending. None if it is not an ensemble or a member is missing: training
-    members twice would only cost time, their weights would be the same."""
-    if spec.family != "ensemble":
-        return None
-    from .models.ensemble import EnsembleCostModel
-
-    t0 = time.perf_counter()
-    members = spec.params.get("members") or []
-    models = []
-    for m in members:
-        have, _ = trained.get(m.get("name", ""), (None, 0.0))
-        if have is None or have.family != m.get("family") or dict(have.metadata.params) != dict(family_class(m["family"]).Config(**m.get("params", {})).model_dump()):
-            return None
-        models.append(have)
-    blend = EnsembleCostModel.from_members(models, [m["name"] for m in members], train, [float(m.get("weight", 1.0)) for m in members])
-    return blend, time.perf_counter() - t0 + sum(trained[m["name"]][1] for m in members)
+def reuse_trained(spec: ModelSpec, trained: dict[str, tuple[CostModel, float]], train: FeatureTable) -> tuple[CostModel, float] | None:
+    """`spec` built from models already trained on `train`, if its family can be (a blend of
+    them: `CostModel.reuse_trained`), with its cost; None otherwise."""
+    return family_class(spec.family).reuse_trained(spec.params, trained, train)
 
 
 def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str],
@@ -119,7 +114,7 @@ def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: Feature
     with tqdm(total=len(specs), desc="train", unit="model", disable=None) as bar:  # None: shown on a terminal only
         for key, spec in specs.items():
             bar.set_postfix_str(key)
-            blended = blend_of_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
+            blended = reuse_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
             if blended is None:
                 results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
             else:
@@ -287,7 +282,7 @@ def run_study(
                     progress(f"{target} / {strategy} / {key}")
                 bar.set_postfix_str(f"{target} {strategy} {key}")
                 bar.update(1)
-                model, train_s = blend_of_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
+                model, train_s = reuse_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
                 trained[key] = (model, train_s)
                 scores, per_s = predict(model, test), throughput(model, test)
                 scores_by_model[key] = scores

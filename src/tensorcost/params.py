@@ -351,9 +351,13 @@ class Params(Section):
         if self.prune is not None:
             if self.prune.slot not in self.targets:
                 raise ValueError(f"prune.slot {self.prune.slot!r} is not in `targets` (the dataset slots)")
-            for section, name, family in (("prune.scout", self.prune.scout, "attention"), ("prune.ensemble", self.prune.ensemble, "lightgbm")):
-                if name and self.model_spec(name)[0] != family:
-                    raise ValueError(f"{section} {name!r} is a {self.model_spec(name)[0]} preset; it must be of the {family} family")
+            from .models import family_class
+
+            # the scout needs program embeddings; uncertainty's committee, a tree model (the contract says which family has which)
+            for section, name, need, what in (("prune.scout", self.prune.scout, "embeds", "a family with program embeddings"),
+                                               ("prune.ensemble", self.prune.ensemble, "tree_model", "a tree model family")):
+                if name and not getattr(family_class(self.model_spec(name)[0]), need):
+                    raise ValueError(f"{section} {name!r} is a {self.model_spec(name)[0]} preset; it must be of {what}")
         if self.transfer.target not in self.targets:
             raise ValueError(f"transfer.target {self.transfer.target!r} is not in `targets`")
         if isinstance(self.transfer.sources, list):
@@ -403,7 +407,7 @@ class Params(Section):
 
         if family not in FAMILIES:
             raise ValueError(f"models.{seen[0]}: family {family!r} is not one of {', '.join(FAMILIES)}")
-        if family == "ensemble":
+        if family_class(family).member_presets:  # a blend: its `members` name other presets, resolved here
             if _member_of is not None:
                 raise ValueError(f"models.{_member_of}: members: {seen[0]!r} is itself an ensemble; members are single models")
             params = {**params, "members": self._ensemble_members(seen[0], params.get("members"))}

@@ -40,13 +40,15 @@ STRATEGIES = ("random", "random_tasks", "attention_loss", "kcenter", "uncertaint
 
 @dataclass
 class Scout:
-    """The attention model a strategy looks through, trained once per pool on demand.
-
-    `params` are an attention preset's (models: attention in params.yaml); `uncertainty` uses
-    `ensemble_params` (a lightgbm preset) for its committee."""
+    """The model a strategy looks through (a family with program embeddings: the attention
+    model by default), trained once per pool on demand. `family` / `params`: the scout preset's
+    (prune.scout in params.yaml); `uncertainty`'s committee is of `ensemble_family` (a tree
+    model: LightGBM by default) with `ensemble_params` (prune.ensemble)."""
 
     params: dict = field(default_factory=dict)
     ensemble_params: dict = field(default_factory=dict)
+    family: str = "attention"
+    ensemble_family: str = "lightgbm"
     feature_schema: str = ""
     feature_names: list[str] = field(default_factory=list)
     log: Callable[[str], None] | None = None
@@ -54,11 +56,15 @@ class Scout:
     _pool_key: tuple | None = None
 
     def model(self, pool: FeatureTable):
-        from .models import create_model
+        from .models import create_model, family_class
 
+        if not family_class(self.family).embeds:
+            from .errors import UserError
+
+            raise UserError(f"the pruning scout must be a family with program embeddings; {self.family} has none")
         key = (len(pool), tuple(pool.frame["record_id"].iloc[[0, -1]]) if len(pool) else ())
         if self._model is None or self._pool_key != key:
-            m = create_model("attention", pool.target_id, self.feature_schema, self.feature_names, **self.params)
+            m = create_model(self.family, pool.target_id, self.feature_schema, self.feature_names, **self.params)
             m.fit(pool, log=self.log)
             self._model, self._pool_key = m, key
         return self._model
@@ -175,7 +181,7 @@ def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scou
         preds = []
         for m in range(ENSEMBLE_SIZE):  # a committee of bootstrap resamples: its spread is the model's uncertainty
             boot = np.sort(rng.choice(len(measured), len(measured), replace=True))  # a multiset: row order (a store view's) does not change it
-            member = create_model("lightgbm", pool.target_id, scout.feature_schema, scout.feature_names, **{**params, "seed": seed * 101 + r * 11 + m})
+            member = create_model(scout.ensemble_family, pool.target_id, scout.feature_schema, scout.feature_names, **{**params, "seed": seed * 101 + r * 11 + m})
             member.fit(measured.take(boot))
             preds.append(member.predict(pool))
         spread = np.std(preds, axis=0)

@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
-from . import safeio
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import collect as col, dataset, hardware, pruning, records as rec, registry, rpc, safeio, validation
+from .errors import MissingDataError, UserError
+from .evaluation import ModelSpec, fit, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
+from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, load_feature_table, store_hash
+from .features.build import featurize_file
+from .features.metaschedule import extract_ms_features, save_ms_features
+from .features.store import StoreView
+from .hardware import HARDWARE_FEATURE_NAMES, Target, describe_target
+from .models import family_class
 from .params import HOST, PARAMS_FILE, Params, load_params
+from .params_io import git_commit, md5_file
+from .plots import learning_curves
 from .pyfunc import example_frame
 from .reports import evaluation_summary, ranking_summary, write_json, write_summary
+from .transfer import becomes_candidate, transfer_study
+from .tuning import compare_cost_models
+from .tvm_support import tvm_target
+from .validation import SlotData, data_facts
 
 HOST_FILE = Path("data/host/target.json")
 PROGRAMS_DIR = Path("data/programs")  # a fresh program set (`tensorcost dataset sample`), when there is one
@@ -33,9 +53,6 @@ def _echo(msg: str) -> None:
 
 
 def _read_target(path: Path):
-    from .errors import MissingDataError
-    from .hardware import Target
-
     if not path.exists():
         raise MissingDataError(f"{path}: missing (run the pipeline from the start: dvc repro)")
     return Target.from_dict(json.loads(path.read_text()))
@@ -44,8 +61,6 @@ def _read_target(path: Path):
 def _slot_params(slot: str) -> Params:
     """The params, once `slot` is known to be a dataset slot of them: a slot name becomes file
     paths, so nothing outside the slots (`../x`, a typo) ever reaches one."""
-    from .errors import UserError
-
     p = load_params()
     if slot not in p.targets:
         raise UserError(f"{slot!r} is not a dataset slot of params.yaml (`targets`: {', '.join(p.targets)})")
@@ -55,11 +70,8 @@ def _slot_params(slot: str) -> Params:
 def host() -> None:
     """Resolve this machine's target (`host.target`: auto or an id) and describe it. DVC runs this
     every time (always_changed): a new machine changes the file, and the measurement re-runs."""
-    from . import hardware
-
     p = load_params()
     if p.measure.rpc is not None:  # the `host` slot is then the machine behind the RPC key
-        from . import rpc
 
         target = rpc.resolve_remote(p.measure.rpc, p.host.target, p.host.variants)
     else:
@@ -74,8 +86,6 @@ REGISTRY_FILE = Path("data/registry/location.json")
 def registry_location() -> None:
     """Record which model registry the stages register into (DVC runs this every time): the
     stages that register depend on the file, so a new registry (a team server) re-runs them."""
-    from . import registry
-
     where = registry.location()
     _write_if_changed(REGISTRY_FILE, json.dumps(where, indent=1, sort_keys=True))
     _echo(f"registry: {where['registry']}")
@@ -90,9 +100,6 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def collect() -> None:
     """Measure a sample of the bundled program set on this machine's target (resumable)."""
-    from . import collect as col
-    from . import dataset
-
     p = load_params()
     hw = _read_target(HOST_FILE)
     task_dir = dataset.programs_dir(hw.kind)
@@ -107,10 +114,6 @@ def collect() -> None:
 def records(slot: str) -> None:
     """A slot's canonical records under their real target id: this machine's fresh measurement,
     or the slot's records file (bundled or imported), relabelled to the slot's target id."""
-    from . import dataset, hardware
-    from . import records as rec
-    from .errors import MissingDataError, UserError
-
     p = _slot_params(slot)
     if slot == HOST:
         hw = _read_target(RAW_DIR / HOST / "target.json")
@@ -127,10 +130,6 @@ def records(slot: str) -> None:
 
 
 def validate(slot: str) -> None:
-    from . import validation
-    from .errors import UserError
-    from .params_io import md5_file
-
     _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     # partition by partition (whole tasks): every row checked, never the file as one frame
@@ -153,14 +152,8 @@ def featurize(slot: str) -> None:
     fragments of whole tasks, built by worker processes, resumable), published only when every
     fragment passes the features suite (its report: reports/validation/<slot>.features.json,
     which train reads for its verdict)."""
-    from . import validation
-    from .errors import UserError
-    from .features import FEATURE_SCHEMA_VERSION, fragment_paths, flat_feature_names, store_hash
-    from .features.build import featurize_file
-    from .hardware import HARDWARE_FEATURE_NAMES
-
     p = _slot_params(slot)
-    _records_verdict(slot)  # bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash
+    validation.records_verdict(slot_data(slot))  # bad records (e.g. a trace that is not JSON) are reported there; featurizing them would crash
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     records_file = RECORDS_DIR / f"{slot}.parquet"
     writer = featurize_file(records_file, FEATURES_DIR, slot, hw.features(), HARDWARE_FEATURE_NAMES, workers=p.featurize.workers,
@@ -171,13 +164,10 @@ def featurize(slot: str) -> None:
     store, report = FEATURES_DIR / slot, _features_report(slot)
     if not summary.success:
         writer.abandon()
-        import shutil
-
         shutil.rmtree(store, ignore_errors=True)  # no earlier features beside a failed verdict
         validation.write_summary(summary, report)
         write_summary(f"featurize-{slot}", {"success": False, "rows": summary.n_rows})
         raise UserError(f"features validation failed for {slot} ({store} not written): {summary.failed_expectations()}; see {report}")
-    import pyarrow.parquet as pq
 
     n_records = pq.ParquetFile(records_file).metadata.num_rows
     meta = writer.commit({"feature_names": names, "target": hw.id, "dropped_error_records": n_records - summary.n_rows})
@@ -189,20 +179,12 @@ def featurize(slot: str) -> None:
 
 def msfeatures(slot: str) -> None:
     """MetaSchedule's PerStoreFeature vectors of every valid record (inputs of TVM's XGBoost)."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from . import collect, dataset
-    from .errors import MissingDataError
-    from .features.metaschedule import extract_ms_features, save_ms_features
-    from .tvm_support import tvm_target
-
     _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     df = pd.read_parquet(RECORDS_DIR / f"{slot}.parquet", columns=["record_id", "task_id", "trace", "error_no"])
     df = df[df["error_no"] == 0]
     task_dirs = [dataset.programs_dir("cpu"), dataset.programs_dir("gpu"), PROGRAMS_DIR]
-    tasks = collect.load_tasks(task_dirs)
+    tasks = col.load_tasks(task_dirs)
     missing = sorted(set(df["task_id"]) - set(tasks))
     if missing:
         raise MissingDataError(f"{slot}: no workload for tasks {missing[:5]} in {', '.join(f'{d}/tasks.json' for d in task_dirs)}")
@@ -212,48 +194,9 @@ def msfeatures(slot: str) -> None:
     _echo(f"{slot}: {len(df)} records, {n_rows} store rows")
 
 
-def _records_verdict(slot: str) -> dict:
-    """The records suite's verdict on the slot's records file, refused (one line) when missing,
-    failed, or of another file than the one there now (records changed after validation)."""
-    from .errors import MissingDataError, UserError
-    from .params_io import md5_file
-
-    report, records = REPORTS_DIR / "validation" / f"{slot}.json", RECORDS_DIR / f"{slot}.parquet"
-    if not report.exists():
-        raise MissingDataError(f"{report}: no records validation for {slot} (tensorcost stage validate --target {slot}, or dvc repro validate@{slot})")
-    try:
-        verdict = json.loads(report.read_text())
-        success, judged = verdict["success"], verdict.get("statistics", {}).get("records_md5")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{report}: not a records verdict ({type(exc).__name__}); re-run: tensorcost stage validate --target {slot}") from None
-    if success is not True:
-        raise UserError(f"records of {slot} failed validation; see {report} (tensorcost stage validate --target {slot}): nothing is featurized, trained or registered on them")
-    if not records.exists():
-        raise MissingDataError(f"{records}: missing (dvc repro records@{slot})")
-    if judged != md5_file(records):
-        raise UserError(f"{records} is not the records file validated in {report} (changed since, or an older verdict): re-run tensorcost stage validate --target {slot}")
-    return verdict
-
-
-def _data_facts(slot: str) -> dict:
-    """What a registered version records about its data: the hash of the features it trains on and
-    their validation verdict (records suite and features suite). Features that failed their suite,
-    or are not the file it checked, stop here: nothing is trained or registered on them."""
-    from .errors import MissingDataError, UserError
-    from .features import store_hash
-    from .validation import ValidationSummary
-
-    records = _records_verdict(slot)
-    store, report = FEATURES_DIR / slot, _features_report(slot)
-    if not report.exists():
-        raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
-    features = ValidationSummary(**json.loads(report.read_text()))
-    if not features.success:
-        raise UserError(f"features validation failed for {slot} ({store}): {features.failed_expectations()}; see {report}")
-    data_hash = store_hash(FEATURES_DIR, slot)  # MissingDataError when the store is not there
-    if features.statistics.get("features_md5") != data_hash:
-        raise UserError(f"{store} is not the store validated in {report} (re-run featurize: dvc repro featurize@{slot})")
-    return {"hash": data_hash, "validation_passed": bool(records["success"]) and features.success}
+def slot_data(slot: str) -> SlotData:
+    """Where a slot's records, features and their verdicts are (the layout the stages write)."""
+    return SlotData(slot, RECORDS_DIR / f"{slot}.parquet", REPORTS_DIR / "validation" / f"{slot}.json", FEATURES_DIR, _features_report(slot))
 
 
 def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
@@ -261,58 +204,40 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
     """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
     and registered as a version of tensorcost-<target>, its card naming what it was trained on
     (`trained_on`) and its test figures. Returns {key: row of the stage's report}."""
-    from . import registry
-    from .evaluation import ModelSpec, train_models
-    from .params_io import git_commit
-
-    specs = {key: ModelSpec(*p.model_spec(key)) for key in keys}
-    fit = None
+    specs = model_specs(p, keys)
+    fit_with = None
     if cluster is not None:
-        from .models.distributed import cluster_fit
+        from .models.distributed import cluster_fit  # lazy: Dask, only when params ask for a cluster
 
-        fit = cluster_fit(cluster)
+        fit_with = cluster_fit(cluster)
     if torchrun is not None:
-        from .models.ddp_train import torchrun_fit
+        from .models.ddp_train import torchrun_fit  # lazy: torch.distributed, only under torchrun
 
-        fit = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit)
-    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit)
+        fit_with = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit_with)
+    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit_with)
     rows = {}
     example = example_frame(test_t)  # each version is an MLflow pyfunc model too, with this input example
     for key, result in results.items():
         spec, m = specs[key], result.metrics
         out = models_dir / key
         result.model.save(out)
-        card_tags = registry.model_card_tags(target=target, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"],
-                                             split=p.split.strategy, git_commit=git_commit(), metrics=m, model_key=key, **tags)
-        card = (f"{key} ({spec.family}) for {target}, trained on {trained_on}; on the test side ({len(test_t)} records, {m['n_tasks']} tasks): "
-                f"PCA {m['pca']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}")
-        version = registry.log_and_register(out, target, experiment=p.registry.experiment, run_name=f"{run_prefix}-{key}", params={"model": key, **params, **_loggable(spec.params)},
-                                            metrics=m, tags=card_tags, curves=result.curves, description=card, input_example=example)
+        version = registry.register_trained(out, target, key=key, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"],
+                                            split=p.split.strategy, metrics=m, trained_on=trained_on, test_records=len(test_t), experiment=p.registry.experiment,
+                                            run_name=f"{run_prefix}-{key}", params={"model": key, **params, **family_class(spec.family).run_params(spec.params)}, data_tags=tags,
+                                            git_commit=git_commit(), curves=result.curves, input_example=example)
         rows[key] = {"version": version, "family": spec.family, "metrics": m, "train_s": result.train_s, "train_records": len(train_t), "test_records": len(test_t)}
         _echo(f"{run_prefix}: registered {registry.model_name(target)} v{version} ({key}): {m}")
     return rows
 
 
-def _loggable(params: dict) -> dict:
-    """A model's params as MLflow run params (an ensemble's members: their preset names)."""
-    if "members" not in params:
-        return params
-    return {**{k: v for k, v in params.items() if k != "members"}, "members": ",".join(f"{m['name']}x{m['weight']:g}" for m in params["members"])}
-
-
 def train(target: str) -> None:
     """Every model of `train.models` on the target's training split, each registered as a
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
-    from . import registry
-    from .evaluation import ModelSpec, pick_candidate, random_floor, serving_problems, train_test, tree_model_keys
-    from .features import load_feature_table
-
     p = _slot_params(target)
-    facts = _data_facts(target)  # before any model: data that failed validation is neither trained on nor registered
+    facts = data_facts(slot_data(target))  # before any model: data that failed validation is neither trained on nor registered
     if p.train.cluster is None and p.train.torchrun is None:
         table, meta = load_feature_table(FEATURES_DIR, target)
     else:  # the store read a fragment at a time; LightGBM on the Dask cluster, the attention model under torchrun
-        from .features.store import StoreView
 
         table = StoreView(FEATURES_DIR, target)
         meta = table.meta
@@ -324,7 +249,7 @@ def train(target: str) -> None:
                                trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
                                torchrun=p.train.torchrun, slot=target)
     floor = random_floor(test_t)  # a model that ranks worse than random is not served
-    trees = tree_model_keys({k: ModelSpec(*p.model_spec(k)) for k in rows})  # nor one of another kind far below the trees
+    trees = tree_model_keys(model_specs(p, rows))  # nor one of another kind far below the trees
     figures = {k: r["metrics"] for k, r in rows.items()}
     best = pick_candidate(figures, p.train.candidate_metrics, floor, trees)
     registry.set_alias(target, registry.CANDIDATE, rows[best]["version"])
@@ -337,8 +262,6 @@ def train(target: str) -> None:
 
 
 def _prune_params(p: Params):
-    from .errors import UserError
-
     if p.prune is None:
         raise UserError("params.yaml has no `prune` section (slot, strategies, percents): the prune stages need one (see params-study.yaml)")
     return p.prune
@@ -352,30 +275,23 @@ def _variant_paths(slot: str, variant: str) -> tuple[Path, Path]:
 def prune(strategy: str, percent: int) -> None:
     """One pruned variant of `prune.slot`: the split's training side pruned by `strategy` to
     `percent`%, the test side whole, written as a records file that passes the records suite."""
-    import time
-
-    from . import pruning
-    from . import validation
-    from .errors import UserError
-    from .evaluation import train_test
-    from .features.store import StoreView
-    from .params_io import md5_file
-
     p = load_params()
     pp = _prune_params(p)
     slot = pp.slot
     if not 1 <= percent <= 100:
         raise UserError(f"--percent {percent}: a kept percentage is 1..100")
     variant = pruning.variant_name(strategy, percent)
-    facts = _data_facts(slot)
+    facts = data_facts(slot_data(slot))
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
     meta = table.meta
-    pool, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
-    scout = pruning.Scout(params=p.model_spec(pp.scout)[1] if pp.scout else {}, ensemble_params=p.model_spec(pp.ensemble)[1] if pp.ensemble else {},
+    pool_t, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
+    scout_family, scout_params = p.model_spec(pp.scout) if pp.scout else ("attention", {})
+    committee_family, committee_params = p.model_spec(pp.ensemble) if pp.ensemble else ("lightgbm", {})
+    scout = pruning.Scout(params=scout_params, ensemble_params=committee_params, family=scout_family, ensemble_family=committee_family,
                           feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
     t0 = time.perf_counter()
-    kept = pruning.prune(strategy, pool, percent / 100.0, pp.seed, scout)
+    kept = pruning.prune(strategy, pool_t, percent / 100.0, pp.seed, scout)
     prune_s = time.perf_counter() - t0
     out, report = _variant_paths(slot, variant)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -389,25 +305,17 @@ def prune(strategy: str, percent: int) -> None:
         raise UserError(f"pruned variant {variant} of {slot} failed the records suite: {summary.failed_expectations()}; see reports/prune/{slot}/{variant}/data_docs")
     os.replace(partial, out)
     write_json(report, {"slot": slot, "target": hw.id, "variant": variant, "strategy": strategy, "kept_percent": percent, "seed": pp.seed,
-                        "split": p.split.strategy, "pool_records": len(pool), "kept_records": len(kept), "test_records": len(test),
-                        "records": n_records, "kept_share": round(len(kept) / max(len(pool), 1), 4), "records_md5": md5_file(out),
+                        "split": p.split.strategy, "pool_records": len(pool_t), "kept_records": len(kept), "test_records": len(test),
+                        "records": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 4), "records_md5": md5_file(out),
                         "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
-    write_summary(f"prune-{slot}-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool), 1), 3)})
-    _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool)} training records (+{len(test)} test records, never pruned) -> {out}")
+    write_summary(f"prune-{slot}-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 3)})
+    _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool_t)} training records (+{len(test)} test records, never pruned) -> {out}")
 
 
 def train_pruned(strategy: str, percent: int) -> None:
     """Every model of prune.models (default train.models) trained on a pruned variant and
     registered for the slot's target with tags naming the variant; the best gets the alias
     <alias_prefix>-<variant>, which transfer.alias or tune.alias can name."""
-    import pyarrow.parquet as pq
-
-    from . import pruning, registry
-    from .errors import MissingDataError, UserError
-    from .evaluation import ModelSpec, pick_candidate, random_floor, train_test, tree_model_keys
-    from .features.store import StoreView
-    from .params_io import md5_file
-
     p = load_params()
     pp = _prune_params(p)
     slot = pp.slot
@@ -436,7 +344,7 @@ def train_pruned(strategy: str, percent: int) -> None:
     rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, meta, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
                                run_prefix=f"train-{slot}-{variant}", trained_on=trained_on, tags=tags, params={"dataset_variant": variant})
     best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, random_floor(test_t),
-                          tree_model_keys({k: ModelSpec(*p.model_spec(k)) for k in rows}))
+                          tree_model_keys(model_specs(p, rows)))
     alias = f"{pp.alias_prefix}-{variant}"
     registry.set_alias(hw.id, alias, rows[best]["version"])
     _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")
@@ -447,8 +355,6 @@ def train_pruned(strategy: str, percent: int) -> None:
 
 def _transfer_sources(p: Params, data) -> list[str]:
     """`transfer.sources`, or every train target of another platform of the same kind."""
-    from .hardware import describe_target
-
     if isinstance(p.transfer.sources, list):
         return p.transfer.sources
     return [t for t in p.train.targets if t.split(".")[0] != data.platform_id and describe_target(t).kind == data.kind]
@@ -461,18 +367,10 @@ def transfer() -> None:
     the same k%. The one that measures best on the target's test side, when a bootstrap can tell
     it from the pooled default, else that default, is registered for the target (`transferred`,
     and `candidate` unless the pipeline trains that target itself)."""
-    from . import registry
-    from .errors import UserError
-    from .evaluation import ModelSpec, fit, pool
-    from .features import FEATURE_SCHEMA_VERSION
-    from .features.store import StoreView
-    from .plots import learning_curves
-    from .transfer import transfer_study
-
     p = load_params()
     tp = p.transfer
-    peers = {k: ModelSpec(*p.model_spec(k)) for k in tp.peers}
-    facts = _data_facts(tp.target)  # before any model: data that failed validation is neither trained on nor registered
+    peers = model_specs(p, tp.peers)
+    facts = data_facts(slot_data(tp.target))  # before any model: data that failed validation is neither trained on nor registered
     data = StoreView(FEATURES_DIR, tp.target)  # metadata whole, numbers a fragment at a time
     meta = data.meta
     target_id = data.target_id
@@ -491,7 +389,7 @@ def transfer() -> None:
         records = pool([StoreView(FEATURES_DIR, s) for s in source_slots], "pooled")
         for key in tp.pooled:
             _echo(f"transfer: {key} trained on {len(records)} records of {', '.join(source_slots)} pooled")
-            pooled[key], _ = fit(ModelSpec(*p.model_spec(key)), records, meta["feature_schema"], meta["feature_names"])
+            pooled[key], _ = fit(ModelSpec.preset(p, key), records, meta["feature_schema"], meta["feature_names"])
     study = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, feature_schema=meta["feature_schema"],
                            feature_names=meta["feature_names"], log=_echo, pooled=pooled, select_metrics=p.train.candidate_metrics, confidence=tp.confidence)
     curves = study.curves
@@ -515,9 +413,6 @@ def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict
     """Register the chosen model for the target's real id, aliased `transferred`; it becomes
     `candidate` too unless the pipeline trains this target itself (its train stage chooses
     that one), so a new machine's first model is the one its measurements chose."""
-    from . import registry
-    from .params_io import git_commit
-
     tp = p.transfer
     target_id = data.target_id
     approach, k = choice["approach"], str(choice.get("k", "0"))
@@ -539,7 +434,7 @@ def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict
                                         params={"approach": approach, "source_model": source_ref or "none", "k_percent": k}, metrics=metrics, tags=tags,
                                         alias=TRANSFERRED, description=card, input_example=example_frame(data))
     aliases = [TRANSFERRED]
-    if target_id not in p.train.targets and tp.target not in p.train.targets:
+    if becomes_candidate(target_id, tp.target, p.train.targets):
         registry.set_alias(target_id, registry.CANDIDATE, version)
         aliases.append(registry.CANDIDATE)
     _echo(f"registered {registry.model_name(target_id)} v{version} ({approach}, k={k}%) as {', '.join(aliases)}")
@@ -547,36 +442,47 @@ def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict
             "metrics": metrics}
 
 
+def _split_study(p: Params, model_keys, splits, only) -> tuple[dict, dict, dict]:
+    """`run_study` over every slot's feature store: each slot's metadata whole, its numbers read a
+    fragment at a time by the models that stream (MetaSchedule features, TVM XGBoost's input,
+    are read whole for that model alone). `only`: the slots evaluated (None: all)."""
+    specs = model_specs(p, model_keys)
+    datasets = {slot: StoreView(FEATURES_DIR, slot) for slot in p.targets}
+    meta = next(iter(datasets.values())).meta if datasets else {"feature_schema": "", "feature_names": []}
+    result = run_study(datasets, splits, specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
+                       progress=lambda m: _echo(f"evaluate {m}"), only=only)
+    for t, by_split in result[0].items():
+        for sp, by_model in by_split.items():
+            _echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
+    return result
+
+
 def evaluate() -> None:
     """Every model under every split strategy, per dataset slot (DVC metrics), plus per-network
     tables, plots of top-k per network and PCA per split, and one task's ranking scatter."""
-    from .evaluation import ModelSpec, run_study, write_study_reports
-    from .features.store import StoreView
-
     p = load_params()
-    specs = {k: ModelSpec(*p.model_spec(k)) for k in p.evaluate.models}
-    # views: each slot's metadata whole, its numbers read a fragment at a time by the models that
-    # stream (MetaSchedule features, TVM XGBoost's input, are read whole for that model alone)
-    datasets = {slot: StoreView(FEATURES_DIR, slot) for slot in p.targets}
-    meta = next(iter(datasets.values())).meta if datasets else {"feature_schema": "", "feature_names": []}
-    metrics, per_network, preds = run_study(datasets, p.evaluate.splits, specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
-                                            progress=lambda m: _echo(f"evaluate {m}"), only=p.evaluate.targets or None)
+    metrics, per_network, preds = _split_study(p, p.evaluate.models, p.evaluate.splits, p.evaluate.targets or None)
     write_json(REPORTS_DIR / "metrics" / "evaluate.json", metrics)
     write_json(REPORTS_DIR / "metrics" / "per_network.json", per_network)
     write_summary("evaluate", evaluation_summary(metrics))
     write_study_reports(metrics, per_network, preds, REPORTS_DIR / "plots", REPORTS_DIR / "figures")
-    for t, by_split in metrics.items():
-        for sp, by_model in by_split.items():
-            _echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
+
+
+def study(model_keys: list[str], splits: list[str], slots: list[str] | None, out: Path) -> None:
+    """The split study for chosen models on the current features (an ablation beside `evaluate`:
+    reads params.yaml, writes only `out`)."""
+    p = load_params()
+    unknown = sorted(set(slots or []) - set(p.targets))
+    if unknown:
+        raise UserError(f"--slots: {', '.join(unknown)} not a slot of params.yaml's targets ({', '.join(p.targets)})")
+    out = safeio.check_output_path(out)
+    metrics, _, _ = _split_study(p, model_keys, splits, slots)
+    write_json(out, metrics)
 
 
 def tune() -> None:
     """Tune the network on this machine with the registry model pulled by alias and with TVM's
     XGBoost, on the same budget."""
-    from . import hardware, registry
-    from .features import FEATURE_SCHEMA_VERSION
-    from .tuning import TuneConfig, compare_cost_models
-
     p = load_params()
     tp = p.tune
     target_id = _read_target(HOST_FILE).id if tp.target == HOST else tp.target

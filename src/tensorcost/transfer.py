@@ -170,6 +170,13 @@ def transfer_study(
     return TransferStudy(curves, choice, model, finetuned)
 
 
+def becomes_candidate(target_id: str, slot: str, train_targets) -> bool:
+    """Whether the transferred model becomes the machine's `candidate` too: yes unless the
+    pipeline trains this target itself (then its train stage's measured best is the candidate),
+    so a new machine's first model is the one its own measurements chose."""
+    return target_id not in train_targets and slot not in train_targets
+
+
 def best_servable(cands: Sequence[Candidate], keys: Sequence[str], floor: dict) -> tuple[Candidate | None, dict[str, str]]:
     """(the best of `cands` by the mean of `keys` among the servable ones, else among all;
     why each is not servable: evaluation.serving_problems)."""

@@ -566,3 +566,60 @@ def write_summary(summary: ValidationSummary, path: Path) -> None:
     from .safeio import write_text
 
     write_text(path, json.dumps(summary.to_dict(), indent=1))
+
+
+# -- the data gate: what train, train_pruned and transfer may use ------------------------------------
+
+@dataclass(frozen=True)
+class SlotData:
+    """A dataset slot's files as the stages lay them out: records, their verdict, the feature
+    store folder and the features' verdict."""
+
+    slot: str
+    records: Path
+    records_report: Path
+    features_dir: Path
+    features_report: Path
+
+
+def records_verdict(d: SlotData) -> dict:
+    """The records suite's verdict on the slot's records file, refused (one line) when missing,
+    failed, or of another file than the one there now (records changed after validation)."""
+    from .errors import MissingDataError, UserError
+    from .params_io import md5_file
+
+    report, records, slot = d.records_report, d.records, d.slot
+    if not report.exists():
+        raise MissingDataError(f"{report}: no records validation for {slot} (tensorcost stage validate --target {slot}, or dvc repro validate@{slot})")
+    try:
+        verdict = json.loads(report.read_text())
+        success, judged = verdict["success"], verdict.get("statistics", {}).get("records_md5")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{report}: not a records verdict ({type(exc).__name__}); re-run: tensorcost stage validate --target {slot}") from None
+    if success is not True:
+        raise UserError(f"records of {slot} failed validation; see {report} (tensorcost stage validate --target {slot}): nothing is featurized, trained or registered on them")
+    if not records.exists():
+        raise MissingDataError(f"{records}: missing (dvc repro records@{slot})")
+    if judged != md5_file(records):
+        raise UserError(f"{records} is not the records file validated in {report} (changed since, or an older verdict): re-run tensorcost stage validate --target {slot}")
+    return verdict
+
+
+def data_facts(d: SlotData) -> dict:
+    """What a registered version records about its data: the hash of the features it trains on and
+    their validation verdict (records suite and features suite). Features that failed their suite,
+    or are not the store it checked, stop here: nothing is trained or registered on them."""
+    from .errors import MissingDataError, UserError
+    from .features import store_hash
+
+    records = records_verdict(d)
+    store, report, slot = d.features_dir / d.slot, d.features_report, d.slot
+    if not report.exists():
+        raise MissingDataError(f"{report}: no features validation for {slot} (the featurize stage writes it: dvc repro featurize@{slot})")
+    features = ValidationSummary(**json.loads(report.read_text()))
+    if not features.success:
+        raise UserError(f"features validation failed for {slot} ({store}): {features.failed_expectations()}; see {report}")
+    data_hash = store_hash(d.features_dir, slot)  # MissingDataError when the store is not there
+    if features.statistics.get("features_md5") != data_hash:
+        raise UserError(f"{store} is not the store validated in {report} (re-run featurize: dvc repro featurize@{slot})")
+    return {"hash": data_hash, "validation_passed": bool(records["success"]) and features.success}

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "tensorcost"
 ALLOWED = {
     "safeio.py": "the atomic writers themselves",
     "params_io.py": "writes a temp file in the destination folder and renames it (its own atomic write)",
-    "records/tenset.py": "the importer's spool and temp output, renamed into place on success (tested by tests/records)",
+    "records/importer.py": "the importer's spool and temp output, renamed into place on success (tested by tests/records)",
     "features/store.py": "writes into a partial folder that is renamed whole on success",
     "synthetic_tenset.py": "writes into a temporary folder that is renamed whole on success",
     "services/ssh_remote.py": "configuration of a local sshd under the stack's state folder, not results",

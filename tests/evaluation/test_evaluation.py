@@ -116,7 +116,7 @@ def test_random_expectation_is_what_random_rankings_score_on_average():
 
 
 def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_them_again():
-    from tensorcost.evaluation import blend_of_trained, train_models, train_test
+    from tensorcost.evaluation import reuse_trained, train_models, train_test
 
     table = FeatureTable(_frame("A", 0.1, n_tasks=8), "A")
     train, test = train_test(table, "by_task", {"test_fraction": 0.25, "seed": 0})
@@ -136,7 +136,7 @@ def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_th
     # a member trained under other params is not reused
     other = {"reg": (results["reg"].model, 0.0), "rank": (train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test, "s",
                                                                            ["f0", "f1", "f2", "f3"])["rank"].model, 0.0)}
-    assert blend_of_trained(specs["ens"], other, train) is None
+    assert reuse_trained(specs["ens"], other, train) is None
     # the study reuses them the same way
     metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
     assert metrics["A"]["by_task"]["ens"]["pca"] == pytest.approx(results["ens"].metrics["pca"])

@@ -96,7 +96,7 @@ def test_programs_of_one_kind_are_not_measured_on_the_other(tmp_path):
 def test_error_messages_keep_their_end():
     """A TVM traceback ends with the error (CUDA runtime error, nvcc output): keep head and tail."""
     msg = "Traceback\n" + "  frame\n" * 1000 + "RuntimeError: CUDA Runtime Error: cudaErrorNoDevice"
-    clipped = collect._clip_error(msg)
+    clipped = collect.clip_error(msg)
     assert len(clipped) == 2000
     assert clipped.startswith("Traceback") and clipped.endswith("cudaErrorNoDevice")
-    assert collect._clip_error("short") == "short"
+    assert collect.clip_error("short") == "short"

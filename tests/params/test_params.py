@@ -85,7 +85,7 @@ BAD = [
     ("prune.slot", "zen9-2c.avx2-t1", "prune.slot 'zen9-2c.avx2-t1' is not in `targets`"),
     ("prune.strategies", ["topk"], "prune.strategies.0: Input should be 'random', 'random_tasks', 'attention_loss', 'kcenter' or 'uncertainty'"),
     ("prune.percents", [0], "prune.percents.0: Input should be greater than or equal to 1"),
-    ("prune.scout", "lightgbm_rank", "prune.scout 'lightgbm_rank' is a lightgbm preset; it must be of the attention family"),
+    ("prune.scout", "lightgbm_rank", "prune.scout 'lightgbm_rank' is a lightgbm preset; it must be of a family with program embeddings"),
     ("prune.models", ["xgb"], "prune.models names ['xgb'], which `models` does not define"),
     ("prune.alias_prefix", "Pruned!", "is not a valid alias"),
 ]

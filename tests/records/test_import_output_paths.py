@@ -14,7 +14,7 @@ import pytest
 
 from tensorcost.errors import UserError
 from tensorcost.records import read_records
-from tensorcost.records.tenset import import_tenset
+from tensorcost.records.importer import import_tenset
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "autoscheduler_logs"
 LOG = LOGS / "resnet-50-NHWC-B1-llvm.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tensorcost.records import read_records
-from tensorcost.records.tenset import SPOOL_PREFIX, _spool_root
+from tensorcost.records.importer import SPOOL_PREFIX, _spool_root
 from tensorcost.safeio import sweep_stale
 
 LOG = Path(__file__).resolve().parents[1] / "data" / "autoscheduler_logs" / "resnet-50-NHWC-B1-llvm.json"

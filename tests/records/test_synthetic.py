@@ -11,7 +11,8 @@ import pytest
 from tensorcost.records import read_records
 from tensorcost.records.synthetic import is_synthetic_target
 from tensorcost.synthetic_tenset import write_synthetic_tenset
-from tensorcost.records.tenset import import_tenset, target_id_for
+from tensorcost.records.importer import import_tenset
+from tensorcost.records.tenset import target_id_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "data" / "bundled"

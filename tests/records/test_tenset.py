@@ -11,7 +11,8 @@ import pytest
 
 from tensorcost import dataset
 from tensorcost.records import read_records
-from tensorcost.records.tenset import import_tenset, target_id_for
+from tensorcost.records.importer import import_tenset
+from tensorcost.records.tenset import target_id_for
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "autoscheduler_logs"
 
@@ -136,11 +137,11 @@ def test_a_non_string_version_is_quarantined_not_a_crash(tmp_path):
 
 
 def test_spool_files_are_removed_after_the_import(tmp_path, monkeypatch):
-    from tensorcost.records import tenset
+    from tensorcost.records import importer
 
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setattr(tenset, "_spool_root", lambda out: str(spool))
+    monkeypatch.setattr(importer, "_spool_root", lambda out: str(spool))
     for i in range(3):
         shutil.copy(LOGS / "resnet-50-NHWC-B1-llvm.json", tmp_path / f"r{i}.json")
     report = import_tenset(sorted(tmp_path.glob("r*.json")), tmp_path / "o.parquet", workers=2)

@@ -1,30 +1,22 @@
-"""A short run of the importer's differential fuzzer (benchmarks/tenset_fuzz.py; the benchmark runs a
+"""A short run of the importer's differential fuzzer (tests/tenset_fuzz.py; benchmarks/tenset_fuzz.py runs a
 million lines): for every generated line the C scanner accepts, the reference path accepts it with
 bit-identical fields; the whole importer, scanner on and off, on files of the generated lines
 never crashes, never loses an acceptable line, gives identical tables and leaves nothing partial."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("hypothesis")
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "tenset_fuzz.py"
 
 
 def _fuzz_module():
-    if "tenset_fuzz" in sys.modules:
-        return sys.modules["tenset_fuzz"]
-    spec = importlib.util.spec_from_file_location("tenset_fuzz", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tenset_fuzz"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    import tenset_fuzz  # the test-support module (tests/ is on sys.path)
+
+    return tenset_fuzz
 
 
 @pytest.mark.timeout(120)

@@ -21,8 +21,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from tensorcost.records import read_records, tenset
-from tensorcost.records.tenset import import_tenset, target_id_for
+from tensorcost.records import importer, read_records, tenset
+from tensorcost.records.importer import import_tenset
+from tensorcost.records.tenset import target_id_for
 
 LOGS = Path(__file__).resolve().parents[1] / "data" / "autoscheduler_logs"
 GOOD = [line for line in (LOGS / "resnet-50-NHWC-B1-llvm.json").read_text().splitlines() if line.startswith("{")]
@@ -71,12 +72,12 @@ def _import_between_good_lines(tmp_path: Path, bad: str | bytes, fast: bool = Tr
     out = tmp_path / f"o-{int(fast)}.parquet"
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    orig = tenset._spool_root
-    tenset._spool_root = lambda out: str(spool)
+    orig = importer._spool_root
+    importer._spool_root = lambda out: str(spool)
     try:
         report = import_tenset([src], out, workers=1, progress=False, fast=fast)
     finally:
-        tenset._spool_root = orig
+        importer._spool_root = orig
     q = out.with_name(out.name + ".quarantine.jsonl")
     entries = [json.loads(x) for x in q.read_text().splitlines()] if q.exists() else []
     assert _partial_outputs(tmp_path) == [] and list(spool.iterdir()) == []
@@ -206,7 +207,7 @@ def _peak_rss_mb(tmp_path: Path, n_bad_mb: int) -> float:
         f.writelines(bad for _ in range(n_bad_mb * 1_000_000 // len(bad)))
     code = textwrap.dedent(f"""
         import resource, sys
-        from tensorcost.records.tenset import import_tenset
+        from tensorcost.records.importer import import_tenset
         r = import_tenset([{str(src)!r}], {str(tmp_path / f"o{n_bad_mb}.parquet")!r}, workers=1, progress=False)
         assert r.imported == 0 and r.skipped > 0
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -417,7 +418,7 @@ def test_a_failed_or_interrupted_import_leaves_no_partial_output(tmp_path, monke
     (out_dir / "o.parquet").write_bytes(b"the previous import")
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setattr(tenset, "_spool_root", lambda out: str(spool))
+    monkeypatch.setattr(importer, "_spool_root", lambda out: str(spool))
     calls = []
     real_flush = tenset.shutil.copyfileobj
 
@@ -446,16 +447,16 @@ def test_sigterm_during_an_import_leaves_no_partial_output(tmp_path, workers):
     # the first file parsed sends SIGTERM to the importing process (from a worker: its parent)
     code = textwrap.dedent(f"""
         import os, signal, sys
-        from tensorcost.records import tenset
-        tenset._spool_root = lambda out: {str(spool)!r}
-        real = tenset.parse_file
+        from tensorcost.records import importer
+        importer._spool_root = lambda out: {str(spool)!r}
+        real = importer.parse_file
         main = os.getpid()
         def parse_file(args):
             result = real(args)
             os.kill(main, signal.SIGTERM)
             return result
-        tenset.parse_file = parse_file
-        tenset.import_tenset([{str(root)!r}], {str(out_dir / "o.parquet")!r}, workers={workers}, progress=False)
+        importer.parse_file = parse_file
+        importer.import_tenset([{str(root)!r}], {str(out_dir / "o.parquet")!r}, workers={workers}, progress=False)
         print("finished")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -57,7 +57,7 @@ def _champion() -> str | None:
 def test_registration_records_the_content_hash(mlflow_store, tmp_path):
     v = _register(tmp_path, "a", family="lightgbm")
     tags = registry.version_tags(TARGET, v)
-    digests = registry._file_digests(tmp_path / "models" / "a")
+    digests = registry.file_digests(tmp_path / "models" / "a")
     assert set(digests) == {"metadata.json", "model.txt"}
     assert tags[registry.ARTIFACT_SHA256_TAG] == registry.artifact_sha256(digests)
     assert json.loads(tags[registry.ARTIFACT_FILES_TAG]) == digests
@@ -198,7 +198,7 @@ def test_a_quote_in_a_target_never_reaches_the_history_filter(mlflow_store, tmp_
         with pytest.raises(UserError):
             registry.history(bad)
     with pytest.raises(registry.RegistryError, match="quote"):
-        registry._filter_value("it's")
+        registry.filter_value("it's")
     assert [e["action"] for e in registry.history(TARGET)] == ["promote"]
 
 

@@ -43,7 +43,7 @@ def test_every_registry_command_against_the_server(server_store, register_lightg
 
     # (d) artifacts went through the server: the version's source is a served URI, the files
     # sit in the server's artifact store, and the client wrote nothing under its directory
-    mv = registry._client().get_model_version(registry.model_name(target), v1)
+    mv = registry.open_client().get_model_version(registry.model_name(target), v1)
     assert mv.source.startswith("mlflow-artifacts:/"), mv.source
     served = [p for p in Path(server_store["artifacts_destination"]).rglob("*") if p.is_file() and "/model/" in p.as_posix()]
     assert served, "no model files in the server's artifact store"
@@ -124,13 +124,13 @@ def test_eight_promoters_race_on_one_alias(server_store, tmp_path):
     champion = registry.get_version(target, registry.CHAMPION).version
     assert champion == current == best
     # the lock is free: only released generations remain (superseded ones are cleaned up)
-    locks = registry._RegistryLock(registry._client(), target)._generations()
+    locks = registry.RegistryLock(registry.open_client(), target)._generations()
     assert locks and len(locks) <= 2 and all(t.get("released") == "true" for t in locks.values()), locks
 
 
 def _plant_lock(target: str, expires_in: float) -> None:
     """A lock generation held by a process that is gone (another machine's, say)."""
-    registry._client().create_registered_model(registry.lock_model_name(target, 1), tags={
+    registry.open_client().create_registered_model(registry.lock_model_name(target, 1), tags={
         "holder": "ghost@elsewhere pid 4242", "token": "ghost", "lease_s": "60", "expires": f"{time.time() + expires_in:.3f}"})
 
 
@@ -144,24 +144,24 @@ def test_stale_lock_is_broken_and_live_one_waited_for(server_store, register_lig
         registry.promote(target, v1)
     assert registry.get_version(target, registry.CHAMPION) is None and registry.history(target) == []
 
-    registry._client().delete_registered_model(registry.lock_model_name(target, 1))
+    registry.open_client().delete_registered_model(registry.lock_model_name(target, 1))
     _plant_lock(target, expires_in=-1)  # its lease is over: the next promoter breaks it
     t0 = time.time()
     res = registry.promote(target, v1)
     assert res.promoted and time.time() - t0 < 30
     assert registry.get_version(target, registry.CHAMPION).version == v1
-    locks = registry._RegistryLock(registry._client(), target)._generations()
+    locks = registry.RegistryLock(registry.open_client(), target)._generations()
     assert list(locks) == [2] and locks[2]["released"] == "true"  # the ghost's generation is gone
 
 
 def test_lost_lease_refuses_to_write(server_store):
     """A holder stalled past its lease must not move the alias: `check()` says it lost the lock."""
     target = "srvlease-1c.avx2-t1"
-    lock = registry._RegistryLock(registry._client(), target, lease_s=0.5, timeout_s=10)
+    lock = registry.RegistryLock(registry.open_client(), target, lease_s=0.5, timeout_s=10)
     lock.acquire()
     lock.check()
     time.sleep(0.7)
-    other = registry._RegistryLock(registry._client(), target, timeout_s=10)
+    other = registry.RegistryLock(registry.open_client(), target, timeout_s=10)
     other.acquire()  # breaks the expired lease
     with pytest.raises(registry.RegistryError, match="lost the promotion lock"):
         lock.check()

@@ -15,7 +15,7 @@ from tensorcost import records as rec
 from tensorcost import registry, stages
 from tensorcost.errors import UserError
 from tensorcost.hardware import describe_target
-from tensorcost.validation import ValidationSummary, write_summary
+from tensorcost.validation import ValidationSummary, data_facts, write_summary
 
 SLOT = "zen5-2c.avx2-t1"
 
@@ -81,7 +81,7 @@ def featurized(workdir, make_row):
 def test_passed_features_give_the_registered_verdict(featurized):
     report = json.loads((featurized / "reports/validation" / f"{SLOT}.features.json").read_text())
     assert report["success"] is True and report["n_rows"] == 3
-    facts = stages._data_facts(SLOT)
+    facts = data_facts(stages.slot_data(SLOT))
     assert facts["validation_passed"] is True and facts["hash"] == report["statistics"]["features_md5"]
 
 
@@ -89,7 +89,9 @@ def test_passed_features_give_the_registered_verdict(featurized):
 def registrations(monkeypatch):
     """Every registry write train would make, recorded instead of done."""
     calls: list[tuple] = []
-    monkeypatch.setattr(registry, "log_and_register", lambda *a, **k: calls.append(("register", a, k)) or "1")
+    record = lambda *a, **k: calls.append(("register", a, k)) or "1"  # noqa: E731
+    monkeypatch.setattr(registry, "log_and_register", record)
+    monkeypatch.setattr(registry.versions, "log_and_register", record)  # what register_trained calls
     monkeypatch.setattr(registry, "set_alias", lambda *a, **k: calls.append(("alias", a, k)))
     return calls
 

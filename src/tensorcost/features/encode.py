@@ -305,6 +305,13 @@ _plans: dict = {}  # schedule text -> {layout: _Plan | None}
 _posts: dict = {}  # postproc text -> _Post | None
 
 
+def clear_caches() -> None:
+    """Forget every cached plan, postproc and instruction (what a fresh process starts from)."""
+    _plans.clear()
+    _posts.clear()
+    _insts.clear()
+
+
 def _split(trace: str):
     """(schedule text, postproc text, decisions text) or None. schedule/postproc are the
     comma-joined instruction texts; the trace is '[[' sched (',' post)? '],' decisions ']'."""

@@ -197,6 +197,7 @@ def lambdarank_loss(scores, labels, valid):
 class AttentionCostModel(CostModel):
     family = "attention"
     inputs = ("tokens", "flat")
+    embeds = True
     can_warm_start = True
     Config = AttentionConfig
 

@@ -178,6 +178,10 @@ class CostModel(ABC):
     # Gradient-boosted trees: the reference a model of another kind must come near to be served
     # (evaluation.serving_problems; issue 27: the attention model earns its place or steps aside).
     tree_model: ClassVar[bool] = False
+    # Program embeddings (`embed`): what the attention-inspired pruning measures distances in.
+    embeds: ClassVar[bool] = False
+    # A blend of other models: its params' `members` name presets of params.yaml (params resolves them).
+    member_presets: ClassVar[bool] = False
     Config: ClassVar[type[FamilyConfig]]
 
     def __init__(self, metadata: ModelMetadata):
@@ -193,6 +197,24 @@ class CostModel(ABC):
 
     @abstractmethod
     def predict(self, table: FeatureTable) -> np.ndarray: ...
+
+    def embed(self, table: FeatureTable) -> np.ndarray:
+        """(n, d) program embeddings of `table`'s rows (families with `embeds`)."""
+        from ..errors import UserError
+
+        raise UserError(f"the {self.family} family has no program embedding (families that have one: those with `embeds`)")
+
+    @classmethod
+    def reuse_trained(cls, params: dict, trained: dict[str, tuple["CostModel", float]], train: FeatureTable) -> tuple["CostModel", float] | None:
+        """A model of this family built from models already trained on `train` (`trained`: preset
+        -> (model, training seconds)) instead of training again, with its cost; None when it
+        cannot be (every family but a blend of others)."""
+        return None
+
+    @classmethod
+    def run_params(cls, params: dict) -> dict:
+        """The family's params as an experiment run logs them (flat, short values)."""
+        return dict(params)
 
     @abstractmethod
     def _save_weights(self, directory: Path) -> None: ...

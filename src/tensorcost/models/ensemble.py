@@ -74,6 +74,7 @@ def within_task_spread(scores: np.ndarray, groups: np.ndarray) -> float:
 class EnsembleCostModel(CostModel):
     family = "ensemble"
     inputs = ("tokens", "flat")  # the union its members may read (no ms_features: see MemberSpec check)
+    member_presets = True
     can_warm_start = True  # warm-starts the members that can; the others keep their weights
     Config = EnsembleConfig
 
@@ -94,6 +95,33 @@ class EnsembleCostModel(CostModel):
         meta = ModelMetadata(family="ensemble", feature_schema=feature_schema, target=target, objective="blend of " + ", ".join(m.name or m.family for m in cfg.members),
                              feature_names=feature_names, params=cfg.model_dump(), extra={"spreads": []})
         return cls(meta, members)
+
+    @classmethod
+    def reuse_trained(cls, params: dict, trained: dict[str, tuple[CostModel, float]], train: FeatureTable) -> tuple[CostModel, float] | None:
+        """The blend of members already trained on `train` under the same presets and params, and
+        its cost (the members' seconds plus the blending); None if a member is missing: training
+        members twice would only cost time, their weights would be the same."""
+        import time
+
+        from . import family_class
+
+        t0 = time.perf_counter()
+        members = params.get("members") or []
+        models = []
+        for m in members:
+            have, _ = trained.get(m.get("name", ""), (None, 0.0))
+            if have is None or have.family != m.get("family") or dict(have.metadata.params) != dict(family_class(m["family"]).Config(**m.get("params", {})).model_dump()):
+                return None
+            models.append(have)
+        blend = cls.from_members(models, [m["name"] for m in members], train, [float(m.get("weight", 1.0)) for m in members])
+        return blend, time.perf_counter() - t0 + sum(trained[m["name"]][1] for m in members)
+
+    @classmethod
+    def run_params(cls, params: dict) -> dict:
+        """The members as their preset names and weights (`lightgbm_regx1,attentionx1`), not nested dicts."""
+        if "members" not in params:
+            return dict(params)
+        return {**{k: v for k, v in params.items() if k != "members"}, "members": ",".join(f"{m['name']}x{m['weight']:g}" for m in params["members"])}
 
     @classmethod
     def from_members(cls, members: list[CostModel], names: list[str], train: FeatureTable, weights: list[float] | None = None) -> "EnsembleCostModel":
