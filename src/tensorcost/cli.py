@@ -90,8 +90,8 @@ def _add_stage_command(command: str, function: str, options: tuple, help_text: s
     stage_app.command(command)(run)
 
 
-for _command, (_function, _options, _help) in STAGE_COMMANDS.items():
-    _add_stage_command(_command, _function, _options, _help)
+for _stage_command, (_stage_function, _stage_options, _stage_help) in STAGE_COMMANDS.items():
+    _add_stage_command(_stage_command, _stage_function, _stage_options, _stage_help)
 
 
 # -- hardware ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .features.metaschedule import extract_ms_features, save_ms_features
 from .features.store import StoreView
 from .hardware import HARDWARE_FEATURE_NAMES, Target, describe_target
 from .models import family_class
-from .params import HOST, PARAMS_FILE, Params, load_params
+from .params import HOST, PARAMS_FILE, Params, TuneConfig, load_params
 from .params_io import git_commit, md5_file
 from .plots import learning_curves
 from .pyfunc import example_frame

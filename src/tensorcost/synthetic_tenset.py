@@ -38,7 +38,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .records.synthetic import is_synthetic_target, synthetic_platform
+from .records.synthetic import synthetic_platform
 from .safeio import write_text
 
 SOURCE_NOTE = "SYNTHETIC.md"  # not *.json: `import-tenset <out>` does not take it for records

@@ -420,7 +420,7 @@ def test_a_failed_or_interrupted_import_leaves_no_partial_output(tmp_path, monke
     spool.mkdir()
     monkeypatch.setattr(importer, "_spool_root", lambda out: str(spool))
     calls = []
-    real_flush = tenset.shutil.copyfileobj
+    real_flush = importer.shutil.copyfileobj
 
     def failing_copy(*a, **k):  # fails in the writer after the first file's results arrived
         calls.append(1)
@@ -428,7 +428,7 @@ def test_a_failed_or_interrupted_import_leaves_no_partial_output(tmp_path, monke
             raise exc
         return real_flush(*a, **k)
 
-    monkeypatch.setattr(tenset.shutil, "copyfileobj", failing_copy)
+    monkeypatch.setattr(importer.shutil, "copyfileobj", failing_copy)
     with pytest.raises(type(exc)):
         import_tenset([root], out_dir / "o.parquet", workers=workers, progress=False)
     assert sorted(p.name for p in out_dir.iterdir()) == ["o.parquet"] and _partial_outputs(tmp_path) == []

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import MissingDataError
 from . import schema as rec

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from typing import Iterator
 
 from .store import RegistryError, open_client, _epoch_iso, _file_lock, filter_value, _lookup_failed, _sqlite_path, model_name, tracking_uri
