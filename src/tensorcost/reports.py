@@ -44,14 +44,16 @@ def ranking_summary(model: str, metrics: dict) -> dict:
 
 
 def evaluation_summary(metrics: dict) -> dict:
-    """{slot: {split: {"best": model, <model>: PCA}}} of the evaluate stage's detail table."""
-    out: dict = {}
+    """The evaluate stage's verdict in the same few keys as the other summaries: the best model by
+    PCA on its first slot (evaluate.targets: this machine by default) under its first split, with
+    which slot and split that is. Every slot x split x model: reports/metrics/evaluate.json."""
     for slot, by_split in metrics.items():
         for split, by_model in by_split.items():
-            pcas = {m: round(float(r["pca"]), 3) for m, r in by_model.items() if isinstance(r, dict) and r.get("pca") is not None and r["pca"] == r["pca"]}
-            if pcas:
-                out.setdefault(slot, {})[split] = {"best": max(pcas, key=pcas.get), **pcas}
-    return out
+            scored = {m: r for m, r in by_model.items() if isinstance(r, dict) and r.get("pca") is not None and r["pca"] == r["pca"]}
+            if scored:
+                best = max(scored, key=lambda m: scored[m]["pca"])
+                return {"slot": slot, "split": split, **ranking_summary(best, scored[best])}
+    return {}
 
 
 def write_summary(name: str, summary: dict, root: Path = SUMMARY_DIR) -> None:

@@ -308,7 +308,7 @@ def prune(strategy: str, percent: int) -> None:
                         "split": p.split.strategy, "pool_records": len(pool_t), "kept_records": len(kept), "test_records": len(test),
                         "records": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 4), "records_md5": md5_file(out),
                         "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
-    write_summary(f"prune-{slot}-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 3)})
+    write_summary(f"prune-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 3)})
     _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool_t)} training records (+{len(test)} test records, never pruned) -> {out}")
 
 
@@ -350,7 +350,7 @@ def train_pruned(strategy: str, percent: int) -> None:
     _echo(f"{slot} {variant}: '{alias}' -> v{rows[best]['version']} ({best})")
     write_json(REPORTS_DIR / "prune" / slot / f"{variant}.train.json", {"registered_model": registry.model_name(hw.id), "alias": alias, "variant": variant,
                                                                         "dataset_md5": variant_md5, "best": {"model": best, **rows[best]}, "models": rows})
-    write_summary(f"train_pruned-{slot}-{variant}", ranking_summary(best, rows[best]["metrics"]))
+    write_summary(f"train_pruned-{variant}", ranking_summary(best, rows[best]["metrics"]))
 
 
 def _transfer_sources(p: Params, data) -> list[str]:

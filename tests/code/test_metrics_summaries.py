@@ -30,5 +30,6 @@ def test_every_metrics_file_is_a_summary():
 def test_summaries_hold_a_few_keys():
     s = ranking_summary("lightgbm_reg", {"pca": 0.81234, "top1": 0.5, "top5": 0.9, "n_tasks": 3, "n_records": 40, "train_s": 1.0})
     assert s == {"model": "lightgbm_reg", "pca": 0.812, "top1": 0.5, "top5": 0.9, "records": 40}
-    detail = {"host": {"by_hardware": {"a": {"pca": 0.7, "top5": 1}, "b": {"pca": 0.8, "top5": 1}, "c": {"pca": float("nan")}}}}
-    assert evaluation_summary(detail) == {"host": {"by_hardware": {"best": "b", "a": 0.7, "b": 0.8}}}
+    detail = {"host": {"by_hardware": {"a": {"pca": 0.7, "top1": 0.5, "top5": 1}, "b": {"pca": 0.8, "top1": 0.4, "top5": 1}, "c": {"pca": float("nan")}},
+                       "by_network": {"a": {"pca": 0.9}}}, "zen5": {"by_hardware": {"a": {"pca": 0.95}}}}
+    assert evaluation_summary(detail) == {"slot": "host", "split": "by_hardware", "model": "b", "pca": 0.8, "top1": 0.4, "top5": 1.0}
