@@ -345,6 +345,14 @@ def study(
                  [x.strip() for x in slots.split(",") if x.strip()] if slots else None, Path(out))
 
 
+def _network_report_path(network: str, out: Path) -> Path:
+    """`--out` of `tune` / `score`, checked: never the network's own file (one line if it is)."""
+    from .safeio import check_output_path
+
+    source = network.partition(":")[0]
+    return check_output_path(out, [source] if Path(source).exists() else [])
+
+
 @app.command("tune")
 def tune(
     network: str = typer.Option(..., help="my_model.py:build (a function returning a torch.nn.Module), model.onnx, or a zoo network"),
@@ -361,11 +369,9 @@ def tune(
     """Tune your own network on this machine with the registry's cost model, compile it with the
     tuned schedules and time it; the report says how long it runs (and with TVM's XGBoost)."""
     from .reports import write_json
-    from .safeio import check_output_path
     from .tuning import tune_user_network
 
-    inputs = [network.partition(":")[0]] if Path(network.partition(":")[0]).exists() else []
-    out = check_output_path(out, inputs)
+    out = _network_report_path(network, out)
     report = tune_user_network(network, input_shape, target=target, alias=alias, trials_per_task=trials_per_task, trials=trials,
                                compare_xgb=compare_xgb, mode=mode, architecture=architecture, log=typer.echo)
     write_json(out, report)
@@ -392,10 +398,8 @@ def score(
     models rank them (PCA, top-1, top-5) against random and TVM's XGBoost."""
     from .network_score import score_network
     from .reports import write_json
-    from .safeio import check_output_path
 
-    inputs = [network.partition(":")[0]] if Path(network.partition(":")[0]).exists() else []
-    out = check_output_path(out, inputs)
+    out = _network_report_path(network, out)
     report = score_network(network, input_shape, target=target, models=model or None, programs_per_task=programs_per_task,
                            max_tasks=max_tasks, xgb=xgb, architecture=architecture, log=typer.echo)
     write_json(out, report)
@@ -478,16 +482,13 @@ def _registry_target(target: str) -> str:
     """A target id, or `host`: this machine's target as the pipeline resolved it (data/host/target.json)."""
     if target != "host":
         return target
-    from . import registry
     from .errors import UserError
+    from .tuning import repository_host_target
 
-    root = registry.project_root()
-    path = (root or Path.cwd()) / "data" / "host" / "target.json"
-    if not path.is_file():
+    target, path = repository_host_target()
+    if target is None:
         raise UserError(f"--target host: {path} does not exist yet (`make run` resolves this machine's target); or give a target id")
-    from .hardware import Target
-
-    return Target.from_dict(json.loads(path.read_text())).id
+    return target.id
 
 
 @registry_app.command("show")

@@ -52,14 +52,14 @@ def _xgb_baseline(data, log) -> dict | None:
     """TVM's XGBoost cost model trained on every slot of the repository's feature store with
     MetaSchedule features, scored on `data`; None (said) where there is no such store."""
     from .evaluation import ModelSpec, pool, score
+    from .features.metaschedule import ms_feature_slots
     from .features.store import load_feature_table
     from .params import load_params
     from .registry import project_root
 
     root = project_root()
     features = root / "data" / "features" if root is not None else None
-    slots = sorted(p.name[: -len(".ms_index.parquet")] for p in features.glob("*.ms_index.parquet")) if features and features.is_dir() else []
-    slots = [s for s in slots if (features / s).is_dir()]
+    slots = [s for s in ms_feature_slots(features) if (features / s).is_dir()] if features is not None else []
     if not slots:
         log("TVM's XGBoost: no feature store with MetaSchedule features in the repository (`make run` builds it): not scored")
         return None
@@ -68,9 +68,8 @@ def _xgb_baseline(data, log) -> dict | None:
         table, meta = load_feature_table(features, s, with_ms=True)
         parts.append(table)
     train = pool(parts, "pooled")
-    family, params = load_params(root / "params.yaml").model_spec(XGB_PRESET)
     log(f"TVM's XGBoost: training on {len(train)} records of {', '.join(slots)}")
-    model = ModelSpec(family, params).create(data.target_id, meta["feature_schema"], meta["feature_names"])
+    model = ModelSpec.preset(load_params(root / "params.yaml"), XGB_PRESET).create(data.target_id, meta["feature_schema"], meta["feature_names"])
     model.fit(train)
     return {"trained_on": slots, "train_records": len(train), **score(model, data)}
 

@@ -8,6 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from .safeio import atomic_output
+
 
 
 def md5_file(path: str | Path) -> str:
@@ -45,8 +47,6 @@ def edit_params(path: str | Path, edit, validate: bool = True) -> None:
     comment stays) and replace the file atomically; with `validate`, the new text must load as
     params (params.load_params) first, so a refused value never reaches the file."""
     import io
-    import os
-    import tempfile
 
     from ruamel.yaml.error import YAMLError
 
@@ -62,16 +62,10 @@ def edit_params(path: str | Path, edit, validate: bool = True) -> None:
     edit(doc)
     out = io.StringIO()
     yaml.dump(doc, out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(out.getvalue())
+    with atomic_output(path) as tmp:
+        tmp.write_text(out.getvalue())
         if validate:
-            load_params(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            load_params(tmp)  # a value the params refuse never reaches the file
 
 
 def set_param(path: str | Path, key: str, value_yaml: str) -> str:

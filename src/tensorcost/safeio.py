@@ -72,10 +72,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
         except OSError:
             pass
-        err = user_os_error(exc, path) if isinstance(exc, OSError) else None
-        if err is not None:
-            raise err from None
-        raise
+        _reraise(exc, path)
 
 
 @contextmanager
@@ -99,11 +96,16 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
             os.replace(old, path)
-        err = user_os_error(exc, path) if isinstance(exc, OSError) else None
-        if err is not None:
-            raise err from None
-        raise
+        _reraise(exc, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _reraise(exc: BaseException, path: Path) -> None:
+    """Re-raise a failed write's exception: as a one-line UserError when the user can act on it."""
+    err = user_os_error(exc, path) if isinstance(exc, OSError) else None
+    if err is not None:
+        raise err from None
+    raise exc
 
 
 def write_text(path: str | Path, text: str) -> None:

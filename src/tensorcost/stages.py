@@ -286,9 +286,12 @@ def prune(strategy: str, percent: int) -> None:
     table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
     meta = table.meta
     pool_t, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
-    scout_family, scout_params = p.model_spec(pp.scout) if pp.scout else ("attention", {})
-    committee_family, committee_params = p.model_spec(pp.ensemble) if pp.ensemble else ("lightgbm", {})
-    scout = pruning.Scout(params=scout_params, ensemble_params=committee_params, family=scout_family, ensemble_family=committee_family,
+    presets: dict = {}  # without a preset, the Scout's own defaults
+    if pp.scout:
+        presets["family"], presets["params"] = p.model_spec(pp.scout)
+    if pp.ensemble:
+        presets["ensemble_family"], presets["ensemble_params"] = p.model_spec(pp.ensemble)
+    scout = pruning.Scout(**presets,
                           feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
     t0 = time.perf_counter()
     kept = pruning.prune(strategy, pool_t, percent / 100.0, pp.seed, scout)
@@ -304,11 +307,12 @@ def prune(strategy: str, percent: int) -> None:
         out.unlink(missing_ok=True)
         raise UserError(f"pruned variant {variant} of {slot} failed the records suite: {summary.failed_expectations()}; see reports/prune/{slot}/{variant}/data_docs")
     os.replace(partial, out)
+    kept_share = len(kept) / max(len(pool_t), 1)
     write_json(report, {"slot": slot, "target": hw.id, "variant": variant, "strategy": strategy, "kept_percent": percent, "seed": pp.seed,
                         "split": p.split.strategy, "pool_records": len(pool_t), "kept_records": len(kept), "test_records": len(test),
-                        "records": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 4), "records_md5": md5_file(out),
+                        "records": n_records, "kept_share": round(kept_share, 4), "records_md5": md5_file(out),
                         "source_features_md5": facts["hash"], "validation": summary.to_dict(), "prune_seconds": round(prune_s, 2)})
-    write_summary(f"prune-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(len(kept) / max(len(pool_t), 1), 3)})
+    write_summary(f"prune-{variant}", {"success": summary.success, "rows": n_records, "kept_share": round(kept_share, 3)})
     _echo(f"{slot} {variant}: kept {len(kept)} of {len(pool_t)} training records (+{len(test)} test records, never pruned) -> {out}")
 
 
@@ -401,7 +405,7 @@ def transfer() -> None:
     write_json(REPORTS_DIR / "metrics" / "transfer.json", curves)
     write_json(REPORTS_DIR / "transfer" / "study.json", report)
     c = study.choice
-    write_summary("transfer", ranking_summary(f"{c['approach']}" + (f" k={c['k']}%" if c.get("k") not in (None, 0, "0") else ""), c))
+    write_summary("transfer", ranking_summary(c["approach"] + (f" k={c['k']}%" if c.get("k") not in (None, 0, "0") else ""), c))
     for approach, by_k in curves.items():
         _echo(f"{approach}: " + ", ".join(f"k={kk}: pca {r['pca']:.3f} top5 {r['top5']:.3f}" for kk, r in by_k.items()))
 

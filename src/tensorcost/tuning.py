@@ -248,7 +248,6 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
     callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [progress]
     if extra_callbacks is not None:
         callbacks += list(extra_callbacks([float(w) for w in weights]))
-    budget = cfg.trials_per_task * len(chosen) if cfg.trials_per_task else cfg.max_trials_global
     task_budget = max(1, -(-budget // len(chosen)))  # ceil: the budget a task gets when spread
     t0 = time.perf_counter()
     ms.tune_tasks(
@@ -345,18 +344,24 @@ def tune_summary(report: dict) -> dict:
     }
 
 
-def this_machine_target():
-    """The target the registry's models of this machine are registered under: the one `make run`
-    resolved (data/host/target.json of the repository), else the pipeline's default choice for
-    this machine (params' `host.variants`, in order)."""
-    from . import hardware
-    from .params import HostParams
+def repository_host_target() -> tuple[Target | None, Path]:
+    """(the target `make run` resolved for this machine, the file it is read from): the
+    repository's data/host/target.json (found from the working folder up); None if not there yet."""
     from .registry import project_root
 
-    root = project_root()
-    if root is not None and (root / "data" / "host" / "target.json").is_file():
-        return Target.from_dict(json.loads((root / "data" / "host" / "target.json").read_text()))
-    return hardware.resolve_target("auto", HostParams().variants)
+    path = (project_root() or Path.cwd()) / "data" / "host" / "target.json"
+    return (Target.from_dict(json.loads(path.read_text())) if path.is_file() else None), path
+
+
+def this_machine_target():
+    """The target the registry's models of this machine are registered under: the one `make run`
+    resolved (`repository_host_target`), else the pipeline's default choice for this machine
+    (params' `host.variants`, in order)."""
+    from . import hardware
+    from .params import HostParams
+
+    target, _ = repository_host_target()
+    return target if target is not None else hardware.resolve_target("auto", HostParams().variants)
 
 
 def tune_user_network(network: str, input_shape: str | tuple[int, ...] | None = None, *, target: str = "host", alias: str = "champion",

@@ -108,7 +108,8 @@ def load_network(source: str, input_shape: str | tuple[int, ...] | None = None, 
             raise UserError(f"{path}: input {input_name!r} has open dimensions; give --input-shape")
         if shape is not None and static is not None and shape != static:
             raise UserError(f"{path}: input {input_name!r} is {static}, not --input-shape {shape}")
-        spec = NetworkSpec(name or _name_from(path), name or _name_from(path), lambda: model, shape or static, dtype, kind="onnx", input_name=input_name)
+        net = name or _name_from(path)
+        spec = NetworkSpec(net, net, lambda: model, shape or static, dtype, kind="onnx", input_name=input_name)
     else:
         if path.suffix != ".py":
             raise UserError(f"--network {source}: a Python file with a function (my_model.py:build) or an ONNX file (model.onnx)")
@@ -117,5 +118,6 @@ def load_network(source: str, input_shape: str | tuple[int, ...] | None = None, 
             raise UserError(f"--network {source}: {func!r} is not a Python function name")
         if shape is None:
             raise UserError(f"--network {source}: give --input-shape (e.g. 1,3,224,224): a PyTorch module does not say what it takes")
-        spec = NetworkSpec(name or _name_from(path, func), name or _name_from(path, func), _python_builder(path, func), shape)
+        net = name or _name_from(path, func)
+        spec = NetworkSpec(net, net, _python_builder(path, func), shape)
     return register_network(spec, architecture, replace=True)

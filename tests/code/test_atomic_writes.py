@@ -14,14 +14,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "tensorcost"
 # file (relative to the package) -> why its direct writes are not results
 ALLOWED = {
     "safeio.py": "the atomic writers themselves",
-    "params_io.py": "writes a temp file in the destination folder and renames it (its own atomic write)",
     "records/importer.py": "the importer's spool and temp output, renamed into place on success (tested by tests/records)",
     "features/store.py": "writes into a partial folder that is renamed whole on success",
     "synthetic_tenset.py": "writes into a temporary folder that is renamed whole on success",
     "services/ssh_remote.py": "configuration of a local sshd under the stack's state folder, not results",
     "services/mlflow_server.py": "PostgreSQL configuration under the stack's state folder, not results",
     "services/stack.py": "the stack's env file, rewritten whole by `services up`",
-    "services/__init__.py": "writes a temp file and renames it",
     "models/ddp_train.py": "the spec file is scratch input for the torchrun workers",
     "models/lightgbm_dask_bins.py": "a scratch file of bin bounds for the Dask workers",
     "models/attention.py": "torch.save into the temporary folder of CostModel.save",

@@ -125,6 +125,13 @@ def save_ms_features(directory: Path, target: str, record_ids: Sequence[str], ma
     return len(flat)
 
 
+def ms_feature_slots(directory: Path) -> list[str]:
+    """The slots of a feature directory that have MetaSchedule features (`save_ms_features`'s pair)."""
+    directory = Path(directory)
+    suffix = ".ms_index.parquet"
+    return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
+
+
 def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) -> list[np.ndarray] | None:
     """The matrices of `record_ids`, in that order; None when the target has none."""
     import pandas as pd

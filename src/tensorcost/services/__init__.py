@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..safeio import write_text
 
 STATE_DIR_ENV = "TENSORCOST_SERVICES_DIR"
 LOOPBACK = "127.0.0.1"
@@ -107,10 +108,7 @@ def require_program(name: str, package: str, extra_dirs: tuple[str, ...] = (), i
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # Servers this process started: stopping one also reaps it (a zombie child would otherwise keep
