@@ -43,9 +43,9 @@ def main() -> None:
             mask = split_mask(split, data, p.split.model_dump())
             train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
             te = test.frame
-            runs = [(m, ModelSpec(*p.model_spec(m)), {}) for m in args.reference.split(",") if m] + [("attention", ModelSpec(family, attention | c), c) for c in combos]
+            runs = [(m, ModelSpec.preset(p, m), {}) for m in args.reference.split(",") if m] + [("attention", ModelSpec(family, attention | c), c) for c in combos]
             for model_key, spec, combo in runs:
-                scores, train_s, _ = fit_predict(spec, train, test, meta["feature_schema"], meta["feature_names"])
+                scores, train_s, _ = fit_predict(spec, train, test)
                 r = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te))
                 row = {"target": target, "split": split, "model": model_key, "config": combo, "pca": r.pca, "top5": r.top5, "train_s": train_s}
                 results.append(row)

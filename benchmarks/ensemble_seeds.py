@@ -27,7 +27,7 @@ from tensorcost.params import load_params
 def specs_for_seed(p, seed: int, ensembles: list[str]) -> dict[str, ModelSpec]:
     """The reference presets, the attention preset at `seed`, and each ensemble with its
     attention members at `seed` (listed after their members, so the study blends them)."""
-    specs = {k: ModelSpec(*p.model_spec(k)) for k in ("lightgbm_reg", "lightgbm_rank")}
+    specs = {k: ModelSpec.preset(p, k) for k in ("lightgbm_reg", "lightgbm_rank")}
     fam, att = p.model_spec("attention")
     specs["attention"] = ModelSpec(fam, {**att, "seed": seed})
     for name in ensembles:
@@ -45,13 +45,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     p = load_params()
-    datasets, meta = {}, None
-    for slot in p.targets:
-        datasets[slot], meta = load_feature_table(Path("data/features"), slot, with_ms=False)
+    datasets = {slot: load_feature_table(Path("data/features"), slot, with_ms=False)[0] for slot in p.targets}
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         specs = specs_for_seed(p, seed, [e for e in args.ensembles.split(",") if e])
-        metrics, _, _ = run_study(datasets, args.splits.split(","), specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
+        metrics, _, _ = run_study(datasets, args.splits.split(","), specs, p.split.model_dump(),
                                   progress=lambda m, s=seed: print(f"seed {s}: {m}", flush=True))
         for slot, by_split in metrics.items():
             for split, by_model in by_split.items():

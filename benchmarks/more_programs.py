@@ -72,7 +72,7 @@ def measure_extra(tasks, bundled_programs: dict, hw, extra: int, seed: int, work
     return rec.read_records(collect.parts_dir(work))
 
 
-def curve(table: FeatureTable, pool: np.ndarray, spec: ModelSpec, sizes: list[int], seeds: int, meta: tuple) -> dict:
+def curve(table: FeatureTable, pool: np.ndarray, spec: ModelSpec, sizes: list[int], seeds: int) -> dict:
     """PCA / top-1 / top-5 on the fixed test side (of the whole table) of models trained on n
     programs of every task drawn from the rows `pool` allows (median of `seeds` draws)."""
     frame = table.frame
@@ -90,7 +90,7 @@ def curve(table: FeatureTable, pool: np.ndarray, spec: ModelSpec, sizes: list[in
                 rows = train_rows[tasks == t]
                 keep.append(rows if len(rows) <= n else rng.choice(rows, n, replace=False))
             train = table.take(np.sort(np.concatenate(keep)))
-            model, _ = fit(spec, train, *meta)
+            model, _ = fit(spec, train)
             runs.append(score(model, test))
         out[str(n)] = {"pca": float(np.median([r["pca"] for r in runs])), "top1": float(np.median([r["top1"] for r in runs])),
                        "top5": float(np.median([r["top5"] for r in runs])), "pca_runs": [r["pca"] for r in runs],
@@ -123,15 +123,14 @@ def main() -> None:
     table = FeatureTable(frame, a.target)
     is_bundled = frame["record_id"].isin(set(bundled.column("record_id").to_pylist())).to_numpy()
     p = load_params()
-    spec = ModelSpec(*p.model_spec(a.model))
-    meta = (frame.attrs.get("feature_schema", "more-programs"), frame.attrs["feature_names"])
+    spec = ModelSpec.preset(p, a.model)
     per_task = np.bincount(np.unique(frame["task_id"], return_inverse=True)[1])
     sizes = [s for s in (13, 26, 52, 104, 208, 416) if s <= int(per_task.max() * (1 - TEST_SHARE)) + 13]
     result = {
         "target": a.target, "model": a.model, "tasks": [t.task_name for t in chosen], "extra_per_task": a.extra, "sampling_seed": a.seed,
         "valid_records": len(table), "bundled_valid_records": int(is_bundled.sum()), "programs_per_task": {"min": int(per_task.min()), "median": float(np.median(per_task)), "max": int(per_task.max())},
-        "pooled": curve(table, np.ones(len(table), bool), spec, sizes, a.seeds, meta),
-        "bundled_only": curve(table, is_bundled, spec, [s for s in sizes if s <= 104], a.seeds, meta),  # same test side
+        "pooled": curve(table, np.ones(len(table), bool), spec, sizes, a.seeds),
+        "bundled_only": curve(table, is_bundled, spec, [s for s in sizes if s <= 104], a.seeds),  # same test side
         "measure_seconds": round(measured_s, 1), "seconds": round(time.time() - t0, 1),
         "command": "python benchmarks/more_programs.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()),
     }

@@ -48,7 +48,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     p = load_params()
-    specs = {k: ModelSpec(*p.model_spec(k)) for k in a.models.split(",")}
+    specs = {k: ModelSpec.preset(p, k) for k in a.models.split(",")}
     table, meta = load_feature_table(Path(a.features_dir), a.slot, with_ms=any("ms_features" in s.inputs for s in specs.values()))
     split = p.split.model_dump() | {"strategy": "within_task"}
     train, test = train_test(table, "within_task", split)
@@ -58,7 +58,7 @@ def main() -> int:
     jobs = [(n, s, k) for n in sizes for s in (range(a.seeds) if 0 < n < per_task else [0]) for k in specs]
     for n, seed, key in tqdm(jobs, desc=f"{a.slot} programs/task", unit="fit"):
         part = train if n <= 0 or n >= per_task else take_per_task(train, n, seed)
-        model, train_s = fit(specs[key], part, meta["feature_schema"], meta["feature_names"])
+        model, train_s = fit(specs[key], part)
         rows.append({"programs_per_task": n if 0 < n < per_task else per_task, "seed": seed, "model": key, "n_train": len(part),
                      "train_s": train_s, **{m: score(model, test)[m] for m in ("pca", "top1", "top5")}})
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

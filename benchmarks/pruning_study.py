@@ -43,12 +43,12 @@ from tensorcost.transfer import transfer_study
 BUNDLED = Path("data/bundled/platforms")
 
 
-def load_slot(slot: str, work: Path) -> tuple[FeatureTable, dict]:
+def load_slot(slot: str, work: Path) -> FeatureTable:
     platform, variant = slot.split(".")
     records = pq.read_table(BUNDLED / platform / f"{variant}.parquet")
     table = featurize_records(records, catalog_target(slot).features(), HARDWARE_FEATURE_NAMES, slot=slot)
     write_feature_store(table, work, slot)
-    return load_feature_table(work, slot)
+    return load_feature_table(work, slot)[0]
 
 
 def score(model, test: FeatureTable) -> dict:
@@ -82,10 +82,9 @@ def main() -> None:
     rows = json.loads(rows_file.read_text()) if rows_file.exists() else []
     done = {row_key(r) for r in rows}
     work = Path(tempfile.mkdtemp(prefix="tc-prune-"))
-    source, meta = load_slot(args.source, work)
-    others = {s: load_slot(s, work)[0] for s in args.others.split(",") if s}
-    names, schema = meta["feature_names"], meta["feature_schema"]
-    models = {k: ModelSpec(*p.model_spec(k)) for k in args.models.split(",")}
+    source = load_slot(args.source, work)
+    others = {s: load_slot(s, work) for s in args.others.split(",") if s}
+    models = {k: ModelSpec.preset(p, k) for k in args.models.split(",")}
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions = [int(x) / 100 for x in args.percents.split(",")]
     train_by_net, test_by_net = train_test(source, "by_network", p.split.model_dump())
@@ -106,7 +105,7 @@ def main() -> None:
                         jobs.append((split, strategy, f, s, m))
     todo = [j for j in jobs if any((j[1], j[4], j[0], t, j[2], j[3]) not in done for t in splits[j[0]][1])]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already in {rows_file}")
-    scouts = {split: pruning.Scout(params=scout_params, feature_schema=schema, feature_names=names) for split in splits}
+    scouts = {split: pruning.Scout(params=scout_params) for split in splits}
     kept_cache: dict[tuple, list[str]] = {}
     for split, strategy, f, seed, m in tqdm(todo, desc="pruning study", unit="run"):
         pool, tests = splits[split]
@@ -122,7 +121,7 @@ def main() -> None:
         train = pruning.kept_table(pool, pruning.rows_of(pool, ids))
         spec = models[m]
         params = {**spec.params, "seed": seed} if strategy == pruning.FULL else spec.params
-        model = ModelSpec(spec.family, params).create(train.target_id, schema, names)
+        model = ModelSpec(spec.family, params).create(train)
         t0 = time.perf_counter()
         model.fit(train)
         train_s = time.perf_counter() - t0
@@ -140,7 +139,7 @@ def main() -> None:
     plot(rows, summary, out_dir / "pruning.png")
     transfer_file = out_dir / "pruning-transfer.json"
     if not transfer_file.exists():
-        transfer_file.write_text(json.dumps(pruned_transfer(source, others, scout_params, schema, names, args, splits, scouts), indent=1))
+        transfer_file.write_text(json.dumps(pruned_transfer(source, others, scout_params, args, splits, scouts), indent=1))
     from tensorcost.plots import learning_curves
 
     for slot, curves in json.loads(transfer_file.read_text()).items():
@@ -149,7 +148,7 @@ def main() -> None:
     print(f"wrote {rows_file}, {out_dir / 'pruning-summary.json'}, {out_dir / 'pruning.png'}, {transfer_file}")
 
 
-def pruned_transfer(source, others, scout_params, schema, names, args, splits, scouts) -> dict:
+def pruned_transfer(source, others, scout_params, args, splits, scouts) -> dict:
     """The attention model trained on each strategy's `transfer_percent`% of the source platform
     (seed 0) and on all of it, zero-shot and fine-tuned on k% of every other platform."""
     pool, _ = splits["by_hardware"]
@@ -158,11 +157,11 @@ def pruned_transfer(source, others, scout_params, schema, names, args, splits, s
     for strategy in [pruning.FULL, *args.strategies.split(",")]:
         ids = pool.frame["record_id"].tolist() if strategy == pruning.FULL else pruning.prune(strategy, pool, f, 0, scouts["by_hardware"])
         train = pruning.kept_table(pool, pruning.rows_of(pool, ids))
-        model = ModelSpec("attention", scout_params).create(train.target_id, schema, names)
+        model = ModelSpec("attention", scout_params).create(train)
         model.fit(train)
         sources[strategy if strategy == pruning.FULL else f"{strategy}-{args.transfer_percent}"] = model
     ks = [float(k) for k in args.transfer_k.split(",")]
-    return {slot: transfer_study(sources, data, ks, {}, test_fraction=0.5, seed=0, feature_schema=schema, feature_names=names).curves
+    return {slot: transfer_study(sources, data, ks, {}, test_fraction=0.5, seed=0).curves
             for slot, data in tqdm(others.items(), desc="pruned transfer")}
 
 

@@ -61,11 +61,9 @@ def main() -> None:
     old = json.loads((run / "reports/metrics/evaluate.json").read_text())
     models = sorted({m for by_split in old.values() for by_model in by_split.values() for m in by_model})
     splits = sorted({s for by_split in old.values() for s in by_split})
-    tables, meta = {}, None
-    for t in old:
-        tables[t], meta = load_feature_table(features, t, with_ms=True)
+    tables = {t: load_feature_table(features, t, with_ms=True)[0] for t in old}
     split_params = {k: v for k, v in p["split"].items() if k != "strategy"}
-    new, _, _ = run_study(tables, splits, {m: specs[m] for m in models}, split_params, meta["feature_schema"], meta["feature_names"])
+    new, _, _ = run_study(tables, splits, {m: specs[m] for m in models}, split_params)
     worst, n = _max_diff(old, new)
     print(f"evaluate.json: {n} figures (targets {sorted(old)}, splits {splits}, models {models}); largest |difference| {worst:.6f}")
 
@@ -75,10 +73,10 @@ def main() -> None:
     source_model = load_model(run / "models" / f"attention-{source}")
     tp = p["transfer"]
     for target, curves in old_t.items():
-        data, meta = load_feature_table(features, target, with_ms=True)
+        data, _ = load_feature_table(features, target, with_ms=True)
         peers = {"scratch": specs["attention"], **{k: specs[k] for k in ("lightgbm_rank", "tvm_xgb") if k in tp["approaches"]}}
         new_curves = transfer_study({source: source_model}, data, [float(k) for k in tp["fractions"]], peers, test_fraction=float(tp["test_fraction"]),
-                                    seed=int(tp["seed"]), feature_schema=meta["feature_schema"], feature_names=meta["feature_names"]).curves
+                                    seed=int(tp["seed"])).curves
         renamed = {("zero_shot" if k == f"zero_shot:{source}" else "finetune" if k == f"finetune:{source}" else k): v for k, v in new_curves.items()}
         worst, n = _max_diff(curves, renamed)
         print(f"transfer.json {source} -> {target}: {n} figures; largest |difference| {worst:.6f}")

@@ -151,16 +151,14 @@ def _spec(a):
 
 
 def stage_train(a) -> dict:
-    from tensorcost.features import FEATURE_SCHEMA_VERSION
     from tensorcost.features.store import StoreView
 
     t0 = time.perf_counter()
     view = StoreView(a.work / "features", SLOT)
     train, test = _split(view)
-    target, names = view.target_id, view.feature_names
+    model = _spec(a).create(view)
     del view  # the two sides hold their own rows
     load_s = time.perf_counter() - t0
-    model = _spec(a).create(target, FEATURE_SCHEMA_VERSION, names)
     t1 = time.perf_counter()
     if a.dask:
         from tensorcost.models.distributed import train_lightgbm_dask

@@ -25,7 +25,7 @@ def main() -> None:
     from tensorcost import dataset
     from tensorcost.collect import load_task_set
     from tensorcost.evaluation import ModelSpec
-    from tensorcost.features import FEATURE_SCHEMA_VERSION, FeatureTable, featurize_table
+    from tensorcost.features import FeatureTable, featurize_table
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES, catalog_target
     from tensorcost.tuning import make_registry_cost_model
     from tensorcost.tvm_support import apply_trace_json, register_x86_intrinsics_only, tvm_target
@@ -52,7 +52,7 @@ def main() -> None:
     report = {"target": args.target, "repeats": args.repeats, "tasks": []}
     adapters = {}
     for key in args.models.split(","):
-        model = ModelSpec(*p.model_spec(key)).create(args.target, FEATURE_SCHEMA_VERSION, frame.attrs["feature_names"])
+        model = ModelSpec.preset(p, key).create(data)
         model.fit(data)
         adapters[key] = make_registry_cost_model(model, hw)
     rows = table.to_pylist()

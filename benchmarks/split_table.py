@@ -45,7 +45,7 @@ def main() -> int:
     verdicts: dict = {}
     for slot, by_split in study.items():
         models = list(next(iter(by_split.values())))
-        trees = tree_model_keys({m: ModelSpec(*p.model_spec(m)) for m in models if m != a.random})
+        trees = tree_model_keys({m: ModelSpec.preset(p, m) for m in models if m != a.random})
         print(f"\n`{slot}`: PCA / top-1 / top-5 (TenSet's peak@5)\n")
         print("| split | " + " | ".join(models) + " |")
         print("| --- |" + " --- |" * len(models))

@@ -75,7 +75,7 @@ def per_task(test, scores: np.ndarray) -> list[dict]:
     return rows
 
 
-def ceiling(p, keys: list[str], train, test, meta: dict) -> dict:
+def ceiling(p, keys: list[str], train, test) -> dict:
     """Each model scored on half of every held-out task's programs (B), trained once without the
     held-out families (unseen) and once with the other half (A) added (seen): the gap between
     the two is what not having seen a family costs; `seen` bounds what the model and features
@@ -90,9 +90,9 @@ def ceiling(p, keys: list[str], train, test, meta: dict) -> dict:
     seen_train = FeatureTable.concat([train, a], train.slot)
     out = {}
     for key in keys:
-        spec = ModelSpec(*p.model_spec(key))
-        unseen = spec.train_and_score(train, b, meta["feature_schema"], meta["feature_names"]).metrics
-        seen = spec.train_and_score(seen_train, b, meta["feature_schema"], meta["feature_names"]).metrics
+        spec = ModelSpec.preset(p, key)
+        unseen = spec.train_and_score(train, b).metrics
+        seen = spec.train_and_score(seen_train, b).metrics
         out[key] = {"unseen": unseen, "seen": seen}
         print(f"{key} on half of each held-out task ({len(b)} programs): unseen PCA {unseen['pca']:.3f} top-1 {unseen['top1']:.3f} top-5 {unseen['top5']:.3f}; "
               f"seen (the other half trained on) PCA {seen['pca']:.3f} top-1 {seen['top1']:.3f} top-5 {seen['top5']:.3f}")
@@ -126,8 +126,8 @@ def main() -> None:
         args.features_dir = tempfile.mkdtemp(prefix="tc-unseen-")
         table = featurize_records(records, catalog_target(target).features(), HARDWARE_FEATURE_NAMES, slot=args.slot)
         write_feature_store(table, Path(args.features_dir), args.slot)
-    table, meta = load_feature_table(Path(args.features_dir), args.slot)
-    names = meta["feature_names"]
+    table, _ = load_feature_table(Path(args.features_dir), args.slot)
+    names = table.feature_names
     masked = mask_features(table, names, [m.strip() for m in args.mask_features.split(",") if m.strip()])
     train, test = train_test(table, "by_family", p.split.model_dump())
     report = {"slot": args.slot, "train_rows": len(train), "test_rows": len(test), "masked_features": masked,
@@ -137,14 +137,14 @@ def main() -> None:
               "token_count": {"train_median": float(train.frame["n_tokens"].median()), "test_median": float(test.frame["n_tokens"].median())},
               "models": {}}
     for key in [k.strip() for k in args.models.split(",") if k.strip()]:
-        result = ModelSpec(*p.model_spec(key)).train_and_score(train, test, meta["feature_schema"], names)
+        result = ModelSpec.preset(p, key).train_and_score(train, test)
         tasks = per_task(test, result.model.predict(test))
         report["models"][key] = {"metrics": result.metrics, "median_top1_slowdown": float(np.median([t["top1_slowdown"] for t in tasks])),
                                  "median_rank_of_fastest": float(np.median([t["rank_of_fastest"] for t in tasks])), "tasks": tasks}
         print(f"{key}: PCA {result.metrics['pca']:.3f} top-1 {result.metrics['top1']:.3f} top-5 {result.metrics['top5']:.3f}; "
               f"median slowdown of its first pick {report['models'][key]['median_top1_slowdown']:.2f}x, median rank of the fastest program {report['models'][key]['median_rank_of_fastest']:.0f}")
     if args.ceiling:
-        report["ceiling"] = ceiling(p, [k.strip() for k in args.models.split(",") if k.strip()], train, test, meta)
+        report["ceiling"] = ceiling(p, [k.strip() for k in args.models.split(",") if k.strip()], train, test)
     print("most shifted flat features:", ", ".join(f"{r['feature']} ({r['test_outside_train_p1_p99']:.0%} outside)" for r in report["feature_shift"][:8]))
     print("token kinds only in test:", report["token_shift"]["test_only_kinds"], "; tokens per program, median train/test:",
           report["token_count"]["train_median"], report["token_count"]["test_median"])

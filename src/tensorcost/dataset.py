@@ -10,14 +10,21 @@ targets, pass-to-pass noise). Pure Arrow and NumPy, no TVM.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import records as rec
+from .errors import MissingDataError
+from .metrics import pairwise_counts
+from .records import program_id
 from .safeio import atomic_output, write_text
 
 BUNDLED_DIR = Path("data/bundled")
@@ -26,8 +33,6 @@ BUNDLED_DIR = Path("data/bundled")
 def stats(paths: Iterable[str | Path] | None = None) -> dict:
     """`{"targets": {target: {"tasks", "networks", "valid_records", "error_records"}}, "total_valid_records"}`
     of records files, or of the bundled dataset (under its real target ids) when `paths` is None."""
-    import pyarrow as pa
-
     table = rec.read_records(list(paths)) if paths else pa.concat_tables(bundled_tables(bundled_targets()).values())
     cols = table.select(["target", "task_id", "networks", "error_no"]).to_pydict()
     per: dict[str, dict] = {}
@@ -68,8 +73,6 @@ def relabel(table, target_id: str):
     """Records under their real target id: `target` set and `record_id` recomputed from it (files
     measured before platforms existed carry a host label such as `cpu-avx2-t1`, and the same
     programs re-measured on another machine would otherwise collide)."""
-    import pyarrow as pa
-
     tasks = table.column("task_id").to_pylist()
     programs = table.column("program_id").to_pylist()
     out = table.set_column(table.schema.get_field_index("target"), "target", pa.array([target_id] * table.num_rows, pa.string()))
@@ -78,8 +81,6 @@ def relabel(table, target_id: str):
 
 
 def _unit_hash(key: str, seed: int) -> float:
-    import hashlib
-
     return int.from_bytes(hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).digest(), "little") / 2**64
 
 
@@ -87,8 +88,6 @@ def sample_programs(programs: dict[str, list[str]], tasks: int, per_task: int, s
     """A reproducible sample of a program set: `tasks` tasks and `per_task` programs of each,
     ranked by a seeded hash of their ids (0 = all). The same seed picks the same programs on
     every machine, so fresh measurements line up with the bundled ones."""
-    from .records import program_id
-
     # salted: the split strategies hash the same (task, program) keys, and a sample drawn by the
     # same hash would fall entirely on one side of a split
     chosen = sorted(programs, key=lambda t: _unit_hash(f"sample|{t}", seed))
@@ -104,8 +103,6 @@ def sample_programs(programs: dict[str, list[str]], tasks: int, per_task: int, s
 
 
 def _ranks(x):
-    import numpy as np
-
     order = np.argsort(x, kind="stable")
     r = np.empty(len(x), dtype=np.float64)
     r[order] = np.arange(len(x))
@@ -113,8 +110,6 @@ def _ranks(x):
 
 
 def spearman(a, b) -> float:
-    import numpy as np
-
     if len(a) < 2:
         return float("nan")
     ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
@@ -132,10 +127,6 @@ def cross_target_agreement(tables: dict) -> dict:
     Spearman is computed within each task over the programs valid on both targets, PCA pools the
     pairs, and `same_best` counts the tasks whose fastest program is the same on both.
     """
-    import numpy as np
-
-    from .metrics import pairwise_counts
-
     lat: dict[str, dict[tuple, float]] = {}
     for t, table in tables.items():
         d = table.filter(pc.equal(table["error_no"], 0)).select(["task_id", "program_id", "latency_s"]).to_pydict()
@@ -173,8 +164,6 @@ def cross_target_agreement(tables: dict) -> dict:
 
 def relative_differences(first, second) -> dict:
     """Median and p90 of |second - first| / first over programs measured twice (same record id)."""
-    import numpy as np
-
     a = dict(zip(first.column("record_id").to_pylist(), first.column("latency_s").to_pylist()))
     diffs = []
     for rid, lat in zip(second.column("record_id").to_pylist(), second.column("latency_s").to_pylist()):
@@ -193,11 +182,6 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     `merge`: the run's tasks join the existing program set, and its records the targets'
     existing files; a task the set already has is left out (its records too: the set's own
     programs of that task are the ones every platform measures). Nothing existing is changed."""
-    import json
-    import shutil
-
-    import pyarrow.parquet as pq
-
     dest = programs_dir(kind, root)
     dest.mkdir(parents=True, exist_ok=True)
     src = work_dir / "data/programs"
@@ -234,8 +218,6 @@ def merge_records(sources: list) -> tuple:
     win: a program measured in both the bundled dataset and a fresh run keeps its bundled
     record, since labels are normalised per task and mixing sessions within a task would mix
     their drift). Returns (table, duplicates dropped)."""
-    import pyarrow as pa
-
     table = pa.concat_tables(sources)
     seen: set = set()
     keep = []
@@ -264,8 +246,6 @@ def noise_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
 
 def bundled_tables(targets: Iterable[str], root: Path = BUNDLED_DIR) -> dict:
     """Each bundled target's records, relabelled to its id."""
-    from .errors import MissingDataError
-
     targets = list(targets)
     if not targets:
         raise MissingDataError(f"no bundled dataset under {platforms_dir(root)} (run from the repository root)")

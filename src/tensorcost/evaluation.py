@@ -19,8 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .features import FeatureTable
-from .metrics import peak_score, ranking_report
+from .features.store import StoreView
+from .metrics import peak_score, random_expectation, ranking_report
 from .models import CostModel, create_model, family_class
+from .plots import pca_per_split, ranking_scatter, topk_per_network
+from .safeio import atomic_output
 from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS, assign_test, network_family
 
 
@@ -36,18 +39,20 @@ class ModelSpec:
         """The spec of a preset of params.yaml's `models` (`params`: the loaded Params)."""
         return cls(*params.model_spec(name))
 
-    def create(self, target: str, feature_schema: str, feature_names: list[str]) -> CostModel:
-        return create_model(self.family, target, feature_schema, feature_names, **self.params)
+    def create(self, table, target: str | None = None) -> CostModel:
+        """An untrained model for `table`'s rows: their feature schema and names, and their target
+        unless `target` names the one the model is for (trained on other machines' rows)."""
+        return create_model(self.family, target or table.target_id, table.feature_schema, list(table.feature_names or []), **self.params)
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return family_class(self.family).inputs
 
-    def train_and_score(self, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str], log=None, fit=None) -> "TrainResult":
+    def train_and_score(self, train: FeatureTable, test: FeatureTable, log=None, fit=None) -> "TrainResult":
         """Train on `train` (learning curves on `test` where the family records them) and report
         PCA / top-1 / top-5 on `test`. `fit(model, train, test, log)`: how to train (default:
         `model.fit`; a cluster's, models.distributed.cluster_fit)."""
-        model = self.create(train.target_id, feature_schema, feature_names)
+        model = self.create(train)
         t0 = time.perf_counter()
         if fit is not None:
             curves = fit(model, train, test, log)
@@ -87,7 +92,6 @@ def pool(parts: Sequence, slot: str):
     parts = list(parts)
     if all(isinstance(p, FeatureTable) for p in parts):
         return FeatureTable.concat(parts, slot)
-    from .features.store import StoreView
 
     return StoreView.concat(parts, slot)
 
@@ -106,7 +110,7 @@ def reuse_trained(spec: ModelSpec, trained: dict[str, tuple[CostModel, float]], 
     return family_class(spec.family).reuse_trained(spec.params, trained, train)
 
 
-def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str],
+def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: FeatureTable,
                  log: Callable[[str, str], None] | None = None, fit=None) -> dict[str, TrainResult]:
     """Every spec trained on `train` and scored on `test` (in order; an ensemble whose members
     came earlier blends those models). `log(key, message)`."""
@@ -116,7 +120,7 @@ def train_models(specs: dict[str, ModelSpec], train: FeatureTable, test: Feature
             bar.set_postfix_str(key)
             blended = reuse_trained(spec, {k: (r.model, r.train_s) for k, r in results.items()}, train)
             if blended is None:
-                results[key] = spec.train_and_score(train, test, feature_schema, feature_names, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
+                results[key] = spec.train_and_score(train, test, log=(lambda m, k=key: log(k, m)) if log else None, fit=fit)
             else:
                 model, train_s = blended
                 results[key] = TrainResult(model, score(model, test), {}, train_s)
@@ -165,8 +169,6 @@ def tree_model_keys(specs: dict[str, "ModelSpec"]) -> list[str]:
 
 def random_floor(test) -> dict:
     """A random ranking's expected PCA, top-1, top-5 on `test` (what pick_candidate's floor is)."""
-    from .metrics import random_expectation
-
     te = test.frame
     return random_expectation(te["task_id"], te["latency_s"].to_numpy(), test.task_weights())
 
@@ -216,17 +218,17 @@ def throughput(model: CostModel, table: FeatureTable) -> float:
     return n * reps / max(best, 1e-9)
 
 
-def fit(spec: ModelSpec, train: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[CostModel, float]:
+def fit(spec: ModelSpec, train: FeatureTable) -> tuple[CostModel, float]:
     """`spec` trained on `train`, and the seconds it took."""
-    model = spec.create(train.target_id, feature_schema, feature_names)
+    model = spec.create(train)
     t0 = time.perf_counter()
     model.fit(model_input(train, model.inputs))
     return model, time.perf_counter() - t0
 
 
-def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable, feature_schema: str, feature_names: list[str]) -> tuple[np.ndarray, float, float]:
+def fit_predict(spec: ModelSpec, train: FeatureTable, test: FeatureTable) -> tuple[np.ndarray, float, float]:
     """Train `spec` on `train`, score `test`; returns (scores, train seconds, candidates/s)."""
-    model, train_s = fit(spec, train, feature_schema, feature_names)
+    model, train_s = fit(spec, train)
     return predict(model, test), train_s, throughput(model, test)
 
 
@@ -243,8 +245,7 @@ def run_study(
     strategies: Sequence[str],
     models: dict[str, ModelSpec],
     split_params: dict,
-    feature_schema: str,
-    feature_names: list[str],
+    *,
     progress: Callable[[str], None] | None = None,
     only: Sequence[str] | None = None,
 ) -> tuple[dict, dict, dict]:
@@ -256,6 +257,9 @@ def run_study(
     metrics: dict = {}
     per_network: dict = {}
     predictions: dict = {}
+    unknown = [t for t in (only or []) if t not in datasets]
+    if unknown:  # a typo would otherwise evaluate nothing and report an empty study as done
+        raise ValueError(f"run_study: no dataset slot {unknown[0]!r} among {sorted(datasets)}")
     slots = [t for t in datasets if only is None or t in only]
     bar = tqdm(total=len(slots) * len(strategies) * len(models), desc="evaluate", unit="model", disable=None)
     for target, data in datasets.items():
@@ -282,7 +286,7 @@ def run_study(
                     progress(f"{target} / {strategy} / {key}")
                 bar.set_postfix_str(f"{target} {strategy} {key}")
                 bar.update(1)
-                model, train_s = reuse_trained(spec, trained, train) or fit(spec, train, feature_schema, feature_names)
+                model, train_s = reuse_trained(spec, trained, train) or fit(spec, train)
                 trained[key] = (model, train_s)
                 scores, per_s = predict(model, test), throughput(model, test)
                 scores_by_model[key] = scores
@@ -305,8 +309,6 @@ def run_study(
 def write_study_reports(metrics: dict, per_network: dict, predictions: dict, plots_dir: Path, figures_dir: Path) -> None:
     """The study's DVC plots (CSV) and figures: top-k per network, PCA per split, and one
     task's measured-vs-predicted ranking per target."""
-    from .plots import pca_per_split, ranking_scatter, topk_per_network
-
     plots_dir.mkdir(parents=True, exist_ok=True)
     # `bar`: the label DVC's bar templates draw one bar per value of (they have no colour-by column)
     _write_csv(plots_dir / "topk_per_network.csv", ["target", "split", "network", "model", "bar", "pca", "top1", "top5"],
@@ -332,8 +334,6 @@ def write_study_reports(metrics: dict, per_network: dict, predictions: dict, plo
 
 
 def _write_csv(path: Path, fields: list[str], rows) -> None:
-    from .safeio import atomic_output
-
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()

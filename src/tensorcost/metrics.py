@@ -9,6 +9,7 @@ in blocks, so a task of TenSet's ~3,700 programs never holds its 6.8M pairs at o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -167,8 +168,6 @@ def random_expectation(task_ids, latencies: Sequence[float], weights: dict | Non
     task's expected best latency of k programs drawn without replacement (exact order
     statistics: the i-th fastest of n is the best of the k with probability C(n-i, k-1)/C(n, k)).
     The floor a served model must clear."""
-    from math import comb
-
     latencies = np.asarray(latencies, dtype=np.float64)
     num, den = 0.0, {1: 0.0, 5: 0.0}
     for t, ix in task_groups(task_ids):

@@ -13,7 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
+from . import collect, hardware, registry
+from . import records as rec
 from .errors import UserError
+from .evaluation import ModelSpec, pool, random_floor, score
+from .features import FEATURE_SCHEMA_VERSION, FeatureTable, featurize_table
+from .features.metaschedule import extract_ms_features, ms_feature_slots
+from .features.store import load_feature_table
+from .hardware import HARDWARE_FEATURE_NAMES
+from .params import MeasureConfig, load_params
+from .registry import project_root
+from .tuning import this_machine_target
+from .tvm_support import register_x86_intrinsics_only, tvm_target
+from .user_network import load_network
 
 XGB_PRESET = "tvm_xgb"
 
@@ -21,12 +35,6 @@ XGB_PRESET = "tvm_xgb"
 def measure_network_sample(spec, hw, *, programs_per_task: int, max_tasks: int, seed: int, work_dir: Path, measure_cfg, progress: bool = True):
     """(tasks, records table) of `max_tasks` of the network's tasks (largest FLOPs first), each
     with up to `programs_per_task` random programs measured on `hw`; resumable in `work_dir`."""
-    from tqdm import tqdm
-
-    from . import collect
-    from . import records as rec
-    from .tvm_support import register_x86_intrinsics_only, tvm_target
-
     register_x86_intrinsics_only()
     target = tvm_target(hw)
     tasks = collect.select_tasks(collect.extract_tasks([spec.name], target), max_tasks)
@@ -40,9 +48,6 @@ def measure_network_sample(spec, hw, *, programs_per_task: int, max_tasks: int, 
 
 def _with_ms_features(data, records, tasks, hw) -> None:
     """Attach MetaSchedule's per-store features to `data` (rows of `records`) for models that read them."""
-    from .features.metaschedule import extract_ms_features
-    from .tvm_support import tvm_target
-
     traces = dict(zip(records.column("record_id").to_pylist(), records.column("trace").to_pylist()))
     rows = [(t, traces[r]) for t, r in zip(data.frame["task_id"], data.frame["record_id"])]
     data.ms_features = extract_ms_features({t.task_id: t for t in tasks}, rows, tvm_target(hw))
@@ -51,25 +56,15 @@ def _with_ms_features(data, records, tasks, hw) -> None:
 def _xgb_baseline(data, log) -> dict | None:
     """TVM's XGBoost cost model trained on every slot of the repository's feature store with
     MetaSchedule features, scored on `data`; None (said) where there is no such store."""
-    from .evaluation import ModelSpec, pool, score
-    from .features.metaschedule import ms_feature_slots
-    from .features.store import load_feature_table
-    from .params import load_params
-    from .registry import project_root
-
     root = project_root()
     features = root / "data" / "features" if root is not None else None
     slots = [s for s in ms_feature_slots(features) if (features / s).is_dir()] if features is not None else []
     if not slots:
         log("TVM's XGBoost: no feature store with MetaSchedule features in the repository (`make run` builds it): not scored")
         return None
-    parts, meta = [], None
-    for s in slots:
-        table, meta = load_feature_table(features, s, with_ms=True)
-        parts.append(table)
-    train = pool(parts, "pooled")
+    train = pool([load_feature_table(features, s, with_ms=True)[0] for s in slots], "pooled")
     log(f"TVM's XGBoost: training on {len(train)} records of {', '.join(slots)}")
-    model = ModelSpec.preset(load_params(root / "params.yaml"), XGB_PRESET).create(data.target_id, meta["feature_schema"], meta["feature_names"])
+    model = ModelSpec.preset(load_params(root / "params.yaml"), XGB_PRESET).create(train, target=data.target_id)
     model.fit(train)
     return {"trained_on": slots, "train_records": len(train), **score(model, data)}
 
@@ -81,14 +76,6 @@ def score_network(network: str, input_shape: str | tuple[int, ...] | None = None
     """Measure a sample of `network`'s programs here and score registered models on it. `models`:
     aliases (`champion`, `candidate`, ...) or versions (`3`, `v3`); default: the champion and the
     candidate (those that exist, each version once). Returns the report."""
-    from . import hardware, registry
-    from .params import MeasureConfig
-    from .evaluation import random_floor, score
-    from .features import FEATURE_SCHEMA_VERSION, FeatureTable, featurize_table
-    from .hardware import HARDWARE_FEATURE_NAMES
-    from .tuning import this_machine_target
-    from .user_network import load_network
-
     spec = load_network(network, input_shape, architecture=architecture)
     hw = this_machine_target() if target == "host" else hardware.resolve_target(target)
     loaded, versions = [], set()

@@ -25,10 +25,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from . import collect, dataset, hardware
+import pyarrow as pa
+
+from . import collect, dataset, hardware, validation
 from . import records as rec
 from .errors import UserError
 from .params import load_collection_params
+from .params_io import edit_params
 from .safeio import write_text
 
 WORK_DIR = Path(".tensorcost/platform")
@@ -98,8 +101,6 @@ PROFILES = {"study": Path("params-study.yaml"), "default": Path("params.yaml")}
 def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True, train: bool = False,
                       log: Callable[[str], None] = print, profile: str = "study") -> dict:
     """Measure this machine into the dataset (see the module docstring). Returns what was done."""
-    import pyarrow as pa
-
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     params_yaml = PROFILES[profile]
@@ -184,8 +185,6 @@ def check_records(table, target_id: str, path: Path) -> None:
     """The records suite on a platform's records before they join the dataset: a bad measurement
     is refused here, not in a teammate's pipeline. Checked as the records stage will read them:
     relabelled to the target id (files measured before platforms existed carry a host label)."""
-    from . import validation
-
     summary = validation.validate_records(dataset.relabel(table, target_id).to_pandas(), target_id)
     if not summary.success:
         raise UserError(f"{path}: the records suite failed, file left as it was: {summary.readable()}")
@@ -194,8 +193,6 @@ def check_records(table, target_id: str, path: Path) -> None:
 def add_to_profile(params_yaml: Path, target_ids: list[str], train: bool) -> None:
     """The targets become dataset slots of the profile (and, with `train`, registered models'
     targets); comments and every other line are kept."""
-    from .params_io import edit_params
-
     def add(doc) -> None:
         for tid in target_ids:
             if tid not in doc["targets"]:

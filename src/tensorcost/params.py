@@ -15,7 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .models import FAMILIES, family_class
+from .models.base import ModelFormatError, make_config
+from .names import check_name, is_name
 from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS
+from .zoo import ARCHITECTURE_FAMILIES
 
 PARAMS_FILE = Path("params.yaml")
 HOST = "host"  # the dataset slot of this machine's fresh measurements
@@ -57,8 +61,6 @@ class RpcConfig(BaseModel):
     @field_validator("key")
     @classmethod
     def _check_key(cls, v: str) -> str:
-        from .names import is_name
-
         if not is_name("device key", v):  # the names grammar: it becomes a registry and file name
             raise ValueError("a device key is letters, digits, '.', '_' or '-' (e.g. the platform id 'zen5-2c')")
         return v
@@ -109,8 +111,6 @@ class Section(BaseModel):
 
 
 def _target_id(value: str, allow_host: bool = False, allow_auto: bool = False) -> str:
-    from .names import is_name
-
     if (allow_host and value == HOST) or (allow_auto and value == "auto") or is_name("target id", value):
         return value
     extra = (" or 'host'" if allow_host else "") + (" or 'auto'" if allow_auto else "")
@@ -151,8 +151,6 @@ class SplitParams(Section):
     @field_validator("test_families")
     @classmethod
     def _known_families(cls, v: list[str]) -> list[str]:
-        from .zoo import ARCHITECTURE_FAMILIES
-
         unknown = [f for f in v if f not in ARCHITECTURE_FAMILIES]
         if unknown:
             raise ValueError(f"unknown architecture families {unknown}; the zoo's: {', '.join(ARCHITECTURE_FAMILIES)}")
@@ -227,8 +225,6 @@ class RegistryParams(Section):
     @field_validator("experiment")
     @classmethod
     def _check_experiment(cls, v: str) -> str:
-        from .names import check_name
-
         return check_name("experiment", v)
 
 
@@ -251,8 +247,6 @@ class TransferParams(Section):
     @field_validator("alias")
     @classmethod
     def _check_alias(cls, v: str) -> str:
-        from .names import check_name
-
         return check_name("alias", v)
 
 
@@ -271,8 +265,6 @@ class TuneParams(TuneConfig):
     @field_validator("alias")
     @classmethod
     def _check_alias(cls, v: str) -> str:
-        from .names import check_name
-
         return check_name("alias", v)
 
 
@@ -297,8 +289,6 @@ class PruneParams(Section):
     @field_validator("alias_prefix")
     @classmethod
     def _check_prefix(cls, v: str) -> str:
-        from .names import check_name
-
         return check_name("alias", v)
 
 
@@ -339,7 +329,6 @@ class Params(Section):
             unknown = [k for k in keys if k not in self.models]
             if unknown:
                 raise ValueError(f"{section} names {unknown}, which `models` does not define (defined: {', '.join(self.models)})")
-        from .names import check_name
 
         for name in self.models:
             check_name("model preset", name, where="models")  # a preset's name becomes models/<target>/<name>/
@@ -351,7 +340,6 @@ class Params(Section):
         if self.prune is not None:
             if self.prune.slot not in self.targets:
                 raise ValueError(f"prune.slot {self.prune.slot!r} is not in `targets` (the dataset slots)")
-            from .models import family_class
 
             # the scout needs program embeddings; uncertainty's committee, a tree model (the contract says which family has which)
             for section, name, need, what in (("prune.scout", self.prune.scout, "embeds", "a family with program embeddings"),
@@ -402,8 +390,6 @@ class Params(Section):
             params = {**extra, **params}
             family = family or preset.family
             name = preset.base
-        from .models import FAMILIES, family_class
-        from .models.base import ModelFormatError, make_config
 
         if family not in FAMILIES:
             raise ValueError(f"models.{seen[0]}: family {family!r} is not one of {', '.join(FAMILIES)}")

@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 from pathlib import Path
 
-from .safeio import atomic_output
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
+from .errors import UserError
+from .params import load_params
+from .safeio import atomic_output
 
 
 def md5_file(path: str | Path) -> str:
@@ -32,8 +37,6 @@ def git_commit() -> str:
 def _round_trip_yaml():
     """ruamel.yaml in round-trip mode, set up to write the way params.yaml is written: nothing
     re-wrapped or re-indented, comments and order kept."""
-    from ruamel.yaml import YAML
-
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 1 << 20
@@ -46,13 +49,6 @@ def edit_params(path: str | Path, edit, validate: bool = True) -> None:
     """Apply `edit(doc)` to a params file with a round-trip YAML editor (every other line and
     comment stays) and replace the file atomically; with `validate`, the new text must load as
     params (params.load_params) first, so a refused value never reaches the file."""
-    import io
-
-    from ruamel.yaml.error import YAMLError
-
-    from .errors import UserError
-    from .params import load_params
-
     path = Path(path)
     yaml = _round_trip_yaml()
     try:
@@ -73,10 +69,6 @@ def set_param(path: str | Path, key: str, value_yaml: str) -> str:
     'h:9190', key: k}`) with the round-trip editor (`edit_params`): every other line, comment and
     order stays as it was; the new file is checked as params before it replaces the old one.
     Returns the previous value as YAML text ('' when the key was new)."""
-    from ruamel.yaml.error import YAMLError
-
-    from .errors import UserError
-
     path = Path(path)
     try:
         value = _round_trip_yaml().load(value_yaml)  # round-trip too: `{a: 1}` stays one flow-style line

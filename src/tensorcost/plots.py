@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
+from .safeio import atomic_output
+
 
 def ranking_scatter(measured_rank: Sequence[int], predicted_rank: Sequence[int], title: str, out: Path) -> None:
     import matplotlib
@@ -28,8 +32,6 @@ def ranking_scatter(measured_rank: Sequence[int], predicted_rank: Sequence[int],
 
 def _save(fig, out: Path) -> None:
     """Write a figure atomically: a killed run leaves the previous figure, not half of one."""
-    from .safeio import atomic_output
-
     with atomic_output(out) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")  # "tight": legends outside the axes are kept
 
@@ -57,8 +59,6 @@ def _plt():
 
 def topk_per_network(by_net: dict, title: str, out: Path) -> None:
     """Grouped bars: top-5 (and top-1 hatched) per held-out network, one bar per model."""
-    import numpy as np
-
     plt = _plt()
     out.parent.mkdir(parents=True, exist_ok=True)
     nets = sorted(by_net)
@@ -84,8 +84,6 @@ def topk_per_network(by_net: dict, title: str, out: Path) -> None:
 
 def pca_per_split(metrics: dict, out: Path) -> None:
     """PCA per split strategy, one panel per target, one bar per model."""
-    import numpy as np
-
     plt = _plt()
     out.parent.mkdir(parents=True, exist_ok=True)
     targets = sorted(metrics)

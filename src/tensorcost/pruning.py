@@ -27,13 +27,20 @@ Every strategy except `random_tasks` keeps the same number of programs per task:
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .errors import UserError
-from .features import FeatureTable
+from .features import FeatureTable, per_task_labels
+from .models import create_model, family_class
+from .records.schema import COLUMNS, RECORDS_SCHEMA
+from .safeio import atomic_output
 
 STRATEGIES = ("random", "random_tasks", "attention_loss", "kcenter", "uncertainty")
 
@@ -49,22 +56,16 @@ class Scout:
     ensemble_params: dict = field(default_factory=dict)
     family: str = "attention"
     ensemble_family: str = "lightgbm"
-    feature_schema: str = ""
-    feature_names: list[str] = field(default_factory=list)
     log: Callable[[str], None] | None = None
     _model: object = None
     _pool_key: tuple | None = None
 
     def model(self, pool: FeatureTable):
-        from .models import create_model, family_class
-
         if not family_class(self.family).embeds:
-            from .errors import UserError
-
             raise UserError(f"the pruning scout must be a family with program embeddings; {self.family} has none")
         key = (len(pool), tuple(pool.frame["record_id"].iloc[[0, -1]]) if len(pool) else ())
         if self._model is None or self._pool_key != key:
-            m = create_model(self.family, pool.target_id, self.feature_schema, self.feature_names, **self.params)
+            m = create_model(self.family, pool.target_id, pool.feature_schema, list(pool.feature_names or []), **self.params)
             m.fit(pool, log=self.log)
             self._model, self._pool_key = m, key
         return self._model
@@ -73,8 +74,6 @@ class Scout:
 def kept_table(pool: FeatureTable, rows) -> FeatureTable:
     """The rows of `pool` a pruned dataset keeps, labelled from those rows alone (a label is the
     task's best kept latency over the program's): what was pruned away was never measured."""
-    from .features import per_task_labels
-
     kept = pool.take(np.sort(np.asarray(rows, dtype=np.int64)))
     kept.frame["label"] = per_task_labels(kept.groups, kept.frame["latency_s"].to_numpy())
     return kept
@@ -168,8 +167,6 @@ ENSEMBLE_SIZE = 4
 
 
 def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scout | None = None) -> np.ndarray:
-    from .models import create_model
-
     scout = scout or Scout()
     rng = np.random.default_rng(seed)
     by_task = _task_rows(pool)
@@ -181,7 +178,7 @@ def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scou
         preds = []
         for m in range(ENSEMBLE_SIZE):  # a committee of bootstrap resamples: its spread is the model's uncertainty
             boot = np.sort(rng.choice(len(measured), len(measured), replace=True))  # a multiset: row order (a store view's) does not change it
-            member = create_model(scout.ensemble_family, pool.target_id, scout.feature_schema, scout.feature_names, **{**params, "seed": seed * 101 + r * 11 + m})
+            member = create_model(scout.ensemble_family, pool.target_id, pool.feature_schema, list(pool.feature_names or []), **{**params, "seed": seed * 101 + r * 11 + m})
             member.fit(measured.take(boot))
             preds.append(member.predict(pool))
         spread = np.std(preds, axis=0)
@@ -224,8 +221,6 @@ def summarize(rows: list[dict], tolerance: float = 0.01) -> list[dict]:
     the seeds' spread (max - min PCA), and the smallest kept fraction whose mean PCA is within
     `tolerance` of the full pool's (`within_1pt_min_fraction`; None when none is). A strategy
     `beats_random` at a fraction when its mean PCA exceeds random's by more than random's spread."""
-    from collections import defaultdict
-
     full: dict[tuple, list[float]] = defaultdict(list)
     cells: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -259,14 +254,6 @@ def write_variant_records(source, keep_ids: set[str], out, batch_rows: int = 65_
     """The kept rows of the records file `source` written to `out`, a batch at a time (a
     platform's records, traces and all, are never one table), in their original order; error
     records dropped as `variant_records` does. Returns the rows written."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from .records.schema import COLUMNS, RECORDS_SCHEMA
-
-    from .safeio import atomic_output
-
     keep = pa.array(sorted(keep_ids), pa.string())
     rows = 0
     with atomic_output(out) as tmp, pq.ParquetWriter(tmp, RECORDS_SCHEMA, compression="zstd") as writer:
@@ -282,8 +269,5 @@ def write_variant_records(source, keep_ids: set[str], out, batch_rows: int = 65_
 def variant_records(records, keep_ids: set[str]):
     """The rows of a records table (pyarrow) whose record_id is kept, in their original order.
     Error records carry no latency (featurize drops them), so no variant holds them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     mask = pc.and_(pc.is_in(records.column("record_id"), value_set=pa.array(sorted(keep_ids), pa.string())), pc.equal(records.column("error_no"), 0))
     return records.filter(mask)

@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .features import FeatureTable
+from .models import load_model
+from .safeio import write_text
 
 LOADER_MODULE = "tensorcost.pyfunc"
 MLMODEL_FILE = "MLmodel"
@@ -45,8 +48,6 @@ def write_pyfunc_files(model_dir: str | Path, example: pd.DataFrame) -> None:
     from mlflow.models import Model, infer_signature
     from mlflow.pyfunc import add_to_model
 
-    from .safeio import write_text
-
     model_dir = Path(model_dir)
     cols = [c for c in INPUT_COLUMNS if c in example.columns]
     example = example[cols].reset_index(drop=True).copy()
@@ -68,8 +69,6 @@ class PyfuncModel:
         self.model = model
 
     def predict(self, model_input, params=None) -> np.ndarray:
-        from .features import FeatureTable
-
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         needs = set(self.model.inputs) - {"flat"}
         if "flat" not in frame.columns:
@@ -92,6 +91,4 @@ class PyfuncModel:
 
 def _load_pyfunc(path: str) -> PyfuncModel:
     """MLflow's entry point (the MLmodel names this module): the project's checked loader."""
-    from .models import load_model
-
     return PyfuncModel(load_model(Path(path)))

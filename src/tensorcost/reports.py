@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from .safeio import write_text
+
 
 def _clean(o):
     if isinstance(o, float) and math.isnan(o):
@@ -22,8 +24,6 @@ def to_json(obj) -> str:
 
 
 def write_json(path: str | Path, obj) -> None:
-    from .safeio import write_text
-
     write_text(path, to_json(obj))
 
 

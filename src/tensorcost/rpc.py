@@ -31,7 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import hardware
 from .errors import UserError
+from .hardware.detect import catalog_platform
 from .params import RpcConfig
 
 log = logging.getLogger(__name__)
@@ -244,8 +246,6 @@ class RemotePlatform:
 
 def _doc_of(session, cfg: RpcConfig) -> dict:
     """What one server says about its machine; a stock server's platform from the key."""
-    from . import hardware
-
     try:
         func = session.get_function(PLATFORM_FUNC)
     except Exception:  # noqa: BLE001  (AttributeError: the server has no such function)
@@ -291,9 +291,6 @@ def query_servers(cfg: RpcConfig) -> list[dict]:
 
 def remote_platform(cfg: RpcConfig) -> RemotePlatform:
     """The one platform behind the key (refused when its servers are different machines)."""
-    from . import hardware
-    from .hardware.detect import catalog_platform
-
     docs = query_servers(cfg)
     found = {}
     for d in docs:
@@ -314,8 +311,6 @@ def remote_platform(cfg: RpcConfig) -> RemotePlatform:
 def remote_target(cfg: RpcConfig, target_id: str, info: RemotePlatform | None = None):
     """The target records measured through the key are labelled with: `remote.<variant>` (the
     servers' platform) or an explicit `<platform>.<variant>` that must be the servers' one."""
-    from . import hardware
-
     info = info or remote_platform(cfg)
     p = info.platform
     platform_id, _, variant_id = target_id.partition(".")

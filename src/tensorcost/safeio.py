@@ -4,9 +4,13 @@ name beside the destination and renamed into place only when whole."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import secrets
+import shutil
+import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -79,8 +83,6 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """`atomic_output` for a folder of files (a saved model): filled under a temporary name beside
     `path`, swapped in whole when the block succeeds; on failure `path` is left as it was."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path.parent, TMP_PREFIX)
@@ -128,8 +130,6 @@ def sweep_stale(folder: str | Path, prefix: str, suffix: str = "") -> int:
     """Remove `<prefix><pid>-*<suffix>` files and folders in `folder` whose process is gone (what a
     kill -9 left behind: spools, half-written outputs, model downloads); returns how many. Names
     of live processes, and names without a pid, are left alone."""
-    import shutil
-
     folder = Path(folder)
     removed = 0
     try:
@@ -157,10 +157,6 @@ def sweep_stale(folder: str | Path, prefix: str, suffix: str = "") -> int:
 def die_with_parent() -> None:
     """In a worker process: be killed (SIGKILL) when the parent dies, even by kill -9 (Linux
     prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
-    import ctypes
-    import signal
-    import sys
-
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import factorize
+from .zoo import architecture_family
 
 STRATEGIES = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
@@ -83,8 +84,6 @@ def assign_test(
         if strategy == "by_network":
             held, key = set(test_networks), network_family
         else:
-            from .zoo import architecture_family
-
             held, key = set(test_families), architecture_family
         # one decision per distinct networks string (a task's), one vectorized lookup a row
         codes, uniques = factorize(networks)

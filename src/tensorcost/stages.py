@@ -18,7 +18,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from . import collect as col, dataset, hardware, pruning, records as rec, registry, rpc, safeio, validation
+from . import collect as col
+from . import dataset, hardware, pruning, registry, rpc, safeio, validation
+from . import records as rec
 from .errors import MissingDataError, UserError
 from .evaluation import ModelSpec, fit, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
 from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, load_feature_table, store_hash
@@ -27,12 +29,14 @@ from .features.metaschedule import extract_ms_features, save_ms_features
 from .features.store import StoreView
 from .hardware import HARDWARE_FEATURE_NAMES, Target, describe_target
 from .models import family_class
+from .models.ddp_train import torchrun_fit
+from .models.distributed import cluster_fit
 from .params import HOST, PARAMS_FILE, Params, TuneConfig, load_params
 from .params_io import git_commit, md5_file
 from .plots import learning_curves
 from .pyfunc import example_frame
 from .reports import evaluation_summary, ranking_summary, write_json, write_summary
-from .transfer import becomes_candidate, transfer_study
+from .transfer import becomes_candidate, chosen_sources, transfer_study
 from .tuning import compare_cost_models
 from .tvm_support import tvm_target
 from .validation import SlotData, data_facts
@@ -199,7 +203,7 @@ def slot_data(slot: str) -> SlotData:
     return SlotData(slot, RECORDS_DIR / f"{slot}.parquet", REPORTS_DIR / "validation" / f"{slot}.json", FEATURES_DIR, _features_report(slot))
 
 
-def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
+def _train_and_register(p: Params, keys: list[str], train_t, test_t, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
                         tags: dict, params: dict, cluster=None, torchrun=None, slot: str | None = None) -> dict:
     """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
     and registered as a version of tensorcost-<target>, its card naming what it was trained on
@@ -207,21 +211,17 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, meta: dict,
     specs = model_specs(p, keys)
     fit_with = None
     if cluster is not None:
-        from .models.distributed import cluster_fit  # lazy: Dask, only when params ask for a cluster
-
         fit_with = cluster_fit(cluster)
     if torchrun is not None:
-        from .models.ddp_train import torchrun_fit  # lazy: torch.distributed, only under torchrun
-
         fit_with = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit_with)
-    results = train_models(specs, train_t, test_t, meta["feature_schema"], meta["feature_names"], log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit_with)
+    results = train_models(specs, train_t, test_t, log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit_with)
     rows = {}
     example = example_frame(test_t)  # each version is an MLflow pyfunc model too, with this input example
     for key, result in results.items():
         spec, m = specs[key], result.metrics
         out = models_dir / key
         result.model.save(out)
-        version = registry.register_trained(out, target, key=key, family=spec.family, objective=result.model.metadata.objective, feature_schema=meta["feature_schema"],
+        version = registry.register_trained(out, target, key=key, family=spec.family, objective=result.model.metadata.objective, feature_schema=train_t.feature_schema,
                                             split=p.split.strategy, metrics=m, trained_on=trained_on, test_records=len(test_t), experiment=p.registry.experiment,
                                             run_name=f"{run_prefix}-{key}", params={"model": key, **params, **family_class(spec.family).run_params(spec.params)}, data_tags=tags,
                                             git_commit=git_commit(), curves=result.curves, input_example=example)
@@ -236,16 +236,14 @@ def train(target: str) -> None:
     p = _slot_params(target)
     facts = data_facts(slot_data(target))  # before any model: data that failed validation is neither trained on nor registered
     if p.train.cluster is None and p.train.torchrun is None:
-        table, meta = load_feature_table(FEATURES_DIR, target)
+        table, _ = load_feature_table(FEATURES_DIR, target)
     else:  # the store read a fragment at a time; LightGBM on the Dask cluster, the attention model under torchrun
-
         table = StoreView(FEATURES_DIR, target)
-        meta = table.meta
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
     # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
     tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": facts["validation_passed"]}
-    rows = _train_and_register(p, p.train.models, train_t, test_t, meta, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
+    rows = _train_and_register(p, p.train.models, train_t, test_t, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
                                trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
                                torchrun=p.train.torchrun, slot=target)
     floor = random_floor(test_t)  # a model that ranks worse than random is not served
@@ -284,15 +282,13 @@ def prune(strategy: str, percent: int) -> None:
     facts = data_facts(slot_data(slot))
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
-    meta = table.meta
     pool_t, test = train_test(table, p.split.strategy, p.split.model_dump())  # only the training side is pruned
     presets: dict = {}  # without a preset, the Scout's own defaults
     if pp.scout:
         presets["family"], presets["params"] = p.model_spec(pp.scout)
     if pp.ensemble:
         presets["ensemble_family"], presets["ensemble_params"] = p.model_spec(pp.ensemble)
-    scout = pruning.Scout(**presets,
-                          feature_schema=meta["feature_schema"], feature_names=meta["feature_names"], log=lambda m: _echo(f"prune {variant} scout {m}"))
+    scout = pruning.Scout(**presets, log=lambda m: _echo(f"prune {variant} scout {m}"))
     t0 = time.perf_counter()
     kept = pruning.prune(strategy, pool_t, percent / 100.0, pp.seed, scout)
     prune_s = time.perf_counter() - t0
@@ -333,7 +329,6 @@ def train_pruned(strategy: str, percent: int) -> None:
         raise UserError(f"{records_file} is not the variant validated in {report} (re-run: dvc repro prune)")
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
     table = StoreView(FEATURES_DIR, slot)  # metadata whole, numbers a fragment at a time
-    meta = table.meta
     ids = pq.read_table(records_file, columns=["record_id"]).column("record_id").to_pylist()
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     train_t = pruning.kept_table(train_t, pruning.rows_of(train_t, ids))  # labelled from the kept records alone
@@ -345,7 +340,7 @@ def train_pruned(strategy: str, percent: int) -> None:
             "dataset_path": str(records_file)}
     trained_on = (f"the pruned variant {variant} of {slot} ({len(train_t)} training records, {made['kept_share']:.0%} of the {sp.strategy} training side; "
                   f"DVC md5 {variant_md5}), tested on the unpruned test side")
-    rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, meta, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
+    rows = _train_and_register(p, pp.models or p.train.models, train_t, test_t, target=hw.id, models_dir=MODELS_DIR / "pruned" / slot / variant,
                                run_prefix=f"train-{slot}-{variant}", trained_on=trained_on, tags=tags, params={"dataset_variant": variant})
     best = pick_candidate({k: r["metrics"] for k, r in rows.items()}, p.train.candidate_metrics, random_floor(test_t),
                           tree_model_keys(model_specs(p, rows)))
@@ -376,7 +371,6 @@ def transfer() -> None:
     peers = model_specs(p, tp.peers)
     facts = data_facts(slot_data(tp.target))  # before any model: data that failed validation is neither trained on nor registered
     data = StoreView(FEATURES_DIR, tp.target)  # metadata whole, numbers a fragment at a time
-    meta = data.meta
     target_id = data.target_id
     names = _transfer_sources(p, data)
     if not names:
@@ -393,15 +387,15 @@ def transfer() -> None:
         records = pool([StoreView(FEATURES_DIR, s) for s in source_slots], "pooled")
         for key in tp.pooled:
             _echo(f"transfer: {key} trained on {len(records)} records of {', '.join(source_slots)} pooled")
-            pooled[key], _ = fit(ModelSpec.preset(p, key), records, meta["feature_schema"], meta["feature_names"])
-    study = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, feature_schema=meta["feature_schema"],
-                           feature_names=meta["feature_names"], log=_echo, pooled=pooled, select_metrics=p.train.candidate_metrics, confidence=tp.confidence)
+            pooled[key], _ = fit(ModelSpec.preset(p, key), records)
+    study = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, log=_echo, pooled=pooled,
+                           select_metrics=p.train.candidate_metrics, confidence=tp.confidence)
     curves = study.curves
     learning_curves(curves, f"transfer to {tp.target} ({target_id})", REPORTS_DIR / "transfer" / "learning_curve.png")
     report = {"target": tp.target, "target_id": target_id, "sources": pulled, "pooled_from": source_slots if pooled else [], "choice": study.choice, "registered": None}
     _echo(f"transfer: serving {study.choice['approach']} (k={study.choice.get('k')}): {study.choice['reason']}")
     if study.model is not None:
-        report["registered"] = _register_transferred(p, data, meta, facts, study.choice, pulled, study.model)
+        report["registered"] = _register_transferred(p, data, facts, study.choice, pulled, study.model)
     write_json(REPORTS_DIR / "metrics" / "transfer.json", curves)
     write_json(REPORTS_DIR / "transfer" / "study.json", report)
     c = study.choice
@@ -413,7 +407,7 @@ def transfer() -> None:
 TRANSFERRED = "transferred"
 
 
-def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict, pulled: dict, model) -> dict:
+def _register_transferred(p: Params, data, facts: dict, choice: dict, pulled: dict, model) -> dict:
     """Register the chosen model for the target's real id, aliased `transferred`; it becomes
     `candidate` too unless the pipeline trains this target itself (its train stage chooses
     that one), so a new machine's first model is the one its measurements chose."""
@@ -424,19 +418,13 @@ def _register_transferred(p: Params, data, meta: dict, facts: dict, choice: dict
     model.metadata.target = target_id
     model.save(out)
     metrics = {m: float(choice[m]) for m in ("pca", "top1", "top5")}
-    kind, _, source = approach.partition(":")
-    source_ref = f"{pulled[source]['name']}/{pulled[source]['version']}" if source in pulled else (
-        ",".join(f"{r['name']}/{r['version']}" for r in pulled.values()) if approach == "zero_shot:blend" else "")
-    tags = registry.model_card_tags(
-        target=target_id, family=model.family, objective=model.metadata.objective, feature_schema=meta["feature_schema"], split=f"transfer:{k}%",
-        train_data_hash=facts["hash"], eval_data_hash=f"transfer:{facts['hash']}:{tp.test_fraction}:{tp.seed}", validation_passed=facts["validation_passed"],
-        git_commit=git_commit(), metrics=metrics, source_model=source_ref or "none", model_key=approach,
-    )
-    card = (f"{approach} at k={k}% for {target_id}, chosen on the transfer's test side of {tp.target}: {choice['reason']}. "
-            f"PCA {metrics['pca']:.3f}, top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f} (the figures the choice was made on)")
-    version = registry.log_and_register(out, target_id, experiment=p.registry.experiment, run_name=f"transfer-{approach.replace(':', '-')}-to-{target_id}",
-                                        params={"approach": approach, "source_model": source_ref or "none", "k_percent": k}, metrics=metrics, tags=tags,
-                                        alias=TRANSFERRED, description=card, input_example=example_frame(data))
+    source_ref = chosen_sources(approach, pulled)
+    data_tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"transfer:{facts['hash']}:{tp.test_fraction}:{tp.seed}",
+                 "validation_passed": facts["validation_passed"]}
+    version = registry.register_transferred(out, target_id, approach=approach, k=k, reason=choice["reason"], chosen_on=f"the transfer's test side of {tp.target}",
+                                            metrics=metrics, family=model.family, objective=model.metadata.objective, feature_schema=data.feature_schema,
+                                            source_ref=source_ref, data_tags=data_tags, experiment=p.registry.experiment, git_commit=git_commit(),
+                                            alias=TRANSFERRED, input_example=example_frame(data))
     aliases = [TRANSFERRED]
     if becomes_candidate(target_id, tp.target, p.train.targets):
         registry.set_alias(target_id, registry.CANDIDATE, version)
@@ -452,9 +440,7 @@ def _split_study(p: Params, model_keys, splits, only) -> tuple[dict, dict, dict]
     are read whole for that model alone). `only`: the slots evaluated (None: all)."""
     specs = model_specs(p, model_keys)
     datasets = {slot: StoreView(FEATURES_DIR, slot) for slot in p.targets}
-    meta = next(iter(datasets.values())).meta if datasets else {"feature_schema": "", "feature_names": []}
-    result = run_study(datasets, splits, specs, p.split.model_dump(), meta["feature_schema"], meta["feature_names"],
-                       progress=lambda m: _echo(f"evaluate {m}"), only=only)
+    result = run_study(datasets, splits, specs, p.split.model_dump(), progress=lambda m: _echo(f"evaluate {m}"), only=only)
     for t, by_split in result[0].items():
         for sp, by_model in by_split.items():
             _echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))

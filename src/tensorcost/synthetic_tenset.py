@@ -38,6 +38,16 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+import orjson
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import dataset
+from .errors import MissingDataError, UserError
+from .hardware.catalog import catalog_target
+from .records import read_records
 from .records.synthetic import synthetic_platform
 from .safeio import write_text
 
@@ -48,10 +58,6 @@ _MEDIAN_ABS_NORMAL = 0.6744897501960817  # median of |z|, z ~ N(0, 1)
 def noise_sigma(source_target: str, root: Path | None = None) -> tuple[float, dict]:
     """(sigma of the per-record lognormal factor, the measured noise it comes from) for a bundled
     target with a noise file (see the module docstring for the conversion)."""
-    from . import dataset
-    from .errors import MissingDataError
-    from .records import read_records
-
     root = Path(root) if root is not None else dataset.BUNDLED_DIR
     path = dataset.noise_records_path(source_target, root)
     if not path.exists():
@@ -67,14 +73,6 @@ def noise_sigma(source_target: str, root: Path | None = None) -> tuple[float, di
 def _source_tasks(source_target: str, root: Path) -> tuple[list[dict], str, list]:
     """The source's tasks with their valid programs: [{task_id, dims, programs: [(trace bytes,
     latencies, measured_at)]}], the TenSet target string, the hardware params."""
-    import orjson
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from . import dataset
-    from .errors import MissingDataError
-    from .hardware.catalog import catalog_target
-
     hw = catalog_target(source_target)
     progs_dir = dataset.programs_dir(hw.kind, root)
     records_path = dataset.bundled_records_path(source_target, root)
@@ -115,13 +113,6 @@ def write_synthetic_tenset(out_dir: str | Path, rows: int, source_target: str = 
     through them again, with other noise), the last file cut to reach `rows` exactly. The platform
     directory must not exist yet (written under a temporary name, renamed when complete).
     """
-    import numpy as np
-    import orjson
-    from tqdm import tqdm
-
-    from . import dataset
-    from .errors import UserError
-
     if rows < 1:
         raise UserError(f"--rows must be at least 1, got {rows}")
     if programs_per_task is not None and programs_per_task < 1:

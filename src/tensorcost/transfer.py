@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .evaluation import ModelSpec, fit, model_input, predict, serving_problems
 from .metrics import bootstrap_difference, figures_from_stats, objective, random_expectation, task_stats
 from .models import CostModel
+from .models.ensemble import MAX_MEMBERS, EnsembleCostModel
 
 DEFAULT_METRICS = ("pca", "top1", "top5")
 
@@ -81,8 +82,6 @@ def blend_sources(sources: dict[str, CostModel], unlabeled) -> CostModel | None:
     """The sources' models as one ensemble, each score scaled by its spread within tasks on
     `unlabeled` rows of the target (predictions only: no target label is used). None with fewer
     than two sources or a source that cannot be a member."""
-    from .models.ensemble import MAX_MEMBERS, EnsembleCostModel
-
     models = list(sources.values())
     if len(models) < 2 or len(models) > MAX_MEMBERS or any("ms_features" in m.inputs for m in models):
         return None
@@ -100,8 +99,6 @@ def transfer_study(
     *,
     test_fraction: float,
     seed: int,
-    feature_schema: str,
-    feature_names: list[str],
     log: Callable[[str], None] | None = None,
     pooled: dict[str, CostModel] | None = None,
     select_metrics: Sequence[str] = DEFAULT_METRICS,
@@ -160,7 +157,7 @@ def transfer_study(
             bar.update(1)
             if "ms_features" in spec.inputs and not has_ms_features(data):
                 continue  # e.g. tvm_xgb on a target without MetaSchedule features
-            model, _ = fit(spec, train, feature_schema, feature_names)
+            model, _ = fit(spec, train)
             scored(name, key, model, n)
     bar.close()
     best, problems = best_servable(scored_all, select_metrics, floor)
@@ -168,6 +165,18 @@ def transfer_study(
     choice["random_floor"] = floor
     choice["not_served"] = {k: why for k, why in problems.items() if why}
     return TransferStudy(curves, choice, model, finetuned)
+
+
+def chosen_sources(approach: str, pulled: dict) -> str:
+    """The registry versions (`name/version`, comma-separated) the chosen approach was made from:
+    its source model for zero-shot or fine-tuned, every source for their blend, "" for a model
+    trained here (pooled or from scratch). `pulled`: {source: {"name", "version", ...}}."""
+    _, _, source = approach.partition(":")
+    if source in pulled:
+        return f"{pulled[source]['name']}/{pulled[source]['version']}"
+    if approach == "zero_shot:blend":
+        return ",".join(f"{r['name']}/{r['version']}" for r in pulled.values())
+    return ""
 
 
 def becomes_candidate(target_id: str, slot: str, train_targets) -> bool:

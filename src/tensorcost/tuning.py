@@ -9,16 +9,31 @@ search's measurements (online).
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from .features import table_from_traces, workload_features
+from . import hardware, registry
+from . import hardware as hwmod
+from .collect import make_builder_runner, network_to_relax
+from .errors import UserError
+from .features import FEATURE_SCHEMA_VERSION, FeatureTable, per_task_labels, table_from_traces, workload_features
+from .features.metaschedule import extract_from_candidates
 from .hardware import Target
-from .params import TuneConfig
+from .params import HostParams, MeasureConfig, TuneConfig
+from .records import classify_op
+from .registry import project_root
 from .safeio import write_text
+from .tvm_support import register_x86_intrinsics_only, structural_hash_hex, trace_to_json, tvm_target, workload_info
+from .user_network import load_network
+from .zoo import get_network
 
 
 def score_candidates(model, trace_jsons: list[str], workload: list[float], hardware: list[float], ms_features=None) -> np.ndarray:
@@ -53,16 +68,8 @@ def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: i
     training records were. Fine-tuning restarts from the pre-trained weights each time, so early
     noisy updates do not compound.
     """
-    import copy
-
     import tvm
     from tvm.s_tir.meta_schedule.cost_model import PyCostModel
-
-    from .errors import UserError
-    from .features import FeatureTable, per_task_labels
-    from .records import classify_op
-    from .features.metaschedule import extract_from_candidates
-    from .tvm_support import structural_hash_hex, trace_to_json, workload_info
 
     if mode not in MODES:
         raise UserError(f"cost model mode {mode!r}: valid modes are {', '.join(MODES)}")
@@ -151,8 +158,6 @@ def fast_local_builder(**kwargs):
     load then passes LocalBuilder's 30 s timeout and every trial fails. For any tuning script."""
     import tvm.s_tir.meta_schedule as ms
 
-    from .tvm_support import register_x86_intrinsics_only
-
     register_x86_intrinsics_only()
     return ms.builder.LocalBuilder(initializer=register_x86_intrinsics_only, **kwargs)
 
@@ -163,10 +168,6 @@ def cost_model(uri: str, mode: str = "frozen", hardware: str | Target | None = N
     `mode` is `frozen` or `online` (fine-tuned on the search's measurements); `hardware` is the
     target id (or Target) of the machine the search measures on, by default the model's own
     target. The model is loaded from its verified artifact files (no pickle, no code)."""
-    from . import hardware as hwmod
-    from . import registry
-    from .features import FEATURE_SCHEMA_VERSION
-
     model, target, info = registry.load_uri(uri, expected_feature_schema=FEATURE_SCHEMA_VERSION)
     if hardware is None:
         hw = hwmod.describe_target(target)
@@ -180,7 +181,6 @@ def cost_model(uri: str, mode: str = "frozen", hardware: str | Target | None = N
 def make_progress_callback(total: int, desc: str):
     """A MetaSchedule measure callback that drives a tqdm bar (tune_tasks itself only logs to files)."""
     import tvm
-    from tqdm import tqdm
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     bar = tqdm(total=total, desc=desc, unit="trial")
@@ -197,9 +197,6 @@ def _quiet_metaschedule() -> None:
     """MetaSchedule prints a task table per round to stdout: keep its console to warnings (the
     full log stays in <work_dir>/logs; --debug / TENSORCOST_DEBUG=1 shows it). Its logger setup
     reads the level when a search starts, so this is set before each one."""
-    import logging
-    import os
-
     if os.environ.get("TENSORCOST_DEBUG") != "1":
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
@@ -209,12 +206,7 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
     whole network with the tuned schedules and time it. Returns a report dict.
     `extra_callbacks`: a function (task weights, in the order of the tuned tasks) -> measure
     callbacks added to the search's (benchmarks record progress curves with them)."""
-    import shutil
-
     import tvm.s_tir.meta_schedule as ms
-
-    from .collect import make_builder_runner, network_to_relax
-    from .tvm_support import register_x86_intrinsics_only, tvm_target
 
     register_x86_intrinsics_only()
     _quiet_metaschedule()
@@ -233,8 +225,6 @@ def tune_network(hw: Target, cfg: TuneConfig, cost_model, work_dir: Path, measur
 
     chosen = sorted(extracted, key=lambda t: -flops(t) * int(t.weight))[: cfg.max_tasks or None]
     if not chosen:
-        from .errors import UserError
-
         raise UserError(f"network {cfg.network}: no tasks to tune (TVM found no operator it schedules)")
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         chosen, str(work_dir), space="post-order-apply",
@@ -287,8 +277,6 @@ def time_network(cfg: TuneConfig, mod, target, database=None) -> list[float]:
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
-    from .zoo import get_network
-
     database = database if database is not None else ms.database.MemoryDatabase()
     with target:
         exe = ms.relax_integration.compile_relax(database, mod, target, params=None)
@@ -302,9 +290,6 @@ def time_network(cfg: TuneConfig, mod, target, database=None) -> list[float]:
 
 def untuned_network_latency_ms(hw: Target, cfg: TuneConfig) -> dict:
     """The network compiled with no tuned schedule at all: the floor tuning improves on."""
-    from .collect import network_to_relax
-    from .tvm_support import register_x86_intrinsics_only, tvm_target
-
     register_x86_intrinsics_only()
     target = tvm_target(hw)
     runs = time_network(cfg, network_to_relax(cfg.network, target, fuse=False), target)
@@ -347,8 +332,6 @@ def tune_summary(report: dict) -> dict:
 def repository_host_target() -> tuple[Target | None, Path]:
     """(the target `make run` resolved for this machine, the file it is read from): the
     repository's data/host/target.json (found from the working folder up); None if not there yet."""
-    from .registry import project_root
-
     path = (project_root() or Path.cwd()) / "data" / "host" / "target.json"
     return (Target.from_dict(json.loads(path.read_text())) if path.is_file() else None), path
 
@@ -357,9 +340,6 @@ def this_machine_target():
     """The target the registry's models of this machine are registered under: the one `make run`
     resolved (`repository_host_target`), else the pipeline's default choice for this machine
     (params' `host.variants`, in order)."""
-    from . import hardware
-    from .params import HostParams
-
     target, _ = repository_host_target()
     return target if target is not None else hardware.resolve_target("auto", HostParams().variants)
 
@@ -372,11 +352,6 @@ def tune_user_network(network: str, input_shape: str | tuple[int, ...] | None = 
     `candidate`: said in one line), compile it with the tuned schedules and time it. The budget is
     spread over every task of the network (`trials_per_task` each, or `trials` in all); with
     `compare_xgb`, the same budget with TVM's XGBoost beside it. Returns the report."""
-    from . import hardware, registry
-    from .params import MeasureConfig
-    from .features import FEATURE_SCHEMA_VERSION
-    from .user_network import load_network
-
     spec = load_network(network, input_shape, architecture=architecture)
     hw = this_machine_target() if target == "host" else hardware.resolve_target(target)
     model, resolved = registry.load_by_alias(hw.id, alias, fallback=registry.CANDIDATE if alias == registry.CHAMPION else None,

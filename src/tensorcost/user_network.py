@@ -8,6 +8,7 @@ an ONNX file is parsed as protobuf and runs nothing.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 import sys
@@ -96,8 +97,6 @@ def load_network(source: str, input_shape: str | tuple[int, ...] | None = None, 
     file_part, _, func = source.partition(":") if not source.lower().endswith(".onnx") else (source, "", "")
     path = Path(file_part).expanduser()
     if not path.is_file():
-        import difflib
-
         close = difflib.get_close_matches(source, list(NETWORKS), n=3)
         hint = "" if source.endswith((".py", ".onnx")) or ":" in source else (
             f"; nor is it a zoo network ({'did you mean ' + ', '.join(close) if close else 'e.g. ' + ', '.join(sorted(NETWORKS)[:3])})")

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from orjson import loads as _orjson_loads
 
+from .errors import MissingDataError, UserError
+from .features import FEATURE_SCHEMA_VERSION, FeatureTable, read_fragment, store_hash
+from .features.table import FRAME_COLUMNS
+from .params_io import md5_file
 from .records import COLUMNS
+from .safeio import write_text
 
 SUITE_NAME = "records"
 PARTITION_ROWS = 100_000  # validate_records_file: rows a partition (whole tasks) aims at
@@ -161,7 +170,6 @@ def validate_records_file(path: str | Path, target: str, docs_dir: Path | None =
     first failing partition, or for the first partition when all passed.
     """
     import great_expectations as gx
-    import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
@@ -202,7 +210,6 @@ def validate_records_file(path: str | Path, target: str, docs_dir: Path | None =
     failures = [merged[k] for k in sorted(merged, key=lambda k: order.index(k) if k in order else len(order))]
     stats["partitions"] = len(parts)
     if docs_dir is not None:  # once: the first failing partition, or the first one
-        import tempfile
 
         docs_frame = first_failing if first_failing is not None else first_frame
         with tempfile.TemporaryDirectory(prefix="tensorcost-gx-") as project:
@@ -219,10 +226,6 @@ def _row_partitions(n: int, batch_rows: int) -> list[dict]:
 def _task_partitions(path, batch_rows: int) -> tuple[list[dict], np.ndarray | None]:
     """Partitions of whole tasks, and None when every task's rows are contiguous (row ranges),
     else each row's partition index."""
-    import pyarrow as pa
-
-    import pyarrow.parquet as pq
-
     col = pq.ParquetFile(path, read_dictionary=["task_id"]).read(columns=["task_id"]).column("task_id")
     n = len(col)
     if n == 0:
@@ -261,8 +264,6 @@ def _task_partitions(path, batch_rows: int) -> tuple[list[dict], np.ndarray | No
 
 def _partition_frames(pf, parts: list[dict], row_part: np.ndarray | None, read_rows: int = 16384):
     """(descriptor, pandas frame) of each partition, in order; the file is read in batches."""
-    import pyarrow as pa
-
     if row_part is None:  # contiguous: cut the batch stream at the partition boundaries
         pending, have, it = [], 0, pf.iter_batches(batch_size=read_rows)
         for desc in parts:
@@ -278,7 +279,6 @@ def _partition_frames(pf, parts: list[dict], row_part: np.ndarray | None, read_r
             rest = table.slice(want)
             pending, have = ([rest.combine_chunks().to_batches()[0]] if rest.num_rows else []), rest.num_rows
         return
-    import tempfile
 
     # interleaved tasks: one pass sorts the rows into per-partition spool files (zstd Arrow IPC)
     with tempfile.TemporaryDirectory(prefix="tensorcost-validate-") as spool:
@@ -303,8 +303,6 @@ def _duplicate_ids(pf, parts: list[dict], row_part: np.ndarray | None, read_rows
     """The `record_id` uniqueness failure over the whole file as GX words and counts it (every row
     whose id occurs more than once, nulls ignored, examples in row order), or None. One pass hashes
     every id (8 bytes a row); only when two hashes collide does a second pass compare those ids."""
-    from collections import Counter
-
     if "record_id" not in pf.schema_arrow.names:
         return None  # the column-set expectation reports it
 
@@ -361,9 +359,6 @@ def _records_statistics(df: pd.DataFrame) -> dict:
 def _feature_expectations(slot: str, target: str, n_features: int):
     import great_expectations.expectations as gxe
 
-    from .features import FEATURE_SCHEMA_VERSION
-    from .features.table import FRAME_COLUMNS
-
     # The list columns `flat` and `tokens` are replaced by derived columns (width, non-finite).
     columns = [c for c in FRAME_COLUMNS if c not in ("flat", "tokens")] + ["feature_schema", "flat_len", "flat_problem", "tokens_problem"]
     exps = [
@@ -416,8 +411,6 @@ def validate_features(frame, slot: str, target: str, feature_schema: str, featur
     `feature_schema` and `feature_names` in their meta file: a columnar FeatureTable, or a
     feature frame (FRAME_COLUMNS, one object a row). `runner`: a suite already set up (one GX
     context for many fragments)."""
-    from .features import FeatureTable
-
     if isinstance(frame, FeatureTable):
         df = _derived_feature_frame(frame)
     else:
@@ -441,11 +434,7 @@ def validate_feature_fragments(fragments: Sequence[Path], slot: str, target: str
     """The features suite on a store, fragment by fragment (each holds whole tasks, so the
     uniqueness checks hold across fragments): every row checked, one fragment in memory at a
     time; a failure names its fragment. An empty store fails the row-count expectation."""
-    from .features import read_fragment
-
     if not fragments:
-        from .features import FeatureTable
-
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ("record_id", "task_id", "program_id", "slot", "target", "task_weight", "networks", "latency_s", "label", "n_tokens")})
         return validate_features(FeatureTable(empty, slot, feature_names=list(feature_names)), slot, target, feature_schema, feature_names)
     import great_expectations as gx
@@ -467,7 +456,6 @@ def _run_suite(df: pd.DataFrame, suite_name: str, target: str, expectations: lis
 
     if docs_dir is None:
         return _run_suite_in(gx.get_context(mode="ephemeral"), df, suite_name, target, expectations, None)
-    import tempfile
 
     # The GX project (config, stores) is scratch, removed with the command; only the HTML Data Docs are an output.
     with tempfile.TemporaryDirectory(prefix="tensorcost-gx-") as project:
@@ -563,8 +551,6 @@ class _SuiteRunner:
 
 
 def write_summary(summary: ValidationSummary, path: Path) -> None:
-    from .safeio import write_text
-
     write_text(path, json.dumps(summary.to_dict(), indent=1))
 
 
@@ -585,9 +571,6 @@ class SlotData:
 def records_verdict(d: SlotData) -> dict:
     """The records suite's verdict on the slot's records file, refused (one line) when missing,
     failed, or of another file than the one there now (records changed after validation)."""
-    from .errors import MissingDataError, UserError
-    from .params_io import md5_file
-
     report, records, slot = d.records_report, d.records, d.slot
     if not report.exists():
         raise MissingDataError(f"{report}: no records validation for {slot} (tensorcost stage validate --target {slot}, or dvc repro validate@{slot})")
@@ -609,9 +592,6 @@ def data_facts(d: SlotData) -> dict:
     """What a registered version records about its data: the hash of the features it trains on and
     their validation verdict (records suite and features suite). Features that failed their suite,
     or are not the store it checked, stop here: nothing is trained or registered on them."""
-    from .errors import MissingDataError, UserError
-    from .features import store_hash
-
     records = records_verdict(d)
     store, report, slot = d.features_dir / d.slot, d.features_report, d.slot
     if not report.exists():

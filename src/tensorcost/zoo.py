@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import UserError
+from .names import NameError_, check_name
 
 
 @dataclass(frozen=True)
@@ -587,8 +588,6 @@ def register_network(spec: NetworkSpec, architecture: str | None = None, replace
     """Make a network known by name, with its architecture family (`architecture`; default: its
     own name stem, a family of one): the CLI, `score`, the splits and the tuning path then see it
     as they see the zoo's. A zoo network's name cannot be taken; a registered one only with `replace`."""
-    from .names import NameError_, check_name
-
     try:
         check_name("network", spec.name)
         if architecture is not None:

@@ -124,3 +124,39 @@ def function_closure(path: Path, name: str) -> set[str]:
         mods |= imports_in(path, defs[f])
         todo += [c.func.id for c in ast.walk(defs[f]) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id in defs]
     return closure(mods)
+
+
+def third_party_at_top(path: Path) -> set[str]:
+    """Top-level package names a file imports when it is imported (module body, top-level try)."""
+    out: set[str] = set()
+    stack = list(_tree(path).body)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Try):
+            stack += n.body + n.orelse + n.finalbody + [s for h in n.handlers for s in h.body]
+        elif isinstance(n, ast.Import):
+            out |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and not n.level and n.module:
+            out.add(n.module.split(".")[0])
+    return out - {PACKAGE}
+
+
+@lru_cache(maxsize=None)
+def heavy_at_import(module: str, heavy: frozenset[str]) -> str | None:
+    """The first package of `heavy` that importing `module` loads (through its top-level imports
+    and theirs), or None."""
+    todo, seen = sorted(with_parents(module)), set()
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        f = module_file(m)
+        if f is None or f.suffix != ".py":
+            continue
+        hit = sorted(third_party_at_top(f) & heavy)
+        if hit:
+            return hit[0]
+        for dep in top_level_imports(f):
+            todo += sorted(with_parents(dep) - seen)
+    return None

@@ -5,7 +5,6 @@ benchmarks (benchmarks may import the test-support modules: helpers.py, tenset_f
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from codegraph import PACKAGE_DIR, ROOT
 

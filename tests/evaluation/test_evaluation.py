@@ -23,6 +23,7 @@ def _frame(target, shift, n_tasks=6, per_task=30, seed=0):
                          "task_weight": 2 if t == 0 else 1, "networks": json.dumps({net: 1}), "latency_s": lat, "flat": x})
     df = pd.DataFrame(rows)
     df["label"] = per_task_labels(df["task_id"], df["latency_s"])
+    df.attrs["feature_names"] = ["f0", "f1", "f2", "f3"]  # the table built from it carries them
     return df
 
 
@@ -31,7 +32,7 @@ def test_study_shapes_and_quality():
     lgb = {"num_boost_round": 40, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
     specs = {"lightgbm_rank": ModelSpec("lightgbm", {**lgb, "objective": "lambdarank"}), "random": ModelSpec("random")}
     metrics, per_net, preds = run_study(ds, ["within_task", "by_task", "by_network", "by_hardware"], specs,
-                                        {"test_fraction": 0.3, "seed": 0, "test_networks": ["resnet50"]}, "s", ["f0", "f1", "f2", "f3"])
+                                        {"test_fraction": 0.3, "seed": 0, "test_networks": ["resnet50"]})
     assert set(metrics) == {"A", "B"}
     assert set(metrics["A"]) == {"within_task", "by_task", "by_network", "by_hardware"}
     for split, by_model in metrics["A"].items():
@@ -50,7 +51,13 @@ def test_study_shapes_and_quality():
 def test_unknown_model_family_is_refused():
     ds = {"A": FeatureTable(_frame("A", 0.1), "A")}
     with pytest.raises(ValueError, match="unknown model family"):
-        run_study(ds, ["within_task"], {"x": ModelSpec("nope")}, {"test_fraction": 0.3, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
+        run_study(ds, ["within_task"], {"x": ModelSpec("nope")}, {"test_fraction": 0.3, "seed": 0})
+
+
+def test_a_study_of_slots_it_does_not_have_is_refused():
+    ds = {"A": FeatureTable(_frame("A", 0.1), "A")}
+    with pytest.raises(ValueError, match="no dataset slot 'B'"):
+        run_study(ds, ["within_task"], {"random": ModelSpec("random")}, {"test_fraction": 0.3, "seed": 0}, only=["B"])
 
 
 def test_by_hardware_holds_out_the_whole_platform():
@@ -125,20 +132,19 @@ def test_an_ensemble_blends_the_members_trained_before_it_instead_of_training_th
                {"name": "rank", "family": "lightgbm", "params": {**lgb, "objective": "lambdarank"}}]
     specs = {"reg": ModelSpec("lightgbm", members[0]["params"]), "rank": ModelSpec("lightgbm", members[1]["params"]),
              "ens": ModelSpec("ensemble", {"members": members})}
-    results = train_models(specs, train, test, "s", ["f0", "f1", "f2", "f3"])
+    results = train_models(specs, train, test)
     ens = results["ens"].model
     assert ens.members[0] is results["reg"].model and ens.members[1] is results["rank"].model
     assert results["ens"].train_s >= results["reg"].train_s + results["rank"].train_s
     assert results["ens"].metrics["pca"] > 0.8
     # trained alone it is the same model (the members are deterministic): reuse changes cost, not result
-    alone = train_models({"ens": specs["ens"]}, train, test, "s", ["f0", "f1", "f2", "f3"])["ens"]
+    alone = train_models({"ens": specs["ens"]}, train, test)["ens"]
     np.testing.assert_allclose(alone.model.predict(test), ens.predict(test), rtol=1e-9)
     # a member trained under other params is not reused
-    other = {"reg": (results["reg"].model, 0.0), "rank": (train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test, "s",
-                                                                           ["f0", "f1", "f2", "f3"])["rank"].model, 0.0)}
+    other = {"reg": (results["reg"].model, 0.0), "rank": (train_models({"rank": ModelSpec("lightgbm", {**members[1]["params"], "num_leaves": 7})}, train, test)["rank"].model, 0.0)}
     assert reuse_trained(specs["ens"], other, train) is None
     # the study reuses them the same way
-    metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
+    metrics, _, _ = run_study({"A": table}, ["by_task"], specs, {"test_fraction": 0.25, "seed": 0})
     assert metrics["A"]["by_task"]["ens"]["pca"] == pytest.approx(results["ens"].metrics["pca"])
 
 
@@ -151,14 +157,15 @@ def test_the_study_over_store_views_equals_the_study_in_memory(tmp_path):
     tables = {"A": FeatureTable(_frame("A", 0.1), "A"), "B": FeatureTable(_frame("B", 0.3, seed=1), "B")}
     tables = {k: t.with_frame(t.frame.assign(n_tokens=0)) for k, t in tables.items()}
     for slot, t in tables.items():
-        write_feature_store(t, tmp_path, slot, extra={"feature_names": ["f0", "f1", "f2", "f3"]}, rows_per_fragment=50)  # several fragments
+        write_feature_store(t, tmp_path, slot, rows_per_fragment=50)  # several fragments
     views = {slot: StoreView(tmp_path, slot) for slot in tables}
     assert len(views["A"].paths) > 1
     lgb = {"num_boost_round": 30, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
     specs = {"lightgbm_reg": ModelSpec("lightgbm", {**lgb, "objective": "regression"}), "random": ModelSpec("random")}
-    args = (["within_task", "by_task", "by_hardware"], specs, {"test_fraction": 0.3, "seed": 0}, "s", ["f0", "f1", "f2", "f3"])
+    args = (["within_task", "by_task", "by_hardware"], specs, {"test_fraction": 0.3, "seed": 0})
     want, want_net, _ = run_study(tables, *args)
     got, got_net, _ = run_study(views, *args)
+    assert {s: set(by_split) for s, by_split in want.items()} == {s: {"within_task", "by_task", "by_hardware"} for s in tables}  # nothing skipped
     for slot in want:
         for split in want[slot]:
             for model in want[slot][split]:

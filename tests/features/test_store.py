@@ -115,9 +115,9 @@ def test_lightgbm_from_fragments_equals_lightgbm_from_memory(tmp_path, in_memory
     memory = view.materialize()
     test = memory.frame["task_id"].isin(sorted(set(memory.frame["task_id"]))[::4]).to_numpy()
     spec = ModelSpec("lightgbm", {"objective": objective, "num_boost_round": 30, "num_threads": 1, "group_relative": True})
-    a = spec.create(SLOT, "s", memory.feature_names)
+    a = spec.create(memory)
     a.fit(memory.take(np.flatnonzero(~test)))
-    b = spec.create(SLOT, "s", memory.feature_names)
+    b = spec.create(memory)
     b.fit(view.take(np.flatnonzero(~test)))  # binned through lightgbm.Sequence, a fragment at a time
     te_m, te_v = memory.take(np.flatnonzero(test)), view.take(np.flatnonzero(test))
     pa_ = pairwise_comparison_accuracy(te_m.frame["task_id"], a.predict(te_m), te_m.frame["latency_s"])
@@ -143,3 +143,28 @@ def test_a_records_file_rewritten_at_the_same_path_is_read_anew(tmp_path, record
     pq.write_table(table.slice(10, 10), path)  # another run's file under the same name
     again = read_rows(path, np.arange(10), ["record_id"]).column("record_id").to_pylist()
     assert again == table.column("record_id").to_pylist()[10:20] and again != first
+
+
+def test_the_table_carries_its_schema_and_names_through_the_store(tmp_path, in_memory):
+    """What the numbers mean travels with them: a model made from a store view, a fragment or a
+    slice records the store's schema and names, with nothing passed beside the table."""
+    from tensorcost.features import FEATURE_SCHEMA_VERSION
+
+    assert in_memory.feature_schema == FEATURE_SCHEMA_VERSION and in_memory.feature_names
+    write_feature_store(in_memory, tmp_path, SLOT, rows_per_fragment=300)
+    meta_file = tmp_path / SLOT / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["feature_schema"] = "tc-feat-older"  # a store featurized by another version of the code
+    meta_file.write_text(json.dumps(meta))
+    view = StoreView(tmp_path, SLOT)
+    table, _ = load_feature_table(tmp_path, SLOT)
+    part = next(iter(view.iter_tables()))
+    for t in (view, view.take(np.arange(5)), view.materialize(), table, table.take(np.arange(5)), part):
+        assert t.feature_schema == "tc-feat-older" and t.feature_names == in_memory.feature_names
+    model = ModelSpec("lightgbm", {"num_boost_round": 5, "num_threads": 1}).create(view)
+    assert model.metadata.feature_schema == "tc-feat-older" and model.metadata.feature_names == in_memory.feature_names
+    with pytest.raises(ValueError, match="different feature schemas"):
+        FeatureTable.concat([table.take(np.arange(3)), in_memory.take(np.arange(3))], "pooled")
+    with pytest.raises(ValueError, match="different feature schemas"):
+        write_feature_store(in_memory, tmp_path / "other", SLOT, rows_per_fragment=300)
+        StoreView.concat([view, StoreView(tmp_path / "other", SLOT)], "pooled")

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tensorcost.features import FLAT_PROGRAM_DIM, TOKEN_DIM, FeatureTable, flat_vector, tokenize_trace, workload_features
+from tensorcost.features import FLAT_PROGRAM_DIM, TOKEN_DIM, FeatureTable, tokenize_trace, workload_features
 from tensorcost.models import FeatureSchemaMismatch, load_model
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.features.program import ANN_KEYS, VOCAB

@@ -3,7 +3,6 @@ under a two-process torchrun, against one process on the same real data."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +103,9 @@ def test_lightgbm_on_a_two_worker_dask_cluster_matches_one_process(tmp_path, obj
     test = np.isin(view.frame["task_id"].astype(str), tasks[::4])
     train, held = view.take(np.flatnonzero(~test)), view.take(np.flatnonzero(test))
     spec = ModelSpec("lightgbm", {"objective": objective, "num_boost_round": 60, "num_threads": 1, "group_relative": True})
-    one = spec.create(SLOT, "s", view.feature_names)
+    one = spec.create(view)
     one.fit(train)
-    cluster = train_lightgbm_dask(spec.create(SLOT, "s", view.feature_names), train, scheduler="local", n_workers=2)
+    cluster = train_lightgbm_dask(spec.create(view), train, scheduler="local", n_workers=2)
     cluster.save(tmp_path / "m")
     again = load_model(tmp_path / "m")  # an ordinary model: saves, loads, predicts
     p1, p2 = _pca(one, held), _pca(again, held)

@@ -34,10 +34,7 @@ def pool(records) -> FeatureTable:
 
 @pytest.fixture(scope="module")
 def scout(pool):
-    from tensorcost.features import FEATURE_SCHEMA_VERSION
-
-    return pruning.Scout(params=SMALL_ATTENTION, ensemble_params={"num_boost_round": 20}, feature_schema=FEATURE_SCHEMA_VERSION,
-                         feature_names=pool.frame.attrs.get("feature_names") or [f"f{i}" for i in range(len(pool.flat[0]))])
+    return pruning.Scout(params=SMALL_ATTENTION, ensemble_params={"num_boost_round": 20})
 
 
 def _per_task(pool: FeatureTable, ids) -> dict[str, int]:
@@ -145,7 +142,7 @@ def test_every_strategy_prunes_a_store_view_as_it_prunes_the_table(strategy, poo
     view = StoreView(tmp_path, SLOT)
     assert len(view.paths) > 1
     table = view.materialize()  # the same rows in the store's order (strategies sample per task in row order)
-    fresh = pruning.Scout(params=scout.params, ensemble_params=scout.ensemble_params, feature_schema=scout.feature_schema, feature_names=scout.feature_names)
+    fresh = pruning.Scout(params=scout.params, ensemble_params=scout.ensemble_params)
     assert pruning.prune(strategy, view, 0.2, seed=0, scout=fresh) == pruning.prune(strategy, table, 0.2, seed=0, scout=scout)
 
 

@@ -43,7 +43,7 @@ def _register(tmp_path, frame, family: str, params: dict):
     from tensorcost.pyfunc import example_frame
 
     data = FeatureTable(frame, TARGET)
-    model = ModelSpec(family, params).create(TARGET, FEATURE_SCHEMA_VERSION, frame.attrs["feature_names"])
+    model = ModelSpec(family, params).create(data, target=TARGET)
     model.fit(data)
     model.save(tmp_path / family)
     version = registry.log_and_register(tmp_path / family, TARGET, experiment="t", run_name=family, params={}, metrics={},

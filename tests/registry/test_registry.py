@@ -178,3 +178,29 @@ def test_a_version_saved_before_metadata_digests_still_loads_from_the_registry(m
 
     table = feature_table(x[:20], groups[:20], latency[:20])
     np.testing.assert_allclose(again.predict(table), model.predict(table))
+
+
+def test_a_transferred_model_is_registered_with_its_card(mlflow_store, tmp_path):
+    """The transfer stage's registration: the gates' tags, the source versions, the reason and the
+    figures the choice was made on, under the alias asked for."""
+    from helpers import feature_table
+    from tensorcost.models import create_model
+
+    x, _, latency, groups = synthetic_ranking_data()
+    model = create_model("random", TARGET, FEATURE_SCHEMA_VERSION, ["f0", "f1", "f2", "f3"])
+    model.fit(feature_table(x, groups, latency))
+    model.save(tmp_path / "m")
+    metrics = {"pca": 0.81, "top1": 0.5, "top5": 0.9}
+    version = registry.register_transferred(
+        tmp_path / "m", TARGET, approach="finetune:zen5-2c.avx2-t1", k="25", reason="best on the test side", chosen_on="the transfer's test side of host",
+        metrics=metrics, family="random", objective=model.metadata.objective, feature_schema=FEATURE_SCHEMA_VERSION,
+        source_ref="tensorcost-zen5-2c.avx2-t1/3", data_tags={"train_data_hash": "h", "eval_data_hash": "transfer:h:0.5:0", "validation_passed": True},
+        experiment="t", git_commit="abc", alias="transferred")
+    got = registry.get_version(TARGET, "transferred")
+    assert got.version == version
+    t = got.tags
+    assert (t["split"], t["source_model"], t["model_key"], t["validation"], t["feature_schema"]) == (
+        "transfer:25%", "tensorcost-zen5-2c.avx2-t1/3", "finetune:zen5-2c.avx2-t1", "passed", FEATURE_SCHEMA_VERSION)
+    assert float(t["metric.pca"]) == pytest.approx(0.81)
+    mv = registry.open_client().get_model_version(registry.model_name(TARGET), version)
+    assert "best on the test side" in mv.description and "PCA 0.810" in mv.description

@@ -43,11 +43,10 @@ def test_every_approach_scored_on_the_same_test_side():
     target_data, _ = _slot("zen5-2c.avx2-t1")
     lgb = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 30, "num_threads": 1, "finetune_rounds": 10})
     train, _ = train_test(source_data, "within_task", {"test_fraction": 0.2, "seed": 0})
-    source = lgb.create("sapphirerapids-2c.avx2-t1", "tc-feat-test", names)
+    source = lgb.create(train)
     source.fit(train)
     peers = {"lightgbm_reg": lgb, "random": ModelSpec("random")}
-    study = transfer_study({"spr": source}, target_data, [10, 100], peers, test_fraction=0.5, seed=0, feature_schema="tc-feat-test",
-                           feature_names=names, keep_finetuned_at=10)
+    study = transfer_study({"spr": source}, target_data, [10, 100], peers, test_fraction=0.5, seed=0, keep_finetuned_at=10)
     curves, kept = study.curves, study.finetuned
     assert set(curves) == {"zero_shot:spr", "finetune:spr", "lightgbm_reg", "random"}
     assert set(curves["zero_shot:spr"]) == {"0"} and set(curves["finetune:spr"]) == {"10", "100"}
@@ -63,8 +62,8 @@ def test_every_approach_scored_on_the_same_test_side():
 
 def test_tvm_xgb_peer_is_skipped_without_metaschedule_features():
     data, names = _slot("zen5-2c.avx2-t1", tasks=2)
-    source = ModelSpec("random").create("x", "s", names)
-    curves = transfer_study({"r": source}, data, [50], {"tvm_xgb": ModelSpec("tvm_xgb")}, test_fraction=0.5, seed=0, feature_schema="s", feature_names=names).curves
+    source = ModelSpec("random").create(data, target="x")
+    curves = transfer_study({"r": source}, data, [50], {"tvm_xgb": ModelSpec("tvm_xgb")}, test_fraction=0.5, seed=0).curves
     assert "tvm_xgb" not in curves and set(curves) == {"zero_shot:r", "finetune:r"}
 
 
@@ -80,7 +79,9 @@ def test_the_default_stays_unless_the_test_side_can_tell_the_best_apart():
     from tensorcost.transfer import Candidate, choose
 
     keys = ("pca", "top1", "top5")
-    default_model, best_model = ModelSpec("random").create("x", "s", ["f"]), ModelSpec("random").create("y", "s", ["f"])
+    from tensorcost.models import create_model
+
+    default_model, best_model = create_model("random", "x", "s", ["f"]), create_model("random", "y", "s", ["f"])
     for n_tasks, gap, expect in ((4, 0.02, "pooled:lightgbm_reg"), (60, 0.10, "finetune:spr")):
         fixed = {"zero_shot:spr": Candidate("zero_shot:spr", "0", 0, _stats(n_tasks, 0.6, 1)),
                  "pooled:lightgbm_reg": Candidate("pooled:lightgbm_reg", "0", 0, _stats(n_tasks, 0.7, 2), default_model)}
@@ -104,12 +105,12 @@ def test_a_pooled_model_and_the_blend_of_sources_compete_and_the_choice_names_it
     lgb = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 30, "num_threads": 1, "finetune_rounds": 10})
     sources = {}
     for name, d in (("spr", spr), ("zen4", zen4)):
-        sources[name] = lgb.create(d.target_id, "tc-feat-test", names)
+        sources[name] = lgb.create(d)
         sources[name].fit(d)
-    pooled = lgb.create("pooled", "tc-feat-test", names)
-    pooled.fit(FeatureTable.concat([spr, zen4], "pooled"))
-    study = transfer_study(sources, target_data, [25], {"random": ModelSpec("random")}, test_fraction=0.5, seed=0, feature_schema="tc-feat-test",
-                           feature_names=names, pooled={"lightgbm_reg": pooled})
+    both = FeatureTable.concat([spr, zen4], "pooled")
+    pooled = lgb.create(both, target="pooled")
+    pooled.fit(both)
+    study = transfer_study(sources, target_data, [25], {"random": ModelSpec("random")}, test_fraction=0.5, seed=0, pooled={"lightgbm_reg": pooled})
     assert {"zero_shot:spr", "zero_shot:zen4", "zero_shot:blend", "pooled:lightgbm_reg", "finetune:spr", "random"} <= set(study.curves)
     c = study.choice
     assert c["default"] == "pooled:lightgbm_reg" and c["approach"] in study.curves and c["reason"]
@@ -133,12 +134,12 @@ def test_the_study_over_a_store_view_equals_the_study_in_memory(tmp_path):
 
     source_data, names = _slot("sapphirerapids-2c.avx2-t1")
     target, _ = _slot("zen5-2c.avx2-t1")
-    write_feature_store(target, tmp_path, "zen5-2c.avx2-t1", extra={"feature_names": names}, rows_per_fragment=200)
+    write_feature_store(target, tmp_path, "zen5-2c.avx2-t1", rows_per_fragment=200)
     view = StoreView(tmp_path, "zen5-2c.avx2-t1")
     lgb = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1, "finetune_rounds": 5})
-    source = lgb.create("sapphirerapids-2c.avx2-t1", "tc-feat-test", names)
+    source = lgb.create(source_data)
     source.fit(source_data)
-    args = dict(test_fraction=0.5, seed=0, feature_schema="tc-feat-test", feature_names=names)
+    args = dict(test_fraction=0.5, seed=0)
     want = transfer_study({"spr": source}, view.materialize(), [25], {"lightgbm_reg": lgb}, **args)
     got = transfer_study({"spr": source}, view, [25], {"lightgbm_reg": lgb}, **args)
     assert got.curves == want.curves and got.choice["approach"] == want.choice["approach"]
@@ -156,3 +157,13 @@ def test_the_best_servable_approach_skips_a_non_tree_model_far_below_the_trees()
     assert best.approach == "zero_shot:blend" and why["attention@0"] and not why["zero_shot:blend@0"]
     best, _ = best_servable(cands[:2], ["pca", "top1", "top5"], floor)
     assert best.approach == "pooled:lightgbm_reg"  # the attention model's higher mean does not serve it
+
+
+def test_the_card_names_the_registry_versions_the_chosen_model_came_from():
+    from tensorcost.transfer import chosen_sources
+
+    pulled = {"zen5-2c.avx2-t1": {"name": "tensorcost-zen5-2c.avx2-t1", "version": "3"}, "zen4-2c.avx2-t1": {"name": "tensorcost-zen4-2c.avx2-t1", "version": "1"}}
+    assert chosen_sources("finetune:zen4-2c.avx2-t1", pulled) == "tensorcost-zen4-2c.avx2-t1/1"
+    assert chosen_sources("zero_shot:zen5-2c.avx2-t1", pulled) == "tensorcost-zen5-2c.avx2-t1/3"
+    assert chosen_sources("zero_shot:blend", pulled) == "tensorcost-zen5-2c.avx2-t1/3,tensorcost-zen4-2c.avx2-t1/1"
+    assert chosen_sources("pooled:lightgbm_reg", pulled) == chosen_sources("lightgbm_reg", pulled) == ""

@@ -136,8 +136,9 @@ def _register_model_for_this_machine(tmp_path) -> str:
     tasks = sorted(set(table.column("task_id").to_pylist()))[:6]
     table = table.filter(pc.is_in(table["task_id"], value_set=pa.array(tasks)))
     frame = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES, slot=hw.id)
-    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 30, "num_threads": 1}).create(hw.id, FEATURE_SCHEMA_VERSION, frame.attrs["feature_names"])
-    model.fit(FeatureTable(frame, hw.id))
+    data = FeatureTable(frame, hw.id)
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 30, "num_threads": 1}).create(data, target=hw.id)
+    model.fit(data)
     model.save(tmp_path / "m")
     registry.log_and_register(tmp_path / "m", hw.id, experiment="t", run_name="m", params={}, metrics={},
                               tags={"target": hw.id, "feature_schema": FEATURE_SCHEMA_VERSION, "validation": "passed"}, alias=registry.CANDIDATE)

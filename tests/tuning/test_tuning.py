@@ -29,7 +29,7 @@ def trained():
     hw = catalog_target(TARGET)
     frame = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES, slot=TARGET)
     data = FeatureTable(frame, TARGET)
-    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(TARGET, "s", frame.attrs["feature_names"])
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(data)
     model.fit(data)
     return model, table, data, hw
 
@@ -140,10 +140,8 @@ def test_cost_model_from_a_registry_uri_scores_as_the_registered_model(trained, 
     from tensorcost import registry
     from tensorcost.tuning import cost_model
 
-    from tensorcost.features import FEATURE_SCHEMA_VERSION
-
     _, _, data, _ = trained
-    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(TARGET, FEATURE_SCHEMA_VERSION, list(data.frame.attrs.get("feature_names") or [f"f{i}" for i in range(data.flat.shape[1])]))
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(data, target=TARGET)
     model.fit(data)
     model.save(tmp_path / "m")
     tags = {"target": TARGET, "feature_schema": model.metadata.feature_schema, "validation": "passed"}
@@ -168,7 +166,7 @@ def test_a_plain_tune_tir_script_tunes_with_the_registry_model_online(trained, m
     from tensorcost.tuning import cost_model, fast_local_builder
 
     _, _, data, _ = trained
-    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(TARGET, FEATURE_SCHEMA_VERSION, [f"f{i}" for i in range(data.flat.shape[1])])
+    model = ModelSpec("lightgbm", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(data, target=TARGET)
     model.fit(data)
     model.save(tmp_path / "m")
     registry.log_and_register(tmp_path / "m", TARGET, experiment="t", run_name="m", params={}, metrics={},

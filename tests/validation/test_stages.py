@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tensorcost import records as rec

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from .. import records as rec
+from .. import rpc
 from ..errors import UserError
 from ..hardware import Target
-from ..safeio import write_text
 from ..params import MeasureConfig
-from ..rpc import UNAVAILABLE_MARK, is_unavailable, servers_registered
+from ..rpc import UNAVAILABLE_MARK, check_servers, is_unavailable, servers_registered
+from ..safeio import write_text
+from ..tvm_support import apply_trace_json, build_in_target_scope, register_x86_intrinsics_only, tvm_target, tvm_version
 from .programs import Task
 
 log = logging.getLogger(__name__)
@@ -80,16 +86,10 @@ def make_builder_runner(hw: Target, cfg: MeasureConfig, servers: int = 0):
     `cfg.rpc`, MetaSchedule's RPCRunner instead: builds stay here, runs go to the key's servers,
     one session per server at a time (`servers`, else `rpc.servers`, else as many as are
     registered), each on `hw.threads` threads."""
-    import os
-
     import tvm.s_tir.meta_schedule as ms
-
-    from ..tvm_support import build_in_target_scope, register_x86_intrinsics_only
 
     evaluator = ms.runner.EvaluatorConfig(number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms, enable_cpu_cache_flush=False)
     if cfg.rpc is not None:
-        from .. import rpc
-
         builder = ms.builder.LocalBuilder(
             max_workers=cfg.builder_workers, timeout_sec=cfg.build_timeout_s, initializer=register_x86_intrinsics_only,
             f_build=build_in_target_scope if hw.kind == "gpu" else None,
@@ -114,8 +114,6 @@ def measure_task(task: Task, traces: list[str], hw: Target, builder, runner, cfg
     """Build and run programs of one task on `hw`, yielding the records of each batch as soon as
     it is measured (so a caller can persist them); failures become error records."""
     import tvm.s_tir.meta_schedule as ms
-
-    from ..tvm_support import apply_trace_json, tvm_target, tvm_version
 
     target = tvm_target(hw)
     version = tvm_version()
@@ -174,8 +172,6 @@ def set_aside_unavailable(out_dir: Path) -> int:
     that a resumed run measures those programs again and every record id stays unique. They are
     moved to `retried/` first (a log of what happened, not data), then the part is rewritten
     atomically: a crash in between only logs them twice. Returns how many were set aside."""
-    import pyarrow.compute as pc
-
     n = 0
     for f in sorted(parts_dir(out_dir).glob("*.parquet")):
         try:
@@ -219,8 +215,6 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Targ
     atomically after its batch, so a run killed at any point and started again loses no
     finished measurement and duplicates none. Returns counts.
     """
-    from tqdm import tqdm
-
     retried = set_aside_unavailable(out_dir)
     done = finished_record_ids(out_dir)
     todo: dict[str, list[str]] = {}
@@ -236,8 +230,6 @@ def measure_task_set(tasks: list[Task], programs: dict[str, list[str]], hw: Targ
         return counts
     servers = 0
     if cfg.rpc is not None:
-        from ..rpc import check_servers
-
         info = check_servers(cfg.rpc, hw)  # records are labelled with the servers' platform: it must be hw's
         servers = cfg.rpc.servers or info.servers
         counts["rpc"] = {"key": cfg.rpc.key, "servers": info.servers, "platform_reported": info.reported}
@@ -264,8 +256,6 @@ def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: Target, 
     """Rebuild a MetaSchedule JSONDatabase from the measured records (derived, never appended to)."""
     import tvm.s_tir.meta_schedule as ms
 
-    from ..tvm_support import apply_trace_json, tvm_target
-
     shutil.rmtree(db_dir, ignore_errors=True)
     db_dir.mkdir(parents=True)
     db = ms.database.JSONDatabase(work_dir=str(db_dir))
@@ -291,10 +281,6 @@ def write_metaschedule_database(tasks: list[Task], table: pa.Table, hw: Target, 
 def remeasure(table: pa.Table, tasks: list[Task], hw: Target, fraction: float, seed: int, cfg: MeasureConfig) -> pa.Table:
     """Measure again a random `fraction` of the valid records of `table` (same programs, same
     target, a later pass): the noise study that bounds every accuracy figure."""
-    import hashlib
-
-    from tqdm import tqdm
-
     by_task = {t.task_id: t for t in tasks}
     chosen: dict[str, list[str]] = {}
     valid = table.filter(pa.compute.equal(table["error_no"], 0)).select(["record_id", "task_id", "trace"]).to_pydict()
@@ -303,8 +289,6 @@ def remeasure(table: pa.Table, tasks: list[Task], hw: Target, fraction: float, s
         if h < fraction and tid in by_task:
             chosen.setdefault(tid, []).append(tr)
     if cfg.rpc is not None:
-        from ..rpc import check_servers
-
         check_servers(cfg.rpc, hw)  # the second pass runs on the machine the first was labelled with
     builder, runner = make_builder_runner(hw, cfg)
     rows: list[dict] = []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -10,11 +13,14 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import hardware
 from .. import records as rec
 from ..errors import UserError
-from ..records import classify_op
 from ..hardware import Target
+from ..records import classify_op
 from ..safeio import atomic_output, write_text
+from ..tvm_support import register_intrinsics_for, register_x86_intrinsics_only, structural_hash_hex, to_plain_json, trace_to_json, tvm_target, tvm_version, workload_info
+from ..zoo import ZOO_NAMES, get_network
 
 
 @dataclass
@@ -43,10 +49,8 @@ def network_to_relax(network, target, fuse: bool = True) -> object:
     """
     import torch
     import tvm
-    from tvm import relax
     import tvm.relax.frontend.torch  # noqa: F401  (registers from_exported_program)
-
-    from ..zoo import ZOO_NAMES, get_network
+    from tvm import relax
 
     spec = get_network(network) if isinstance(network, str) else network
     model = spec.build()
@@ -58,8 +62,6 @@ def network_to_relax(network, target, fuse: bool = True) -> object:
         except Exception as exc:  # an operator TVM's frontend lacks, a malformed graph
             raise UserError(f"network {spec.name}: TVM's ONNX frontend could not convert it ({type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''})") from exc
     else:
-        import warnings
-
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch's own deprecation, inside export
@@ -94,8 +96,6 @@ def extract_tasks(networks: Iterable[str], target) -> list[Task]:
     Each task keeps its occurrence count in every network that uses it.
     """
     import tvm.s_tir.meta_schedule as ms
-
-    from ..tvm_support import register_x86_intrinsics_only, structural_hash_hex, workload_info
 
     register_x86_intrinsics_only()
     tasks: dict[str, Task] = {}
@@ -157,8 +157,6 @@ def sample_programs(task: Task, target, n: int, seed: int, max_rounds: int = 4) 
     caching, cross-thread reduction), so GPU programs need a sample set of their own."""
     import tvm.s_tir.meta_schedule as ms
 
-    from ..tvm_support import register_intrinsics_for, structural_hash_hex, trace_to_json
-
     register_intrinsics_for(target)
     seen: set[str] = set()
     traces: list[str] = []
@@ -203,12 +201,8 @@ def sample_task_set(tasks: list[Task], target, n: int, seed: int, workers: int =
             if progress:
                 progress(1)
         return out
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import tvm
-
-    from ..tvm_support import to_plain_json
 
     config = {k: v for k, v in to_plain_json(target.export()).items() if k not in ("tag", "keys")}
     results: dict[str, list[str]] = {}
@@ -296,9 +290,6 @@ def sample_task_set_from(params, out_dir: Path, progress=None) -> dict:
     """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
     an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
     design space, saved to `out_dir` (tasks.json, programs.parquet). Returns counts."""
-    from .. import hardware
-    from ..tvm_support import tvm_target, tvm_version
-
     sp = params.sample
     if sp is None:
         raise UserError("the collection params have no `sample` section")

@@ -8,6 +8,7 @@ under the same plan (records file, hardware, sizes) are kept.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
+from ..safeio import die_with_parent
 from .store import FRAGMENT_ROWS, StoreWriter
 from .table import featurize_records
 
@@ -138,8 +141,6 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
                    workers: int | None = None, rows_per_fragment: int = FRAGMENT_ROWS, target: str | None = None, progress: bool = True) -> StoreWriter:
     """Featurize `records_path` into `<directory>/<slot>.partial/` fragments (resumable); the
     caller validates and `commit`s (or `abandon`s) the returned writer."""
-    from tqdm import tqdm
-
     records_path = Path(records_path)
     task_ids = task_codes(records_path)
     items = plan_work(task_ids, rows_per_fragment)
@@ -156,8 +157,6 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
             for a in args:
                 bar.update(_featurize_item(a)[1])
         else:
-            import multiprocessing as mp
-
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init) as pool:
                 pending = {pool.submit(_featurize_item, a) for a in args[: 2 * workers]}
                 queue = args[2 * workers:]
@@ -171,6 +170,4 @@ def featurize_file(records_path: Path, directory: Path, slot: str, hw_features: 
 
 
 def _worker_init() -> None:
-    from ..safeio import die_with_parent
-
     die_with_parent()  # a kill -9 of the featurize stage takes its workers with it

@@ -4,12 +4,18 @@ inputs of TVM's XGBoost cost model. TVM is imported inside the functions that ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
+from ..errors import UserError
+from ..records import program_id
 from ..safeio import atomic_output
+from ..tvm_support import apply_trace_json, register_intrinsics_for, to_plain_json
 
 MS_FEATURE_DIM = 164
 
@@ -17,12 +23,7 @@ MS_FEATURE_DIM = 164
 def _cache_file(cache_dir: Path, target, task_id: str) -> Path:
     """Features depend on the program, the code generation (target) and TVM, not on the machine
     that measured the program: platforms measured under the same variant share them."""
-    import hashlib
-    import json
-
     import tvm
-
-    from ..tvm_support import to_plain_json
 
     key = json.dumps([to_plain_json(target.export()), str(tvm.__version__)], sort_keys=True, default=str)
     return cache_dir / hashlib.sha1(key.encode()).hexdigest()[:16] / f"{task_id}.npz"
@@ -49,9 +50,6 @@ def extract_ms_features(tasks_by_id: dict, rows: Sequence[tuple[str, str]], targ
     to its task's workload, then TVM's extractor (TVM). With `cache_dir`, matrices already
     extracted for the same code generation are reused (keyed by the trace's program id)."""
     import tvm.s_tir.meta_schedule as ms
-
-    from ..records import program_id
-    from ..tvm_support import apply_trace_json, register_intrinsics_for
 
     register_intrinsics_for(target)
     extractor = ms.feature_extractor.PerStoreFeature()
@@ -112,8 +110,6 @@ def unpack_features(counts: np.ndarray, flat: np.ndarray) -> list[np.ndarray]:
 
 def save_ms_features(directory: Path, target: str, record_ids: Sequence[str], mats: Sequence[np.ndarray]) -> int:
     """<target>.ms_index.parquet (record id, store count) + <target>.ms_rows.npy; returns rows."""
-    import pandas as pd
-
     counts, flat = pack_features(mats)
     directory.mkdir(parents=True, exist_ok=True)
     # each file atomic; a kill between the two leaves a pair whose counts disagree, which the
@@ -134,8 +130,6 @@ def ms_feature_slots(directory: Path) -> list[str]:
 
 def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) -> list[np.ndarray] | None:
     """The matrices of `record_ids`, in that order; None when the target has none."""
-    import pandas as pd
-
     index_file = directory / f"{target}.ms_index.parquet"
     if not index_file.exists():
         return None
@@ -144,8 +138,6 @@ def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) ->
     flat = np.load(rows_file, allow_pickle=False)
     counts = idx["n_stores"].to_numpy()
     if int(counts.sum()) != len(flat):
-        from ..errors import UserError
-
         raise UserError(f"{rows_file}: {len(flat)} rows where {index_file.name} counts {int(counts.sum())} (a write was cut short); "
                         "run its stage again (dvc repro --force msfeatures)")
     mats = dict(zip(idx["record_id"], unpack_features(counts, flat)))

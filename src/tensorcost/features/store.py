@@ -27,8 +27,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import MissingDataError
+from .metaschedule import load_ms_features
 from .program import COMPACT_DIM
-from .table import FEATURE_SCHEMA_VERSION, META_COLUMNS, FeatureTable
+from .table import FEATURE_SCHEMA_VERSION, META_COLUMNS, FeatureTable, MissingFeaturesError
 
 META_FILE = "meta.json"
 FRAGMENT_ROWS = 200_000  # rows a fragment holds at most (whole tasks: a task larger than this is one fragment)
@@ -54,7 +56,7 @@ def to_arrow(table: FeatureTable) -> pa.Table:
     return pa.table(cols)
 
 
-def from_arrow(data: pa.Table, slot: str = "", feature_names: list[str] | None = None) -> FeatureTable:
+def from_arrow(data: pa.Table, slot: str = "", feature_names: list[str] | None = None, feature_schema: str = FEATURE_SCHEMA_VERSION) -> FeatureTable:
     """The store's columns (any subset of rows) as a FeatureTable, without per-row objects."""
     frame = data.select([c for c in META_COLUMNS if c in data.column_names]).to_pandas()
     n = data.num_rows
@@ -71,7 +73,13 @@ def from_arrow(data: pa.Table, slot: str = "", feature_names: list[str] | None =
         offsets = offsets - offsets[0]
     else:
         offsets, rows = np.zeros(n + 1, np.int64), np.zeros((0, COMPACT_DIM), np.float32)
-    return FeatureTable(frame, slot, flat=flat, token_offsets=offsets, token_rows=rows, feature_names=feature_names)
+    return FeatureTable(frame, slot, flat=flat, token_offsets=offsets, token_rows=rows, feature_names=feature_names, feature_schema=feature_schema)
+
+
+def store_schema(meta: dict) -> str:
+    """The feature schema a store's meta names ("" for a store that names none: an unknown layout,
+    which no model of this code accepts)."""
+    return str(meta.get("feature_schema", ""))
 
 
 class FragmentWriter:
@@ -173,12 +181,10 @@ def write_feature_store(table: FeatureTable, directory: Path, slot: str, extra: 
         if s - begin >= rows_per_fragment or s == len(table):
             writer.write(index, table.take(np.arange(begin, s)))
             index, begin = index + 1, s
-    return writer.commit({"feature_names": table.feature_names or [], **(extra or {})})
+    return writer.commit({"feature_names": table.feature_names or [], "feature_schema": table.feature_schema, **(extra or {})})
 
 
 def read_meta(directory: Path, slot: str) -> dict:
-    from ..errors import MissingDataError
-
     path = store_dir(directory, slot) / META_FILE
     if not path.exists():
         raise MissingDataError(f"{store_dir(directory, slot)}: no features for {slot} (the featurize stage makes them: dvc repro featurize@{slot})")
@@ -195,29 +201,34 @@ NUMBER_COLUMNS = ("flat", "tokens")
 _CATEGORICAL = ("task_id", "slot", "target", "networks")
 
 
-def read_fragment(path: Path, slot: str | None = None, feature_names: list[str] | None = None, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
+def read_fragment(path: Path, slot: str | None = None, feature_names: list[str] | None = None, inputs: Iterable[str] = NUMBER_COLUMNS,
+                  feature_schema: str | None = None) -> FeatureTable:
     """A fragment as a FeatureTable; `inputs` ("flat", "tokens"): the numbers to read (a tree
-    model reads no tokens: a table without them has no token rows)."""
+    model reads no tokens: a table without them has no token rows). Names and schema not given
+    are read from the store's meta beside the fragment."""
     path = Path(path)
-    if feature_names is None and (path.parent / META_FILE).exists():
-        feature_names = json.loads((path.parent / META_FILE).read_text()).get("feature_names")
+    if (feature_names is None or feature_schema is None) and (path.parent / META_FILE).exists():
+        meta = json.loads((path.parent / META_FILE).read_text())
+        feature_names = meta.get("feature_names") if feature_names is None else feature_names
+        feature_schema = store_schema(meta) if feature_schema is None else feature_schema
     columns = list(META_COLUMNS) + [c for c in NUMBER_COLUMNS if c in set(inputs) or c == "flat"]
-    return from_arrow(pq.read_table(path, columns=columns), slot if slot is not None else path.parent.name, feature_names)
+    return from_arrow(pq.read_table(path, columns=columns), slot if slot is not None else path.parent.name, feature_names,
+                      FEATURE_SCHEMA_VERSION if feature_schema is None else feature_schema)
 
 
 def iter_fragments(directory: Path, slot: str) -> Iterator[FeatureTable]:
-    names = read_meta(directory, slot).get("feature_names")
+    meta = read_meta(directory, slot)
     for f in fragment_paths(directory, slot):
-        yield read_fragment(f, slot, names)
+        yield read_fragment(f, slot, meta.get("feature_names"), feature_schema=store_schema(meta))
 
 
 def iter_groups(directory: Path, slot: str) -> Iterator[FeatureTable]:
     """One (slot, task) group at a time (a Parquet row group holds one or a few whole groups)."""
-    names = read_meta(directory, slot).get("feature_names")
+    meta = read_meta(directory, slot)
     for f in fragment_paths(directory, slot):
         pf = pq.ParquetFile(f)
         for i in range(pf.metadata.num_row_groups):
-            part = from_arrow(pf.read_row_group(i), slot, names)
+            part = from_arrow(pf.read_row_group(i), slot, meta.get("feature_names"), store_schema(meta))
             for _, rows in part.iter_groups():
                 yield part.take(rows)
 
@@ -247,10 +258,8 @@ def load_feature_table(directory: Path, slot: str, with_ms: bool = False) -> tup
     meta = read_meta(directory, slot)
     parts = [pq.read_table(f) for f in fragment_paths(directory, slot)]
     data = pa.concat_tables(parts) if parts else to_arrow(FeatureTable(pd.DataFrame({c: [] for c in META_COLUMNS}), slot))
-    table = from_arrow(data, slot, meta.get("feature_names"))
+    table = from_arrow(data, slot, meta.get("feature_names"), store_schema(meta))
     if with_ms:
-        from .metaschedule import load_ms_features
-
         table.ms_features = load_ms_features(Path(directory), slot, table.frame["record_id"])
     return table, meta
 
@@ -270,6 +279,7 @@ class StoreView:
         self.directory, self.slot = Path(directory), slot
         self.meta = _meta if _meta is not None else read_meta(directory, slot)
         self.feature_names = self.meta.get("feature_names")
+        self.feature_schema = store_schema(self.meta)
         if _parts is None:
             paths = fragment_paths(directory, slot)
             # repeated strings (slot, target, task, networks) as categories: tens of bytes a row in all
@@ -305,7 +315,7 @@ class StoreView:
         if not len(self):
             return "cpu"
         first = pq.ParquetFile(self.paths[int(self.fragment[0])]).read_row_group(0, columns=list(META_COLUMNS) + ["flat"]).slice(0, 1)
-        return from_arrow(first, self.slot, self.feature_names).kind  # one slot, one target: any row says it
+        return from_arrow(first, self.slot, self.feature_names, self.feature_schema).kind  # one slot, one target: any row says it
 
     @property
     def labels(self) -> np.ndarray:
@@ -320,8 +330,6 @@ class StoreView:
 
     def require(self, inputs, who: str) -> None:
         if "ms_features" in inputs:
-            from .table import MissingFeaturesError
-
             raise MissingFeaturesError(f"{who} needs MetaSchedule features, which a store view does not carry: materialize() it")
 
     @staticmethod
@@ -334,6 +342,9 @@ class StoreView:
         names = {tuple(v.feature_names or ()) for v in views}
         if len(names) > 1:
             raise ValueError(f"StoreView.concat: the slots {[v.slot for v in views]} have different feature names")
+        if len({v.feature_schema for v in views}) > 1:
+            raise ValueError(f"StoreView.concat: the slots {[v.slot for v in views]} have different feature schemas "
+                             f"{sorted({v.feature_schema for v in views})}: re-run their featurize stages with one tensorcost version")
         paths, frames, fragment, base = [], [], [], 0
         for v in views:
             paths += list(v.paths)
@@ -359,7 +370,7 @@ class StoreView:
         for start, end in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(self)]])):
             if end <= start:
                 continue
-            part = read_fragment(self.paths[int(self.fragment[start])], self.slot, self.feature_names, inputs)
+            part = read_fragment(self.paths[int(self.fragment[start])], self.slot, self.feature_names, inputs, self.feature_schema)
             local = self.local[start:end]
             if len(local) != len(part) or np.any(local != np.arange(len(part))):
                 part = part.take(local)
@@ -373,10 +384,8 @@ class StoreView:
         features (the msfeatures stage's files beside the store; None where a slot has none)."""
         inputs = tuple(inputs)
         parts = list(self.iter_tables(inputs))
-        table = FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names)
+        table = FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names, feature_schema=self.feature_schema)
         if "ms_features" in inputs:
-            from .metaschedule import load_ms_features
-
             slots = table.frame["slot"].astype(str).to_numpy()
             ids = table.frame["record_id"].astype(str).to_numpy()
             ms: list | None = [None] * len(table)

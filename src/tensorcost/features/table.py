@@ -15,15 +15,16 @@ measurement); `target` is the real target id the slot's records were measured on
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .program import ANN_KEYS, COMPACT_DIM, DECISION_FEATURE_NAMES, TOKEN_DIM, VOCAB, compact_tokens, dense_tokens, flat_program_features, tokenize_trace
-from .workload import WORKLOAD_FEATURE_NAMES, workload_features
 from ..hardware.catalog import HARDWARE_FEATURE_NAMES
+from .program import ANN_KEYS, COMPACT_DIM, DECISION_FEATURE_NAMES, TOKEN_DIM, VOCAB, compact_tokens, dense_tokens, flat_program_features
+from .workload import WORKLOAD_FEATURE_NAMES, workload_features
 
 N_HARDWARE = len(HARDWARE_FEATURE_NAMES)  # the flat vector ends with the hardware features, `is_gpu` first
 
@@ -53,7 +54,10 @@ class FeatureTable:
     """A set of programs as model inputs.
 
     `frame` holds the metadata (META_COLUMNS); `flat` is the (n, d) float32 matrix; the tokens are
-    `token_rows` (all rows' primitives, COMPACT_DIM each) cut by `token_offsets`. A frame that still
+    `token_rows` (all rows' primitives, COMPACT_DIM each) cut by `token_offsets`. The table carries
+    what its numbers are: `feature_names` (one a column of `flat`) and `feature_schema` (the
+    layout's version, the code's own for a table built here, the store's for one read back), so a
+    model created from it needs nothing beside it. A frame that still
     carries `flat` / `tokens` list columns (a hand-built table, a feature frame) is taken apart on
     construction. `ms_features` (one PerStoreFeature matrix per row) is present only where the
     msfeatures stage (or a live search) extracted it.
@@ -61,7 +65,7 @@ class FeatureTable:
 
     def __init__(self, frame: pd.DataFrame, slot: str = "", ms_features: list[np.ndarray] | None = None, *,
                  flat: np.ndarray | None = None, token_offsets: np.ndarray | None = None, token_rows: np.ndarray | None = None,
-                 feature_names: Sequence[str] | None = None):
+                 feature_names: Sequence[str] | None = None, feature_schema: str = FEATURE_SCHEMA_VERSION):
         names = feature_names if feature_names is not None else frame.attrs.get("feature_names")
         if "flat" in frame.columns:
             flat = np.stack([np.asarray(v, dtype=np.float32) for v in frame["flat"]]) if len(frame) else np.zeros((0, 0), np.float32)
@@ -84,6 +88,7 @@ class FeatureTable:
             self.token_rows = self.token_rows[self.token_offsets[0]:self.token_offsets[-1]]
             self.token_offsets = self.token_offsets - self.token_offsets[0]
         self.feature_names = list(names) if names else None
+        self.feature_schema = feature_schema  # what the numbers mean: a model trained on them records it
         if len(self._flat) != n or len(self.token_offsets) != n + 1:
             raise ValueError(f"feature table of {n} rows with {len(self._flat)} flat vectors and {len(self.token_offsets) - 1} token rows")
 
@@ -161,7 +166,7 @@ class FeatureTable:
     def with_frame(self, frame: pd.DataFrame) -> "FeatureTable":
         """The same programs' numbers under other metadata (same rows, same order)."""
         return FeatureTable(frame, self.slot, self.ms_features, flat=self._flat, token_offsets=self.token_offsets, token_rows=self.token_rows,
-                            feature_names=self.feature_names)
+                            feature_names=self.feature_names, feature_schema=self.feature_schema)
 
     def take(self, idx) -> "FeatureTable":
         """The rows `idx` (features and MetaSchedule features alike)."""
@@ -169,7 +174,7 @@ class FeatureTable:
         ms = [self.ms_features[i] for i in idx] if self.ms_features is not None else None
         offsets, pos = _ragged_take(self.token_offsets, idx)
         return FeatureTable(self.frame.iloc[idx].reset_index(drop=True), self.slot, ms, flat=self._flat[idx], token_offsets=offsets,
-                            token_rows=self.token_rows[pos], feature_names=self.feature_names)
+                            token_rows=self.token_rows[pos], feature_names=self.feature_names, feature_schema=self.feature_schema)
 
     @staticmethod
     def concat(parts: Sequence["FeatureTable"], slot: str) -> "FeatureTable":
@@ -185,7 +190,11 @@ class FeatureTable:
             base += int(p.token_offsets[-1])
         rows = np.concatenate([p.token_rows for p in parts]) if parts else np.zeros((0, COMPACT_DIM), np.float32)
         names = next((p.feature_names for p in parts if p.feature_names), None)
-        return FeatureTable(frame, slot, ms, flat=flat, token_offsets=np.concatenate(offsets), token_rows=rows, feature_names=names)
+        schemas = {p.feature_schema for p in parts}
+        if len(schemas) > 1:
+            raise ValueError(f"FeatureTable.concat: the parts have different feature schemas {sorted(schemas)}: featurize them with one tensorcost version")
+        schema = schemas.pop() if schemas else FEATURE_SCHEMA_VERSION
+        return FeatureTable(frame, slot, ms, flat=flat, token_offsets=np.concatenate(offsets), token_rows=rows, feature_names=names, feature_schema=schema)
 
     def iter_tables(self, inputs=None) -> Iterator["FeatureTable"]:
         """The rows as in-memory tables (here: the table itself; a store view yields fragments)."""
@@ -252,8 +261,6 @@ def featurize_records(table, hardware_features: Sequence[float], hardware_names:
     Error records are dropped here (they have no latency); the caller reports how many. `slot`
     defaults to the target. Workload features are computed once a task, programs by the encoder.
     """
-    import pyarrow.compute as pc
-
     table = table.filter(pc.equal(table.column("error_no"), 0))
     meta = table.select(["record_id", "task_id", "program_id", "target", "task_weight", "networks", "latency_s"]).to_pandas()
     n = len(meta)
@@ -277,8 +284,6 @@ def featurize_records(table, hardware_features: Sequence[float], hardware_names:
 
 
 def pa_indices(idx: np.ndarray):
-    import pyarrow as pa
-
     return pa.array(np.asarray(idx, dtype=np.int64))
 
 

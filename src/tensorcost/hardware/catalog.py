@@ -15,6 +15,7 @@ from importlib import resources
 import yaml
 
 from ..errors import UserError
+from ..names import is_name
 
 # The hardware features every model sees, in order (`Target.features`).
 HARDWARE_FEATURE_NAMES = (
@@ -218,7 +219,6 @@ def split_target_id(target_id: str) -> tuple[str, str]:
     """'zen4-2c.avx2-t1' -> ('zen4-2c', 'avx2-t1'), refusing anything else (ids become file and
     registry names: nothing but [a-z0-9_-] and one dot)."""
     platform_id, dot, variant_id = str(target_id).partition(".")
-    from ..names import is_name
 
     if not dot or not is_name("platform id", platform_id) or not is_name("variant id", variant_id):
         raise UnknownTargetError(

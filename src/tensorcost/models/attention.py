@@ -18,6 +18,7 @@ allocating anything.
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from pydantic import Field, StrictBool, model_validator
 from ..features import FLAT_PROGRAM_DIM, TOKEN_DIM, WORKLOAD_FEATURE_NAMES, FeatureTable
 from ..hardware import HARDWARE_FEATURE_NAMES
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
+from .lightgbm_model import group_deviation
+from .streaming import GroupChunkStream, running_stats, shard
 
 WEIGHTS_FILE = "weights.pt"
 MAX_WEIGHTS_BYTES = 4 << 30  # above the largest architecture AttentionConfig's bounds allow
@@ -238,8 +241,6 @@ class AttentionCostModel(CostModel):
         return x.mean(0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()
 
     def _seed(self) -> None:
-        import random
-
         import torch
 
         torch.manual_seed(self.cfg.seed)
@@ -325,8 +326,6 @@ class AttentionCostModel(CostModel):
         """The training loop over a store view: task chunks streamed through a shuffle buffer
         (models.streaming), model inputs prepared a fragment at a time (group-relative features
         see whole tasks); memory is the buffer, never the dataset. Mean loss per epoch."""
-        from .streaming import GroupChunkStream, running_stats
-
         _P = FLAT_PROGRAM_DIM  # the program summary's width: the flat vector's head
 
         self._seed()
@@ -401,8 +400,6 @@ class AttentionCostModel(CostModel):
 
     def _stream_steps(self, view, per_step: int, rank: int = 0, world: int = 1) -> int:
         """Steps one epoch of the stream gives `rank`: its groups' chunks, `per_step` a step."""
-        from .streaming import shard
-
         mine = shard(view, rank, world)  # GroupChunkStream's share of `rank`
         return self.steps_per_epoch(mine.groups, per_step) if len(mine) else 0
 
@@ -433,8 +430,6 @@ class AttentionCostModel(CostModel):
     def _batch(self, table: FeatureTable) -> ProgramBatch:
         batch = batch_from_table(table, self.cfg.max_len)
         if self.cfg.group_relative and len(batch):
-            from .lightgbm_model import group_deviation
-
             batch.program = group_deviation(batch.program, table.groups)
         return batch
 

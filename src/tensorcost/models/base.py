@@ -15,6 +15,7 @@ so callers never branch on the family.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..digest import file_sha256
 from ..errors import UserError
 from ..features import FeatureTable
+from ..safeio import atomic_folder, write_text
 
 METADATA_FILE = "metadata.json"
 MAX_METADATA_BYTES = 16 << 20  # architecture + normalisation statistics: kilobytes in practice
@@ -87,7 +89,6 @@ class ModelMetadata:
 def _write_sealed(path: Path, body: dict) -> str:
     """Write a metadata document with its digest (`metadata_digest`); returns the digest."""
     body["metadata_sha256"] = metadata_digest(body)
-    from ..safeio import write_text
 
     write_text(path, json.dumps(body, indent=1, sort_keys=True))
     return body["metadata_sha256"]
@@ -95,8 +96,6 @@ def _write_sealed(path: Path, body: dict) -> str:
 
 def metadata_digest(fields: dict) -> str:
     """sha256 of a metadata document's fields but its own digest, in canonical JSON."""
-    import hashlib
-
     body = {k: v for k, v in fields.items() if k != "metadata_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()).hexdigest()
 
@@ -200,8 +199,6 @@ class CostModel(ABC):
 
     def embed(self, table: FeatureTable) -> np.ndarray:
         """(n, d) program embeddings of `table`'s rows (families with `embeds`)."""
-        from ..errors import UserError
-
         raise UserError(f"the {self.family} family has no program embedding (families that have one: those with `embeds`)")
 
     @classmethod
@@ -224,8 +221,6 @@ class CostModel(ABC):
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "CostModel": ...
 
     def save(self, directory: str | Path) -> None:
-        from ..safeio import atomic_folder
-
         with atomic_folder(directory) as tmp:  # a killed save leaves the previous model whole
             self._save_weights(tmp)
             self.metadata.files_sha256 = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != METADATA_FILE}

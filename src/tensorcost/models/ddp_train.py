@@ -14,12 +14,18 @@ With one process (plain `python -m ...`) it is ordinary streamed training.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+from ..errors import UserError
+from ..evaluation import train_test
+from ..features.store import StoreView
+from ..params import load_params
 from ..safeio import write_text
+from . import create_model, load_model
 
 
 def torchrun_command(torchrun, features_dir: Path, slot: str, out: Path, *, preset: str = "attention", params: Path = Path("params.yaml"),
@@ -52,10 +58,6 @@ def torchrun_fit(torchrun, features_dir: Path, slot: str, params: Path, workdir:
     def fit(model, train, valid=None, log=None):
         if model.family != "attention":
             return inner(model, train, valid, log) if inner is not None else model.fit(train, valid, log=log)
-        import subprocess
-
-        from ..errors import UserError
-        from . import load_model
 
         work = Path(workdir) / f"torchrun-{os.getpid()}"
         work.mkdir(parents=True, exist_ok=True)
@@ -91,11 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from ..features import FEATURE_SCHEMA_VERSION
-    from ..features.store import StoreView
-    from ..params import load_params
-    from . import create_model
-
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -110,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         params = {**params, "threads": a.threads, **({"epochs": a.epochs} if a.epochs else {})}
         view = StoreView(a.features_dir, a.slot)
         if a.split:
-            from ..evaluation import train_test
-
             view, _ = train_test(view, p.split.strategy, p.split.model_dump())
-        model = create_model(family, view.target_id, FEATURE_SCHEMA_VERSION, view.feature_names, **params)
+        model = create_model(family, view.target_id, view.feature_schema, view.feature_names, **params)
         curves = model.fit(view, log=(lambda m: print(f"[rank {rank}] {m}", file=sys.stderr, flush=True)))
         if rank == 0:
             model.save(a.out)

@@ -20,16 +20,20 @@ The attention model's multi-process training (torchrun, DistributedDataParallel)
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from ..features.store import read_fragment
+from ..features.table import FeatureTable
+from .lightgbm_model import LightGBMCostModel, _fragment_rows
 
 
 def _fragment_inputs(model_dir_params: dict, path: str, local: np.ndarray, slot: str, names: list) -> np.ndarray:
     """On a worker: one fragment's model inputs (group-relative features see whole groups)."""
-    from ..features.store import read_fragment
-    from .lightgbm_model import LightGBMCostModel
-
     part = read_fragment(Path(path), slot, names, ("flat",))
     if len(local) != len(part) or np.any(local != np.arange(len(part))):
         part = part.take(local)
@@ -99,11 +103,7 @@ def one_process_bins(sample: np.ndarray, params: dict) -> tuple[list[dict], list
     feature's bins on one rank's rows). LightGBM builds a Dataset of the sample; the bin of every
     sample value (its text dump) gives each boundary, at the midpoint of the two distinct values it
     separates, as LightGBM puts it; the bounds at zero LightGBM adds itself."""
-    import os
-    import tempfile
-
     import lightgbm as lgb
-    import pandas as pd
 
     keys = ("max_bin", "min_data_in_bin", "min_data_in_leaf", "feature_pre_filter", "bin_construct_sample_cnt", "use_missing", "zero_as_missing")
     ds = lgb.Dataset(sample, np.zeros(len(sample)), params={"verbosity": -1, **{k: params[k] for k in keys if k in params}},
@@ -143,8 +143,6 @@ def train_lightgbm_dask(model, view, scheduler: str | None = None, n_workers: in
     import dask
     import dask.array as da
     import lightgbm as lgb
-
-    from .lightgbm_model import _fragment_rows
 
     params = model._lgb_params()
     rounds = params.pop("num_boost_round")
@@ -186,7 +184,7 @@ def train_lightgbm_dask(model, view, scheduler: str | None = None, n_workers: in
             forced, max_bins = one_process_bins(np.asarray(sample, dtype=np.float32), params)
             del sample
             est.set_params(max_bin_by_feature=max_bins, feature_pre_filter=False)
-            from .lightgbm_dask_bins import with_bins
+            from .lightgbm_dask_bins import with_bins  # lazy: that module imports LightGBM at its top
 
             factory = with_bins(lgb.LGBMRanker if objective == "lambdarank" else lgb.LGBMRegressor, forced, n_inputs)
             est._lgb_dask_fit(model_factory=factory, X=X, y=y, **fit_kwargs)  # lightgbm.dask's fit, our estimator class on the workers
@@ -217,6 +215,4 @@ def cluster_fit(cluster):
 
 
 def _feature_table():
-    from ..features.table import FeatureTable
-
     return FeatureTable

@@ -16,12 +16,14 @@ model directory of its own family (hash-checked, loaded without executing code).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..features import FeatureTable
+from . import FAMILIES, create_model, family_class, load_model
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, make_config
 
 MAX_MEMBERS = 8
@@ -44,8 +46,6 @@ class EnsembleConfig(FamilyConfig):
     @field_validator("members")
     @classmethod
     def _check_members(cls, v: list[MemberSpec]) -> list[MemberSpec]:
-        from . import FAMILIES, family_class
-
         for m in v:
             if m.family not in FAMILIES:
                 raise ValueError(f"member family {m.family!r} is not one of {', '.join(FAMILIES)}")
@@ -88,8 +88,6 @@ class EnsembleCostModel(CostModel):
 
     @classmethod
     def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "EnsembleCostModel":
-        from . import create_model
-
         cfg = make_config(EnsembleConfig, params, "ensemble params")
         members = [create_model(m.family, target, feature_schema, feature_names, **m.params) for m in cfg.members]
         meta = ModelMetadata(family="ensemble", feature_schema=feature_schema, target=target, objective="blend of " + ", ".join(m.name or m.family for m in cfg.members),
@@ -101,10 +99,6 @@ class EnsembleCostModel(CostModel):
         """The blend of members already trained on `train` under the same presets and params, and
         its cost (the members' seconds plus the blending); None if a member is missing: training
         members twice would only cost time, their weights would be the same."""
-        import time
-
-        from . import family_class
-
         t0 = time.perf_counter()
         members = params.get("members") or []
         models = []
@@ -169,8 +163,6 @@ class EnsembleCostModel(CostModel):
 
     @classmethod
     def _load(cls, metadata: ModelMetadata, directory: Path) -> "EnsembleCostModel":
-        from . import load_model
-
         cfg = make_config(EnsembleConfig, metadata.params, f"{directory}: ensemble params")
         spreads = metadata.extra.get("spreads")
         if not (isinstance(spreads, list) and len(spreads) == len(cfg.members) and all(isinstance(s, (int, float)) and np.isfinite(s) and s > 0 for s in spreads)):

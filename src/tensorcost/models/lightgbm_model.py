@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import re
-
 from pathlib import Path
 from typing import ClassVar, Literal, Sequence
 
@@ -58,8 +58,6 @@ def check_model_text(path: Path, n_features: int | None = None) -> bytes:
     `tree_sizes` says and their count matches, the `end of trees` marker, and the complete
     `end of parameters` / `pandas_categorical` trailer. (Registry loads are also hash-checked;
     this covers a local path.)"""
-    import json
-
     data = artifact_file(path.parent, path.name, MAX_MODEL_BYTES).read_bytes()
 
     def bad(why: str) -> ModelFormatError:

@@ -9,10 +9,18 @@ prints one JSON line {"ok": true, "family": ..., "n": ...} and exits 0, or exits
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..features import FeatureTable
+from ..features.program import COMPACT_DIM
+from . import load_model
 
 PROBE_ROWS = 8
 PROBE_TIMEOUT_S = 120.0
@@ -21,12 +29,6 @@ PROBE_TIMEOUT_S = 120.0
 def probe_table(feature_names: list[str], n: int = PROBE_ROWS, seed: int = 0):
     """A small table of `n` made-up programs with the model's inputs: flat vectors of the model's
     width and three tokens each (real kinds and annotations: index 0)."""
-    import numpy as np
-    import pandas as pd
-
-    from ..features import FeatureTable
-    from ..features.program import COMPACT_DIM
-
     rng = np.random.default_rng(seed)
     d = len(feature_names)
     frame = pd.DataFrame({"record_id": [f"probe{i}" for i in range(n)], "task_id": ["probe"] * n, "program_id": [f"p{i}" for i in range(n)],
@@ -39,15 +41,10 @@ def probe_table(feature_names: list[str], n: int = PROBE_ROWS, seed: int = 0):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    import numpy as np
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("directory", type=Path)
     ap.add_argument("--feature-schema")
     a = ap.parse_args(argv)
-    from . import load_model
 
     model = load_model(a.directory, a.feature_schema)
     if "ms_features" in model.inputs:  # TVM's XGBoost reads MetaSchedule features: loading it is the check

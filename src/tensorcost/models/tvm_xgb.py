@@ -8,6 +8,7 @@ instead of its online measurements. Saved in XGBoost's JSON format (no pickle).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,6 @@ def check_model_json(path: Path) -> None:
     """Cheap structural check of an XGBoost JSON model before XGBoost parses it (registry loads
     are also hash-checked; this covers a local path): valid JSON with the learner / booster /
     trees keys, and as many trees as its header says."""
-    import json
-
     try:
         doc = json.loads(artifact_file(path.parent, path.name, MAX_MODEL_BYTES).read_bytes())
         model = doc["learner"]["gradient_booster"]["model"]

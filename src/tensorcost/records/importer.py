@@ -6,6 +6,7 @@ the quarantine, and cleans up after itself on any failure, Ctrl-C, SIGTERM or a 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import os
 import secrets
 import shutil
@@ -13,15 +14,18 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ..errors import UserError
+from ..names import NameError_, check_name
+from ..safeio import check_output_path, die_with_parent, sweep_stale, user_os_error
 from . import schema as rec
 from .tenset import BATCH_ROWS, ImportReport, _display, _file_problem, _is_record_name, collect_record_files, parse_file
-
 
 DICT_COLUMNS = ["source", "target", "task_id", "task_name", "networks", "op_kind", "shapes", "tvm_version"]
 STATS_COLUMNS = ["target", "task_id", "task_weight", "latency_s", "error_no", "measured_at"]
@@ -91,7 +95,6 @@ def _worker_init() -> None:
     # workers were forked) kills a worker as usual.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    from ..safeio import die_with_parent
 
     die_with_parent()  # a kill -9 of the importer takes its workers with it
 
@@ -102,9 +105,6 @@ def _start_workers(workers: int, jobs: list, interruption: _Interruption):
     SIGTERM is held back while the workers start, until the handler knows their pids: arriving
     in the middle, it would unwind this process with live workers left behind (they hold the
     caller's pipes open)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
@@ -139,11 +139,6 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     bad. `out` and the quarantine file are written under temporary names and renamed when
     complete; on any failure or interruption the temporary files are removed.
     """
-    from tqdm import tqdm
-
-    from ..names import NameError_, check_name
-    from ..safeio import check_output_path, user_os_error
-
     paths = list(paths)
     if target is not None:
         try:
@@ -168,7 +163,6 @@ def import_tenset(paths: Iterable[str | Path], out: str | Path, target: str | No
     temporaries: list[Path] = []
 
     # what an import killed with -9 left: its spool and its half-written files (their pid is gone)
-    from ..safeio import sweep_stale
 
     sweep_stale(_spool_root(out), SPOOL_PREFIX)
     sweep_stale(out.parent, f"{out.name}.", ".tmp")

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MissingDataError, UserError
+from ..safeio import atomic_output
 
 RECORDS_SCHEMA_VERSION = 1
 
@@ -67,8 +68,6 @@ def to_table(rows: Iterable[dict]) -> pa.Table:
 
 
 def write_records(table: pa.Table, path: str | Path) -> None:
-    from ..safeio import atomic_output
-
     with atomic_output(path) as tmp:  # a reader never sees half a file
         pq.write_table(table.select(list(COLUMNS)).cast(RECORDS_SCHEMA), tmp, compression="zstd")
 

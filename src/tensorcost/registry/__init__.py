@@ -16,10 +16,30 @@ lock: a file lock or a lease held in the registry) and `promotion` (gates, histo
 
 from __future__ import annotations
 
-from .store import ArtifactIntegrityError, CANDIDATE, CHAMPION, MODEL_ARTIFACT_PATH, PREFIX, REGISTRY_DB, RegistryError, filter_value, location, model_name, open_client, project_root, tracking_uri
 from .integrity import ARTIFACT_FILES_TAG, ARTIFACT_SHA256_TAG, MLFLOW_WRITTEN, artifact_sha256, file_digests, verify_artifacts
-from .versions import MODEL_TMP_PREFIX, MODEL_URI, ResolvedVersion, canonical_version, download, get_version, list_models, load_by_alias, load_uri, load_version, log_and_register, model_card_tags, register_trained, resolve, set_alias, set_tags, target_of, version_tags
 from .lock import LOCK_LEASE_ENV, LOCK_PREFIX, LOCK_TIMEOUT_ENV, RegistryLock, lock_model_name
-from .promotion import HISTORY_EXPERIMENT, PROBE_TIMEOUT_S, PromotionResult, REQUIRED_TAGS, champion_chain, history, promote, rollback
+from .promotion import HISTORY_EXPERIMENT, PROBE_TIMEOUT_S, REQUIRED_TAGS, PromotionResult, champion_chain, history, promote, rollback
+from .store import CANDIDATE, CHAMPION, MODEL_ARTIFACT_PATH, PREFIX, REGISTRY_DB, ArtifactIntegrityError, RegistryError, filter_value, location, model_name, open_client, project_root, tracking_uri
+from .versions import (
+    MODEL_TMP_PREFIX,
+    MODEL_URI,
+    ResolvedVersion,
+    canonical_version,
+    download,
+    get_version,
+    list_models,
+    load_by_alias,
+    load_uri,
+    load_version,
+    log_and_register,
+    model_card_tags,
+    register_trained,
+    register_transferred,
+    resolve,
+    set_alias,
+    set_tags,
+    target_of,
+    version_tags,
+)
 
-__all__ = ["ARTIFACT_FILES_TAG", "ARTIFACT_SHA256_TAG", "ArtifactIntegrityError", "CANDIDATE", "CHAMPION", "HISTORY_EXPERIMENT", "LOCK_LEASE_ENV", "LOCK_PREFIX", "LOCK_TIMEOUT_ENV", "MLFLOW_WRITTEN", "MODEL_ARTIFACT_PATH", "MODEL_TMP_PREFIX", "MODEL_URI", "PREFIX", "PROBE_TIMEOUT_S", "PromotionResult", "REGISTRY_DB", "REQUIRED_TAGS", "RegistryError", "RegistryLock", "ResolvedVersion", "artifact_sha256", "canonical_version", "champion_chain", "download", "file_digests", "filter_value", "get_version", "history", "list_models", "load_by_alias", "load_uri", "load_version", "location", "lock_model_name", "log_and_register", "model_card_tags", "model_name", "open_client", "project_root", "promote", "register_trained", "resolve", "rollback", "set_alias", "set_tags", "target_of", "tracking_uri", "verify_artifacts", "version_tags"]
+__all__ = ["ARTIFACT_FILES_TAG", "ARTIFACT_SHA256_TAG", "ArtifactIntegrityError", "CANDIDATE", "CHAMPION", "HISTORY_EXPERIMENT", "LOCK_LEASE_ENV", "LOCK_PREFIX", "LOCK_TIMEOUT_ENV", "MLFLOW_WRITTEN", "MODEL_ARTIFACT_PATH", "MODEL_TMP_PREFIX", "MODEL_URI", "PREFIX", "PROBE_TIMEOUT_S", "PromotionResult", "REGISTRY_DB", "REQUIRED_TAGS", "RegistryError", "RegistryLock", "ResolvedVersion", "artifact_sha256", "canonical_version", "champion_chain", "download", "file_digests", "filter_value", "get_version", "history", "list_models", "load_by_alias", "load_uri", "load_version", "location", "lock_model_name", "log_and_register", "model_card_tags", "model_name", "open_client", "project_root", "promote", "register_trained", "register_transferred", "resolve", "rollback", "set_alias", "set_tags", "target_of", "tracking_uri", "verify_artifacts", "version_tags"]

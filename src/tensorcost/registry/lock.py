@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
+import random
+import socket
+import time
+import uuid
 from typing import Iterator
 
-from .store import RegistryError, open_client, _epoch_iso, _file_lock, filter_value, _lookup_failed, _sqlite_path, model_name, tracking_uri
+from .store import RegistryError, _epoch_iso, _file_lock, _lookup_failed, _sqlite_path, filter_value, model_name, open_client, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +81,6 @@ class RegistryLock:
     """
 
     def __init__(self, client, target: str, lease_s: float | None = None, timeout_s: float | None = None):
-        import getpass
-        import socket
-        import uuid
-
         self.client, self.target = client, target
         self.lease_s = float(lease_s if lease_s is not None else os.environ.get(LOCK_LEASE_ENV, 120))
         self.timeout_s = float(timeout_s if timeout_s is not None else os.environ.get(LOCK_TIMEOUT_ENV, 600))
@@ -103,8 +104,6 @@ class RegistryLock:
 
     @staticmethod
     def _free(tags: dict) -> bool:
-        import time
-
         try:
             expired = time.time() > float(tags.get("expires", "0"))
         except ValueError:
@@ -115,8 +114,6 @@ class RegistryLock:
         """Create `generation`; True if we did. Only RESOURCE_ALREADY_EXISTS is a clean "lost"; any
         other error (a create that raced a release, a retried request) is decided by reading who
         holds that generation now."""
-        import time
-
         from mlflow.exceptions import MlflowException
 
         tags = {"holder": self.holder, "token": self.token, "lease_s": f"{self.lease_s:g}", "expires": f"{time.time() + self.lease_s:.3f}"}
@@ -129,9 +126,6 @@ class RegistryLock:
             return self._generations().get(generation, {}).get("token") == self.token
 
     def acquire(self) -> None:
-        import random
-        import time
-
         deadline, attempt, tags = time.monotonic() + self.timeout_s, 0, {}
         try:
             while True:
@@ -169,8 +163,6 @@ class RegistryLock:
 
     def check(self) -> None:
         """Raise unless we still hold the lock (ours is the highest generation, lease not over)."""
-        import time
-
         gens = self._generations()
         top = max(gens, default=0)
         ours = gens.get(self.generation or -1, {})

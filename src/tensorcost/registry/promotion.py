@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime
-import math
+import getpass
 import logging
+import math
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models.probe import probe_model
 from .lock import _promotion_lock
-from .store import ArtifactIntegrityError, CANDIDATE, CHAMPION, RegistryError, open_client, filter_value, _lookup_failed, model_name
+from .store import CANDIDATE, CHAMPION, ArtifactIntegrityError, RegistryError, _lookup_failed, filter_value, model_name, open_client
 from .versions import _model_tmpdir, _model_version, _refuse_synthetic, canonical_version, download, get_version
 
 log = logging.getLogger(__name__)
@@ -33,9 +36,6 @@ def _record_event(target: str, action: str, result: PromotionResult) -> None:
     """Append one promotion/refusal/rollback to the history (a run in a dedicated experiment:
     MLflow aliases keep no history of their own). Called under the promotion lock, so `seq`
     (one more than the events so far) orders events even within one clock tick."""
-    import getpass
-    import socket
-
     seq = len(history(target)) + 1
     client = open_client()
     exp = client.get_experiment_by_name(HISTORY_EXPERIMENT)
@@ -197,8 +197,6 @@ def _artifacts_load(target: str, version: str, tags: dict) -> tuple[bool, str]:
     """Whether the version's artifacts hash to their registered digest *and* load and predict on
     a small probe table in a child process within PROBE_TIMEOUT_S: a crash or a hang of the
     model's library is a refusal, not the CLI's death."""
-    from ..models.probe import probe_model
-
     with _model_tmpdir() as tmp:
         try:
             directory = download(target, version, Path(tmp), tags)

@@ -8,8 +8,12 @@ import logging
 import os
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
+
+from filelock import FileLock
 
 from ..errors import UserError
+from ..hardware import split_target_id
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,6 @@ def location() -> dict:
     repository's own (`repository:mlflow.db`, the same wherever the repository is), another
     SQLite file, or a server (its URI without credentials). A stage that registers depends on
     it, so pointing the pipeline at another registry (make run-team) registers there again."""
-    from urllib.parse import urlsplit, urlunsplit
-
     uri = tracking_uri()
     root, db = project_root(), _sqlite_path(uri)
     if db is not None and root is not None and db == (root / REGISTRY_DB).resolve():
@@ -81,8 +83,6 @@ def location() -> dict:
 
 def model_name(target: str) -> str:
     """`tensorcost-<target>`; the id is checked first (it becomes a registry name and a filter)."""
-    from ..hardware import split_target_id
-
     split_target_id(target)
     return f"{PREFIX}-{target}"
 
@@ -98,8 +98,6 @@ def _sqlite_path(uri: str) -> Path | None:
 @contextlib.contextmanager
 def _file_lock(lock_path: Path) -> Iterator[None]:
     """An exclusive OS lock on `lock_path`, across processes of this machine (filelock)."""
-    from filelock import FileLock
-
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(lock_path):
         yield
@@ -155,8 +153,6 @@ def _relocated(source: str, uri: str) -> Path | None:
     """A version's local artifact folder after its repository moved: the stored source is an
     absolute path (`.../mlruns/<experiment>/<run>/artifacts/model`) under the old location; the
     same path under the registry database's own `mlruns/`, if it exists there."""
-    from urllib.parse import unquote, urlparse
-
     db = _sqlite_path(uri)
     if db is None:
         return None

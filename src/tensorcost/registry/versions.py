@@ -10,8 +10,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .integrity import ARTIFACT_FILES_TAG, ARTIFACT_SHA256_TAG, file_digests, artifact_sha256, verify_artifacts
-from .store import CANDIDATE, CHAMPION, MODEL_ARTIFACT_PATH, PREFIX, RegistryError, _absent, _artifact_root, open_client, _lookup_failed, _relocated, model_name, tracking_uri
+from ..models import load_model
+from ..models.base import read_metadata, seal_unsealed
+from ..pyfunc import write_pyfunc_files
+from ..records.synthetic import is_synthetic_target
+from ..safeio import sweep_stale
+from .integrity import ARTIFACT_FILES_TAG, ARTIFACT_SHA256_TAG, artifact_sha256, file_digests, verify_artifacts
+from .store import CANDIDATE, CHAMPION, MODEL_ARTIFACT_PATH, PREFIX, RegistryError, _absent, _artifact_root, _lookup_failed, _relocated, model_name, open_client, tracking_uri
 
 
 @dataclass
@@ -25,8 +30,6 @@ class ResolvedVersion:
 
 def _refuse_synthetic(*targets) -> None:
     """Synthetic data (`tensorcost dataset synth-tenset`) is for scale tests only: no model trained on it is registered or promoted."""
-    from ..records.synthetic import is_synthetic_target
-
     for t in targets:
         if is_synthetic_target(t):
             raise RegistryError(f"refusing to register or promote a model trained on synthetic target {t!r}: synthetic records are for scale tests only")
@@ -58,13 +61,10 @@ def log_and_register(
     _refuse_synthetic(target, tags.get("target"))
     model_dir = Path(model_dir)
     if input_example is not None:
-        from ..pyfunc import write_pyfunc_files
-
         write_pyfunc_files(model_dir, input_example)
     digests = file_digests(model_dir)  # hashed before upload: what was trained is what loads
     if not digests:
         raise RegistryError(f"{model_dir}: no files to register as {name}")
-    from ..models.base import read_metadata
 
     made_for = read_metadata(model_dir).target
     if made_for != target:  # a model registers under its own target's name only
@@ -142,6 +142,22 @@ def register_trained(model_dir: Path, target: str, *, key: str, family: str, obj
                             curves=curves, description=card, input_example=input_example)
 
 
+def register_transferred(model_dir: Path, target: str, *, approach: str, k: str, reason: str, chosen_on: str, metrics: dict, family: str,
+                         objective: str, feature_schema: str, source_ref: str, data_tags: dict, experiment: str, git_commit: str, alias: str,
+                         input_example=None) -> str:
+    """Register the model the transfer study chose for a machine (`approach` at k% of its
+    records), aliased `alias`, with its model card: the gates' tags, the source model it came
+    from and a description of why it was chosen (`reason`) on which test side (`chosen_on`), with
+    the figures the choice was made on. Returns the version."""
+    tags = model_card_tags(target=target, family=family, objective=objective, feature_schema=feature_schema, split=f"transfer:{k}%",
+                           git_commit=git_commit, metrics=metrics, source_model=source_ref or "none", model_key=approach, **data_tags)
+    card = (f"{approach} at k={k}% for {target}, chosen on {chosen_on}: {reason}. "
+            f"PCA {metrics['pca']:.3f}, top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f} (the figures the choice was made on)")
+    return log_and_register(model_dir, target, experiment=experiment, run_name=f"transfer-{approach.replace(':', '-')}-to-{target}",
+                            params={"approach": approach, "source_model": source_ref or "none", "k_percent": k}, metrics=metrics, tags=tags,
+                            alias=alias, description=card, input_example=input_example)
+
+
 def get_version(target: str, alias: str) -> ResolvedVersion | None:
     """The version behind `alias`, None when the model or the alias does not exist. Any other
     failure (store unreachable, locked, broken) raises `RegistryError`: treating it as "no
@@ -212,7 +228,6 @@ def download(target: str, version: str, dest: Path, tags: dict | None = None) ->
     if tags.get(ARTIFACT_SHA256_TAG):
         # the registered hash vouches for every byte: a version saved before model metadata
         # carried its own digest (models.base.metadata_digest) is sealed here, in the download
-        from ..models.base import seal_unsealed
 
         seal_unsealed(path)
     return path
@@ -221,8 +236,6 @@ def download(target: str, version: str, dest: Path, tags: dict | None = None) ->
 def load_by_alias(target: str, alias: str = CHAMPION, fallback: str | None = CANDIDATE, expected_feature_schema: str | None = None):
     """(model, resolved version) for `models:/tensorcost-<target>@<alias>`: downloaded into a
     temporary directory that is removed once the model is in memory, verified before parsing."""
-    from ..models import load_model
-
     resolved = resolve(target, alias, fallback)
     with _model_tmpdir() as tmp:
         model = load_model(download(target, resolved.version, Path(tmp), resolved.tags), expected_feature_schema)
@@ -236,8 +249,6 @@ MODEL_TMP_PREFIX = "tensorcost-model-"
 def _model_tmpdir():
     """A temporary folder for a downloaded version, named with this pid: the folders of loads
     killed with -9 (their pid gone) are removed by the next load."""
-    from ..safeio import sweep_stale
-
     sweep_stale(tempfile.gettempdir(), MODEL_TMP_PREFIX)
     return tempfile.TemporaryDirectory(prefix=f"{MODEL_TMP_PREFIX}{os.getpid()}-")
 
@@ -251,8 +262,6 @@ def _check_model_target(model, target: str, version: str) -> None:
 
 def load_version(target: str, version: str, expected_feature_schema: str | None = None):
     """(model, its tags) of one version, verified against its registered hash before parsing."""
-    from ..models import load_model
-
     tags = version_tags(target, str(version))
     with _model_tmpdir() as tmp:
         model = load_model(download(target, str(version), Path(tmp), tags), expected_feature_schema)

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+import psutil
 
 from ..errors import UserError
 from ..safeio import write_text
@@ -127,8 +130,6 @@ def spawn(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Pope
 
 def alive(pid: int) -> bool:
     """Running, and not a zombie (a child that exited but was not reaped yet)."""
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:  # gone, or not ours to see
@@ -138,8 +139,6 @@ def alive(pid: int) -> bool:
 def stop_pid(pid: int, timeout: float = 15.0) -> bool:
     """Stop a daemon and everything in its session (uvicorn workers, TVM's tracker and server
     subprocesses): SIGTERM, then SIGKILL after `timeout`. True if it was running."""
-    import signal
-
     if not alive(pid):
         if pid in _STARTED:
             _STARTED.pop(pid).poll()  # reap it

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform as _platform
+import signal
 import socket
+import sys
+
+from tensorcost import hardware
 
 PLATFORM_FUNC = "tensorcost.platform_json"
 PROTOCOL = 1  # bumped when the document's meaning changes
@@ -26,8 +31,6 @@ PROTOCOL = 1  # bumped when the document's meaning changes
 def platform_doc() -> dict:
     """This machine as the driver needs it: its platform (catalog entry or a new one, derived
     exactly as `tensorcost platform` derives it) and the target ids it can run."""
-    from tensorcost import hardware
-
     p = hardware.host_platform()
     return {
         "protocol": PROTOCOL,
@@ -64,8 +67,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import os
-
     # Sessions may then run every usable core: TVM's runtime otherwise caps its pool at half the
     # cores on x86, and the driver sets each session's count to its target's (`-t<threads>`).
     os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
@@ -89,9 +90,6 @@ def main(argv: list[str] | None = None) -> None:
 def _stop_with(server) -> None:
     """SIGTERM/SIGINT stop TVM's server process and its session processes too: its listening
     thread is not a daemon, so without this it outlives the launcher."""
-    import signal
-    import sys
-
     def _stop(signum, _frame):
         server.terminate()
         sys.exit(128 + signum)

@@ -19,12 +19,15 @@ that user): no option of the config needs root.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 from ..errors import UserError
 from . import LOOPBACK, ServiceUnavailable, free_port, port_open, require_program, spawn, state_dir, stop_pid, wait_for_port, write_json
@@ -89,8 +92,6 @@ def _prepare_state(state: Path, user: str, port: int) -> Path:
 
 def _running(info: dict) -> bool:
     """The recorded sshd is alive (same pid, still our config) and listening."""
-    import psutil
-
     try:
         cmdline = " ".join(psutil.Process(int(info["pid"])).cmdline())
     except (psutil.Error, ValueError, TypeError):
@@ -145,8 +146,6 @@ def stop_ssh_remote(state: Path | None = None) -> bool:
 def verify_host_key(info: dict, timeout: float = 15.0) -> None:
     """Connect once with the client key, checking the server's host key against `known_hosts`
     (what DVC itself skips); a refused, unknown or changed server is a one-line error."""
-    import asyncio
-
     import asyncssh
 
     async def probe() -> None:

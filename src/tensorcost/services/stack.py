@@ -20,8 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..hardware import host_platform
 from ..rpc import RpcConfig, servers_registered
 from . import LOOPBACK, ServiceUnavailable, free_port, port_open, spawn, state_dir, stop_pid, wait_for_port, write_json
+from .mlflow_server import mlflow_server_status, start_mlflow_server, stop_mlflow_server
+from .ssh_remote import INFO_FILE as SSH_FILE
+from .ssh_remote import configure_dvc_remote, start_ssh_remote, stop_ssh_remote
 
 RPC_FILE = "rpc.json"
 
@@ -77,18 +81,12 @@ def env_lines(mlflow: dict | None, rpc: dict | None) -> list[str]:
 
 def up(state: Path | None = None, mlflow: bool = True, ssh: bool = True, rpc: bool = True, repo: Path | None = None, log=print) -> dict:
     """Start what is asked for (idempotent) and write `<state>/env.sh`; returns what runs where."""
-    from ..hardware import host_platform
-
     state = state or state_dir()
     out: dict = {}
     if mlflow:
-        from .mlflow_server import start_mlflow_server
-
         out["mlflow"] = start_mlflow_server(state)
         log(f"mlflow    {out['mlflow']['tracking_uri']}  (PostgreSQL on {LOOPBACK}:{out['mlflow']['postgres_port']})")
     if ssh:
-        from .ssh_remote import configure_dvc_remote, start_ssh_remote
-
         out["ssh"] = start_ssh_remote(state)
         log(f"dvc ssh   {out['ssh']['url']}")
         if repo is not None and (repo / ".dvc").is_dir():
@@ -106,9 +104,6 @@ def up(state: Path | None = None, mlflow: bool = True, ssh: bool = True, rpc: bo
 
 def down(state: Path | None = None, log=print) -> list[str]:
     """Stop every service this state dir knows of; data (PostgreSQL, artifacts, remote) is kept."""
-    from .mlflow_server import stop_mlflow_server
-    from .ssh_remote import stop_ssh_remote
-
     state = state or state_dir()
     stopped = []
     for name, stop in (("rpc", stop_rpc), ("mlflow", stop_mlflow_server), ("ssh", stop_ssh_remote)):
@@ -121,9 +116,6 @@ def down(state: Path | None = None, log=print) -> list[str]:
 
 def status(state: Path | None = None) -> dict[str, str]:
     """{service: where it answers} for the parts that run now."""
-    from .mlflow_server import mlflow_server_status
-    from .ssh_remote import INFO_FILE as SSH_FILE
-
     state = state or state_dir()
     out = {}
     mlflow = mlflow_server_status(state)
