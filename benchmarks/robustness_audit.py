@@ -111,7 +111,7 @@ def _rows(n_tasks=3, per_task=10, seed=0):
     from helpers import record_row as _record_row
 
     rng = np.random.default_rng(seed)
-    return [_record_row(i, target="cpu-avx2-t1", task_id=f"{t:016x}", latency=float(1e-4 * (1 + rng.random() * 9)))
+    return [_record_row(i, target="testcpu-1c.avx2-t1", task_id=f"{t:016x}", latency=float(1e-4 * (1 + rng.random() * 9)))
             for t in range(n_tasks) for i in range(per_task)]
 
 
@@ -981,8 +981,8 @@ def _records_cases():
     from tensorcost.records import to_table
 
     def frame():
-        rows = [_record_row(0, target="cpu-avx2-t1", latency=1e-3), _record_row(1, target="cpu-avx2-t1", latency=2e-3),
-                _record_row(2, target="cpu-avx2-t1", latency=3e-3), _record_row(3, target="cpu-avx2-t1", error_no=4)]
+        rows = [_record_row(0, target="testcpu-1c.avx2-t1", latency=1e-3), _record_row(1, target="testcpu-1c.avx2-t1", latency=2e-3),
+                _record_row(2, target="testcpu-1c.avx2-t1", latency=3e-3), _record_row(3, target="testcpu-1c.avx2-t1", error_no=4)]
         return to_table(rows).to_pandas()
 
     def dup(df):
@@ -1022,7 +1022,7 @@ def _features_cases():
     from tensorcost.records import to_table
 
     def frame():
-        rows = [_record_row(i, target="cpu-avx2-t1", latency=1e-3 * (1 + i)) for i in range(3)] + [_record_row(3, target="cpu-avx2-t1", error_no=4)]
+        rows = [_record_row(i, target="testcpu-1c.avx2-t1", latency=1e-3 * (1 + i)) for i in range(3)] + [_record_row(3, target="testcpu-1c.avx2-t1", error_no=4)]
         return featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES, slot="slot-a")
 
     def flat_bad(v):
@@ -1082,9 +1082,9 @@ def check_validation(suite: str, quick: bool) -> Row:
 
     def run(df):
         if suite == "records":
-            return validate_records(df, "cpu-avx2-t1")
+            return validate_records(df, "testcpu-1c.avx2-t1")
         from tensorcost.features import FEATURE_SCHEMA_VERSION
-        return validate_features(df, "slot-a", "cpu-avx2-t1", FEATURE_SCHEMA_VERSION, make().attrs["feature_names"])
+        return validate_features(df, "slot-a", "testcpu-1c.avx2-t1", FEATURE_SCHEMA_VERSION, make().attrs["feature_names"])
 
     control = run(make())
     if not control.success:

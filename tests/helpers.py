@@ -22,7 +22,7 @@ ANSOR_TRACE = '[["SP",2,0,1024,[2,1,4],1],["PR",2,0,"auto_unroll_max_step$8"],["
 def record_row(
     i: int = 0,
     *,
-    target: str = "cpu-avx2-t1",
+    target: str = "testcpu-1c.avx2-t1",
     task_id: str = "00000000000000aa",
     latency: float | None = 1e-3,
     error_no: int = 0,

@@ -96,6 +96,14 @@ def assign_test(
     raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
 
 
+def evaluation_set_id(data_hash: str, strategy: str, test_fraction: float, seed: int) -> str:
+    """The name of a split's test side: splits are deterministic, so the data's hash and the split
+    params name its rows. Models whose cards carry the same id were scored on the same programs
+    (the promotion gate compares only those): the train stage and a pruned variant's, whose test
+    side is the unpruned one, write it through here alike."""
+    return f"{data_hash}:{strategy}:{test_fraction}:{seed}"
+
+
 def _check_fraction(test_fraction: float) -> None:
     if not 0.0 < test_fraction < 1.0:
         raise SplitError(f"test_fraction must be in (0, 1), got {test_fraction}")

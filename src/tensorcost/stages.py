@@ -36,7 +36,9 @@ from .params_io import git_commit, md5_file
 from .plots import learning_curves
 from .pyfunc import example_frame
 from .reports import evaluation_summary, ranking_summary, write_json, write_summary
+from .splits import evaluation_set_id as split_evaluation_set
 from .transfer import becomes_candidate, chosen_sources, transfer_study
+from .transfer import evaluation_set_id as transfer_evaluation_set
 from .tuning import compare_cost_models
 from .tvm_support import tvm_target
 from .validation import SlotData, data_facts
@@ -241,8 +243,7 @@ def train(target: str) -> None:
         table = StoreView(FEATURES_DIR, target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
-    # Same file, other rows: the split is deterministic, so (hash, split params) names the eval set.
-    tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"{facts['hash']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": facts["validation_passed"]}
+    tags = {"train_data_hash": facts["hash"], "eval_data_hash": split_evaluation_set(facts["hash"], sp.strategy, sp.test_fraction, sp.seed), "validation_passed": facts["validation_passed"]}
     rows = _train_and_register(p, p.train.models, train_t, test_t, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
                                trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
                                torchrun=p.train.torchrun, slot=target)
@@ -335,7 +336,7 @@ def train_pruned(strategy: str, percent: int) -> None:
     if len(test_t) != len(pruning.rows_of(test_t, ids)):
         raise UserError(f"{records_file} lacks test records of the {p.split.strategy} split (made under another split? re-run: dvc repro prune)")
     sp = p.split
-    tags = {"train_data_hash": variant_md5, "eval_data_hash": f"{made['source_features_md5']}:{sp.strategy}:{sp.test_fraction}:{sp.seed}", "validation_passed": True,
+    tags = {"train_data_hash": variant_md5, "eval_data_hash": split_evaluation_set(made["source_features_md5"], sp.strategy, sp.test_fraction, sp.seed), "validation_passed": True,
             "dataset_variant": variant, "prune_strategy": strategy, "prune_kept_percent": percent, "prune_seed": made["seed"], "dataset_md5": variant_md5,
             "dataset_path": str(records_file)}
     trained_on = (f"the pruned variant {variant} of {slot} ({len(train_t)} training records, {made['kept_share']:.0%} of the {sp.strategy} training side; "
@@ -419,7 +420,7 @@ def _register_transferred(p: Params, data, facts: dict, choice: dict, pulled: di
     model.save(out)
     metrics = {m: float(choice[m]) for m in ("pca", "top1", "top5")}
     source_ref = chosen_sources(approach, pulled)
-    data_tags = {"train_data_hash": facts["hash"], "eval_data_hash": f"transfer:{facts['hash']}:{tp.test_fraction}:{tp.seed}",
+    data_tags = {"train_data_hash": facts["hash"], "eval_data_hash": transfer_evaluation_set(facts["hash"], tp.test_fraction, tp.seed),
                  "validation_passed": facts["validation_passed"]}
     version = registry.register_transferred(out, target_id, approach=approach, k=k, reason=choice["reason"], chosen_on=f"the transfer's test side of {tp.target}",
                                             metrics=metrics, family=model.family, objective=model.metadata.objective, feature_schema=data.feature_schema,

@@ -167,6 +167,11 @@ def transfer_study(
     return TransferStudy(curves, choice, model, finetuned)
 
 
+def evaluation_set_id(data_hash: str, test_fraction: float, seed: int) -> str:
+    """The name of the transfer's test side of a machine's data (see `splits.evaluation_set_id`)."""
+    return f"transfer:{data_hash}:{test_fraction}:{seed}"
+
+
 def chosen_sources(approach: str, pulled: dict) -> str:
     """The registry versions (`name/version`, comma-separated) the chosen approach was made from:
     its source model for zero-shot or fine-tuned, every source for their blend, "" for a model

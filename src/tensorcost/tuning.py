@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import hardware, registry
-from . import hardware as hwmod
+from . import hardware as hwmod  # where a parameter named `hardware` (cost_model's public keyword) hides the module
 from .collect import make_builder_runner, network_to_relax
 from .errors import UserError
 from .features import FEATURE_SCHEMA_VERSION, FeatureTable, per_task_labels, table_from_traces, workload_features
@@ -376,4 +376,3 @@ def tune_user_network(network: str, input_shape: str | tuple[int, ...] | None = 
                          **{f"{k}_network_ms": v["network_latency_ms"]["median"] for k, v in report["cost_models"].items()},
                          **{f"{k}_tuning_s": round(v["tuning_wall_s"], 1) for k, v in report["cost_models"].items()}}
     return report
-

@@ -146,3 +146,12 @@ def test_by_hardware_holds_out_one_target():
     assert mask.tolist() == [True, False, True]
     with pytest.raises(SplitError, match="held-out target"):
         assign_test("by_hardware", ["t"], ["p"], targets=["A"])
+
+
+def test_the_evaluation_set_id_names_the_split_and_the_data():
+    from tensorcost.splits import evaluation_set_id
+
+    a = evaluation_set_id("h1", "within_task", 0.2, 0)
+    assert a == evaluation_set_id("h1", "within_task", 0.2, 0)  # a pruned variant's card names its unpruned test side alike
+    assert len({a, evaluation_set_id("h2", "within_task", 0.2, 0), evaluation_set_id("h1", "by_task", 0.2, 0), evaluation_set_id("h1", "within_task", 0.3, 0),
+                evaluation_set_id("h1", "within_task", 0.2, 1)}) == 5

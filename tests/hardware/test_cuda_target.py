@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tensorcost import collect, hardware
+from tensorcost import collect, dataset, hardware
+from tensorcost.errors import UserError
 
 tvm = pytest.importorskip("tvm")
 
@@ -80,8 +81,13 @@ def test_runner_device_type_and_gpu_builder_runner(monkeypatch):
 
 
 def test_task_set_kind():
-    assert collect.task_set_kind({"reference_target": "cpu-avx512-t2"}) == "cpu"  # bundled, written before GPUs
-    assert collect.task_set_kind({"reference_target": "cuda-h100"}) == "gpu"
+    assert collect.task_set_kind({"reference_target": "sapphirerapids-2c.avx512-t2"}) == "cpu"  # no kind written: the catalog's
+    assert collect.task_set_kind({"reference_target": "h100.cuda"}) == "gpu"
+    for name in ("cpu", "gpu"):  # the bundled task sets say what they are, under target ids of the catalog
+        meta = json.loads((dataset.programs_dir(name) / "tasks.json").read_text())["meta"]
+        assert meta["reference_kind"] == collect.task_set_kind({"reference_target": meta["reference_target"]}) == name
+    with pytest.raises(UserError, match="reference_target .*'cuda-h100'"):  # an old label the catalog does not know
+        collect.task_set_kind({"reference_target": "cuda-h100"})
     assert collect.task_set_kind({"reference_target": "x", "reference_kind": "gpu"}) == "gpu"
 
 

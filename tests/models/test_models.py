@@ -37,7 +37,7 @@ def _table(n_groups: int, per_group: int, seed: int):
 
 @pytest.fixture(scope="module")
 def trained():
-    model = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, **SMALL)
+    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, **SMALL)
     model.fit(_table(10, 30, seed=1))
     return model
 
@@ -54,7 +54,7 @@ def test_learns_the_ranking(trained):
 
 
 def test_regression_objective_also_learns():
-    model = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
+    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
     model.fit(_table(10, 30, seed=1))
     _, gt, lt = _problem(5, 30, seed=2)
     assert pairwise_comparison_accuracy(gt, model.predict(_table(5, 30, seed=2)), lt) > 0.8
@@ -106,7 +106,7 @@ def test_artifact_dir_has_text_model_and_metadata_only(trained, tmp_path):
     meta = json.loads((d / "metadata.json").read_text())
     assert meta["family"] == "lightgbm"
     assert meta["feature_schema"] == "tc-feat-test"
-    assert meta["target"] == "cpu-avx2-t1"
+    assert meta["target"] == "testcpu-1c.avx2-t1"
     assert meta["feature_names"] == NAMES
     assert read_metadata(d).objective == "lambdarank"
     assert (d / MODEL_FILE).read_text().startswith("tree")  # LightGBM's text format
@@ -165,7 +165,7 @@ def test_every_family_honours_the_contract(tmp_path, make_row):
     rng = np.random.default_rng(0)
     rows = [make_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(4) for i in range(12)]
     frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
-    table = FeatureTable(frame, "cpu-avx2-t1")
+    table = FeatureTable(frame, "testcpu-1c.avx2-t1")
     names = frame.attrs["feature_names"]
     from tensorcost.models import family_class
 
@@ -176,7 +176,7 @@ def test_every_family_honours_the_contract(tmp_path, make_row):
         params = {"attention": tiny_attention,
                   "ensemble": {"members": [{"family": "lightgbm", "params": {"num_boost_round": 10}}, {"family": "attention", "params": tiny_attention}]},
                   }.get(family, {})
-        model = create_model(family, "cpu-avx2-t1", "tc-feat-test", names, **params)
+        model = create_model(family, "testcpu-1c.avx2-t1", "tc-feat-test", names, **params)
         model.fit(table)
         scores = model.predict(table)
         assert scores.shape == (len(table),) and np.isfinite(scores).all(), family
@@ -201,7 +201,7 @@ def test_group_relative_features_are_deviations_from_the_group_mean():
 def test_group_relative_model_learns_and_round_trips(tmp_path):
     # the ranking feature shifted by a per-group offset the training side never saw: the deviation
     # from the group's mean still ranks it
-    model = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, group_relative=True, **SMALL)
+    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, group_relative=True, **SMALL)
     model.fit(_table(10, 30, seed=1))
     assert model.booster.num_feature() == 2 * N_FEATURES
     x, groups, lat = _problem(5, 30, seed=2)
@@ -236,9 +236,9 @@ def test_joint_model_reads_the_metaschedule_features_beside_ours(tmp_path):
         return t
 
     train, test = table(1), table(2)
-    joint = LightGBMJointCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
+    joint = LightGBMJointCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
     joint.fit(train)
-    flat = LightGBMCostModel.create("cpu-avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
+    flat = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL)
     flat.fit(train)
     lat = test.frame["latency_s"].to_numpy()
     assert pairwise_comparison_accuracy(test.groups, joint.predict(test), lat) > 0.9

@@ -105,7 +105,7 @@ def test_ids_are_stable_and_distinct():
     assert program_id("[1]") != program_id("[2]")
     assert len(program_id("[1]")) == 16
     # the target is part of the record id: same program on two targets -> two records
-    assert record_id("cpu-avx2-t1", "t", "p") != record_id("cpu-avx2-t2", "t", "p")
+    assert record_id("testcpu-1c.avx2-t1", "t", "p") != record_id("testcpu-1c.avx2-t2", "t", "p")
     assert len(record_id("a", "b", "c")) == 20
 
 

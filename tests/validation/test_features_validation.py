@@ -12,7 +12,7 @@ from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.records import to_table
 from tensorcost.validation import validate_features
 
-TARGET = "cpu-avx2-t1"
+TARGET = "testcpu-1c.avx2-t1"
 SLOT = "slot-a"
 HW = [1.0] * len(HARDWARE_FEATURE_NAMES)
 

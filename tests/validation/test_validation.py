@@ -9,7 +9,7 @@ import pytest
 from tensorcost.records import to_table
 from tensorcost.validation import ValidationSummary, validate_records, write_summary
 
-TARGET = "cpu-avx2-t1"
+TARGET = "testcpu-1c.avx2-t1"
 
 
 @pytest.fixture

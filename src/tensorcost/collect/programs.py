@@ -272,11 +272,16 @@ def load_tasks(dirs: Iterable[Path]) -> dict[str, Task]:
 
 
 def task_set_kind(meta: dict) -> str:
-    """The kind of target ("cpu" or "gpu") a task set's programs were sampled for (task sets
-    written before GPU targets existed carry only the reference target id, a CPU one)."""
-    if meta.get("reference_kind"):
+    """The kind of target ("cpu" or "gpu") a task set's programs were sampled for: its
+    `reference_kind`, else the kind of its `reference_target` in the catalog."""
+    if meta.get("reference_kind") in ("cpu", "gpu"):
         return str(meta["reference_kind"])
-    return "gpu" if str(meta.get("reference_target", "")).startswith("cuda-") else "cpu"
+    ref = meta.get("reference_target")
+    try:
+        return hardware.codegen_target(str(ref)).kind
+    except (UserError, ValueError, KeyError) as exc:
+        raise UserError(f"a task set names neither a reference_kind (cpu or gpu) nor a catalog target as its reference_target ({ref!r}): "
+                        f"re-sample it (tensorcost stage sample)") from exc
 
 
 def check_task_set_kind(meta: dict, hw: Target, where: Path) -> None:

@@ -25,5 +25,3 @@ def workload_features(op_kind: str, shapes: Sequence[Sequence[int]], flops: floa
     onehot[OP_INDEX.get(op_kind, OP_INDEX["other"])] = 1.0
     intensity = flops / bytes_moved if bytes_moved > 0 else 0.0
     return [slog2(flops), slog2(bytes_moved), slog2(intensity), float(len(shapes))] + dims + onehot
-
-

@@ -204,7 +204,7 @@ def cluster_fit(cluster):
     the attention model streams it)."""
 
     def fit(model, train, valid=None, log=None):
-        if model.family == "lightgbm" and not isinstance(train, _feature_table()):
+        if model.family == "lightgbm" and not isinstance(train, FeatureTable):
             if log:
                 log(f"on the Dask cluster {cluster.scheduler}")
             train_lightgbm_dask(model, train, scheduler=cluster.scheduler, n_workers=cluster.workers)
@@ -212,7 +212,3 @@ def cluster_fit(cluster):
         return model.fit(train, valid, log=log)
 
     return fit
-
-
-def _feature_table():
-    return FeatureTable
