@@ -5,10 +5,12 @@ split study scores them (`evaluation.run_study`, network-weighted PCA / top-1 / 
 
     .venv/bin/python benchmarks/by_hardware_levers.py --out docs/results/by_hardware_levers.json
 
+    .venv/bin/python benchmarks/by_hardware_levers.py --splits within_task,by_family --out docs/results/levers_other_splits.json
+
 Variants: the preset as it is; without the hardware features (the `hw_*` columns zeroed: constant
 on every training platform's rows, they let trees split on the platform's identity, which an unseen
 platform's values never match); with `group_relative` features (each feature's deviation from its
-task's mean); both; and longer training (4x the rounds at the same rate). TVM's XGBoost reads
+task's mean); both; and longer training (4x and 8x the rounds at the same rate). TVM's XGBoost reads
 MetaSchedule's per-store features, which this script does not extract (the msfeatures stage
 does); its figures on the same held-out platforms are in the committed split study
 (docs/results/split-study/, `tvm_xgb` under by_hardware).
@@ -49,6 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--slots", default=",".join(CPU_SLOTS))
+    ap.add_argument("--splits", default="by_hardware", help="split strategies (params.yaml's split params)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.time()
@@ -65,30 +68,41 @@ def main() -> int:
         "group_relative": (tables, ModelSpec(base.family, {**base.params, "group_relative": True})),
         "group_relative, no hardware features": (masked, ModelSpec(base.family, {**base.params, "group_relative": True})),
         f"{4 * rounds} rounds": (tables, ModelSpec(base.family, {**base.params, "num_boost_round": 4 * rounds})),
+        f"{8 * rounds} rounds": (tables, ModelSpec(base.family, {**base.params, "num_boost_round": 8 * rounds})),
+        f"{4 * rounds} rounds, group_relative, no hardware features": (masked, ModelSpec(base.family, {**base.params, "num_boost_round": 4 * rounds,
+                                                                                                   "group_relative": True})),
     }
+    splits = a.splits.split(",")
     results = {}
     for name, (data, spec) in variants.items():
-        metrics, _, _ = run_study(data, ["by_hardware"], {a.preset: spec}, p.split.model_dump(), progress=None)
-        results[name] = {s: {k: metrics[s]["by_hardware"][a.preset][k] for k in ("pca", "top1", "top5", "peak5", "train_s")} for s in metrics}
-        print(f"{name}: " + ", ".join(f"{s.split('.')[0]} {r['pca']:.3f}" for s, r in results[name].items()), flush=True)
-    xgb = {}
+        metrics, _, _ = run_study(data, splits, {a.preset: spec}, p.split.model_dump(), progress=None)
+        results[name] = {sp: {s: {k: metrics[s][sp][a.preset][k] for k in ("pca", "top1", "top5", "peak5", "train_s")} for s in metrics if sp in metrics[s]}
+                         for sp in splits}
+        for sp in splits:
+            print(f"{name} / {sp}: " + ", ".join(f"{s.split('.')[0]} {r['pca']:.3f}" for s, r in results[name][sp].items()), flush=True)
+    xgb: dict = {}
     study = Path(__file__).resolve().parents[1] / "docs" / "results" / "split-study"
-    for s in slots:
-        f = study / f"{s}.json"
-        if f.exists():
-            r = json.loads(f.read_text())[s]["by_hardware"].get("tvm_xgb")
+    for sp in splits:
+        for s in slots:
+            f = study / f"{s}.json"
+            r = json.loads(f.read_text())[s].get(sp, {}).get("tvm_xgb") if f.exists() else None
             if r:
-                xgb[s] = {k: r[k] for k in ("pca", "top1", "top5")}
+                xgb.setdefault(sp, {})[s] = {k: r[k] for k in ("pca", "top1", "top5")}
     out = {"preset": a.preset, "slots": slots, "records": {s: len(t) for s, t in tables.items()}, "variants": results,
            "tvm_xgb_from_split_study": xgb, "seconds": round(time.time() - t0, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
-    print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " |")
-    print("| --- |" + " --- |" * len(slots))
-    for name, by_slot in results.items():
-        print(f"| {name} | " + " | ".join(" / ".join(f"{by_slot[s][m]:.3f}" for m in ("pca", "top1", "top5")) for s in slots) + " |")
-    if xgb:
-        print("| tvm_xgb (split study) | " + " | ".join(" / ".join(f"{xgb[s][m]:.3f}" for m in ("pca", "top1", "top5")) if s in xgb else "-" for s in slots) + " |")
+    for sp in splits:
+        print(f"\n{sp}: PCA / top-1 / top-5\n")
+        print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | train s (median) |")
+        print("| --- |" + " --- |" * (len(slots) + 1))
+        for name, by_split in results.items():
+            by_slot = by_split[sp]
+            cells = [" / ".join(f"{by_slot[s][m]:.3f}" for m in ("pca", "top1", "top5")) if s in by_slot else "-" for s in slots]
+            print(f"| {name} | " + " | ".join(cells) + f" | {np.median([r['train_s'] for r in by_slot.values()]):.1f} |")
+        if sp in xgb:
+            print("| tvm_xgb (split study) | " + " | ".join(" / ".join(f"{xgb[sp][s][m]:.3f}" for m in ("pca", "top1", "top5")) if s in xgb[sp] else "-"
+                                                          for s in slots) + " | - |")
     return 0
 
 
