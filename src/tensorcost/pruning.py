@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 
 from .errors import UserError
 from .features import FeatureTable, per_task_labels
-from .models import create_model, family_class
+from .evaluation import ModelSpec
+from .models import family_class
 from .records.schema import COLUMNS, RECORDS_SCHEMA
 from .safeio import atomic_output
 
@@ -65,7 +66,7 @@ class Scout:
             raise UserError(f"the pruning scout must be a family with program embeddings; {self.family} has none")
         key = (len(pool), tuple(pool.frame["record_id"].iloc[[0, -1]]) if len(pool) else ())
         if self._model is None or self._pool_key != key:
-            m = create_model(self.family, pool.target_id, pool.feature_schema, list(pool.feature_names or []), **self.params)
+            m = ModelSpec(self.family, self.params).create(pool)
             m.fit(pool, log=self.log)
             self._model, self._pool_key = m, key
         return self._model
@@ -178,7 +179,7 @@ def keep_uncertainty(pool: FeatureTable, fraction: float, seed: int, scout: Scou
         preds = []
         for m in range(ENSEMBLE_SIZE):  # a committee of bootstrap resamples: its spread is the model's uncertainty
             boot = np.sort(rng.choice(len(measured), len(measured), replace=True))  # a multiset: row order (a store view's) does not change it
-            member = create_model(scout.ensemble_family, pool.target_id, pool.feature_schema, list(pool.feature_names or []), **{**params, "seed": seed * 101 + r * 11 + m})
+            member = ModelSpec(scout.ensemble_family, {**params, "seed": seed * 101 + r * 11 + m}).create(pool)
             member.fit(measured.take(boot))
             preds.append(member.predict(pool))
         spread = np.std(preds, axis=0)

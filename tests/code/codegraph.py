@@ -93,9 +93,9 @@ def top_level_imports(path: Path) -> set[str]:
     return {m for m in out if module_file(m) is not None}
 
 
-def closure(modules: set[str]) -> set[str]:
-    """Every package module `modules` may run: their imports anywhere in their files (lazy
-    imports count: they run when the code path does), transitively, with parent packages."""
+def _reach(modules: set[str], imports) -> set[str]:
+    """`modules` and every package module reached from them through `imports(file)`,
+    transitively, with parent packages."""
     todo = set().union(*(with_parents(m) for m in modules)) if modules else set()
     seen: set[str] = set()
     while todo:
@@ -106,9 +106,15 @@ def closure(modules: set[str]) -> set[str]:
         f = module_file(m)
         if f is None or f.suffix != ".py":
             continue
-        for dep in imports_in(f):
+        for dep in imports(f):
             todo |= with_parents(dep) - seen
     return seen
+
+
+def closure(modules: set[str]) -> set[str]:
+    """Every package module `modules` may run: their imports anywhere in their files (lazy
+    imports count: they run when the code path does), transitively, with parent packages."""
+    return _reach(modules, imports_in)
 
 
 def function_closure(path: Path, name: str) -> set[str]:
@@ -143,20 +149,11 @@ def third_party_at_top(path: Path) -> set[str]:
 
 @lru_cache(maxsize=None)
 def heavy_at_import(module: str, heavy: frozenset[str]) -> str | None:
-    """The first package of `heavy` that importing `module` loads (through its top-level imports
-    and theirs), or None."""
-    todo, seen = sorted(with_parents(module)), set()
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
+    """A package of `heavy` that importing `module` loads (through its top-level imports and
+    theirs), or None."""
+    for m in sorted(_reach({module}, top_level_imports)):
         f = module_file(m)
-        if f is None or f.suffix != ".py":
-            continue
-        hit = sorted(third_party_at_top(f) & heavy)
+        hit = sorted(third_party_at_top(f) & heavy) if f is not None and f.suffix == ".py" else []
         if hit:
             return hit[0]
-        for dep in top_level_imports(f):
-            todo += sorted(with_parents(dep) - seen)
     return None
