@@ -22,11 +22,13 @@ SPLITS = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
 
 def load(paths: list[Path]) -> dict:
-    """{slot: {split: {model: metrics}}} merged over files (a later file wins a slot)."""
+    """{slot: {split: {model: metrics}}} merged over files, model by model: a later file wins a
+    model's cell (a re-run of some models updates only theirs)."""
     merged: dict = {}
     for p in paths:
         for slot, by_split in json.loads(p.read_text()).items():
-            merged.setdefault(slot, {}).update(by_split)
+            for split, by_model in by_split.items():
+                merged.setdefault(slot, {}).setdefault(split, {}).update(by_model)
     return merged
 
 

@@ -336,13 +336,14 @@ def study(
     splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies"),
     out: str = typer.Option(..., help="JSON file for {slot: {split: {model: metrics}}}"),
     slots: Optional[str] = typer.Option(None, help="comma-separated slots to evaluate (default: every slot of params.yaml; the others still train by_hardware models)"),
+    pool_platforms: bool = typer.Option(False, "--pool-platforms", help="train every split on its training side of all slots of the evaluated slot's kind (joint training over hardware; by_hardware does so anyway)"),
 ) -> None:
     """Run the split study for chosen models on the current features (an ablation beside the
     pipeline's evaluate stage; reads params.yaml, writes only OUT)."""
     from . import stages
 
     stages.study([k.strip() for k in models.split(",") if k.strip()], [x.strip() for x in splits.split(",") if x.strip()],
-                 [x.strip() for x in slots.split(",") if x.strip()] if slots else None, Path(out))
+                 [x.strip() for x in slots.split(",") if x.strip()] if slots else None, Path(out), pool_platforms=pool_platforms)
 
 
 def _network_report_path(network: str, out: Path) -> Path:

@@ -240,6 +240,21 @@ def other_platforms(datasets: dict[str, FeatureTable], slot: str) -> list[str]:
     return [t for t, d in datasets.items() if d.platform_id != held.platform_id and d.kind == held.kind]
 
 
+def joint_training_side(datasets: dict, slot: str, strategy: str, split_params: dict, own_train=None):
+    """`slot`'s training side of a split joined by the same split's training side of every other
+    slot of its kind (the paper's joint training over hardware: the hardware features tell the
+    platforms apart). Splits are keyed by task and program, never by slot, so a program on
+    `slot`'s test side is on every slot's test side: nothing tested is seen on any machine."""
+    if strategy == "by_hardware":
+        raise ValueError("joint_training_side: by_hardware already trains on the other platforms")
+    data = datasets[slot]
+    if own_train is None:
+        own_train = data.take(np.flatnonzero(~split_mask(strategy, data, split_params)))
+    others = [t for t, d in datasets.items() if t != slot and d.kind == data.kind]
+    parts = [own_train] + [datasets[t].take(np.flatnonzero(~split_mask(strategy, datasets[t], split_params))) for t in others]
+    return pool(parts, slot) if len(parts) > 1 else own_train
+
+
 def run_study(
     datasets: dict[str, FeatureTable],
     strategies: Sequence[str],
@@ -248,9 +263,12 @@ def run_study(
     *,
     progress: Callable[[str], None] | None = None,
     only: Sequence[str] | None = None,
+    pool_platforms: bool = False,
 ) -> tuple[dict, dict, dict]:
     """`datasets`: the feature table of each dataset slot; `only`: the slots evaluated (default
-    all; the others still train by_hardware models). Returns (metrics, per_network, predictions) where
+    all; the others still train by_hardware models); `pool_platforms`: the splits other than
+    by_hardware train on their training side of every slot of the same kind, not only the
+    evaluated one's (`joint_training_side`). Returns (metrics, per_network, predictions) where
     metrics = {target: {split: {model: {pca, top1, top5, n_tasks, n_records, train_s, candidates_per_s}}}},
     per_network = {target: {split: {network: {model: {pca, top1, top5, n_tasks}}}}},
     predictions = {target: {split: (test frame, {model: scores})}} for plots."""
@@ -278,6 +296,8 @@ def run_study(
                     bar.update(len(models))
                     continue  # e.g. by_network when no held-out network is in this data
                 train, test = data.take(np.flatnonzero(~mask)), data.take(np.flatnonzero(mask))
+                if pool_platforms:
+                    train = joint_training_side(datasets, target, strategy, split_params, train)
             te = test.frame
             scores_by_model = {}
             trained: dict[str, tuple[CostModel, float]] = {}

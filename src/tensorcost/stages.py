@@ -435,13 +435,13 @@ def _register_transferred(p: Params, data, facts: dict, choice: dict, pulled: di
             "metrics": metrics}
 
 
-def _split_study(p: Params, model_keys, splits, only) -> tuple[dict, dict, dict]:
+def _split_study(p: Params, model_keys, splits, only, pool_platforms: bool = False) -> tuple[dict, dict, dict]:
     """`run_study` over every slot's feature store: each slot's metadata whole, its numbers read a
     fragment at a time by the models that stream (MetaSchedule features, TVM XGBoost's input,
     are read whole for that model alone). `only`: the slots evaluated (None: all)."""
     specs = model_specs(p, model_keys)
     datasets = {slot: StoreView(FEATURES_DIR, slot) for slot in p.targets}
-    result = run_study(datasets, splits, specs, p.split.model_dump(), progress=lambda m: _echo(f"evaluate {m}"), only=only)
+    result = run_study(datasets, splits, specs, p.split.model_dump(), progress=lambda m: _echo(f"evaluate {m}"), only=only, pool_platforms=pool_platforms)
     for t, by_split in result[0].items():
         for sp, by_model in by_split.items():
             _echo(f"{t} {sp}: " + ", ".join(f"{m} pca={r['pca']:.3f} top5={r['top5']:.3f}" for m, r in by_model.items()))
@@ -459,15 +459,16 @@ def evaluate() -> None:
     write_study_reports(metrics, per_network, preds, REPORTS_DIR / "plots", REPORTS_DIR / "figures")
 
 
-def study(model_keys: list[str], splits: list[str], slots: list[str] | None, out: Path) -> None:
+def study(model_keys: list[str], splits: list[str], slots: list[str] | None, out: Path, pool_platforms: bool = False) -> None:
     """The split study for chosen models on the current features (an ablation beside `evaluate`:
-    reads params.yaml, writes only `out`)."""
+    reads params.yaml, writes only `out`). `pool_platforms`: train every split on all slots of
+    the evaluated one's kind (`evaluation.joint_training_side`)."""
     p = load_params()
     unknown = sorted(set(slots or []) - set(p.targets))
     if unknown:
         raise UserError(f"--slots: {', '.join(unknown)} not a slot of params.yaml's targets ({', '.join(p.targets)})")
     out = safeio.check_output_path(out)
-    metrics, _, _ = _split_study(p, model_keys, splits, slots)
+    metrics, _, _ = _split_study(p, model_keys, splits, slots, pool_platforms)
     write_json(out, metrics)
 
 

@@ -172,3 +172,42 @@ def test_the_study_over_store_views_equals_the_study_in_memory(tmp_path):
                 for k in ("pca", "top1", "top5", "n_tasks", "n_records"):
                     assert got[slot][split][model][k] == pytest.approx(want[slot][split][model][k], abs=1e-9), (slot, split, model, k)
     assert got_net == want_net
+
+
+def test_joint_training_side_pools_every_platform_and_never_a_tested_program(tmp_path):
+    """`pool_platforms`: a split's training side of every slot of the kind; a program (or task)
+    on the evaluated slot's test side is on no slot's training side, in memory and over views."""
+    from tensorcost.evaluation import joint_training_side, split_mask
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    tables = {"A": FeatureTable(_frame("A", 0.1), "A"), "B": FeatureTable(_frame("B", 0.3, seed=1), "B")}
+    tables = {k: t.with_frame(t.frame.assign(n_tokens=0)) for k, t in tables.items()}
+    params = {"test_fraction": 0.3, "seed": 0, "test_networks": ["resnet50"]}
+    for strategy in ("within_task", "by_task", "by_network"):
+        test = tables["A"].frame[split_mask(strategy, tables["A"], params)]
+        joint = joint_training_side(tables, "A", strategy, params)
+        own = int((~split_mask(strategy, tables["A"], params)).sum())
+        assert len(joint) == own + int((~split_mask(strategy, tables["B"], params)).sum()) > own
+        assert set(joint.frame["slot"]) == {"A", "B"}
+        seen = set(zip(joint.frame["task_id"], joint.frame["program_id"]))
+        assert not seen & set(zip(test["task_id"], test["program_id"])), strategy
+        if strategy != "within_task":
+            assert not set(joint.frame["task_id"]) & set(test["task_id"]), strategy
+    with pytest.raises(ValueError, match="by_hardware"):
+        joint_training_side(tables, "A", "by_hardware", params)
+
+    # the study with it: more training rows, the same test side, over views as in memory
+    for slot, t in tables.items():
+        write_feature_store(t, tmp_path, slot, rows_per_fragment=50)
+    views = {slot: StoreView(tmp_path, slot) for slot in tables}
+    lgb = {"num_boost_round": 30, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
+    specs = {"lightgbm_reg": ModelSpec("lightgbm", {**lgb, "objective": "regression"})}
+    alone, _, _ = run_study(tables, ["by_task"], specs, params)
+    pooled, _, _ = run_study(tables, ["by_task"], specs, params, pool_platforms=True)
+    over_views, _, _ = run_study(views, ["by_task"], specs, params, pool_platforms=True)
+    for slot in tables:
+        a, p, v = (m[slot]["by_task"]["lightgbm_reg"] for m in (alone, pooled, over_views))
+        assert p["n_records"] == a["n_records"]  # the test side is the slot's own
+        assert p["pca"] != a["pca"]  # another training side, another model
+        assert v["pca"] == pytest.approx(p["pca"], abs=1e-9)

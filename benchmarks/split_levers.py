@@ -1,0 +1,106 @@
+"""Levers on the splits a platform's own data is scored on (issue 27 item 2): within_task,
+by_task, by_network and by_family, each bundled CPU platform in turn, LightGBM under variants of
+one preset, scored exactly as the split study scores (network-weighted PCA / top-1 / top-5).
+
+    .venv/bin/python benchmarks/split_levers.py --out docs/results/split_levers.json
+
+The lever this measures first is the paper's: **train on every platform's records jointly**
+(the hardware features tell the platforms apart). `own` trains on the held-out platform's training
+side only (what the split study does); `pooled` adds every other CPU platform's training side of
+the same split: the same tasks (by_task, by_network, by_family hold out whole tasks, the same
+ones on every platform) or the same programs (within_task hashes task and program, so a test
+program is test on every platform): no test program is seen on any machine.
+
+Variants with `params` change the preset (e.g. more leaves); `pooled` variants train on the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tensorcost import dataset
+from tensorcost.evaluation import ModelSpec, fit, network_weights, other_platforms, pool, predict, split_mask
+from tensorcost.features import featurize_records
+from tensorcost.hardware import HARDWARE_FEATURE_NAMES
+from tensorcost.hardware.catalog import catalog_target
+from tensorcost.metrics import ranking_report
+from tensorcost.params import load_params
+
+CPU_SLOTS = ("sapphirerapids-2c-0ceb.avx2-t1", "sapphirerapids-2c.avx2-t1", "zen3-2c.avx2-t1", "zen4-2c.avx2-t1", "zen5-2c.avx2-t1")
+SPLITS = ("within_task", "by_task", "by_network", "by_family")
+
+# name -> (pooled, preset overrides)
+VARIANTS = {
+    "own": (False, {}),
+    "pooled": (True, {}),
+    # larger trees with a floor on leaf size (5 a leaf at 31 leaves is the preset)
+    "own 63 leaves": (False, {"num_leaves": 63, "min_data_in_leaf": 20}),
+    "pooled 63 leaves": (True, {"num_leaves": 63, "min_data_in_leaf": 20}),
+    "pooled 127 leaves": (True, {"num_leaves": 127, "min_data_in_leaf": 20}),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="lightgbm_reg")
+    ap.add_argument("--slots", default=",".join(CPU_SLOTS))
+    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {'; '.join(VARIANTS)}")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    t0 = time.time()
+    p = load_params()
+    split_params = p.split.model_dump()
+    base = ModelSpec.preset(p, a.preset)
+    slots = a.slots.split(",")
+    splits = a.splits.split(",")
+    names = [v.strip() for v in a.variants.split(",")]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant {unknown[0]!r}; known: {'; '.join(VARIANTS)}")
+    raw = dataset.bundled_tables(slots)
+    tables = {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in slots}
+    masks = {(s, sp): split_mask(sp, tables[s], split_params) for s in slots for sp in splits}
+    results: dict = {}
+    for name in names:
+        pooled, overrides = VARIANTS[name]
+        spec = ModelSpec(base.family, {**base.params, **overrides})
+        for sp in splits:
+            for s in slots:
+                test_mask = masks[(s, sp)]
+                if test_mask.all() or not test_mask.any():
+                    continue
+                parts = [tables[s].take(np.flatnonzero(~test_mask))]
+                if pooled:
+                    parts += [tables[o].take(np.flatnonzero(~masks[(o, sp)])) for o in other_platforms(tables, s)]
+                train = pool(parts, s) if len(parts) > 1 else parts[0]
+                test = tables[s].take(np.flatnonzero(test_mask))
+                model, train_s = fit(spec, train)
+                te = test.frame
+                r = ranking_report(te["task_id"], predict(model, test), te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+                results.setdefault(name, {}).setdefault(sp, {})[s] = {k: r[k] for k in ("pca", "top1", "top5", "n_tasks")} | {
+                    "train_rows": len(train), "train_s": round(train_s, 2)}
+            print(f"{name} / {sp}: " + ", ".join(f"{s.split('.')[0]} {r['pca']:.3f}" for s, r in results[name][sp].items()), flush=True)
+    out = {"preset": a.preset, "params": base.params, "slots": slots, "variants": {n: {"pooled": VARIANTS[n][0], "overrides": VARIANTS[n][1]} for n in names},
+           "results": results, "seconds": round(time.time() - t0, 1)}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    for sp in splits:
+        print(f"\n{sp}: PCA / top-1 / top-5 (train rows, median)\n")
+        print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | mean PCA |")
+        print("| --- |" + " --- |" * (len(slots) + 1))
+        for name in names:
+            by_slot = results[name][sp]
+            cells = [" / ".join(f"{by_slot[s][m]:.3f}" for m in ("pca", "top1", "top5")) if s in by_slot else "-" for s in slots]
+            print(f"| {name} ({int(np.median([r['train_rows'] for r in by_slot.values()]))}) | " + " | ".join(cells)
+                  + f" | {np.mean([r['pca'] for r in by_slot.values()]):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
