@@ -47,9 +47,9 @@ def main() -> None:
             for model_key, spec, combo in runs:
                 scores, train_s, _ = fit_predict(spec, train, test)
                 r = ranking_report(te["task_id"].tolist(), scores, te["latency_s"].to_numpy(), network_weights(te))
-                row = {"target": target, "split": split, "model": model_key, "config": combo, "pca": r.pca, "top5": r.top5, "train_s": train_s}
+                row = {"target": target, "split": split, "model": model_key, "config": combo, "pca": r.pca, "top1": r.top1, "top5": r.top5, "train_s": train_s}
                 results.append(row)
-                print(f"{target} {split} {model_key} {json.dumps(combo)}: pca {r.pca:.3f} top5 {r.top5:.3f} train {train_s:.1f} s", flush=True)
+                print(f"{target} {split} {model_key} {json.dumps(combo)}: pca {r.pca:.3f} top1 {r.top1:.3f} top5 {r.top5:.3f} train {train_s:.1f} s", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))

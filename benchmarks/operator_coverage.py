@@ -3,11 +3,10 @@
 by_family holds out every architecture family that carries matrix products (transformers, RNNs,
 Swin, ...), so on the bundled program sets its training side is 30 convolution tasks and its test
 side mostly `matmul`. This adds tasks of the families by_family *trains* on (the third
-bundled CPU program set, kept out of the base here), measured on this machine (`tensorcost dataset sample` + `collect` with the params
-in the record directory's SOURCE.md), to the training side, and scores the same held-out tasks:
+bundled CPU program set, kept out of the base here), measured on this machine (`tensorcost dataset sample` + `collect` with
+docs/dataset-params-zoo3.yaml), to the training side, and scores the same held-out tasks:
 
-    .venv/bin/python benchmarks/operator_coverage.py --slot sapphirerapids-2c.avx2-t1 \
-        --extra docs/results/operator_coverage/records.parquet --out docs/results/operator_coverage.json
+    .venv/bin/python benchmarks/operator_coverage.py --slot sapphirerapids-2c.avx2-t1 --out docs/results/operator_coverage.json
 
 Training sides compared: the bundled training side; plus the extra tasks of other op kinds than
 conv2d; plus the extra conv2d tasks only; plus all extra tasks. The test side is the bundled
@@ -27,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorcost import dataset
-from tensorcost import records as rec
 from tensorcost.evaluation import ModelSpec, fit, network_weights, predict, split_mask
 from tensorcost.features import FeatureTable, featurize_records
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
@@ -38,10 +36,22 @@ from tensorcost.params import load_params
 CONV = ("conv2d",)
 
 
+def program_set_tasks(index: int) -> list[str]:
+    """Task ids of the bundled CPU program set `index` (1: the first; later ones were appended by
+    `dataset pack --merge`, which records each one's task count in tasks.json's meta)."""
+    doc = json.loads((dataset.programs_dir("cpu") / "tasks.json").read_text())
+    merged = [m["tasks"] for m in doc["meta"].get("merged", [])]
+    sizes = [len(doc["tasks"]) - sum(merged)] + merged
+    if not 1 <= index <= len(sizes):
+        raise SystemExit(f"--program-set {index}: the bundled CPU program sets are 1-{len(sizes)}")
+    start = sum(sizes[:index - 1])
+    return [t["task_id"] for t in doc["tasks"][start:start + sizes[index - 1]]]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slot", required=True, help="a bundled target measured on the machine the extra records come from")
-    ap.add_argument("--extra", required=True, type=Path, help="records file of the extra tasks (canonical records)")
+    ap.add_argument("--program-set", type=int, default=3, help="the bundled CPU program set whose tasks are the extra ones (1: the first)")
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
@@ -50,10 +60,11 @@ def main() -> int:
     split_params = p.split.model_dump()
     base = ModelSpec.preset(p, a.preset)
     features = catalog_target(a.slot).features()
-    extra_raw = dataset.relabel(rec.read_records(a.extra), a.slot)
-    # the bundled set may hold the extra tasks already (they were merged into it): the base is the rest
-    bundled = dataset.bundled_tables([a.slot])[a.slot]
-    bundled = bundled.filter(pc.invert(pc.is_in(bundled["task_id"], value_set=pa.array(sorted(set(extra_raw.column("task_id").to_pylist()))))))
+    raw = dataset.bundled_tables([a.slot])[a.slot]
+    in_set = pc.is_in(raw["task_id"], value_set=pa.array(program_set_tasks(a.program_set)))
+    extra_raw, bundled = raw.filter(in_set), raw.filter(pc.invert(in_set))  # the base: the other sets
+    if extra_raw.num_rows == 0:
+        raise SystemExit(f"{a.slot} has no records of program set {a.program_set}")
     table = featurize_records(bundled, features, HARDWARE_FEATURE_NAMES, slot=a.slot)
     extra = featurize_records(extra_raw, features, HARDWARE_FEATURE_NAMES, slot=a.slot)
     test_mask = split_mask("by_family", table, split_params)
@@ -82,16 +93,16 @@ def main() -> int:
         diffs = np.array([per_task[t] - first[t] for t in per_task if np.isfinite(per_task[t]) and np.isfinite(first[t])])
         results[name]["tasks_above_below_bundled"] = [int((diffs > 0).sum()), int((diffs < 0).sum())]
         print(f"{name}: {results[name]['train_tasks']} tasks, PCA {r.pca:.3f} top-1 {r.top1:.3f} top-5 {r.top5:.3f}, "
-              f"tasks above/below the bundled side {results[name]['tasks_above_below_bundled']}", flush=True)
+              f"tasks above/below sets 1-2 {results[name]['tasks_above_below_bundled']}", flush=True)
     ops = {k: int(v) for k, v in zip(*np.unique(np.array(list(op_of.values())), return_counts=True))}
     test_ops = sorted(set(pc.unique(bundled.filter(pa.array(np.isin(bundled.column("task_id").to_numpy(zero_copy_only=False), te["task_id"].unique())))
                                            .column("op_kind")).to_pylist()))
-    out = {"slot": a.slot, "preset": a.preset, "extra": str(a.extra), "extra_tasks_by_op": ops, "test_tasks": int(te["task_id"].nunique()),
+    out = {"slot": a.slot, "preset": a.preset, "program_set": a.program_set, "extra_tasks_by_op": ops, "test_tasks": int(te["task_id"].nunique()),
            "test_op_kinds": test_ops, "results": results, "seconds": round(time.time() - t0, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1))
     print(f"\nby_family on `{a.slot}` ({out['test_tasks']} held-out tasks: {', '.join(test_ops)}), {a.preset}\n")
-    print("| training side | tasks | rows | PCA | top-1 | top-5 | held-out tasks above / below the bundled side (PCA) |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print("| training side | tasks | rows | PCA | top-1 | top-5 | held-out tasks above / below sets 1-2 (PCA) |\n| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         up, down = r["tasks_above_below_bundled"]
         print(f"| {name} | {r['train_tasks']} | {r['train_rows']} | {r['pca']:.3f} | {r['top1']:.3f} | {r['top5']:.3f} | {up} / {down} |")
