@@ -7,9 +7,10 @@ one preset, scored exactly as the split study scores (network-weighted PCA / top
 The lever this measures first is the paper's: **train on every platform's records jointly**
 (the hardware features tell the platforms apart). `own` trains on the held-out platform's training
 side only (what the split study does); `pooled` adds every other CPU platform's training side of
-the same split: the same tasks (by_task, by_network, by_family hold out whole tasks, the same
-ones on every platform) or the same programs (within_task hashes task and program, so a test
-program is test on every platform): no test program is seen on any machine.
+the same split (`evaluation.joint_training_side`, as `tensorcost study --pool-platforms` does):
+the same tasks (by_task, by_network, by_family hold out whole tasks, the same ones on every
+platform) or the same programs (within_task hashes task and program, so a test program is test
+on every platform): no test program is seen on any machine.
 
 Variants with `params` change the preset (e.g. more leaves); `pooled` variants train on the pool.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tensorcost import dataset
-from tensorcost.evaluation import ModelSpec, fit, network_weights, other_platforms, pool, predict, split_mask
+from tensorcost.evaluation import ModelSpec, fit, joint_training_side, network_weights, predict, split_mask
 from tensorcost.features import featurize_records
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.hardware.catalog import catalog_target
@@ -75,10 +76,9 @@ def main() -> int:
                 test_mask = masks[(s, sp)]
                 if test_mask.all() or not test_mask.any():
                     continue
-                parts = [tables[s].take(np.flatnonzero(~test_mask))]
+                train = tables[s].take(np.flatnonzero(~test_mask))
                 if pooled:
-                    parts += [tables[o].take(np.flatnonzero(~masks[(o, sp)])) for o in other_platforms(tables, s)]
-                train = pool(parts, s) if len(parts) > 1 else parts[0]
+                    train = joint_training_side(tables, s, sp, split_params, train)
                 test = tables[s].take(np.flatnonzero(test_mask))
                 model, train_s = fit(spec, train)
                 te = test.frame
