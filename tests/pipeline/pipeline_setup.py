@@ -34,13 +34,17 @@ def copy_repo(dest: Path) -> None:
 
 
 def shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
-    """Every bundled records file cut to the same programs (a seeded hash picks them)."""
+    """Every bundled records file cut to the same programs (a seeded hash picks them among the
+    tasks every platform of the kind measured: the later program sets are on some platforms only)."""
     for kind in ("cpu", "gpu"):
         _, programs, _ = load_task_set(root / "data/bundled/programs" / kind)
-        keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(programs, tasks, per_task, 0).items() for tr in trs}
-        for f in (root / "data/bundled/platforms").glob("*/*.parquet"):
-            if get_platform(f.parent.name).kind != kind:
-                continue
+        files = [f for f in (root / "data/bundled/platforms").glob("*/*.parquet") if get_platform(f.parent.name).kind == kind]
+        if not files:
+            continue
+        everywhere = set.intersection(*(set(rec.read_records(f).column("task_id").to_pylist()) for f in files))
+        shared = {t: trs for t, trs in programs.items() if t in everywhere}
+        keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(shared, tasks, per_task, 0).items() for tr in trs}
+        for f in files:
             table = rec.read_records(f)
             mask = [(t, p) in keep for t, p in zip(table.column("task_id").to_pylist(), table.column("program_id").to_pylist())]
             rec.write_records(table.filter(mask), f)

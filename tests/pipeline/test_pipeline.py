@@ -109,12 +109,16 @@ def test_transfer_to_this_machine(pipeline_run):
         assert set(curves[f"zero_shot:{s}"]) == {"0"} and set(curves[f"finetune:{s}"]) == {"25", "100"}
     for peer in ("attention", "lightgbm_rank", "tvm_xgb"):
         assert set(curves[peer]) == {"25", "100"}, peer
-    assert "pooled:lightgbm_reg" in curves and "zero_shot:blend" in curves  # the default, and the sources blended
+    # the default, and the sources blended where there are two (on a host of a source's platform there is one)
+    assert "pooled:lightgbm_reg" in curves and ("zero_shot:blend" in curves) == (len(sources) > 1)
     # served: the best measured approach, or the pooled default when the sample cannot tell (the CI says which)
     choice, reg = study["choice"], study["registered"]
     assert choice["default"] == "pooled:lightgbm_reg" and choice["approach"] in curves and choice["reason"]
-    assert reg["name"] == f"tensorcost-{host}" and reg["approach"] == choice["approach"] and {"transferred", "candidate"} <= set(reg["aliases"])
-    tags = json.loads(run(["tensorcost", "registry", "show", "--target", host, "--alias", "candidate"], work, env).stdout.split("\n", 1)[1])
+    # `candidate` too, unless the pipeline trains this target itself (a host of a train target's platform and variant)
+    trains_host = host in SOURCES
+    assert reg["name"] == f"tensorcost-{host}" and reg["approach"] == choice["approach"] and "transferred" in reg["aliases"]
+    assert ("candidate" in reg["aliases"]) != trains_host
+    tags = json.loads(run(["tensorcost", "registry", "show", "--target", host, "--alias", "transferred"], work, env).stdout.split("\n", 1)[1])
     assert tags["model_key"] == choice["approach"] and tags["split"] == f"transfer:{choice['k']}%"
     assert abs(float(tags["metric.pca"]) - choice["pca"]) < 1e-9
     assert (work / "reports/transfer/learning_curve.png").stat().st_size > 0
