@@ -2,16 +2,16 @@
 
 by_family holds out every architecture family that carries matrix products (transformers, RNNs,
 Swin, ...), so on the bundled program sets its training side is 30 convolution tasks and its test
-side mostly `matmul`. This adds tasks of the families by_family *trains* on (the third
-bundled CPU program set, kept out of the base here), measured on this machine (`tensorcost dataset sample` + `collect` with
-docs/dataset-params-zoo3.yaml), to the training side, and scores the same held-out tasks:
+side mostly `matmul`. This adds tasks of the families by_family *trains* on (the third bundled
+CPU program set, `tensorcost dataset sample` + `collect` with docs/dataset-params-zoo3.yaml; kept
+out of the base here) to the training side and scores the same held-out tasks:
 
     .venv/bin/python benchmarks/operator_coverage.py --slot sapphirerapids-2c.avx2-t1 --out docs/results/operator_coverage.json
 
-Training sides compared: the bundled training side; plus the extra tasks of other op kinds than
-conv2d; plus the extra conv2d tasks only; plus all extra tasks. The test side is the bundled
-by_family test side in every row. LightGBM is deterministic (no bagging), so instead of seeds each
-row says on how many held-out tasks its PCA is above / below the bundled side's (a paired count).
+Training sides compared: program sets 1-2's training side; plus set 3's tasks of other op kinds
+than conv2d; plus its conv2d tasks only; plus all of it. The test side is the by_family test side
+of sets 1-2 in every row. LightGBM is deterministic (no bagging), so instead of seeds each row
+says on how many held-out tasks its PCA is above / below the first row's (a paired count).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def program_set_tasks(index: int) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--slot", required=True, help="a bundled target measured on the machine the extra records come from")
+    ap.add_argument("--slot", required=True, help="a bundled target that measured the program set")
     ap.add_argument("--program-set", type=int, default=3, help="the bundled CPU program set whose tasks are the extra ones (1: the first)")
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--out", required=True, type=Path)
