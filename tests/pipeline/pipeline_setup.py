@@ -38,14 +38,13 @@ def shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
     tasks every platform of the kind measured: the later program sets are on some platforms only)."""
     for kind in ("cpu", "gpu"):
         _, programs, _ = load_task_set(root / "data/bundled/programs" / kind)
-        files = [f for f in (root / "data/bundled/platforms").glob("*/*.parquet") if get_platform(f.parent.name).kind == kind]
-        if not files:
+        tables = {f: rec.read_records(f) for f in (root / "data/bundled/platforms").glob("*/*.parquet") if get_platform(f.parent.name).kind == kind}
+        if not tables:
             continue
-        everywhere = set.intersection(*(set(rec.read_records(f).column("task_id").to_pylist()) for f in files))
+        everywhere = set.intersection(*(set(t.column("task_id").to_pylist()) for t in tables.values()))
         shared = {t: trs for t, trs in programs.items() if t in everywhere}
         keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(shared, tasks, per_task, 0).items() for tr in trs}
-        for f in files:
-            table = rec.read_records(f)
+        for f, table in tables.items():
             mask = [(t, p) in keep for t, p in zip(table.column("task_id").to_pylist(), table.column("program_id").to_pylist())]
             rec.write_records(table.filter(mask), f)
 

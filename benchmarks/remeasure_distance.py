@@ -1,0 +1,53 @@
+"""Is this machine the bundled platform the catalog says it is? A `tensorcost dataset remeasure`
+file (programs of a bundled target measured again here) against the bundled figures of that
+target, beside how far every other bundled platform's figures of the same programs are from them:
+a re-measure on the same platform should sit near its noise, far below another machine.
+
+    .venv/bin/tensorcost dataset remeasure --target sapphirerapids-2c.avx2-t1 --seed 1 --out /tmp/remeasure.parquet
+    .venv/bin/python benchmarks/remeasure_distance.py --target sapphirerapids-2c.avx2-t1 --remeasure /tmp/remeasure.parquet
+
+Relative difference of a program's latency: |a - b| / min(a, b); median and p90 over the programs
+valid on both sides, and the rank agreement (PCA within tasks) of the two sets of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from tensorcost import dataset
+from tensorcost import records as rec
+from tensorcost.metrics import ranking_report
+
+
+def distance(a, b) -> dict:
+    """Median / p90 relative latency difference and PCA of two frames of the same programs."""
+    m = a.merge(b, on=["task_id", "program_id"])
+    m = m[(m["error_no_x"] == 0) & (m["error_no_y"] == 0)]
+    rel = np.abs(m["latency_s_x"] - m["latency_s_y"]) / np.minimum(m["latency_s_x"], m["latency_s_y"])
+    pca = ranking_report(m["task_id"], -m["latency_s_x"].to_numpy(), m["latency_s_y"].to_numpy()).pca
+    return {"programs": len(m), "median": float(np.median(rel)), "p90": float(np.percentile(rel, 90)), "pca": pca}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", required=True, help="the bundled target the re-measure repeats")
+    ap.add_argument("--remeasure", required=True, help="the Parquet file `tensorcost dataset remeasure` wrote")
+    a = ap.parse_args()
+    cols = ["task_id", "program_id", "latency_s", "error_no"]
+    others = [t for t in dataset.bundled_targets() if t != a.target and t.endswith(a.target.split(".", 1)[1])]
+    tables = {t: tb.to_pandas()[cols] for t, tb in dataset.bundled_tables([a.target, *others]).items()}
+    again = rec.read_records(a.remeasure).to_pandas()[cols]
+    base = tables[a.target]
+    same = again[["task_id", "program_id"]]
+    print("| figures | against the bundled | programs | median | p90 | PCA |\n| --- | --- | --- | --- | --- | --- |")
+    rows = [("this machine, re-measured", again)] + [(f"`{t}` (bundled)", tables[t].merge(same)) for t in others]
+    for name, frame in rows:
+        d = distance(frame, base)
+        print(f"| {name} | `{a.target}` | {d['programs']} | {d['median']:.1%} | {d['p90']:.1%} | {d['pca']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
