@@ -279,7 +279,11 @@ def dataset_sample(
 
     cp = load_collection_params(params)
     with tqdm(total=cp.sample.max_tasks if cp.sample else 0, desc="sample programs", unit="task") as bar:
-        typer.echo(json.dumps(collect.sample_task_set_from(cp, Path(work) / "data/programs", bar.update)))
+        def chosen(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        typer.echo(json.dumps(collect.sample_task_set_from(cp, Path(work) / "data/programs", bar.update, chosen)))
 
 
 @dataset_app.command("collect")

@@ -62,8 +62,8 @@ def test_stats_counts_networks_and_errors(tmp_path):
     assert s == {"targets": {"A": {"tasks": 2, "networks": 2, "valid_records": 2, "error_records": 1}}, "total_valid_records": 2}
 
 
-def _task(tid, flops, nets):
-    return Task(task_id=tid, task_name=tid, networks=nets, mod=None, op_kind="conv2d", shapes=[], flops=flops, bytes_moved=0.0)
+def _task(tid, flops, nets, op_kind="conv2d"):
+    return Task(task_id=tid, task_name=tid, networks=nets, mod=None, op_kind=op_kind, shapes=[], flops=flops, bytes_moved=0.0)
 
 
 def test_select_tasks_round_robins_over_networks():
@@ -73,6 +73,23 @@ def test_select_tasks_round_robins_over_networks():
     # eligible: a1,a2,a3,b1 (c1 too small, big too large); round 1 takes A's and B's largest, round 2 A's next
     assert chosen == ["a1", "b1", "a2"]
     assert len(select_tasks(tasks, 100)) == len(tasks)
+
+
+def test_select_tasks_keeps_only_the_op_kinds_asked_for():
+    tasks = [_task("a1", 9e6, {"A": 1}), _task("a2", 8e6, {"A": 1}, op_kind="matmul"), _task("b1", 5e6, {"B": 1})]
+    assert [t.task_id for t in select_tasks(tasks, 10, op_kinds=["matmul"])] == ["a2"]
+    assert [t.task_id for t in select_tasks(tasks, 10, op_kinds=["conv2d"])] == ["a1", "b1"]
+    assert select_tasks(tasks, 10, op_kinds=["dense"]) == []
+
+
+def test_sample_params_name_an_unknown_op_kind(tmp_path):
+    from tensorcost.params import ParamsError, load_collection_params
+
+    bad = tmp_path / "zoo4.yaml"
+    bad.write_text("sample:\n  reference_target: sapphirerapids-2c.avx2-t1\n  op_kinds: [matmul, denze]\n")
+    with pytest.raises(ParamsError) as err:
+        load_collection_params(bad)
+    assert "denze" in str(err.value) and "zoo4.yaml" in str(err.value)
 
 
 def test_a_program_sample_is_not_one_side_of_a_split():

@@ -122,14 +122,16 @@ def extract_tasks(networks: Iterable[str], target) -> list[Task]:
 
 
 def select_tasks(tasks: list[Task], max_tasks: int, min_flops: float = 0.0, max_flops: float = float("inf"), skip: set[str] | None = None,
-                 op_kinds_first: bool = False) -> list[Task]:
+                 op_kinds_first: bool = False, op_kinds: list[str] | None = None) -> list[Task]:
     """Pick up to `max_tasks` tasks, round-robin over networks (largest FLOPs first within each),
     so that every network contributes; tasks outside [min_flops, max_flops] or in `skip` (a set
     that already has them) are left out. `op_kinds_first`: within a network, a task of an op
     kind no chosen task has comes before larger ones (a new network's new operator structures
-    rather than its biggest convolutions)."""
+    rather than its biggest convolutions). `op_kinds`: only tasks of these op kinds (a set that
+    fills one operator gap, e.g. the matrix products of networks that are mostly convolutions)."""
     skip = skip or set()
-    eligible = [t for t in tasks if min_flops <= t.flops <= max_flops and t.task_id not in skip]
+    eligible = [t for t in tasks if min_flops <= t.flops <= max_flops and t.task_id not in skip
+                and (op_kinds is None or t.op_kind in op_kinds)]
     by_net: dict[str, list[Task]] = {}
     for t in sorted(eligible, key=lambda t: (-t.flops, t.task_id)):
         by_net.setdefault(min(t.networks), []).append(t)
@@ -291,10 +293,11 @@ def check_task_set_kind(meta: dict, hw: Target, where: Path) -> None:
                         f"({task_set_kind(meta)}): sample a task set for this kind first")
 
 
-def sample_task_set_from(params, out_dir: Path, progress=None) -> dict:
+def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) -> dict:
     """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
     an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
-    design space, saved to `out_dir` (tasks.json, programs.parquet). Returns counts."""
+    design space, saved to `out_dir` (tasks.json, programs.parquet). Returns counts.
+    `on_tasks(n)`: called once the tasks are chosen (fewer than `max_tasks` when fewer qualify)."""
     sp = params.sample
     if sp is None:
         raise UserError("the collection params have no `sample` section")
@@ -311,7 +314,12 @@ def sample_task_set_from(params, out_dir: Path, progress=None) -> dict:
         tasks = extract_tasks(params.zoo.networks, target)
         networks = list(params.zoo.networks)
     skip = {t.task_id for t in load_task_set(Path(sp.skip_tasks_of))[0]} if sp.skip_tasks_of else set()
-    tasks = select_tasks(tasks, sp.max_tasks, sp.min_flops, sp.max_flops, skip, sp.op_kinds_first)
+    tasks = select_tasks(tasks, sp.max_tasks, sp.min_flops, sp.max_flops, skip, sp.op_kinds_first, sp.op_kinds)
+    if not tasks:
+        raise UserError(f"no task of the networks {', '.join(networks)} fits the `sample` section "
+                        f"(FLOPs {sp.min_flops:g}-{sp.max_flops:g}, op kinds {sp.op_kinds or 'any'}, not in {sp.skip_tasks_of or '-'})")
+    if on_tasks is not None:
+        on_tasks(len(tasks))
     programs = sample_task_set(tasks, target, sp.programs_per_task, sp.seed, sp.workers, progress)
     meta = {"reference_target": ref.id, "reference_kind": ref.kind, "tvm_version": tvm_version(), "networks": networks}
     if sp.tasks_from:

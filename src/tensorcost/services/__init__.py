@@ -168,4 +168,23 @@ def stop_pid(pid: int, timeout: float = 15.0) -> bool:
         signal_all(signal.SIGKILL)  # a worker that outlived its leader
     if proc is not None:
         proc.wait()
+    if leader:
+        # SIGKILL is asynchronous: wait until no member of the session runs any more, so a caller
+        # that restarts on the same port or state dir finds it free. An orphan the kernel has
+        # killed but nobody has reaped yet is a zombie: it holds no socket and is not waited for.
+        deadline = time.monotonic() + 5.0
+        while _session_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return True
+
+
+def _session_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and alive(proc.pid):
+                members.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
