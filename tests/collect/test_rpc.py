@@ -1,9 +1,10 @@
 """Measuring through TVM RPC, for real: TVM's tracker and RPC servers on loopback as separate
 processes (TVM's own commands and our launcher), real builds, real runs.
 
-Two servers stand for two machines: `box-a` is this host, `box-b` a Zen 3 (the launcher reads
-a cpuinfo fixture through TENSORCOST_CPUINFO, as the hardware tests simulate hosts), so a record
-labelled zen3-2c can only have taken its platform from the server, never from the driver.
+Two servers stand for two machines: `box-a` is this host, `box-b` another platform: a Zen 3, or
+a Zen 5 when this host is a Zen 3 (the launcher reads a cpuinfo fixture through
+TENSORCOST_CPUINFO, as the hardware tests simulate hosts), so a record labelled with that
+platform can only have taken it from the server, never from the driver.
 """
 
 from __future__ import annotations
@@ -25,7 +26,19 @@ from tensorcost.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-ZEN3 = REPO / "tests/data/cpuinfo/zen3-epyc-7763.txt"
+CPUINFO = REPO / "tests/data/cpuinfo"
+
+
+def _other_machine() -> tuple[Path, str]:
+    """A cpuinfo fixture of a platform that is not this host's, and that platform's id."""
+    host = hardware.host_platform().id
+    for name, platform in (("zen3-epyc-7763.txt", "zen3-2c"), ("zen5-epyc-kvm.txt", "zen5-2c")):
+        if platform != host:
+            return CPUINFO / name, platform
+    raise AssertionError("unreachable: the host is one platform")
+
+
+OTHER, OTHER_ID = _other_machine()
 PY = sys.executable
 
 
@@ -85,7 +98,7 @@ def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("rpc-logs"))
     try:
         c.server("box-a", "box-a")
-        c.server("box-b", "box-b", cpuinfo=ZEN3)
+        c.server("box-b", "box-b", cpuinfo=OTHER)
         c.wait_registered("box-a", 1)
         c.wait_registered("box-b", 1)
         yield c
@@ -111,7 +124,7 @@ def _expected_ids(hw, chosen) -> set[str]:
 def test_records_carry_the_platform_each_server_reports(cluster, tmp_path):
     tasks, chosen = _sample(2, 2)
     # box-a on 2 threads: the session's thread pool is set to the target's (and checked)
-    for key, platform, variant in (("box-a", hardware.host_platform().id, "avx2-t2"), ("box-b", "zen3-2c", "avx2-t1")):
+    for key, platform, variant in (("box-a", hardware.host_platform().id, "avx2-t2"), ("box-b", OTHER_ID, "avx2-t1")):
         cfg = _cfg(cluster, key)
         hw = rpc.resolve_remote(cfg.rpc, f"remote.{variant}")
         assert hw.id == f"{platform}.{variant}"
@@ -122,8 +135,8 @@ def test_records_carry_the_platform_each_server_reports(cluster, tmp_path):
         assert table.column("error_no").to_pylist() == [0] * 4, table.column("error_msg").to_pylist()
         assert all(x > 0 for x in table.column("latency_s").to_pylist())
         assert set(table.column("record_id").to_pylist()) == _expected_ids(hw, chosen)
-    # Labelling the Zen 3's runs as this host is refused, in one line.
-    with pytest.raises(UserError, match=r"servers under key 'box-b' are zen3-2c") as err:
+    # Labelling the other machine's runs as this host is refused, in one line.
+    with pytest.raises(UserError, match=rf"servers under key 'box-b' are {OTHER_ID}") as err:
         collect.measure_task_set(tasks, chosen, hardware.resolve_target(f"{hardware.host_platform().id}.avx2-t1"), tmp_path / "wrong", _cfg(cluster, "box-b"))
     assert "\n" not in str(err.value)
 
@@ -182,13 +195,13 @@ def test_one_key_one_platform_and_stock_servers(cluster):
     """Servers of two machines under one key are refused; TVM's stock server is trusted only
     when its key is a catalog platform id, with a loud warning."""
     cluster.server("mixed-1", "mixed")
-    cluster.server("mixed-2", "mixed", cpuinfo=ZEN3)
+    cluster.server("mixed-2", "mixed", cpuinfo=OTHER)
     cluster.server("stock-zen3", "zen3-2c", stock=True)
     cluster.server("stock-box", "box-stock", stock=True)
     for key, n in (("mixed", 2), ("zen3-2c", 1), ("box-stock", 1)):
         cluster.wait_registered(key, n)
     cfg = lambda key: rpc.RpcConfig(tracker=cluster.tracker, key=key, request_timeout_s=20.0)  # noqa: E731
-    with pytest.raises(UserError, match=r"key 'mixed' are different machines \(.*zen3-2c.*\): one key = one platform"):
+    with pytest.raises(UserError, match=rf"key 'mixed' are different machines \(.*{OTHER_ID}.*\): one key = one platform"):
         rpc.remote_platform(cfg("mixed"))
     info = rpc.remote_platform(cfg("zen3-2c"))
     assert info.platform.id == "zen3-2c" and not info.reported and info.targets is None

@@ -82,14 +82,17 @@ def test_select_tasks_keeps_only_the_op_kinds_asked_for():
     assert select_tasks(tasks, 10, op_kinds=["dense"]) == []
 
 
-def test_sample_params_name_an_unknown_op_kind(tmp_path):
-    from tensorcost.params import ParamsError, load_collection_params
+def test_sampling_names_an_unknown_op_kind_before_any_work(tmp_path):
+    from tensorcost.collect import sample_task_set_from
+    from tensorcost.errors import UserError
+    from tensorcost.params import load_collection_params
 
-    bad = tmp_path / "zoo4.yaml"
-    bad.write_text("sample:\n  reference_target: sapphirerapids-2c.avx2-t1\n  op_kinds: [matmul, denze]\n")
-    with pytest.raises(ParamsError) as err:
-        load_collection_params(bad)
-    assert "denze" in str(err.value) and "zoo4.yaml" in str(err.value)
+    params = tmp_path / "zoo4.yaml"
+    params.write_text("sample:\n  reference_target: sapphirerapids-2c.avx2-t1\n  op_kinds: [matmul, denze]\n")
+    with pytest.raises(UserError) as err:
+        sample_task_set_from(load_collection_params(params), tmp_path / "out")
+    assert "sample.op_kinds: ['denze'] is not" in str(err.value) and "matmul" in str(err.value)
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_a_program_sample_is_not_one_side_of_a_split():

@@ -293,6 +293,16 @@ def check_task_set_kind(meta: dict, hw: Target, where: Path) -> None:
                         f"({task_set_kind(meta)}): sample a task set for this kind first")
 
 
+def check_op_kinds(op_kinds: list[str] | None) -> None:
+    """`sample.op_kinds` names op kinds the classifier knows (a typo would select no task)."""
+    if op_kinds is None:
+        return
+    unknown = [k for k in op_kinds if k not in rec.OP_KINDS]
+    if unknown or not op_kinds:
+        raise UserError(f"sample.op_kinds: {unknown or '[]'} {'is' if len(unknown) == 1 else 'are'} not op kinds "
+                        f"(one of: {', '.join(rec.OP_KINDS)})")
+
+
 def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) -> dict:
     """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
     an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
@@ -301,6 +311,7 @@ def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) ->
     sp = params.sample
     if sp is None:
         raise UserError("the collection params have no `sample` section")
+    check_op_kinds(sp.op_kinds)
     ref = hardware.codegen_target(sp.reference_target)  # sampling needs no device
     for t in params.targets:
         hw = hardware.codegen_target(t)
