@@ -297,3 +297,18 @@ def test_the_parameters_section_is_not_given_to_lightgbm(lgb_dir, tmp_path):
     text = (d / "model.txt").read_text()
     (d / "model.txt").write_text(text.replace("[objective: ", "[objective: x", 1))
     assert np.array_equal(load_model(d).predict(_rows()), load_model(lgb_dir).predict(_rows()))
+
+
+def test_a_loaded_model_saved_again_loads(lgb_dir, tmp_path):
+    """The loader gives LightGBM the trees without the parameters section, so a loaded model saved
+    again (a transfer blend's members, registered and pulled by the tune stage) has none: it must
+    load, and predict as the original."""
+    again = load_model(lgb_dir)
+    again.save(tmp_path / "again")
+    assert "end of parameters" not in (tmp_path / "again" / "model.txt").read_text()
+    assert np.array_equal(load_model(tmp_path / "again").predict(_rows()), load_model(lgb_dir).predict(_rows()))
+    data = (tmp_path / "again" / "model.txt").read_bytes()
+    (tmp_path / "again" / "model.txt").write_bytes(data[:data.rfind(b"pandas_categorical:")])  # cut before its last line
+    d = _copy(tmp_path / "again", tmp_path / "cut")
+    with pytest.raises(ModelFormatError, match="truncated trailer"):
+        load_model(d)

@@ -55,8 +55,8 @@ def check_model_text(path: Path, n_features: int | None = None) -> bytes:
     """Cheap structural checks of a LightGBM text model before LightGBM parses it: its parser
     aborts the process on some truncated files and silently loads others (it seeks by the
     header's `tree_sizes`). Checks the header, that each `Tree=i` block starts where
-    `tree_sizes` says and their count matches, the `end of trees` marker, and the complete
-    `end of parameters` / `pandas_categorical` trailer. (Registry loads are also hash-checked;
+    `tree_sizes` says and their count matches, the `end of trees` marker, a parameters section
+    that ends where one starts, and the final `pandas_categorical` line. (Registry loads are also hash-checked;
     this covers a local path.)"""
     data = artifact_file(path.parent, path.name, MAX_MODEL_BYTES).read_bytes()
 
@@ -92,10 +92,16 @@ def check_model_text(path: Path, n_features: int | None = None) -> bytes:
         if problem:
             raise bad(f"tree {i}: {problem}")
         start += size
-    end = data.rfind(b"\nend of parameters\n")
-    tail = data[end + len(b"\nend of parameters\n"):].strip() if end >= 0 else b""
-    if end < 0 or not tail.startswith(b"pandas_categorical:") or not data.endswith(b"\n"):
-        raise bad("truncated trailer (expected 'end of parameters' then 'pandas_categorical:...')")
+    # The last line LightGBM's Python package writes is `pandas_categorical:`; the parameters
+    # section before it exists only when the booster has parameters, and one this loader built
+    # has none (it is not given them, below), so a loaded model saved again (a transfer blend's
+    # members) ends with the feature importances and that line.
+    tail = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if not tail.startswith(b"pandas_categorical:") or not data.endswith(b"\n"):
+        raise bad("truncated trailer (expected a last line 'pandas_categorical:...')")
+    params_at = data.find(b"\nparameters:\n", pos)
+    if params_at >= 0 and data.find(b"\nend of parameters\n", params_at) < 0:
+        raise bad("truncated parameters section (no 'end of parameters')")
     try:
         json.loads(tail[len(b"pandas_categorical:"):])
     except ValueError:
