@@ -20,6 +20,7 @@ held-out tasks its PCA is above / below the first row's (a paired count).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from tensorcost.params import load_params
 CONV = ("conv2d",)
 
 
+@functools.cache
 def program_sets_sizes() -> tuple[list[dict], list[int]]:
     """The bundled CPU task list and its program sets' task counts, in order (the first set, then
     those `dataset pack --merge` appended, each with its count in tasks.json's meta)."""
