@@ -311,3 +311,30 @@ def test_decision_features_mean_the_same_wherever_the_tiles_sit():
 def test_ansor_split_gets_its_outer_factor_from_the_extent():
     _, dec = tokenize_trace('[["SP",2,0,64,[2,4,2],1],["SP",2,1,32,[8],1]]')
     assert dec.tiles == [[4.0, 2.0, 4.0, 2.0], [4.0, 8.0]]
+
+
+def test_loop_features_keep_each_loop_counted_from_the_last():
+    # the SSRSRS matmul above: spatial i, j in four levels, reduction k in two
+    from tensorcost.features.program import LOOP_FEATURE_NAMES, loop_features
+    i, j, k = [2, 4, 8, 2], [1, 8, 4, 4], [16, 4]
+    got = dict(zip(LOOP_FEATURE_NAMES, loop_features(Decisions([], tiles=[i, j, k]))))
+    assert len(got) == len(LOOP_FEATURE_NAMES)
+    # last0 is j (the last tiled loop: the contiguous axis), last1 is i
+    assert got["tiled_last0_log_inner"] == 2.0 and got["tiled_last1_log_inner"] == 1.0
+    assert got["tiled_last0_log_outer"] == 0.0 and got["tiled_last1_log_outer"] == 1.0
+    assert got["tiled_last0_log_extent"] == pytest.approx(7.0) and got["tiled_last1_log_extent"] == pytest.approx(7.0)
+    assert got["tiled_last0_log_in2"] == pytest.approx(4.0)     # 4 * 4 elements of j at the two inner levels
+    assert got["tiled_last1_log_in3"] == pytest.approx(2 + 3 + 1)  # 4 * 8 * 2
+    assert got["tiled_log_in2_volume"] == pytest.approx(4.0 + 4.0)  # j's 4 * 4 x i's 8 * 2
+    assert got["split2_last0_log_outer"] == 4.0 and got["split2_last0_log_inner"] == 2.0
+    # absent loops read 0, and a loop sampled in another place moves to another slot
+    assert got["tiled_last2_log_extent"] == 0.0 and got["split2_last1_log_extent"] == 0.0
+    swapped = dict(zip(LOOP_FEATURE_NAMES, loop_features(Decisions([], tiles=[j, i, k]))))
+    assert swapped["tiled_last0_log_inner"] == 1.0 and swapped["tiled_log_in2_volume"] == got["tiled_log_in2_volume"]
+
+
+def test_a_loop_tiled_in_three_levels_has_no_fourth_inner_level():
+    from tensorcost.features.program import LOOP_FEATURE_NAMES, loop_features
+    got = dict(zip(LOOP_FEATURE_NAMES, loop_features(Decisions([], tiles=[[4, 2, 8]]))))
+    assert got["tiled_last0_log_in3"] == got["tiled_last0_log_in4"] == pytest.approx(6.0)
+    assert got["tiled_last0_log_in1"] == 3.0 and got["tiled_last0_log_in2"] == 4.0

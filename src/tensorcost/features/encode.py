@@ -47,9 +47,11 @@ _N_KINDS = len(VOCAB)
 _N_ANN = len(ANN_KEYS)
 _NONE_ANN = ANN_INDEX["<none>"]
 _N_DEC = len(P.DECISION_FEATURE_NAMES)
+_N_LOOP = len(P.LOOP_FEATURE_NAMES)
 # column offsets in the flat vector
 _C_DEC = _N_KINDS + _N_ANN
-_C_SUM = _C_DEC + _N_DEC
+_C_LOOP = _C_DEC + _N_DEC
+_C_SUM = _C_LOOP + _N_LOOP
 assert _C_SUM + 5 == FLAT_PROGRAM_DIM
 
 # The decisions text of a row: valid JSON (checked) whose layout (the text without digits and
@@ -491,7 +493,7 @@ def _flat_from_compact(compact: np.ndarray, decisions) -> list[float]:
     slog2 = P.slog2
     logs = [slog2(d) for d in decisions] or [0.0]
     summary = [float(len(compact)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
-    return kind_counts.tolist() + ann_counts.tolist() + P.decision_features(decisions) + summary
+    return kind_counts.tolist() + ann_counts.tolist() + P.decision_features(decisions) + P.loop_features(decisions) + summary
 
 
 def _reference_row(trace):
@@ -620,7 +622,8 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
     cnt = mask.sum(axis=1)
     tot = np.where(mask, locs, 0.0).sum(axis=1)  # integers < 2**30: exact in any order
     feats[:, c + 3] = np.where(cnt > 0, tot / np.maximum(cnt, 1), -1.0)
-    assert c + 4 == _C_SUM
+    assert c + 4 == _C_LOOP
+    _loop_columns(plan, L2, feats, g)
     # summary (n tokens and ann max are completed with the postproc part)
     logs = [S[:, k] for k in plan.decision_values]
     feats[:, _C_SUM + 1] = float(len(logs))
@@ -631,6 +634,44 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
             m = np.maximum(m, x)
         feats[:, _C_SUM + 3] = m
     return ok, toks, feats
+
+
+def _loop_columns(plan: _Plan, L2, feats: np.ndarray, g: int) -> None:
+    """program.loop_features, column-wise, in the same summation order."""
+    n_parts = len(P._TILED_LOOP_PARTS)
+    n_in = P._INNER_LEVELS
+    zeros = np.zeros(g)
+    parts_of = []
+    for t in plan.tiled:
+        logs = [L2[:, c] for c in t]
+        second = logs[1] if len(logs) >= 4 else zeros
+        levels = [logs[0], second, _seq_sum(logs[2:-2], g), logs[-2], logs[-1]]
+        extent = levels[0]
+        for x in levels[1:]:
+            extent = extent + x
+        inner = [logs[-1]]
+        for q in range(2, n_in + 1):
+            inner.append(inner[-1] + logs[-q] if q <= len(logs) else inner[-1])
+        parts_of.append(levels + [extent] + inner)
+    c = _C_LOOP
+    for j in range(min(P.LOOP_TILED_SLOTS, len(parts_of))):
+        for k, col in enumerate(parts_of[-1 - j]):
+            feats[:, c + j * n_parts + k] = col
+    c += P.LOOP_TILED_SLOTS * n_parts
+    for j in range(min(P.LOOP_SPLIT2_SLOTS, len(plan.split2))):
+        t = plan.split2[-1 - j]
+        o, i = L2[:, t[0]], L2[:, t[1]]
+        feats[:, c + 3 * j] = o
+        feats[:, c + 3 * j + 1] = i
+        feats[:, c + 3 * j + 2] = o + i
+    c += P.LOOP_SPLIT2_SLOTS * 3
+    first_in = len(TILED_LEVELS) + 1
+    for q in range(2, n_in + 1):
+        v = zeros
+        for parts in parts_of:
+            v = v + parts[first_in + q - 1]
+        feats[:, c + q - 2] = v
+    assert c + n_in - 1 == _C_SUM
 
 
 def encode_programs(traces: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -260,9 +260,68 @@ def decision_features(decisions: Sequence[float]) -> list[float]:
     )
 
 
+# The same tiles loop by loop (tc-feat-4). DECISION_FEATURE_NAMES sum each level over the loops, so
+# which loop holds which factor is lost, and within a task that is most of what tells two programs
+# apart (the vectorized axis, the reduction's tile). Loops are counted from the last one sampled:
+# the innermost axis of the block's layout (the contiguous one) sits last in every operator kind,
+# so `last0` means the same in a matmul and a conv2d where a count from the first loop would not.
+# Per tiled loop: the level logs, the loop's log extent and the log of its tile at the q innermost
+# levels (`in1` ... `in4`: the tile one cache level holds); per loop split in two: outer, inner,
+# extent; and the tile volumes at those levels over every tiled loop. Absent loops read 0
+# (`tiled_loops` / `split2_loops` tell them apart). Measured: benchmarks/loop_features.py.
+LOOP_TILED_SLOTS = 6
+LOOP_SPLIT2_SLOTS = 4
+_INNER_LEVELS = 4
+_TILED_LOOP_PARTS = tuple(f"log_{lv}" for lv in TILED_LEVELS) + ("log_extent",) + tuple(f"log_in{q}" for q in range(1, _INNER_LEVELS + 1))
+_SPLIT2_LOOP_PARTS = ("log_outer", "log_inner", "log_extent")
+LOOP_FEATURE_NAMES = (
+    tuple(f"tiled_last{j}_{part}" for j in range(LOOP_TILED_SLOTS) for part in _TILED_LOOP_PARTS)
+    + tuple(f"split2_last{j}_{part}" for j in range(LOOP_SPLIT2_SLOTS) for part in _SPLIT2_LOOP_PARTS)
+    + tuple(f"tiled_log_in{q}_volume" for q in range(2, _INNER_LEVELS + 1))
+)
+
+
+def _tiled_loop_parts(factors: Sequence[float]) -> list[float]:
+    """_TILED_LOOP_PARTS of one loop tiled in three or more levels (sums in a fixed order: the
+    batch encoder repeats them column-wise and must get the same floats)."""
+    logs = [_log2f(f) for f in factors]
+    levels = _tiled_levels(list(factors))
+    extent = levels[0]
+    for x in levels[1:]:
+        extent = extent + x
+    inner = [logs[-1]]
+    for q in range(2, _INNER_LEVELS + 1):
+        inner.append(inner[-1] + logs[-q] if q <= len(logs) else inner[-1])
+    return levels + [extent] + inner
+
+
+def loop_features(decisions: Sequence[float]) -> list[float]:
+    """LOOP_FEATURE_NAMES for a program: its tiles loop by loop, counted from the last loop."""
+    tiles = getattr(decisions, "tiles", [])
+    tiled = [_tiled_loop_parts(t) for t in tiles if len(t) >= 3]
+    split2 = [t for t in tiles if len(t) == 2]
+    out: list[float] = []
+    for j in range(LOOP_TILED_SLOTS):
+        out += tiled[-1 - j] if j < len(tiled) else [0.0] * len(_TILED_LOOP_PARTS)
+    for j in range(LOOP_SPLIT2_SLOTS):
+        if j < len(split2):
+            o, i = _log2f(split2[-1 - j][0]), _log2f(split2[-1 - j][1])
+            out += [o, i, o + i]
+        else:
+            out += [0.0, 0.0, 0.0]
+    first_in = len(TILED_LEVELS) + 1  # the in1 column of a loop's parts
+    for q in range(2, _INNER_LEVELS + 1):
+        v = 0.0
+        for parts in tiled:
+            v = v + parts[first_in + q - 1]
+        out.append(float(v))
+    return out
+
+
 def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> list[float]:
     """Fixed-length program features for tree models: primitive counts, annotation counts,
-    the decisions by meaning (DECISION_FEATURE_NAMES) and summaries."""
+    the decisions by meaning (DECISION_FEATURE_NAMES), loop by loop (LOOP_FEATURE_NAMES) and
+    summaries."""
     n_kinds, n_ann = len(VOCAB), len(ANN_KEYS)
     if len(tokens):
         kind_counts = tokens[:, :n_kinds].sum(axis=0)
@@ -277,10 +336,11 @@ def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> lis
         max_ann_val = 0.0
     logs = [slog2(d) for d in decisions] or [0.0]
     summary = [float(len(tokens)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
-    return list(map(float, kind_counts)) + list(map(float, ann_counts)) + decision_features(decisions) + summary
+    return (list(map(float, kind_counts)) + list(map(float, ann_counts)) + decision_features(decisions) + loop_features(decisions)
+            + summary)
 
 
-FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + 5
+FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + len(LOOP_FEATURE_NAMES) + 5
 
 
 # -- compact tokens: what a token matrix holds, in 8 numbers a primitive instead of TOKEN_DIM.
