@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tensorcost import dataset
-from tensorcost.evaluation import ModelSpec, fit, network_weights, predict, split_mask
+from tensorcost.evaluation import ModelSpec, fit, network_weights, predict, run_study, split_mask
 from tensorcost.features import FeatureTable, featurize_records
 from tensorcost.features.program import LOOP_FEATURE_NAMES
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
@@ -28,7 +28,7 @@ from tensorcost.metrics import ranking_report
 from tensorcost.params import load_params
 
 CPU_SLOTS = ("sapphirerapids-2c-0ceb.avx2-t1", "sapphirerapids-2c.avx2-t1", "zen3-2c.avx2-t1", "zen4-2c.avx2-t1", "zen5-2c.avx2-t1")
-SPLITS = ("within_task", "by_task", "by_network", "by_family")
+SPLITS = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
 
 
 def without_loop_columns(t: FeatureTable) -> FeatureTable:
@@ -50,21 +50,30 @@ def main() -> int:
     presets, slots, splits = a.presets.split(","), a.slots.split(","), a.splits.split(",")
     specs = {name: ModelSpec.preset(p, name) for name in presets}
     raw = dataset.bundled_tables(slots)
+    full = {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in slots}
+    tables = {"with": full, "without": {s: without_loop_columns(t) for s, t in full.items()}}
     results: dict = {}
-    jobs = [(s, sp, name) for s in slots for sp in splits for name in presets]
-    tables = {}
+    own = [sp for sp in splits if sp != "by_hardware"]
+    jobs = [(s, sp, name) for s in slots for sp in own for name in presets]
     for s, sp, name in tqdm(jobs, desc="slot x split x preset", unit="fit pair"):
-        if s not in tables:
-            full = featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s)
-            tables = {s: {"with": full, "without": without_loop_columns(full)}}
-        mask = split_mask(sp, tables[s]["with"], split_params)
+        mask = split_mask(sp, full[s], split_params)
         if mask.all() or not mask.any():
             continue
-        for variant, tab in tables[s].items():
+        for variant in ("without", "with"):
+            tab = tables[variant][s]
             model, _ = fit(specs[name], tab.take(np.flatnonzero(~mask)))
             te = tab.take(np.flatnonzero(mask))
             r = ranking_report(te.frame["task_id"], predict(model, te), te.frame["latency_s"].to_numpy(), network_weights(te.frame)).to_dict()
             results.setdefault(name, {}).setdefault(sp, {}).setdefault(variant, {})[s] = {k: round(float(r[k]), 4) for k in ("pca", "top1", "top5", "n_tasks")}
+    if "by_hardware" in splits:  # each platform held out whole, trained on the others (the split study's code)
+        for variant in ("without", "with"):
+            metrics, _, _ = run_study(tables[variant], ["by_hardware"], specs, split_params, progress=None)
+            for s in metrics:
+                for name in presets:
+                    r = metrics[s].get("by_hardware", {}).get(name)
+                    if r:
+                        results.setdefault(name, {}).setdefault("by_hardware", {}).setdefault(variant, {})[s] = {
+                            k: round(float(r[k]), 4) for k in ("pca", "top1", "top5", "n_tasks")}
     out = {"presets": {n: specs[n].params for n in presets}, "slots": slots, "loop_features": len(LOOP_FEATURE_NAMES), "results": results,
            "seconds": round(time.time() - t0, 1), "command": "python benchmarks/loop_features.py " + " ".join(
                f"--{k} {v}" for k, v in vars(a).items())}
