@@ -263,8 +263,9 @@ def decision_features(decisions: Sequence[float]) -> list[float]:
 # The same tiles loop by loop (tc-feat-4). DECISION_FEATURE_NAMES sum each level over the loops, so
 # which loop holds which factor is lost, and within a task that is most of what tells two programs
 # apart (the vectorized axis, the reduction's tile). Loops are counted from the last one sampled:
-# the innermost axis of the block's layout (the contiguous one) sits last in every operator kind,
-# so `last0` means the same in a matmul and a conv2d where a count from the first loop would not.
+# tiles are sampled in the block's loop order, whose last spatial loop is the output's innermost
+# (in row-major layouts, contiguous) axis in every operator kind, so `last0` means about the same
+# in a matmul and a conv2d where a count from the first loop would not (measured: by_family).
 # Per tiled loop: the level logs, the loop's log extent and the log of its tile at the q innermost
 # levels (`in1` ... `in4`: the tile one cache level holds); per loop split in two: outer, inner,
 # extent; and the tile volumes at those levels over every tiled loop. Absent loops read 0
