@@ -253,3 +253,20 @@ def test_joint_model_reads_the_metaschedule_features_beside_ours(tmp_path):
         joint.predict(test)
     pooled = pooled_ms_features([np.ones((2, MS_FEATURE_DIM)), np.zeros((0, MS_FEATURE_DIM))])
     assert pooled.shape == (2, 2 * MS_FEATURE_DIM + 1) and pooled[0, -1] == 2 and pooled[1, -1] == 0 and not pooled[1, :-1].any()
+
+
+def test_sqrt_label_transform_fits_the_square_root_and_round_trips(tmp_path):
+    # the regression fits sqrt(label): its mean prediction on its own rows is the square roots'
+    # mean, not the labels'; the setting travels with the model and a typo is refused
+    table = _table(10, 30, seed=1)
+    labels = table.labels
+    assert abs(np.sqrt(labels).mean() - labels.mean()) > 0.05  # the two are told apart
+    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", label_transform="sqrt", **SMALL)
+    model.fit(table)
+    assert model.predict(table).mean() == pytest.approx(np.sqrt(labels).mean(), abs=0.02)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
+    assert loaded.metadata.params["label_transform"] == "sqrt"
+    np.testing.assert_allclose(loaded.predict(table), model.predict(table))
+    with pytest.raises(ModelFormatError, match="label_transform"):
+        LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, label_transform="log")

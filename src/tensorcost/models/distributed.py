@@ -167,7 +167,7 @@ def train_lightgbm_dask(model, view, scheduler: str | None = None, n_workers: in
             local = np.asarray(part.local)
             x = dask.delayed(_fragment_inputs)(family_params, str(view.paths[frag]), local, view.slot, list(view.feature_names or []))
             xs.append(client.persist(da.from_delayed(x, shape=(len(rows), n_inputs), dtype=np.float32), workers=[worker]))
-            labels = part.labels
+            labels = model._fit_labels(part.labels)  # label_transform, as in one process
             y = da.from_array(model.relevance(labels) if objective == "lambdarank" else labels, chunks=len(rows))
             ys.append(client.persist(y, workers=[worker]))  # beside its rows: lightgbm.dask's parts then stay there
             groups = part.groups

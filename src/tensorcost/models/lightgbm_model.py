@@ -34,6 +34,10 @@ class LightGBMConfig(FamilyConfig):
     # a ranking is decided within a task, and the deviation from the task's own programs is what
     # carries over to operators whose absolute feature values no training task had (issue 13).
     group_relative: StrictBool = False
+    # What the trees fit: the label `min_latency / latency` itself (TenSet's), or its square root,
+    # which spreads the slow programs' labels (most of a task's pairs) away from 0. A monotone map:
+    # predictions rank the same way either way. Measured: benchmarks/label_transform.py.
+    label_transform: Literal["identity", "sqrt"] = "identity"
 
 
 def group_deviation(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
@@ -256,6 +260,7 @@ class LightGBMCostModel(CostModel):
         p = make_config(LightGBMConfig, self.metadata.params, "lightgbm params").model_dump()
         rounds, finetune_rounds, truncation = p.pop("num_boost_round"), p.pop("finetune_rounds"), p.pop("lambdarank_truncation_level")
         finetune_lr = p.pop("finetune_learning_rate")
+        p.pop("label_transform")  # ours (_fit_labels), not LightGBM's
         base = {"objective": p.pop("objective"), "verbosity": -1, "num_threads": p.pop("num_threads")}
         if base["objective"] == "lambdarank":
             # Labels are throughputs in (0, 1]; lambdarank needs integer relevance grades.
@@ -287,13 +292,19 @@ class LightGBMCostModel(CostModel):
             x = np.concatenate([x, extra.astype(x.dtype, copy=False)], axis=1)
         return group_relative_features(x, table.groups) if self.metadata.params.get("group_relative") and len(x) else x
 
+    def _fit_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The labels the trees fit (`label_transform`)."""
+        if self.metadata.params.get("label_transform", "identity") == "sqrt":
+            return np.sqrt(np.clip(np.asarray(labels, dtype=np.float64), 0.0, None))
+        return labels
+
     def _dataset(self, table: FeatureTable, reference=None):
         import lightgbm as lgb
 
         if not isinstance(table, FeatureTable):  # a store view: binned from fragments, never one float matrix
             return self._streamed_dataset(table, reference)
         order, sizes = _group_sizes(table.groups)
-        x, y = self._inputs(table)[order], table.labels[order]
+        x, y = self._inputs(table)[order], self._fit_labels(table.labels[order])
         if self.metadata.objective == "lambdarank":
             return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
         return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
@@ -334,7 +345,7 @@ class LightGBMCostModel(CostModel):
             groups = part.groups
             cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]])
             sizes += np.diff(cuts).tolist()  # groups are contiguous in a fragment: sizes in row order
-        y = np.concatenate(labels) if labels else np.zeros(0)
+        y = self._fit_labels(np.concatenate(labels) if labels else np.zeros(0))
         # LightGBM 4.7 pre-filters features built from Sequences under its default min_data_in_leaf
         # (20), not ours: a small view (a pruned task's rows) lost every feature and grew one-leaf
         # trees. Off, the trees are the in-memory ones (the filter only skips unsplittable features).
