@@ -572,6 +572,7 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
         for r in level_rows[1:]:
             inner_max = np.maximum(inner_max, r[-1])
     else:
+        level_rows = []
         level_sums = [zeros] * nlev
         extent = zeros
         shares = [zeros] * nlev
@@ -623,7 +624,7 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
     tot = np.where(mask, locs, 0.0).sum(axis=1)  # integers < 2**30: exact in any order
     feats[:, c + 3] = np.where(cnt > 0, tot / np.maximum(cnt, 1), -1.0)
     assert c + 4 == _C_LOOP
-    _loop_columns(plan, L2, feats, g)
+    _loop_columns(plan, L2, level_rows, feats, g)
     # summary (n tokens and ann max are completed with the postproc part)
     logs = [S[:, k] for k in plan.decision_values]
     feats[:, _C_SUM + 1] = float(len(logs))
@@ -636,16 +637,15 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
     return ok, toks, feats
 
 
-def _loop_columns(plan: _Plan, L2, feats: np.ndarray, g: int) -> None:
-    """program.loop_features, column-wise, in the same summation order."""
+def _loop_columns(plan: _Plan, L2, level_rows: list, feats: np.ndarray, g: int) -> None:
+    """program.loop_features, column-wise, in the same summation order; `level_rows`: each tiled
+    loop's TILED_LEVELS columns, as the decision features computed them."""
     n_parts = len(P._TILED_LOOP_PARTS)
     n_in = P._INNER_LEVELS
     zeros = np.zeros(g)
     parts_of = []
-    for t in plan.tiled:
+    for t, levels in zip(plan.tiled, level_rows):
         logs = [L2[:, c] for c in t]
-        second = logs[1] if len(logs) >= 4 else zeros
-        levels = [logs[0], second, _seq_sum(logs[2:-2], g), logs[-2], logs[-1]]
         extent = levels[0]
         for x in levels[1:]:
             extent = extent + x
