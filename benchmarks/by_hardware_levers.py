@@ -25,14 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tensorcost import dataset
+from common import CPU_SLOTS, bundled_feature_tables, write_json
 from tensorcost.evaluation import ModelSpec, run_study
-from tensorcost.features import FeatureTable, featurize_records
-from tensorcost.hardware import HARDWARE_FEATURE_NAMES
-from tensorcost.hardware.catalog import catalog_target
+from tensorcost.features import FeatureTable
 from tensorcost.params import load_params
-
-CPU_SLOTS = ("sapphirerapids-2c-0ceb.avx2-t1", "sapphirerapids-2c.avx2-t1", "zen3-2c.avx2-t1", "zen4-2c.avx2-t1", "zen5-2c.avx2-t1")
 
 
 def without_hardware(table: FeatureTable) -> FeatureTable:
@@ -58,8 +54,7 @@ def main() -> int:
     p = load_params()
     base = ModelSpec.preset(p, a.preset)
     slots = a.slots.split(",")
-    raw = dataset.bundled_tables(slots)
-    tables = {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in slots}
+    tables = bundled_feature_tables(slots)
     masked = {s: without_hardware(t) for s, t in tables.items()}
     rounds = int(base.params.get("num_boost_round", 200))
     variants = {
@@ -90,8 +85,7 @@ def main() -> int:
                 xgb.setdefault(sp, {})[s] = {k: r[k] for k in ("pca", "top1", "top5")}
     out = {"preset": a.preset, "slots": slots, "records": {s: len(t) for s, t in tables.items()}, "variants": results,
            "tvm_xgb_from_split_study": xgb, "seconds": round(time.time() - t0, 1)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    write_json(a.out, out)
     for sp in splits:
         print(f"\n{sp}: PCA / top-1 / top-5\n")
         print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | train s (median) |")

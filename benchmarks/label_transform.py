@@ -9,23 +9,14 @@ data is scored on, each bundled CPU platform in turn, scored as the split study 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from loop_features import CPU_SLOTS
-from tensorcost import dataset
-from tensorcost.evaluation import ModelSpec, fit, network_weights, predict, split_mask
-from tensorcost.features import featurize_records
-from tensorcost.hardware import HARDWARE_FEATURE_NAMES
-from tensorcost.hardware.catalog import catalog_target
-from tensorcost.metrics import ranking_report
+from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, write_json
+from tensorcost.evaluation import ModelSpec, fit, score
 from tensorcost.params import load_params
 
-SPLITS = ("within_task", "by_task", "by_network", "by_family")
 TRANSFORMS = ("identity", "sqrt")
 
 
@@ -33,7 +24,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--slots", default=",".join(CPU_SLOTS))
-    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--splits", default=",".join(OWN_SPLITS))
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.time()
@@ -41,31 +32,23 @@ def main() -> int:
     split_params = p.split.model_dump()
     base = ModelSpec.preset(p, a.preset)
     slots, splits = a.slots.split(","), a.splits.split(",")
-    raw = dataset.bundled_tables(slots)
     results: dict = {}
-    for s in tqdm(slots, desc="platforms", unit="platform"):
-        table = featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s)
+    for s, table in tqdm(bundled_feature_tables(slots).items(), desc="platforms", unit="platform"):
         for sp in splits:
-            mask = split_mask(sp, table, split_params)
-            if mask.all() or not mask.any():
+            sides = split_sides(table, sp, split_params)
+            if sides is None:
                 continue
-            test = table.take(np.flatnonzero(mask))
+            train, test = sides
             for tf in TRANSFORMS:
-                model, _ = fit(ModelSpec(base.family, {**base.params, "label_transform": tf}), table.take(np.flatnonzero(~mask)))
-                te = test.frame
-                r = ranking_report(te["task_id"], predict(model, test), te["latency_s"].to_numpy(), network_weights(te)).to_dict()
-                results.setdefault(sp, {}).setdefault(tf, {})[s] = {k: round(float(r[k]), 4) for k in ("pca", "top1", "top5", "n_tasks")}
-    out = {"preset": a.preset, "params": base.params, "slots": slots, "results": results, "seconds": round(time.time() - t0, 1),
-           "command": "python benchmarks/label_transform.py " + " ".join(f"--{k} {v}" for k, v in vars(a).items())}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+                model, _ = fit(ModelSpec(base.family, {**base.params, "label_transform": tf}), train)
+                results.setdefault(sp, {}).setdefault(tf, {})[s] = rounded(score(model, test))
+    write_json(a.out, {"preset": a.preset, "params": base.params, "slots": slots, "results": results, "seconds": round(time.time() - t0, 1),
+                       "command": command_line(a)})
     print(f"\n{a.preset}: PCA / top-1 / top-5, mean over {len(slots)} platforms; PCA change per platform ({', '.join(s.split('.')[0] for s in slots)})\n")
     print("| split | " + " | ".join(TRANSFORMS) + " | PCA change per platform |")
     print("| --- |" + " --- |" * (len(TRANSFORMS) + 1))
     for sp, by_tf in results.items():
-        cells = [" / ".join(f"{x:.3f}" for x in np.mean([[r[k] for k in ("pca", "top1", "top5")] for r in by_tf[tf].values()], axis=0)) for tf in TRANSFORMS]
-        delta = " ".join(f"{by_tf['sqrt'][s]['pca'] - by_tf['identity'][s]['pca']:+.3f}" for s in slots if s in by_tf["sqrt"])
-        print(f"| {sp} | " + " | ".join(cells) + f" | {delta} |")
+        print(f"| {sp} | " + " | ".join(mean_cell(by_tf[tf].values()) for tf in TRANSFORMS) + f" | {pca_changes(by_tf['sqrt'], by_tf['identity'], slots)} |")
     return 0
 
 

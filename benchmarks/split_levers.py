@@ -18,22 +18,13 @@ Variants with `params` change the preset (e.g. more leaves); `pooled` variants t
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from tensorcost import dataset
-from tensorcost.evaluation import ModelSpec, fit, joint_training_side, network_weights, predict, split_mask
-from tensorcost.features import featurize_records
-from tensorcost.hardware import HARDWARE_FEATURE_NAMES
-from tensorcost.hardware.catalog import catalog_target
-from tensorcost.metrics import ranking_report
+from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, split_sides, write_json
+from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
 from tensorcost.params import load_params
-
-CPU_SLOTS = ("sapphirerapids-2c-0ceb.avx2-t1", "sapphirerapids-2c.avx2-t1", "zen3-2c.avx2-t1", "zen4-2c.avx2-t1", "zen5-2c.avx2-t1")
-SPLITS = ("within_task", "by_task", "by_network", "by_family")
 
 # name -> (pooled, preset overrides)
 VARIANTS = {
@@ -43,6 +34,9 @@ VARIANTS = {
     "own 63 leaves": (False, {"num_leaves": 63, "min_data_in_leaf": 20}),
     "pooled 63 leaves": (True, {"num_leaves": 63, "min_data_in_leaf": 20}),
     "pooled 127 leaves": (True, {"num_leaves": 127, "min_data_in_leaf": 20}),
+    # the regression's label as its square root (benchmarks/label_transform.py), alone and with the two above
+    "own sqrt": (False, {"label_transform": "sqrt"}),
+    "pooled 63 leaves sqrt": (True, {"num_leaves": 63, "min_data_in_leaf": 20, "label_transform": "sqrt"}),
 }
 
 
@@ -50,7 +44,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--slots", default=",".join(CPU_SLOTS))
-    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--splits", default=",".join(OWN_SPLITS))
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {'; '.join(VARIANTS)}")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -64,32 +58,27 @@ def main() -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant {unknown[0]!r}; known: {'; '.join(VARIANTS)}")
-    raw = dataset.bundled_tables(slots)
-    tables = {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in slots}
-    masks = {(s, sp): split_mask(sp, tables[s], split_params) for s in slots for sp in splits}
+    tables = bundled_feature_tables(slots)
+    sides = {(s, sp): split_sides(tables[s], sp, split_params) for s in slots for sp in splits}
     results: dict = {}
     for name in names:
         pooled, overrides = VARIANTS[name]
         spec = ModelSpec(base.family, {**base.params, **overrides})
         for sp in splits:
             for s in slots:
-                test_mask = masks[(s, sp)]
-                if test_mask.all() or not test_mask.any():
+                if sides[(s, sp)] is None:
                     continue
-                train = tables[s].take(np.flatnonzero(~test_mask))
+                train, test = sides[(s, sp)]
                 if pooled:
                     train = joint_training_side(tables, s, sp, split_params, train)
-                test = tables[s].take(np.flatnonzero(test_mask))
                 model, train_s = fit(spec, train)
-                te = test.frame
-                r = ranking_report(te["task_id"], predict(model, test), te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+                r = score(model, test)
                 results.setdefault(name, {}).setdefault(sp, {})[s] = {k: r[k] for k in ("pca", "top1", "top5", "n_tasks")} | {
                     "train_rows": len(train), "train_s": round(train_s, 2)}
             print(f"{name} / {sp}: " + ", ".join(f"{s.split('.')[0]} {r['pca']:.3f}" for s, r in results[name][sp].items()), flush=True)
     out = {"preset": a.preset, "params": base.params, "slots": slots, "variants": {n: {"pooled": VARIANTS[n][0], "overrides": VARIANTS[n][1]} for n in names},
-           "results": results, "seconds": round(time.time() - t0, 1)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+           "results": results, "seconds": round(time.time() - t0, 1), "command": command_line(a)}
+    write_json(a.out, out)
     for sp in splits:
         print(f"\n{sp}: PCA / top-1 / top-5 (train rows, median)\n")
         print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | mean PCA |")

@@ -80,10 +80,16 @@ def predict(model: CostModel, table) -> np.ndarray:
     return np.asarray(model.predict(model_input(table, model.inputs)), dtype=np.float64)
 
 
-def score(model: CostModel, test) -> dict:
-    """PCA, top-1, top-5 (task-weighted), n_tasks, n_records of `model` on `test`."""
+def study_figures(test, scores: np.ndarray) -> dict:
+    """PCA, top-1, top-5, n_tasks, n_records of `scores` on `test`, as every study and benchmark
+    scores them: each task weighted by its occurrences over the networks (`task_weight`)."""
     te = test.frame
-    return ranking_report(te["task_id"], predict(model, test), te["latency_s"].to_numpy(), test.task_weights()).to_dict()
+    return ranking_report(te["task_id"], scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+
+
+def score(model: CostModel, test) -> dict:
+    """`study_figures` of `model`'s predictions on `test`."""
+    return study_figures(test, predict(model, test))
 
 
 def pool(parts: Sequence, slot: str):
@@ -310,7 +316,7 @@ def run_study(
                 trained[key] = (model, train_s)
                 scores, per_s = predict(model, test), throughput(model, test)
                 scores_by_model[key] = scores
-                rep = ranking_report(te["task_id"], scores, te["latency_s"].to_numpy(), network_weights(te)).to_dict()
+                rep = study_figures(test, scores)
                 rep["peak5"] = peak_score(te["task_id"], scores, te["latency_s"].to_numpy(), 5)  # TenSet's figure, beside top-5
                 metrics.setdefault(target, {}).setdefault(strategy, {})[key] = rep | {"train_s": train_s, "candidates_per_s": per_s}
                 for net in sorted({network_family(n) for nets in te["networks"].unique() for n in json.loads(nets)}):

@@ -211,3 +211,22 @@ def test_joint_training_side_pools_every_platform_and_never_a_tested_program(tmp
         assert p["n_records"] == a["n_records"]  # the test side is the slot's own
         assert p["pca"] != a["pca"]  # another training side, another model
         assert v["pca"] == pytest.approx(p["pca"], abs=1e-9)
+
+
+def test_study_figures_weigh_each_task_by_its_occurrences_over_the_networks():
+    """One scoring for the study, the stages and every benchmark: top-k weigh a task by how often
+    the networks hold it (t0 has task_weight 2); PCA counts pairs. Scores that rank t0 perfectly
+    and t1 backwards: PCA 1/2 (equal pairs), top-1 the weighted ratio, not the unweighted one."""
+    from tensorcost.evaluation import study_figures
+
+    df = _frame("A", 0.1, n_tasks=2)
+    test = FeatureTable(df, "A")
+    lat = df["latency_s"].to_numpy()
+    t0 = (df["task_id"] == "t0").to_numpy()
+    scores = np.where(t0, -lat, lat)  # higher score = predicted faster: t0 right, t1 backwards
+    r = study_figures(test, scores)
+    best0, best1, worst1 = lat[t0].min(), lat[~t0].min(), lat[~t0].max()
+    weighted, unweighted = (2 * best0 + best1) / (2 * best0 + worst1), (best0 + best1) / (best0 + worst1)
+    assert r["pca"] == pytest.approx(0.5)
+    assert r["top1"] == pytest.approx(weighted) and abs(weighted - unweighted) > 0.01
+    assert r["n_tasks"] == 2 and r["n_records"] == len(df)

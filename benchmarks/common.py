@@ -1,0 +1,67 @@
+"""What the split benchmarks of issue 27 share: the bundled CPU platforms, their feature tables,
+a split's two sides, and the figures as JSON and Markdown cells. Scoring is the package's
+(`evaluation.score` / `study_figures`: tasks weighted by their occurrences over the networks), so
+a benchmark's cell and the split study's cell are the same figure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from tensorcost import dataset
+from tensorcost.evaluation import split_mask
+from tensorcost.features import FeatureTable, featurize_records
+from tensorcost.hardware import HARDWARE_FEATURE_NAMES
+from tensorcost.hardware.catalog import catalog_target
+
+CPU_SLOTS = ("sapphirerapids-2c-0ceb.avx2-t1", "sapphirerapids-2c.avx2-t1", "zen3-2c.avx2-t1", "zen4-2c.avx2-t1", "zen5-2c.avx2-t1")
+# the splits scored on a platform's own data (by_hardware trains on the other platforms)
+OWN_SPLITS = ("within_task", "by_task", "by_network", "by_family")
+FIGURES = ("pca", "top1", "top5")
+
+
+def bundled_feature_tables(slots: Iterable[str]) -> dict[str, FeatureTable]:
+    """The feature table of each bundled slot, featurized from its records (no DVC stage needed)."""
+    raw = dataset.bundled_tables(slots)
+    return {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in raw}
+
+
+def split_sides(table: FeatureTable, split: str, split_params: dict) -> tuple[FeatureTable, FeatureTable] | None:
+    """(training side, test side) of `split` on `table`; None where the split holds out nothing
+    or everything there (e.g. by_network without a held-out network in this data)."""
+    mask = split_mask(split, table, split_params)
+    if mask.all() or not mask.any():
+        return None
+    return table.take(np.flatnonzero(~mask)), table.take(np.flatnonzero(mask))
+
+
+def rounded(report: dict) -> dict:
+    """The figures a benchmark keeps of a `study_figures` report, to 4 digits."""
+    return {k: round(float(report[k]), 4) for k in (*FIGURES, "n_tasks")}
+
+
+def mean_cell(reports: Iterable[dict]) -> str:
+    """'PCA / top-1 / top-5', each the mean over `reports` (one per platform)."""
+    m = np.mean([[r[k] for k in FIGURES] for r in reports], axis=0)
+    return " / ".join(f"{x:.3f}" for x in m)
+
+
+def pca_changes(after: dict, before: dict, slots: Iterable[str]) -> str:
+    """The PCA change per platform, in `slots`' order, where both sides have it."""
+    return " ".join(f"{after[s]['pca'] - before[s]['pca']:+.3f}" for s in slots if s in after and s in before)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (written into its JSON)."""
+    return "python " + Path(sys.argv[0]).as_posix() + " " + " ".join(f"--{k.replace('_', '-')} '{v}'" for k, v in vars(args).items())
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
