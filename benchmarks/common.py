@@ -31,6 +31,15 @@ def bundled_feature_tables(slots: Iterable[str]) -> dict[str, FeatureTable]:
     return {s: featurize_records(raw[s], catalog_target(s).features(), HARDWARE_FEATURE_NAMES, slot=s) for s in raw}
 
 
+def without_features(table: FeatureTable, names: Iterable[str]) -> FeatureTable:
+    """The same rows without the flat columns `names` (an ablation: a model created from the
+    result reads only the others)."""
+    drop = set(names)
+    keep = [i for i, n in enumerate(table.feature_names) if n not in drop]
+    return FeatureTable(table.frame, table.slot, table.ms_features, flat=table.flat[:, keep], token_offsets=table.token_offsets,
+                        token_rows=table.token_rows, feature_names=[table.feature_names[i] for i in keep], feature_schema=table.feature_schema)
+
+
 def split_sides(table: FeatureTable, split: str, split_params: dict) -> tuple[FeatureTable, FeatureTable] | None:
     """(training side, test side) of `split` on `table`; None where the split holds out nothing
     or everything there (e.g. by_network without a held-out network in this data)."""

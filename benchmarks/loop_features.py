@@ -15,20 +15,13 @@ import time
 
 from tqdm import tqdm
 
-from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, write_json
+from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, without_features, write_json
 from tensorcost.evaluation import ModelSpec, fit, run_study, score
-from tensorcost.features import FeatureTable
 from tensorcost.features.program import LOOP_FEATURE_NAMES
 from tensorcost.params import load_params
 
 SPLITS = (*OWN_SPLITS, "by_hardware")
 VARIANTS = ("without", "with")
-
-
-def without_loop_columns(t: FeatureTable) -> FeatureTable:
-    keep = [i for i, n in enumerate(t.feature_names) if n not in set(LOOP_FEATURE_NAMES)]
-    return FeatureTable(t.frame, t.slot, t.ms_features, flat=t.flat[:, keep], token_offsets=t.token_offsets, token_rows=t.token_rows,
-                        feature_names=[t.feature_names[i] for i in keep], feature_schema=t.feature_schema)
 
 
 def main() -> int:
@@ -44,7 +37,7 @@ def main() -> int:
     presets, slots, splits = a.presets.split(","), a.slots.split(","), a.splits.split(",")
     specs = {name: ModelSpec.preset(p, name) for name in presets}
     full = bundled_feature_tables(slots)
-    tables = {"with": full, "without": {s: without_loop_columns(t) for s, t in full.items()}}
+    tables = {"with": full, "without": {s: without_features(t, LOOP_FEATURE_NAMES) for s, t in full.items()}}
     results: dict = {}
     own = [sp for sp in splits if sp != "by_hardware"]
     jobs = [(s, sp, name) for s in slots for sp in own for name in presets]

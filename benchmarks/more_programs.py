@@ -6,7 +6,10 @@ goes past them: for TASKS tasks of the bundled CPU program set it samples EXTRA 
 programs a task (a seed the bundled set did not use), measures them on this machine's target
 (resumable in WORK), pools them with this platform's bundled records of the same tasks, and draws
 a learning curve of PCA / top-1 / top-5 over programs a task on one fixed test side (30% of every
-task's programs, by a hash of the program id), several seeds a point.
+task's programs, by a hash of the program id), several seeds a point: one curve per model preset
+(`--models`) and feature set (`--features`: `tc-feat-4` all of them, `tc-feat-3` the loop columns
+dropped). Curves of two feature sets that run parallel say the features, not the data, set the
+level; curves that meet say more data makes up for the features.
 
     .venv/bin/python benchmarks/more_programs.py --target sapphirerapids-2c-0ceb.avx2-t1 \
         --tasks 16 --extra 200 --work .tensorcost/more-programs --out docs/results/more_programs-<platform>.json
@@ -31,12 +34,15 @@ from tqdm import tqdm
 from tensorcost import collect, dataset, hardware
 from tensorcost import records as rec
 from tensorcost.evaluation import ModelSpec, fit, score
-from tensorcost.features import FeatureTable, featurize_table
+from common import without_features
+from tensorcost.features import FeatureTable, featurize_records
+from tensorcost.features.program import LOOP_FEATURE_NAMES
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.params import MeasureConfig, load_params
 from tensorcost.tvm_support import tvm_target
 
 TEST_SHARE = 0.3
+FEATURE_SETS = {"tc-feat-4": (), "tc-feat-3": LOOP_FEATURE_NAMES}  # name -> the columns dropped
 
 
 def _test_side(program_ids) -> np.ndarray:
@@ -105,10 +111,16 @@ def main() -> None:
     ap.add_argument("--extra", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1001, help="program sampling seed (the bundled set used others)")
     ap.add_argument("--seeds", type=int, default=3, help="draws of the training programs per point")
-    ap.add_argument("--model", default="lightgbm_reg", help="a preset of params.yaml's models")
+    ap.add_argument("--models", default="lightgbm_reg", help="comma-separated presets of params.yaml's models")
+    ap.add_argument("--features", default="tc-feat-4", help=f"comma-separated, of: {', '.join(FEATURE_SETS)}")
     ap.add_argument("--work", type=Path, default=Path(".tensorcost/more-programs"))
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    feature_sets = a.features.split(",")
+    if unknown := [f for f in feature_sets if f not in FEATURE_SETS]:
+        ap.error(f"unknown feature set {unknown[0]!r}; known: {', '.join(FEATURE_SETS)}")
+    p = load_params()
+    specs = {m: ModelSpec.preset(p, m) for m in a.models.split(",")}  # a typo fails here, before any measuring
     t0 = time.time()
     hw = hardware.resolve_target(a.target)
     tasks, programs, _ = collect.load_task_set(dataset.programs_dir("cpu"))
@@ -119,27 +131,31 @@ def main() -> None:
     extra = measure_extra(chosen, programs, hw, a.extra, a.seed, a.work / a.target)
     measured_s = time.time() - t0
     pooled = pa.concat_tables([bundled.select(rec.COLUMNS).cast(rec.RECORDS_SCHEMA), extra.select(rec.COLUMNS).cast(rec.RECORDS_SCHEMA)])
-    frame = featurize_table(pooled, hw.features(), HARDWARE_FEATURE_NAMES, slot=a.target)
-    table = FeatureTable(frame, a.target)
+    table = featurize_records(pooled, hw.features(), HARDWARE_FEATURE_NAMES, slot=a.target)
+    frame = table.frame
     is_bundled = frame["record_id"].isin(set(bundled.column("record_id").to_pylist())).to_numpy()
-    p = load_params()
-    spec = ModelSpec.preset(p, a.model)
     per_task = np.bincount(np.unique(frame["task_id"], return_inverse=True)[1])
     sizes = [s for s in (13, 26, 52, 104, 208, 416) if s <= int(per_task.max() * (1 - TEST_SHARE)) + 13]
+    curves = {}
+    for fs in tqdm(feature_sets, desc="feature sets", unit="set"):
+        t = without_features(table, FEATURE_SETS[fs]) if FEATURE_SETS[fs] else table
+        for m, spec in specs.items():
+            curves[f"{m} / {fs}"] = {"pooled": curve(t, np.ones(len(t), bool), spec, sizes, a.seeds),
+                                     "bundled_only": curve(t, is_bundled, spec, [s for s in sizes if s <= 104], a.seeds)}  # same test side
     result = {
-        "target": a.target, "model": a.model, "tasks": [t.task_name for t in chosen], "extra_per_task": a.extra, "sampling_seed": a.seed,
+        "target": a.target, "models": list(specs), "features": feature_sets, "tasks": [t.task_name for t in chosen], "extra_per_task": a.extra, "sampling_seed": a.seed,
         "valid_records": len(table), "bundled_valid_records": int(is_bundled.sum()), "programs_per_task": {"min": int(per_task.min()), "median": float(np.median(per_task)), "max": int(per_task.max())},
-        "pooled": curve(table, np.ones(len(table), bool), spec, sizes, a.seeds),
-        "bundled_only": curve(table, is_bundled, spec, [s for s in sizes if s <= 104], a.seeds),  # same test side
+        "curves": curves,
         "measure_seconds": round(measured_s, 1), "seconds": round(time.time() - t0, 1),
         "command": "python benchmarks/more_programs.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
-    print("programs a task (train) | PCA pooled | top-1 | top-5 | PCA bundled only")
-    for n, r in result["pooled"]["points"].items():
-        b = result["bundled_only"]["points"].get(n)
-        print(f"{n:>5} | {r['pca']:.3f} | {r['top1']:.3f} | {r['top5']:.3f} | {b['pca']:.3f}" if b else f"{n:>5} | {r['pca']:.3f} | {r['top1']:.3f} | {r['top5']:.3f} | -")
+    names = list(curves)
+    print("| programs a task (train) | " + " | ".join(names) + " |")
+    print("| --- |" + " --- |" * len(names))
+    for n in sizes:
+        print(f"| {n} | " + " | ".join(" / ".join(f"{curves[c]['pooled']['points'][str(n)][k]:.3f}" for k in ("pca", "top1", "top5")) for c in names) + " |")
 
 
 if __name__ == "__main__":
