@@ -36,7 +36,13 @@ VARIANTS = {
     "pooled 127 leaves": (True, {"num_leaves": 127, "min_data_in_leaf": 20}),
     # the regression's label as its square root (benchmarks/label_transform.py), alone and with the two above
     "own sqrt": (False, {"label_transform": "sqrt"}),
+    "pooled sqrt": (True, {"label_transform": "sqrt"}),
     "pooled 63 leaves sqrt": (True, {"num_leaves": 63, "min_data_in_leaf": 20, "label_transform": "sqrt"}),
+    # each tree on half the features; with an L2 penalty on the leaves
+    "own ff0.5": (False, {"feature_fraction": 0.5}),
+    "own ff0.5 l2": (False, {"feature_fraction": 0.5, "lambda_l2": 1.0}),
+    "own ff0.5 sqrt": (False, {"feature_fraction": 0.5, "label_transform": "sqrt"}),
+    "pooled 63 leaves ff0.5 sqrt": (True, {"num_leaves": 63, "min_data_in_leaf": 20, "feature_fraction": 0.5, "label_transform": "sqrt"}),
 }
 
 

@@ -202,6 +202,10 @@ class TrainParams(Section):
     # (models.ddp_train.torchrun_command; the train stage launches it, models.ddp_train.torchrun_fit)
     torchrun: TorchrunParams | None = None
     targets: list[str] = []  # one registered model per target
+    # Joint training over hardware (the paper's): each target's models train on the split's
+    # training side of every train target of its kind (CPU / GPU), its own test side unchanged;
+    # the hardware features tell the platforms apart. False: the target's own rows only.
+    pool_platforms: StrictBool = False
     models: Annotated[list[str], Field(min_length=1)] = ["lightgbm_reg", "lightgbm_rank", "attention"]  # every one is registered
     # `candidate`: the model with the best mean of these on the split's test side (by_family:
     # networks of architectures training never saw, where users use a model)

@@ -7,6 +7,7 @@ machine's fresh measurement (its real target id is in data/host/target.json).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from . import collect as col
 from . import dataset, hardware, pruning, registry, rpc, safeio, validation
 from . import records as rec
 from .errors import MissingDataError, UserError
-from .evaluation import ModelSpec, fit, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
+from .evaluation import ModelSpec, fit, joint_training_side, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
 from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, load_feature_table, store_hash
 from .features.build import featurize_file
 from .features.metaschedule import extract_ms_features, save_ms_features
@@ -232,21 +233,42 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, *, target: 
     return rows
 
 
+def _train_table(p: Params, slot: str):
+    """A slot's feature table as the train stage reads it: whole in memory, or (on a Dask cluster
+    or under torchrun) the store a fragment at a time."""
+    if p.train.cluster is None and p.train.torchrun is None:
+        return load_feature_table(FEATURES_DIR, slot)[0]
+    return StoreView(FEATURES_DIR, slot)
+
+
+def _pooled_training_side(p: Params, target: str, table, own_train, facts: dict) -> tuple[object, list[str], dict]:
+    """`train.pool_platforms`: `target`'s training side joined by the same split's training side
+    of every other train target of its kind (`evaluation.joint_training_side`: a program on the
+    target's test side is on every slot's test side, so none is trained on). Returns (training
+    side, the slots in it, their data facts: one hash over all, passed only if each passed)."""
+    others = [s for s in p.train.targets if s != target]
+    every = {target: facts} | {s: data_facts(slot_data(s)) for s in others}  # each validated before it is trained on
+    datasets = {target: table} | {s: _train_table(p, s) for s in others}
+    slots = [target] + [s for s in others if datasets[s].kind == table.kind]
+    joined = joint_training_side({s: datasets[s] for s in slots}, target, p.split.strategy, p.split.model_dump(), own_train)
+    digest = hashlib.md5(json.dumps({s: every[s]["hash"] for s in slots}, sort_keys=True).encode()).hexdigest()
+    return joined, slots, {"hash": digest if len(slots) > 1 else facts["hash"], "validation_passed": all(every[s]["validation_passed"] for s in slots)}
+
+
 def train(target: str) -> None:
     """Every model of `train.models` on the target's training split, each registered as a
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
     p = _slot_params(target)
     facts = data_facts(slot_data(target))  # before any model: data that failed validation is neither trained on nor registered
-    if p.train.cluster is None and p.train.torchrun is None:
-        table, _ = load_feature_table(FEATURES_DIR, target)
-    else:  # the store read a fragment at a time; LightGBM on the Dask cluster, the attention model under torchrun
-        table = StoreView(FEATURES_DIR, target)
+    table = _train_table(p, target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
-    tags = {"train_data_hash": facts["hash"], "eval_data_hash": split_evaluation_set(facts["hash"], sp.strategy, sp.test_fraction, sp.seed), "validation_passed": facts["validation_passed"]}
+    train_t, platforms, train_facts = _pooled_training_side(p, target, table, train_t, facts) if p.train.pool_platforms else (train_t, [target], facts)
+    tags = {"train_data_hash": train_facts["hash"], "eval_data_hash": split_evaluation_set(facts["hash"], sp.strategy, sp.test_fraction, sp.seed),
+            "validation_passed": train_facts["validation_passed"], "trained_on_slots": ",".join(platforms)}
+    trained_on = f"the {sp.strategy} training side of {len(train_t)} records" + (f" of {', '.join(platforms)} pooled" if len(platforms) > 1 else "")
     rows = _train_and_register(p, p.train.models, train_t, test_t, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
-                               trained_on=f"the {sp.strategy} training side of {len(train_t)} records", tags=tags, params={}, cluster=p.train.cluster,
-                               torchrun=p.train.torchrun, slot=target)
+                               trained_on=trained_on, tags=tags, params={}, cluster=p.train.cluster, torchrun=p.train.torchrun, slot=target)
     floor = random_floor(test_t)  # a model that ranks worse than random is not served
     trees = tree_model_keys(model_specs(p, rows))  # nor one of another kind far below the trees
     figures = {k: r["metrics"] for k, r in rows.items()}

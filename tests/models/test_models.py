@@ -255,6 +255,25 @@ def test_joint_model_reads_the_metaschedule_features_beside_ours(tmp_path):
     assert pooled.shape == (2, 2 * MS_FEATURE_DIM + 1) and pooled[0, -1] == 2 and pooled[1, -1] == 0 and not pooled[1, :-1].any()
 
 
+def test_feature_fraction_and_l2_reach_lightgbm_and_stay_deterministic(tmp_path):
+    # the regularizers are LightGBM's own params: they reach the booster (its model text says so),
+    # change the trees, and a seeded fit gives the same model twice
+    table = _table(10, 30, seed=1)
+
+    def fitted(**extra):
+        m = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", **SMALL, **extra)
+        m.fit(table)
+        return m
+
+    plain, a, b = fitted(), fitted(feature_fraction=0.5, lambda_l2=2.0), fitted(feature_fraction=0.5, lambda_l2=2.0)
+    text = a.booster.model_to_string()
+    assert "[feature_fraction: 0.5]" in text and "[lambda_l2: 2]" in text
+    np.testing.assert_array_equal(a.predict(table), b.predict(table))
+    assert not np.allclose(a.predict(table), plain.predict(table))
+    with pytest.raises(ModelFormatError, match="feature_fraction"):
+        LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, feature_fraction=0.0)
+
+
 def test_sqrt_label_transform_fits_the_square_root_and_round_trips(tmp_path):
     # the regression fits sqrt(label): its mean prediction on its own rows is the square roots'
     # mean, not the labels'; the setting travels with the model and a typo is refused

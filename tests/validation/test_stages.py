@@ -155,3 +155,47 @@ def test_validate_names_the_records_file_it_judged(workdir, make_row):
     stages.validate(SLOT)
     report = json.loads((workdir / "reports/validation" / f"{SLOT}.json").read_text())
     assert report["success"] and report["statistics"]["records_md5"] == md5_file(stages.RECORDS_DIR / f"{SLOT}.parquet")
+
+
+def test_train_pool_platforms_trains_on_every_train_targets_training_side(tmp_path, monkeypatch):
+    """`train.pool_platforms`: a target's models train on its split's training side joined by the
+    same split's training side of the other train target (real records of two bundled platforms,
+    real validate / featurize stages, a real MLflow registry); its test side stays its own, and
+    the registered version names the slots it was trained on."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import yaml
+    from mlflow import MlflowClient
+
+    from tensorcost import dataset
+    from tensorcost.evaluation import train_test
+    from tensorcost.features import load_feature_table
+
+    root = Path(__file__).resolve().parents[2]
+    other = "sapphirerapids-2c.avx2-t1"
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update({"targets": [SLOT, other], "pool_platforms": True, "models": ["lightgbm_reg"]})
+    params["split"]["strategy"] = "within_task"
+    params["models"]["lightgbm_rank"]["num_boost_round"] = 20
+    params["models"]["lightgbm_reg"]["num_boost_round"] = 20
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    sides = {}
+    for slot, folder in ((SLOT, "zen5-2c"), (other, "sapphirerapids-2c")):
+        table = pq.read_table(root / "data/bundled/platforms" / folder / "avx2-t1.parquet")
+        tasks = table.column("task_id").to_numpy(zero_copy_only=False)
+        rec.write_records(dataset.relabel(table.filter(np.isin(tasks, sorted(set(tasks))[:6])), slot), stages.RECORDS_DIR / f"{slot}.parquet")
+        (stages.RECORDS_DIR / f"{slot}.target.json").write_text(json.dumps(describe_target(slot).to_dict()))
+        stages.validate(slot)
+        stages.featurize(slot)
+        sides[slot] = train_test(load_feature_table(stages.FEATURES_DIR, slot)[0], "within_task", params["split"])
+    stages.train(SLOT)
+    row = json.loads((tmp_path / "reports/train" / f"{SLOT}.json").read_text())["models"]["lightgbm_reg"]
+    assert row["train_records"] == len(sides[SLOT][0]) + len(sides[other][0])
+    assert row["test_records"] == len(sides[SLOT][1])
+    tags = MlflowClient().get_model_version(registry.model_name(SLOT), row["version"]).tags
+    assert tags["trained_on_slots"] == f"{SLOT},{other}"
+    # a program on the target's test side is on the other's too: none was trained on
+    test_programs = set(zip(sides[SLOT][1].frame["task_id"], sides[SLOT][1].frame["program_id"]))
+    assert not test_programs & set(zip(sides[other][0].frame["task_id"], sides[other][0].frame["program_id"]))

@@ -38,6 +38,11 @@ class LightGBMConfig(FamilyConfig):
     # which spreads the slow programs' labels (most of a task's pairs) away from 0. A monotone map:
     # predictions rank the same way either way. Measured: benchmarks/label_transform.py.
     label_transform: Literal["identity", "sqrt"] = "identity"
+    # LightGBM's own regularizers, by their LightGBM names: each tree reads a random share of the
+    # features (seeded: still deterministic; many correlated columns describe one tile), and an L2
+    # penalty on leaf values. The presets keep LightGBM's defaults (benchmarks/split_levers.py).
+    feature_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    lambda_l2: float = Field(0.0, ge=0.0)
 
 
 def group_deviation(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
