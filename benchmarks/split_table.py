@@ -46,7 +46,7 @@ def main() -> int:
     p = load_params()
     verdicts: dict = {}
     for slot, by_split in study.items():
-        models = list(next(iter(by_split.values())))
+        models = list(dict.fromkeys(m for row in by_split.values() for m in row))  # a model a file ran on some splits only: "-" elsewhere
         trees = tree_model_keys({m: ModelSpec.preset(p, m) for m in models if m != a.random})
         print(f"\n`{slot}`: PCA / top-1 / top-5 (TenSet's peak@5)\n")
         print("| split | " + " | ".join(models) + " |")
@@ -57,7 +57,7 @@ def main() -> int:
             row = by_split[split]
             n_tasks = next(iter(row.values()))["n_tasks"]
             best = max((m for m in row if m != a.random), key=lambda m: sum(row[m][k] for k in ("pca", "top1", "top5")))
-            print(f"| {split} ({n_tasks} tasks) | " + " | ".join(("**" + fmt(row[m]) + "**") if m == best else fmt(row[m]) for m in models) + " |")
+            print(f"| {split} ({n_tasks} tasks) | " + " | ".join("-" if m not in row else ("**" + fmt(row[m]) + "**") if m == best else fmt(row[m]) for m in models) + " |")
             floor = {k: row[a.random][k] for k in ("top1", "top5")} | {"pca": 0.5} if a.random in row else None
             why = serving_problems({m: r for m, r in row.items() if m != a.random}, trees, floor)
             for m, w in why.items():
