@@ -246,7 +246,10 @@ def _pooled_training_side(p: Params, target: str, table, own_train, facts: dict)
     of every other train target of its kind (`evaluation.joint_training_side`: a program on the
     target's test side is on every slot's test side, so none is trained on). Returns (training
     side, the slots in it, their data facts: one hash over all, passed only if each passed)."""
-    datasets = {target: table} | {s: _train_table(p, s) for s in p.train.targets if s != target}
+    try:
+        datasets = {target: table} | {s: _train_table(p, s) for s in p.train.targets if s != target}
+    except MissingDataError as e:
+        raise MissingDataError(f"{e}; train.pool_platforms trains {target}'s models on every train target's rows (or set it false)") from e
     slots = [s for s, d in datasets.items() if s == target or d.kind == table.kind]  # CPU and GPU programs come from different spaces
     every = {target: facts} | {s: data_facts(slot_data(s)) for s in slots if s != target}  # each validated before it is trained on
     joined = joint_training_side({s: datasets[s] for s in slots}, target, p.split.strategy, p.split.model_dump(), own_train)

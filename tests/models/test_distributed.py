@@ -154,7 +154,8 @@ def test_the_train_stage_trains_on_the_cluster_of_train_cluster_and_under_train_
     from tensorcost.records import write_records
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update({"cluster": {"scheduler": "local", "workers": 2}, "torchrun": {"nproc_per_node": 2}, "models": ["lightgbm_reg", "lightgbm_rank", "attention"]})
+    params["train"].update({"cluster": {"scheduler": "local", "workers": 2}, "torchrun": {"nproc_per_node": 2}, "models": ["lightgbm_reg", "lightgbm_rank", "attention"],
+                            "targets": [SLOT]})  # one store here: nothing to pool
     params["split"]["strategy"] = "within_task"
     params["models"]["lightgbm_rank"]["num_boost_round"] = 30
     params["models"]["attention"].update({"epochs": 3, "d_model": 16, "n_heads": 2, "stream_buffer_chunks": 16})

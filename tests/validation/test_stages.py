@@ -148,6 +148,17 @@ def test_train_refuses_records_whose_verdict_failed_is_stale_or_missing(featuriz
     assert registrations == [] and not (featurized / "models").exists()
 
 
+def test_pooled_train_without_the_other_targets_store_says_what_to_run(featurized, registrations):
+    """The repository's params pool both train targets; only SLOT is featurized here."""
+    from tensorcost.errors import MissingDataError
+
+    with pytest.raises(MissingDataError) as err:
+        stages.train(SLOT)
+    msg = str(err.value)
+    assert "dvc repro featurize@sapphirerapids-2c.avx2-t1" in msg and "train.pool_platforms" in msg and "\n" not in msg
+    assert registrations == [] and not (featurized / "models").exists()
+
+
 def test_validate_names_the_records_file_it_judged(workdir, make_row):
     from tensorcost.params_io import md5_file
 
