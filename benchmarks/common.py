@@ -25,6 +25,15 @@ OWN_SPLITS = ("within_task", "by_task", "by_network", "by_family")
 FIGURES = ("pca", "top1", "top5")
 
 
+def split_benchmark_args(doc: str, splits: Iterable[str] = OWN_SPLITS) -> argparse.ArgumentParser:
+    """The options every split benchmark takes (--slots, --splits, --out); a script adds its own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--slots", default=",".join(CPU_SLOTS))
+    ap.add_argument("--splits", default=",".join(splits))
+    ap.add_argument("--out", required=True)
+    return ap
+
+
 def bundled_feature_tables(slots: Iterable[str]) -> dict[str, FeatureTable]:
     """The feature table of each bundled slot, featurized from its records (no DVC stage needed)."""
     raw = dataset.bundled_tables(slots)

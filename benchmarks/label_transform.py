@@ -8,12 +8,11 @@ data is scored on, each bundled CPU platform in turn, scored as the split study 
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from tqdm import tqdm
 
-from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, write_json
+from common import OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, split_benchmark_args, write_json
 from tensorcost.evaluation import ModelSpec, fit, score
 from tensorcost.params import load_params
 
@@ -21,11 +20,8 @@ TRANSFORMS = ("identity", "sqrt")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = split_benchmark_args(__doc__, OWN_SPLITS)
     ap.add_argument("--preset", default="lightgbm_reg")
-    ap.add_argument("--slots", default=",".join(CPU_SLOTS))
-    ap.add_argument("--splits", default=",".join(OWN_SPLITS))
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.time()
     p = load_params()

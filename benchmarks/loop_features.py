@@ -10,12 +10,11 @@ other columns are unchanged), `with` keeps them; same rows, same split, same pre
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from tqdm import tqdm
 
-from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, without_features, write_json
+from common import OWN_SPLITS, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, without_features, split_benchmark_args, write_json
 from tensorcost.evaluation import ModelSpec, fit, run_study, score
 from tensorcost.features.program import LOOP_FEATURE_NAMES
 from tensorcost.params import load_params
@@ -25,11 +24,8 @@ VARIANTS = ("without", "with")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = split_benchmark_args(__doc__, SPLITS)
     ap.add_argument("--presets", default="lightgbm_reg,lightgbm_rank")
-    ap.add_argument("--slots", default=",".join(CPU_SLOTS))
-    ap.add_argument("--splits", default=",".join(SPLITS))
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.time()
     p = load_params()

@@ -17,12 +17,11 @@ Variants with `params` change the preset (e.g. more leaves); `pooled` variants t
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
-from common import CPU_SLOTS, OWN_SPLITS, bundled_feature_tables, command_line, split_sides, write_json
+from common import OWN_SPLITS, bundled_feature_tables, command_line, split_sides, split_benchmark_args, write_json
 from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
 from tensorcost.params import load_params
 
@@ -47,12 +46,9 @@ VARIANTS = {
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = split_benchmark_args(__doc__, OWN_SPLITS)
     ap.add_argument("--preset", default="lightgbm_reg")
-    ap.add_argument("--slots", default=",".join(CPU_SLOTS))
-    ap.add_argument("--splits", default=",".join(OWN_SPLITS))
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {'; '.join(VARIANTS)}")
-    ap.add_argument("--out", required=True)
     a = ap.parse_args()
     t0 = time.time()
     p = load_params()
