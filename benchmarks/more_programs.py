@@ -39,6 +39,7 @@ from tensorcost.features import FeatureTable, featurize_records
 from tensorcost.features.program import LOOP_FEATURE_NAMES
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.params import MeasureConfig, load_params
+from tensorcost.plots import programs_per_task_curves
 from tensorcost.tvm_support import tvm_target
 
 TEST_SHARE = 0.3
@@ -104,6 +105,11 @@ def curve(table: FeatureTable, pool: np.ndarray, spec: ModelSpec, sizes: list[in
     return {"test_records": len(test), "points": out}
 
 
+def plot(result: dict, out: Path) -> None:
+    programs_per_task_curves(result["curves"], f"{result['target']}: {len(result['tasks'])} tasks, fixed test side", out)
+    print(f"plot: {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target", required=True)
@@ -114,8 +120,11 @@ def main() -> None:
     ap.add_argument("--models", default="lightgbm_reg", help="comma-separated presets of params.yaml's models")
     ap.add_argument("--features", default="tc-feat-4", help=f"comma-separated, of: {', '.join(FEATURE_SETS)}")
     ap.add_argument("--work", type=Path, default=Path(".tensorcost/more-programs"))
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="the JSON; its plot is written beside it (.png)")
+    ap.add_argument("--replot", action="store_true", help="only draw --out's plot again from --out")
     a = ap.parse_args()
+    if a.replot:
+        return plot(json.loads(a.out.read_text()), a.out.with_suffix(".png"))
     feature_sets = a.features.split(",")
     if unknown := [f for f in feature_sets if f not in FEATURE_SETS]:
         ap.error(f"unknown feature set {unknown[0]!r}; known: {', '.join(FEATURE_SETS)}")
@@ -151,6 +160,7 @@ def main() -> None:
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
+    plot(result, a.out.with_suffix(".png"))
     names = list(curves)
     print("| programs a task (train) | " + " | ".join(names) + " |")
     print("| --- |" + " --- |" * len(names))

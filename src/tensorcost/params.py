@@ -216,15 +216,6 @@ class TrainParams(Section):
     def _check_targets(cls, v: list[str]) -> list[str]:
         return [_target_id(t) for t in v]
 
-    @model_validator(mode="after")
-    def _check_pool_under_torchrun(self) -> "TrainParams":
-        # the torchrun launch reads one slot's store: it would train the attention model on the
-        # target's own rows while the report named the pool
-        if self.torchrun is not None and self.pool_platforms and len(self.targets) > 1:
-            raise ValueError("train.torchrun trains the attention model on one slot's store, not the pool of "
-                             "train.pool_platforms: set train.pool_platforms: false to use torchrun")
-        return self
-
 
 class EvaluateParams(Section):
     targets: list[str] = []  # the slots evaluated (empty: every slot); by_hardware trains on every other platform's slots

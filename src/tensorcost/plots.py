@@ -131,3 +131,31 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
+
+
+def programs_per_task_curves(curves: dict, title: str, out: Path) -> None:
+    """PCA, top-1 and top-5 against the training programs a task, one colour per curve
+    ({name: {"pooled": {"points": {n: figures}}, "bundled_only": ...}}, drawn at a point's
+    `train_programs_per_task` where it has one); dashed: bundled programs only."""
+    plt = _plt()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    palette = dict(zip(curves, colours(len(curves))))
+    for ax, metric in zip(axes, ("pca", "top1", "top5")):
+        for name, sides in curves.items():
+            for side, style in (("pooled", "-"), ("bundled_only", "--")):
+                points = (sides.get(side) or {}).get("points", {})
+                ns = sorted(points, key=int)
+                if ns:
+                    xs = [points[n].get("train_programs_per_task", int(n)) for n in ns]  # a task may hold fewer than n
+                    ax.plot(xs, [points[n][metric] for n in ns], style, marker="o", ms=4, color=palette[name],
+                            label=name if side == "pooled" else None)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training programs a task")
+        ax.set_ylabel({"pca": "PCA", "top1": "top-1", "top5": "top-5"}[metric])
+        ax.grid(alpha=0.3)
+    _legend_outside(axes[-1])
+    fig.suptitle(title + " (dashed: the bundled programs only)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out)
+    plt.close(fig)

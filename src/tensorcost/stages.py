@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -207,16 +208,17 @@ def slot_data(slot: str) -> SlotData:
 
 
 def _train_and_register(p: Params, keys: list[str], train_t, test_t, *, target: str, models_dir: Path, run_prefix: str, trained_on: str,
-                        tags: dict, params: dict, cluster=None, torchrun=None, slot: str | None = None) -> dict:
+                        tags: dict, params: dict, cluster=None, torchrun=None, slot: str | None = None, pool: Sequence[str] = ()) -> dict:
     """Every model of `keys` trained on `train_t`, scored on `test_t`, saved under `models_dir`
     and registered as a version of tensorcost-<target>, its card naming what it was trained on
-    (`trained_on`) and its test figures. Returns {key: row of the stage's report}."""
+    (`trained_on`) and its test figures. `pool`: the other slots whose training side is in
+    `train_t` (a torchrun launch joins them too). Returns {key: row of the stage's report}."""
     specs = model_specs(p, keys)
     fit_with = None
     if cluster is not None:
         fit_with = cluster_fit(cluster)
     if torchrun is not None:
-        fit_with = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit_with)
+        fit_with = torchrun_fit(torchrun, FEATURES_DIR, slot or target, Path(PARAMS_FILE), Path(".tensorcost") / "torchrun", inner=fit_with, pool=pool)
     results = train_models(specs, train_t, test_t, log=lambda k, m: _echo(f"{run_prefix} {k} {m}"), fit=fit_with)
     rows = {}
     example = example_frame(test_t)  # each version is an MLflow pyfunc model too, with this input example
@@ -270,7 +272,8 @@ def train(target: str) -> None:
             "validation_passed": train_facts["validation_passed"], "trained_on_slots": ",".join(platforms)}
     trained_on = f"the {sp.strategy} training side of {len(train_t)} records" + (f" of {', '.join(platforms)} pooled" if len(platforms) > 1 else "")
     rows = _train_and_register(p, p.train.models, train_t, test_t, target=target, models_dir=MODELS_DIR / target, run_prefix=f"train-{target}",
-                               trained_on=trained_on, tags=tags, params={}, cluster=p.train.cluster, torchrun=p.train.torchrun, slot=target)
+                               trained_on=trained_on, tags=tags, params={}, cluster=p.train.cluster, torchrun=p.train.torchrun, slot=target,
+                               pool=[s for s in platforms if s != target])
     floor = random_floor(test_t)  # a model that ranks worse than random is not served
     trees = tree_model_keys(model_specs(p, rows))  # nor one of another kind far below the trees
     figures = {k: r["metrics"] for k, r in rows.items()}

@@ -87,6 +87,8 @@ def test_train_torchrun_params_give_the_torchrun_command():
     hosts = torchrun_command(TorchrunParams(nnodes=2, rdzv_endpoint="node0:29400"), Path("f"), SLOT, Path("m"))
     assert hosts[hosts.index("--nnodes"):hosts.index("-m", 3)] == ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "node0:29400",
                                                                       "--rdzv-id", "tensorcost"]
+    pooled = torchrun_command(None, Path("f"), SLOT, Path("m"), split=True, pool=["a.t", "b.t"], trained_on=Path("seen.json"))
+    assert pooled[pooled.index("--split"):] == ["--split", "--pool-slots", "a.t,b.t", "--trained-on", "seen.json"]
     assert TrainParams.model_validate({"torchrun": None}).torchrun is None
     for bad in ({"nnodes": 2}, {"nproc_per_node": 0}, {"procs": 2}, {"rdzv_endpoint": "node0"}):
         with pytest.raises(ValueError):
@@ -142,41 +144,49 @@ def test_attention_under_a_two_process_torchrun_learns_like_one_process(tmp_path
 
 @pytest.mark.slow
 def test_the_train_stage_trains_on_the_cluster_of_train_cluster_and_under_train_torchrun(tmp_path, monkeypatch):
-    """`train.cluster` and `train.torchrun` set: the stage reads the store a fragment at a time,
-    LightGBM trains on a two-worker LocalCluster, the attention model under a two-process
-    torchrun on the same training side, and the versions are registered as always."""
+    """`train.cluster` and `train.torchrun` set, with `train.pool_platforms` over two train
+    targets: the stage reads the stores a fragment at a time, LightGBM trains on a two-worker
+    LocalCluster, the attention model under a two-process torchrun, each on the same pooled
+    training side (both slots' training sides), and the versions are registered as always."""
     import shutil
 
     import yaml
 
-    from tensorcost import stages
+    from tensorcost import dataset, stages
+    from tensorcost.evaluation import train_test
     from tensorcost.hardware import describe_target
     from tensorcost.records import write_records
 
+    other = "sapphirerapids-2c.avx2-t1"
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update({"cluster": {"scheduler": "local", "workers": 2}, "torchrun": {"nproc_per_node": 2}, "models": ["lightgbm_reg", "lightgbm_rank", "attention"],
-                            "targets": [SLOT]})  # one store here: nothing to pool
+                            "targets": [SLOT, other], "pool_platforms": True})
     params["split"]["strategy"] = "within_task"
     params["models"]["lightgbm_rank"]["num_boost_round"] = 30
     params["models"]["attention"].update({"epochs": 3, "d_model": 16, "n_heads": 2, "stream_buffer_chunks": 16})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    table = pq.read_table(ROOT / "data/bundled/platforms/zen5-2c/avx2-t1.parquet")
-    tasks = table.column("task_id").to_numpy(zero_copy_only=False)
-    from tensorcost import dataset
-
-    write_records(dataset.relabel(table.filter(np.isin(tasks, list(dict.fromkeys(tasks))[:12])), SLOT), stages.RECORDS_DIR / f"{SLOT}.parquet")
-    (stages.RECORDS_DIR / f"{SLOT}.target.json").write_text(json.dumps(describe_target(SLOT).to_dict()))
-    stages.validate(SLOT)
-    stages.featurize(SLOT)
+    sides = {}
+    for slot, folder, n_tasks in ((SLOT, "zen5-2c", 12), (other, "sapphirerapids-2c", 8)):
+        table = pq.read_table(ROOT / "data/bundled/platforms" / folder / "avx2-t1.parquet")
+        tasks = table.column("task_id").to_numpy(zero_copy_only=False)
+        write_records(dataset.relabel(table.filter(np.isin(tasks, list(dict.fromkeys(tasks))[:n_tasks])), slot), stages.RECORDS_DIR / f"{slot}.parquet")
+        (stages.RECORDS_DIR / f"{slot}.target.json").write_text(json.dumps(describe_target(slot).to_dict()))
+        stages.validate(slot)
+        stages.featurize(slot)
+        sides[slot] = train_test(StoreView(stages.FEATURES_DIR, slot), "within_task", params["split"])
     stages.train(SLOT)
     report = json.loads((tmp_path / "reports/train" / f"{SLOT}.json").read_text())
     assert set(report["models"]) == {"lightgbm_reg", "lightgbm_rank", "attention"}
+    pooled = len(sides[SLOT][0]) + len(sides[other][0])
+    assert all(r["train_records"] == pooled and r["test_records"] == len(sides[SLOT][1]) for r in report["models"].values())
     floor = {"lightgbm_reg": 0.6, "lightgbm_rank": 0.6, "attention": 0.55}  # the attention model: 3 short epochs
     assert all(r["metrics"]["pca"] > floor[k] and r["version"] for k, r in report["models"].items()), {k: r["metrics"] for k, r in report["models"].items()}
-    # the attention model is the one torchrun's rank 0 wrote, trained on the stage's training side
-    curve = json.loads(next((tmp_path / ".tensorcost/torchrun").glob("torchrun-*/curve.json")).read_text())["train_ranknet_loss"]
+    # the attention model is the one torchrun's rank 0 wrote, trained on the stage's pooled training side
+    work = next((tmp_path / ".tensorcost/torchrun").glob("torchrun-*"))
+    assert json.loads((work / "trained_on.json").read_text()) == {"records": pooled, "slots": [SLOT, other]}
+    curve = json.loads((work / "curve.json").read_text())["train_ranknet_loss"]
     assert len(curve) == 3 and curve[-1] < curve[0]
     assert load_model(tmp_path / "models" / SLOT / "attention").metadata.params["epochs"] == 3
     shutil.rmtree(tmp_path / "mlruns", ignore_errors=True)

@@ -69,8 +69,6 @@ BAD = [
     ("transfer.confidence", 1.0, "transfer.confidence: Input should be less than 1"),
     ("train.models", [], "train.models: List should have at least 1 item"),
     ("train.candidate_metrics", [], "train.candidate_metrics: List should have at least 1 item"),
-    # the repository pools two train targets; torchrun would train the attention model on one slot's rows
-    ("train.torchrun", {"nproc_per_node": 2}, "set train.pool_platforms: false to use torchrun"),
     ("train.pool_platforms", "yes", "train.pool_platforms: Input should be a valid boolean"),
     ("split.test_families", [], "split.test_families: List should have at least 1 item"),
     ("registry.experiment", "", "the experiment is empty"),

@@ -20,6 +20,22 @@ def test_learning_curves_pca_per_split_topk_and_ranking(tmp_path):
         assert data.startswith(PNG) and len(data) > 5000, name
 
 
+def test_programs_per_task_curves_draw_a_line_per_curve_and_side(tmp_path, monkeypatch):
+    point = {"pca": 0.8, "top1": 0.5, "top5": 0.9}
+    curves = {"lightgbm_reg / tc-feat-4": {"pooled": {"points": {"13": point, "104": point, "416": point}}, "bundled_only": {"points": {"13": point, "104": {**point, "train_programs_per_task": 75}}}},
+              "lightgbm_reg / tc-feat-3": {"pooled": {"points": {"13": point, "208": point}}, "bundled_only": {"points": {}}}}
+    captured = {}
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (captured.setdefault("fig", fig), real_save(fig, out)))
+    plots.programs_per_task_curves(curves, "zen3", tmp_path / "programs.png")
+    assert (tmp_path / "programs.png").read_bytes().startswith(PNG)
+    axes = captured["fig"].axes
+    assert [len(ax.lines) for ax in axes] == [3, 3, 3]  # two pooled lines and one bundled-only (the empty side draws nothing)
+    assert sorted(int(x) for x in axes[0].lines[0].get_xdata()) == [13, 104, 416]
+    assert sorted(int(x) for x in axes[0].lines[1].get_xdata()) == [13, 75]  # where the bundled programs ran out
+    assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == list(curves)
+
+
 def test_many_models_get_distinct_colours_and_the_legend_covers_no_bar(tmp_path):
     import matplotlib
 
