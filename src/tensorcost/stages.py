@@ -25,7 +25,7 @@ from . import dataset, hardware, pruning, registry, rpc, safeio, validation
 from . import records as rec
 from .errors import MissingDataError, UserError
 from .evaluation import ModelSpec, fit, joint_training_side, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
-from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, load_feature_table, store_hash
+from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, store_hash
 from .features.build import featurize_file
 from .features.metaschedule import extract_ms_features, save_ms_features
 from .features.store import StoreView
@@ -235,11 +235,10 @@ def _train_and_register(p: Params, keys: list[str], train_t, test_t, *, target: 
     return rows
 
 
-def _train_table(p: Params, slot: str):
-    """A slot's feature table as the train stage reads it: whole in memory, or (on a Dask cluster
-    or under torchrun) the store a fragment at a time."""
-    if p.train.cluster is None and p.train.torchrun is None:
-        return load_feature_table(FEATURES_DIR, slot)[0]
+def _train_table(slot: str) -> StoreView:
+    """A slot's feature store as the train stage reads it: the metadata whole, the numbers a
+    fragment at a time (its models train from the view; read whole they train the same model,
+    measured: benchmarks/train_memory.py, docs/SCALE.md)."""
     return StoreView(FEATURES_DIR, slot)
 
 
@@ -249,7 +248,7 @@ def _pooled_training_side(p: Params, target: str, table, own_train, facts: dict)
     target's test side is on every slot's test side, so none is trained on). Returns (training
     side, the slots in it, their data facts: one hash over all, passed only if each passed)."""
     try:
-        datasets = {target: table} | {s: _train_table(p, s) for s in p.train.targets if s != target}
+        datasets = {target: table} | {s: _train_table(s) for s in p.train.targets if s != target}
     except MissingDataError as e:
         raise MissingDataError(f"{e}; train.pool_platforms trains {target}'s models on every train target's rows (or set it false)") from e
     slots = [s for s, d in datasets.items() if s == target or d.kind == table.kind]  # CPU and GPU programs come from different spaces
@@ -264,7 +263,7 @@ def train(target: str) -> None:
     version of tensorcost-<target>; the best on the split's test side becomes `candidate`."""
     p = _slot_params(target)
     facts = data_facts(slot_data(target))  # before any model: data that failed validation is neither trained on nor registered
-    table = _train_table(p, target)
+    table = _train_table(target)
     train_t, test_t = train_test(table, p.split.strategy, p.split.model_dump())
     sp = p.split
     train_t, platforms, train_facts = _pooled_training_side(p, target, table, train_t, facts) if p.train.pool_platforms else (train_t, [target], facts)
