@@ -138,5 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _run() -> int:
+    """main, a user's mistake (a slot without a store, bad params) as one line and exit 2."""
+    try:
+        return main()
+    except UserError as e:
+        print(f"ddp_train: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())
