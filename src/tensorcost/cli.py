@@ -325,13 +325,17 @@ def dataset_pack(
     targets: list[str] = typer.Option(..., "--target", help="measured target ids"),
     kind: str = typer.Option("cpu", help="the program set's kind: cpu or gpu"),
     dest: str = typer.Option("data/bundled", help="the bundled dataset's root"),
-    merge: bool = typer.Option(False, "--merge", help="add the run's new tasks to the existing program set and records (nothing existing changes)"),
+    merge: bool = typer.Option(False, "--merge", help="add the run's new tasks to the existing program set and records; grow the tasks it extended (docs/DATASET.md)"),
 ) -> None:
     """Pack a collection run into the bundled layout (platform records, the program set)."""
     from . import dataset, hardware
 
     ids = [hardware.resolve_target(t).id if t.startswith("host.") else t for t in targets]
-    typer.echo(json.dumps(dataset.pack(Path(work), ids, kind, Path(dest), merge=merge), indent=1))
+    report = dataset.pack(Path(work), ids, kind, Path(dest), merge=merge)
+    typer.echo(json.dumps(report, indent=1))
+    if report.get("tasks_not_measured_whole"):
+        typer.echo(f"{len(report['tasks_not_measured_whole'])} task(s) to extend not measured whole yet, left out: run `tensorcost dataset collect` "
+                   f"on {work} again, then pack again", err=True)
 
 
 @app.command("study")

@@ -5,6 +5,7 @@ targets, pass-to-pass noise). Pure Arrow and NumPy, no TVM.
     data/bundled/programs/<kind>/{tasks.json, programs.parquet}   the program sets (cpu, gpu)
     data/bundled/platforms/<platform>/<variant>.parquet          records of target <platform>.<variant>
     data/bundled/platforms/<platform>/noise-<variant>.parquet    a second pass over a sample of them
+    data/bundled/platforms/<platform>/superseded-<variant>.parquet  earlier records of tasks measured again whole
     data/bundled/platforms/<platform>/SOURCE.md                  the machine, the command, the date
 """
 
@@ -28,6 +29,7 @@ from .records import program_id
 from .safeio import atomic_output, write_text
 
 BUNDLED_DIR = Path("data/bundled")
+NOT_TARGET_PREFIXES = ("noise-", "superseded-")  # files beside a platform's records that are not a target's
 
 
 def stats(paths: Iterable[str | Path] | None = None) -> dict:
@@ -66,7 +68,7 @@ def bundled_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
 def bundled_targets(root: Path = BUNDLED_DIR) -> list[str]:
     """Target ids with records in the bundled dataset (`<platform>.<variant>`)."""
     base = platforms_dir(root)
-    return sorted(f"{f.parent.name}.{f.stem}" for f in base.glob("*/*.parquet") if not f.stem.startswith("noise-")) if base.exists() else []
+    return sorted(f"{f.parent.name}.{f.stem}" for f in base.glob("*/*.parquet") if not f.stem.startswith(NOT_TARGET_PREFIXES)) if base.exists() else []
 
 
 def relabel(table, target_id: str):
@@ -180,37 +182,115 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     the bundled layout: each target's records (sorted, zstd) and the program set of `kind`.
 
     `merge`: the run's tasks join the existing program set, and its records the targets'
-    existing files; a task the set already has is left out (its records too: the set's own
-    programs of that task are the ones every platform measures). Nothing existing is changed."""
+    existing files. A task the set already has is left out (its records too: the set's own
+    programs of that task are the ones every platform measures), unless the run **extends** it
+    (`sample.extend`): its programs hold every program the set has of the task, and more. Then
+    the new programs join the set, and each target's records of the task are the run's, measured
+    whole in one window (labels are normalised within a task: one task's records from two
+    sessions would mix their drift); the target's earlier records of it move to
+    `superseded-<variant>.parquet` beside it, nothing is dropped. A task to extend that some
+    target of the run has not measured whole (a collect stopped early, `--task-limit`) is left
+    out and named (`tasks_not_measured_whole`): collect again, pack again (a task packed already
+    is in the set, so a second pack adds only the rest)."""
     dest = programs_dir(kind, root)
     dest.mkdir(parents=True, exist_ok=True)
     src = work_dir / "data/programs"
     skip: set[str] = set()
+    extended: set[str] = set()
+    unfinished: set[str] = set()
+    run_records = {t: rec.read_records(work_dir / "data/raw" / t / "parts") for t in targets}
     if merge and (dest / "tasks.json").exists():
         old, new = json.loads((dest / "tasks.json").read_text()), json.loads((src / "tasks.json").read_text())
         have = {t["task_id"] for t in old["tasks"]}
-        skip = {t["task_id"] for t in new["tasks"]} & have
+        set_programs, run_programs = pq.read_table(dest / "programs.parquet"), pq.read_table(src / "programs.parquet")
+        extended = extended_tasks(set_programs, run_programs, have)
+        unfinished = set().union(*(not_measured_whole(table, run_programs, extended) for table in run_records.values()))
+        extended -= unfinished
+        skip = ({t["task_id"] for t in new["tasks"]} & have) - extended
         old["tasks"] += [t for t in new["tasks"] if t["task_id"] not in have]
-        old["meta"].setdefault("merged", []).append({k: v for k, v in new["meta"].items()} | {"tasks": len(new["tasks"]) - len(skip)})
-        programs = pq.read_table(src / "programs.parquet")
-        programs = programs.filter(pc.invert(pc.is_in(programs["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
-        merged = pa.concat_tables([pq.read_table(dest / "programs.parquet"), programs])
+        entry = {k: v for k, v in new["meta"].items()} | {"tasks": len(new["tasks"]) - len(skip) - len(extended)}
+        if extended:
+            entry["extended_tasks"] = len(extended)
+        old["meta"].setdefault("merged", []).append(entry)
+        held_ids = set(zip(set_programs.column("task_id").to_pylist(), set_programs.column("program_id").to_pylist()))
+        keep = [tid not in skip and (tid, pid) not in held_ids
+                for tid, pid in zip(run_programs.column("task_id").to_pylist(), run_programs.column("program_id").to_pylist())]
+        merged = pa.concat_tables([set_programs, run_programs.filter(pa.array(keep, pa.bool_()))])
+    counts = {}
+    superseded_counts = {}
+    # the records first, the program set last: a pack killed in between is packed again whole
+    # (the set does not hold the new programs yet, so the tasks are still extended; records the
+    # file or the superseded file hold already are not moved twice)
+    for t, table in run_records.items():
+        table = table.filter(pc.invert(pc.is_in(table["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
+        path = bundled_records_path(t, root)
+        if merge and path.exists():
+            kept, earlier = split_tasks(rec.read_records(path), extended)
+            run_now = set(_measurements(table))
+            earlier = earlier.filter(pa.array([k not in run_now for k in _measurements(earlier)], pa.bool_()))
+            if earlier.num_rows:
+                keep_superseded(t, earlier, root)
+                superseded_counts[t] = earlier.num_rows
+            table, _ = merge_records([kept, table])
+        rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), path)
+        counts[t] = table.num_rows
+    if merge and (dest / "tasks.json").exists():
         with atomic_output(dest / "programs.parquet") as tmp:
             pq.write_table(merged, tmp)
         write_text(dest / "tasks.json", json.dumps(old, indent=1))
     else:
         for name in ("tasks.json", "programs.parquet"):
             shutil.copy(src / name, dest / name)
-    counts = {}
-    for t in targets:
-        table = rec.read_records(work_dir / "data/raw" / t / "parts")
-        table = table.filter(pc.invert(pc.is_in(table["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
-        path = bundled_records_path(t, root)
-        if merge and path.exists():
-            table, _ = merge_records([rec.read_records(path), table])
-        rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), path)
-        counts[t] = table.num_rows
-    return {"records": counts, "tasks_already_in_the_set": sorted(skip)}
+    out = {"records": counts, "tasks_already_in_the_set": sorted(skip - unfinished)}
+    if extended or unfinished:
+        out |= {"tasks_extended": sorted(extended), "records_superseded": superseded_counts, "tasks_not_measured_whole": sorted(unfinished)}
+    return out
+
+
+def split_tasks(records: pa.Table, task_ids) -> tuple[pa.Table, pa.Table]:
+    """(records of other tasks, records of `task_ids`)."""
+    mask = pc.is_in(records["task_id"], value_set=pa.array(sorted(task_ids), pa.string()))
+    return records.filter(pc.invert(mask)), records.filter(mask)
+
+
+def _measurements(table: pa.Table) -> list[tuple]:
+    """(record id, measurement time, mean latency) of each record: one measurement of one program."""
+    return list(zip(table.column("record_id").to_pylist(), table.column("measured_at").to_pylist(), table.column("latency_s").to_pylist()))
+
+
+def keep_superseded(target_id: str, earlier: pa.Table, root: Path = BUNDLED_DIR) -> Path:
+    """Append a target's earlier records of tasks measured again whole to its
+    superseded-<variant>.parquet (a second pass of those programs, from another session); a
+    measurement it holds already is not appended twice."""
+    path = superseded_records_path(target_id, root)
+    older = rec.read_records(path) if path.exists() else None
+    if older is not None:
+        held = set(_measurements(older))
+        earlier = earlier.filter(pa.array([k not in held for k in _measurements(earlier)], pa.bool_()))
+    rec.write_records(pa.concat_tables([x.select(rec.COLUMNS).cast(rec.RECORDS_SCHEMA) for x in (older, earlier) if x is not None]), path)
+    return path
+
+
+def extended_tasks(set_programs: pa.Table, run_programs: pa.Table, have: set) -> set:
+    """Tasks of the set whose programs in the run are a strict superset of the set's."""
+    def by_task(t: pa.Table) -> dict:
+        out: dict[str, set] = {}
+        for tid, pid in zip(t.column("task_id").to_pylist(), t.column("program_id").to_pylist()):
+            out.setdefault(tid, set()).add(pid)
+        return out
+
+    held, run = by_task(set_programs), by_task(run_programs)
+    return {tid for tid, pids in run.items() if tid in have and held.get(tid, set()) < pids}
+
+
+def not_measured_whole(records: pa.Table, run_programs: pa.Table, tasks: set) -> set:
+    """The tasks of `tasks` with a program of the run that `records` has no record of (valid or
+    error): an extended task replaces a target's earlier records only when measured whole."""
+    if not tasks:
+        return set()
+    measured = set(zip(records.column("task_id").to_pylist(), records.column("program_id").to_pylist()))
+    return {tid for tid, pid in zip(run_programs.column("task_id").to_pylist(), run_programs.column("program_id").to_pylist())
+            if tid in tasks and (tid, pid) not in measured}
 
 
 def merge_records(sources: list) -> tuple:
@@ -242,6 +322,12 @@ def most_distant_pair(tables: dict) -> tuple[str, str, dict]:
 def noise_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
     platform_id, _, variant_id = target_id.partition(".")
     return platforms_dir(root) / platform_id / f"noise-{variant_id}.parquet"
+
+
+def superseded_records_path(target_id: str, root: Path = BUNDLED_DIR) -> Path:
+    """Where a target's records of tasks measured again whole go (kept: a free second pass)."""
+    platform_id, _, variant_id = target_id.partition(".")
+    return platforms_dir(root) / platform_id / f"superseded-{variant_id}.parquet"
 
 
 def bundled_tables(targets: Iterable[str], root: Path = BUNDLED_DIR) -> dict:

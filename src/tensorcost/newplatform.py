@@ -116,12 +116,12 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
         work = WORK_DIR / t.id
         out = dataset.bundled_records_path(t.id)
         held = rec.read_records(out) if out.exists() else None
-        todo = missing_tasks(tasks, held)
+        todo = missing_tasks(tasks, held, programs)
         if held is not None:
             # the platform is in the dataset already and the program set grew since: measure
-            # only the tasks it lacks; its records stay as they are
+            # the tasks it lacks, and whole (one window) the tasks whose programs grew
             extended = True
-            log(f"{t.id}: {out} holds {len(tasks) - len(todo)} of the program set's {len(tasks)} tasks; measuring the other {len(todo)}")
+            log(f"{t.id}: {out} holds {len(tasks) - len(todo)} of the program set's {len(tasks)} tasks whole; measuring the other {len(todo)}")
         log(f"{t.id}: measuring {sum(len(programs.get(x.task_id, [])) for x in todo)} programs of {len(todo)} tasks (resumable; work dir {work})")
         t0 = time.perf_counter()
         counts = collect.measure_task_set(todo, programs, t, work, measure)
@@ -129,10 +129,15 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
         if fresh is not None:
             wanted = {x.task_id for x in todo}
             fresh = fresh.filter(pa.array([tid in wanted for tid in fresh.column("task_id").to_pylist()]))
+        earlier = None
+        if held is not None and fresh is not None:
+            held, earlier = dataset.split_tasks(held, {x.task_id for x in todo})  # a task's records come from one window
         parts = [x for x in (held, fresh) if x is not None]
         table = dataset.merge_records(parts)[0] if len(parts) > 1 else parts[0]
         table = table.sort_by([("task_id", "ascending"), ("program_id", "ascending")])
         check_records(table, t.id, out)  # before writing: a failed suite leaves the dataset's file as it was (the run's parts stay in its work dir)
+        if earlier is not None and earlier.num_rows:
+            dataset.keep_superseded(t.id, earlier)
         rec.write_records(table, out)
         result = {"records": table.num_rows, "errors": int(sum(e != 0 for e in table.column("error_no").to_pylist())), "seconds": time.perf_counter() - t0,
                   "measured_now": counts["measured"], "file": str(out), "tasks_added": len(todo) if held is not None else None}
@@ -173,12 +178,16 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
     return done
 
 
-def missing_tasks(tasks: list, held) -> list:
-    """The tasks of the program set with no record in `held` (a records table; None: all)."""
+def missing_tasks(tasks: list, held, programs: dict | None = None) -> list:
+    """The tasks of the program set `held` (a records table; None: all) does not hold whole: no
+    record of the task, or (with `programs`, the set's traces by task) none of some program of it
+    (a task the set grew since, `tensorcost dataset sample` with `sample.extend`)."""
     if held is None:
         return list(tasks)
     have = set(held.column("task_id").to_pylist())
-    return [t for t in tasks if t.task_id not in have]
+    measured = set(zip(held.column("task_id").to_pylist(), held.column("program_id").to_pylist())) if programs else set()
+    return [t for t in tasks if t.task_id not in have
+            or (programs and any((t.task_id, rec.program_id(tr)) not in measured for tr in programs.get(t.task_id, [])))]
 
 
 def check_records(table, target_id: str, path: Path) -> None:

@@ -500,12 +500,19 @@ class SampleParams(Section):
     skip_tasks_of: str | None = None  # a directory with a tasks.json: leave its tasks out (a set that grows)
     op_kinds_first: StrictBool = False  # within a network, tasks of op kinds not chosen yet first
     op_kinds: list[str] | None = None  # only tasks of these op kinds (records.OP_KINDS; checked by collect)
+    extend: StrictBool = False  # tasks_from's tasks holding fewer than programs_per_task programs: theirs plus fresh ones up to it
     workers: PosInt = 1  # tasks sampled in parallel processes
 
     @field_validator("reference_target")
     @classmethod
     def _check_target(cls, v: str) -> str:
         return _target_id(v)
+
+    @model_validator(mode="after")
+    def _extend_needs_a_set(self) -> "SampleParams":
+        if self.extend and not self.tasks_from:
+            raise ValueError("sample.extend adds programs to the tasks of an existing set: name it in sample.tasks_from")
+        return self
 
 
 class CollectionParams(Section):

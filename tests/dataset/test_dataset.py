@@ -163,3 +163,175 @@ def test_agreement_leaves_out_pairs_without_shared_programs():
     result = dataset.cross_target_agreement(tables)
     assert list(result) == ["a|b"]
     assert "| `a` vs `b` |" in dataset.agreement_markdown(result)
+
+
+def _set_with_programs(where, programs_by_task):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "tasks.json").write_text(json.dumps({"meta": {"networks": ["n"]}, "tasks": [{"task_id": t, "task_name": t} for t in programs_by_task]}))
+    schema = pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())])
+    pq.write_table(pa.Table.from_pylist([{"task_id": t, "program_id": p, "trace": "[]"} for t, ps in programs_by_task.items() for p in ps], schema=schema),
+                   where / "programs.parquet")
+
+
+def test_pack_merge_extends_a_task_measured_whole_and_keeps_its_earlier_records(tmp_path):
+    """A run that measured every program the set has of a task, and more, extends it: the new
+    programs join the set, the target's records of the task are the run's (one window), the
+    earlier ones move to superseded-<variant>.parquet; other tasks and other targets stay."""
+    import pyarrow.parquet as pq
+
+    from tensorcost.records import read_records, write_records
+
+    root, work, target = tmp_path / "bundled", tmp_path / "work", "zen4-2c.avx2-t1"
+    _set_with_programs(root / "programs/cpu", {"t0": ["p1", "p2", "p3"], "t1": ["p1", "p2"]})
+    write_records(to_table(_rows(target, {"p1": 1.0, "p2": 2.0, "p3": 3.0}, task="t0") + _rows(target, {"p1": 4.0, "p2": 5.0}, task="t1")),
+                  dataset.bundled_records_path(target, root))
+    other = dataset.bundled_records_path("zen5-2c.avx2-t1", root)
+    write_records(to_table(_rows("zen5-2c.avx2-t1", {"p1": 1.5, "p2": 2.5, "p3": 3.5}, task="t0")), other)
+    before_other = other.read_bytes()
+    _set_with_programs(work / "data/programs", {"t0": ["p1", "p2", "p3", "p4", "p5"]})
+    write_records(to_table(_rows(target, {"p1": 1.1, "p2": 2.1, "p3": 3.1, "p4": 0.5, "p5": 9.0}, task="t0", error_programs={"p5"})),
+                  work / "data/raw" / target / "parts/part-000000.parquet")
+
+    report = dataset.pack(work, [target], "cpu", root, merge=True)
+
+    assert report["tasks_extended"] == ["t0"] and report["records_superseded"] == {target: 3} and report["tasks_already_in_the_set"] == []
+    assert report["records"] == {target: 7}
+    prog = pq.read_table(root / "programs/cpu/programs.parquet").to_pylist()
+    assert sorted(r["program_id"] for r in prog if r["task_id"] == "t0") == ["p1", "p2", "p3", "p4", "p5"]
+    assert len(prog) == 7  # t1's two kept, t0's three plus two, nothing twice
+    held = read_records(dataset.bundled_records_path(target, root)).to_pylist()
+    assert {r["program_id"]: r["latency_s"] for r in held if r["task_id"] == "t0"} == {"p1": 1.1, "p2": 2.1, "p3": 3.1, "p4": 0.5, "p5": None}
+    assert {r["program_id"]: r["latency_s"] for r in held if r["task_id"] == "t1"} == {"p1": 4.0, "p2": 5.0}
+    earlier = read_records(dataset.superseded_records_path(target, root)).to_pylist()
+    assert {r["program_id"]: r["latency_s"] for r in earlier} == {"p1": 1.0, "p2": 2.0, "p3": 3.0}
+    assert other.read_bytes() == before_other  # a platform the run did not measure keeps its records
+    assert dataset.bundled_targets(root) == [target, "zen5-2c.avx2-t1"]  # the superseded file is not a target
+    meta = json.loads((root / "programs/cpu/tasks.json").read_text())["meta"]["merged"][-1]
+    assert meta["extended_tasks"] == 1 and meta["tasks"] == 0
+
+
+def test_pack_merge_leaves_out_a_task_not_measured_whole_until_collect_finishes_it(tmp_path):
+    """A collect stopped early: the task it measured whole is extended, the one it did not is
+    left out (named, nothing of it written); the same pack after collect finished adds it."""
+    import pyarrow.parquet as pq
+
+    from tensorcost.records import read_records, write_records
+
+    root, work, target = tmp_path / "bundled", tmp_path / "work", "zen4-2c.avx2-t1"
+    _set_with_programs(root / "programs/cpu", {"t0": ["p1", "p2"], "t1": ["p1", "p2"]})
+    path = dataset.bundled_records_path(target, root)
+    write_records(to_table(_rows(target, {"p1": 1.0, "p2": 2.0}, task="t0") + _rows(target, {"p1": 3.0, "p2": 4.0}, task="t1")), path)
+    _set_with_programs(work / "data/programs", {"t0": ["p1", "p2", "p3"], "t1": ["p1", "p2", "p3"]})
+    parts = work / "data/raw" / target / "parts"
+    write_records(to_table(_rows(target, {"p1": 1.1, "p2": 2.1, "p3": 0.5}, task="t0") + _rows(target, {"p1": 3.1}, task="t1")), parts / "part-000000.parquet")
+
+    first = dataset.pack(work, [target], "cpu", root, merge=True)
+    assert first["tasks_extended"] == ["t0"] and first["tasks_not_measured_whole"] == ["t1"] and first["tasks_already_in_the_set"] == []
+    held = read_records(path).to_pylist()
+    assert {r["program_id"]: r["latency_s"] for r in held if r["task_id"] == "t1"} == {"p1": 3.0, "p2": 4.0}  # untouched
+    assert sorted(r["program_id"] for r in pq.read_table(root / "programs/cpu/programs.parquet").to_pylist() if r["task_id"] == "t1") == ["p1", "p2"]
+
+    write_records(to_table(_rows(target, {"p2": 4.1, "p3": 0.7}, task="t1")), parts / "part-000001.parquet")  # collect resumed
+    second = dataset.pack(work, [target], "cpu", root, merge=True)
+    assert second["tasks_extended"] == ["t1"] and second["tasks_already_in_the_set"] == ["t0"] and second["tasks_not_measured_whole"] == []
+    held = read_records(path).to_pylist()
+    assert {r["program_id"]: r["latency_s"] for r in held if r["task_id"] == "t1"} == {"p1": 3.1, "p2": 4.1, "p3": 0.7}
+    assert {r["program_id"]: r["latency_s"] for r in held if r["task_id"] == "t0"} == {"p1": 1.1, "p2": 2.1, "p3": 0.5}  # packed once
+    earlier = read_records(dataset.superseded_records_path(target, root)).to_pylist()
+    assert sorted((r["task_id"], r["latency_s"]) for r in earlier) == [("t0", 1.0), ("t0", 2.0), ("t1", 3.0), ("t1", 4.0)]
+    assert pq.read_table(root / "programs/cpu/programs.parquet").num_rows == 6
+
+
+def test_extend_programs_keeps_the_held_ones_first_and_adds_only_new_ones():
+    from tensorcost.collect.programs import extend_programs
+
+    held = ['["a"]', '["b"]']
+    fresh = ['["b"]', '["c"]', '["c"]', '["d"]', '["e"]']
+    assert extend_programs(held, fresh, 4) == ['["a"]', '["b"]', '["c"]', '["d"]']
+    assert extend_programs(held, fresh, 2) == held
+    assert extend_programs(held, ['["a"]'], 10) == held  # a design space drawn whole gains nothing
+
+
+def test_extend_needs_the_set_it_extends(tmp_path):
+    from tensorcost.errors import UserError
+    from tensorcost.params import load_collection_params
+
+    params = tmp_path / "dense.yaml"
+    params.write_text("sample:\n  reference_target: sapphirerapids-2c.avx2-t1\n  extend: true\n")
+    with pytest.raises(UserError) as err:
+        load_collection_params(params)
+    assert "sample.tasks_from" in str(err.value)
+
+
+def test_sampling_extends_a_real_task_with_fresh_programs_of_its_design_space(tmp_path):
+    """`sample.extend` on a task of the bundled CPU set: its programs first, then fresh distinct
+    ones drawn by MetaSchedule up to programs_per_task; a task already holding that many is not chosen."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tensorcost.collect import load_task_set, sample_task_set_from
+    from tensorcost.params import load_collection_params
+    from tensorcost.records import program_id
+
+    src = json.loads((dataset.programs_dir("cpu") / "tasks.json").read_text())
+    programs = pq.read_table(dataset.programs_dir("cpu") / "programs.parquet")
+    small = sorted((t for t in src["tasks"] if t["op_kind"] == "matmul"), key=lambda t: t["flops"])[:2]
+    ids = [t["task_id"] for t in small]
+    held = {tid: [r["trace"] for r in programs.filter(pa.compute.equal(programs["task_id"], tid)).to_pylist()][: 3 if i == 0 else 6] for i, tid in enumerate(ids)}
+    from_dir = tmp_path / "set"
+    from_dir.mkdir()
+    (from_dir / "tasks.json").write_text(json.dumps({"meta": src["meta"], "tasks": small}))
+    pq.write_table(pa.Table.from_pylist([{"task_id": tid, "program_id": program_id(tr), "trace": tr} for tid, trs in held.items() for tr in trs]),
+                   from_dir / "programs.parquet")
+    params = tmp_path / "dense.yaml"
+    params.write_text(f"sample:\n  reference_target: sapphirerapids-2c.avx512-t2\n  tasks_from: {from_dir}\n  extend: true\n"
+                      "  programs_per_task: 6\n  seed: 13\n  max_tasks: 5\n")
+    counts = sample_task_set_from(load_collection_params(params), tmp_path / "out")
+    tasks, got, meta = load_task_set(tmp_path / "out")
+    assert [t.task_id for t in tasks] == [ids[0]] and counts == {"tasks": 1, "programs": 6}  # the second holds 6 already
+    assert got[ids[0]][:3] == held[ids[0]] and len({program_id(tr) for tr in got[ids[0]]}) == 6
+    assert meta["extends"] == {"programs_per_task": 6, "seed": 13}
+
+
+def test_a_pack_killed_after_the_records_is_packed_again_to_the_same_dataset(tmp_path, monkeypatch):
+    """kill -9 between the records and the program set: the same pack again gives the dataset
+    one uninterrupted pack gives (no measurement moved twice, none lost)."""
+    import shutil
+
+    from tensorcost import safeio
+    from tensorcost.records import read_records, write_records
+
+    def setup(where):
+        root, work, target = where / "bundled", where / "work", "zen4-2c.avx2-t1"
+        _set_with_programs(root / "programs/cpu", {"t0": ["p1", "p2"]})
+        write_records(to_table(_rows(target, {"p1": 1.0, "p2": 2.0}, task="t0")), dataset.bundled_records_path(target, root))
+        _set_with_programs(work / "data/programs", {"t0": ["p1", "p2", "p3"]})
+        new = _rows(target, {"p1": 1.1, "p2": 2.1, "p3": 0.5}, task="t0")
+        for r in new:
+            r["measured_at"] = 2.0
+        write_records(to_table(new), work / "data/raw" / target / "parts/part-000000.parquet")
+        return root, work, target
+
+    root, work, target = setup(tmp_path / "once")
+    dataset.pack(work, [target], "cpu", root, merge=True)
+    root2, work2, _ = setup(tmp_path / "killed")
+    real = safeio.atomic_output
+
+    def die_at_the_program_set(path, *a, **k):
+        if path.name == "programs.parquet":
+            raise KeyboardInterrupt("killed")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(dataset, "atomic_output", die_at_the_program_set)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.pack(work2, [target], "cpu", root2, merge=True)
+    monkeypatch.setattr(dataset, "atomic_output", real)
+    dataset.pack(work2, [target], "cpu", root2, merge=True)
+    for f in ("programs/cpu/programs.parquet", "platforms/zen4-2c/avx2-t1.parquet", "platforms/zen4-2c/superseded-avx2-t1.parquet"):
+        a, b = (read_records(r / f) if "platforms" in f else __import__("pyarrow.parquet").parquet.read_table(r / f) for r in (root, root2))
+        assert a.sort_by("program_id").equals(b.sort_by("program_id")), f
+    assert len(read_records(root2 / "platforms/zen4-2c/superseded-avx2-t1.parquet")) == 2
+    shutil.rmtree(tmp_path / "once")

@@ -103,3 +103,20 @@ def test_a_platform_in_the_dataset_measures_only_the_tasks_the_program_set_gaine
     assert [t.task_id for t in missing_tasks(tasks, held)] == ["b", "d"]
     assert [t.task_id for t in missing_tasks(tasks, None)] == ["a", "b", "c", "d"]
     assert missing_tasks(tasks, pa.table({"task_id": ["a", "b", "c", "d"]})) == []
+
+
+def test_a_task_whose_programs_grew_is_measured_again_whole():
+    """After `sample.extend` grew a task on one platform, another platform's `platform add`
+    measures that task whole (its old programs too: one window), not only the new programs."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from tensorcost.newplatform import missing_tasks
+    from tensorcost.records import program_id
+
+    tasks = [SimpleNamespace(task_id=t) for t in ("a", "b", "c")]
+    programs = {"a": ['["x"]', '["y"]'], "b": ['["x"]', '["y"]', '["z"]'], "c": ['["x"]']}
+    held = pa.table({"task_id": ["a", "a", "b", "b"], "program_id": [program_id(tr) for tr in ('["x"]', '["y"]', '["x"]', '["y"]')]})
+    assert [t.task_id for t in missing_tasks(tasks, held, programs)] == ["b", "c"]  # b grew, c lacks everything
+    assert [t.task_id for t in missing_tasks(tasks, held)] == ["c"]  # task ids only: the old reading

@@ -38,7 +38,8 @@ def shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
     tasks every platform of the kind measured: the later program sets are on some platforms only)."""
     for kind in ("cpu", "gpu"):
         _, programs, _ = load_task_set(root / "data/bundled/programs" / kind)
-        tables = {f: rec.read_records(f) for f in (root / "data/bundled/platforms").glob("*/*.parquet") if get_platform(f.parent.name).kind == kind}
+        tables = {f: rec.read_records(f) for f in (root / "data/bundled/platforms").glob("*/*.parquet")
+                  if get_platform(f.parent.name).kind == kind and not f.stem.startswith("superseded-")}  # not read by the pipeline
         if not tables:
             continue
         everywhere = set.intersection(*(set(t.column("task_id").to_pylist()) for t in tables.values()))

@@ -303,6 +303,21 @@ def check_op_kinds(op_kinds: list[str] | None) -> None:
                         f"(one of: {', '.join(rec.OP_KINDS)})")
 
 
+def extend_programs(held: list[str], fresh: list[str], n: int) -> list[str]:
+    """A task's programs grown to `n`: every program it `held` (first, in order: the records
+    every platform measured line up), then `fresh` ones it lacks (by program id) until `n`."""
+    have = {rec.program_id(tr) for tr in held}
+    out = list(held)
+    for tr in fresh:
+        if len(out) >= n:
+            break
+        pid = rec.program_id(tr)
+        if pid not in have:
+            have.add(pid)
+            out.append(tr)
+    return out
+
+
 def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) -> dict:
     """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
     an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
@@ -318,22 +333,36 @@ def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) ->
         if hw.kind != ref.kind:
             raise UserError(f"target {t} ({hw.kind}) cannot measure programs sampled for {ref.id} ({ref.kind}): sample a separate task set for each kind")
     target = tvm_target(ref)
+    held: dict[str, list[str]] = {}
     if sp.tasks_from:
-        tasks = load_task_set(Path(sp.tasks_from))[0]
+        tasks, held, _ = load_task_set(Path(sp.tasks_from))
         networks = sorted({n for t in tasks for n in t.networks})
     else:
         tasks = extract_tasks(params.zoo.networks, target)
         networks = list(params.zoo.networks)
     skip = {t.task_id for t in load_task_set(Path(sp.skip_tasks_of))[0]} if sp.skip_tasks_of else set()
+    if sp.extend:  # a task already holding the asked number of programs has nothing to gain, nor one of a single program (its space is one program)
+        skip |= {t.task_id for t in tasks if not 2 <= len(held.get(t.task_id, [])) < sp.programs_per_task}
     tasks = select_tasks(tasks, sp.max_tasks, sp.min_flops, sp.max_flops, skip, sp.op_kinds_first, sp.op_kinds)
     if not tasks:
         raise UserError(f"no task of the networks {', '.join(networks)} fits the `sample` section "
-                        f"(FLOPs {sp.min_flops:g}-{sp.max_flops:g}, op kinds {sp.op_kinds or 'any'}, not in {sp.skip_tasks_of or '-'})")
+                        f"(FLOPs {sp.min_flops:g}-{sp.max_flops:g}, op kinds {sp.op_kinds or 'any'}, not in {sp.skip_tasks_of or '-'}"
+                        + (f", fewer than {sp.programs_per_task} programs in {sp.tasks_from}" if sp.extend else "") + ")")
     if on_tasks is not None:
         on_tasks(len(tasks))
     programs = sample_task_set(tasks, target, sp.programs_per_task, sp.seed, sp.workers, progress)
+    if sp.extend:
+        programs = {t.task_id: extend_programs(held.get(t.task_id, []), programs[t.task_id], sp.programs_per_task) for t in tasks}
+        # a design space the set has drawn whole (an elementwise task: one program) cannot grow:
+        # measuring it again would only replace its records
+        tasks = [t for t in tasks if len(programs[t.task_id]) > len(held.get(t.task_id, []))]
+        programs = {t.task_id: programs[t.task_id] for t in tasks}
+        if not tasks:
+            raise UserError(f"no chosen task of {sp.tasks_from} has programs to gain: their design spaces are drawn whole")
     meta = {"reference_target": ref.id, "reference_kind": ref.kind, "tvm_version": tvm_version(), "networks": networks}
     if sp.tasks_from:
         meta["tasks_from"] = str(sp.tasks_from)
+    if sp.extend:
+        meta["extends"] = {"programs_per_task": sp.programs_per_task, "seed": sp.seed}
     save_task_set(tasks, programs, out_dir, meta)
     return {"tasks": len(tasks), "programs": sum(map(len, programs.values()))}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -67,20 +68,23 @@ def torchrun_fit(torchrun, features_dir: Path, slot: str, params: Path, workdir:
 
         work = Path(workdir) / f"torchrun-{os.getpid()}"
         work.mkdir(parents=True, exist_ok=True)
-        spec, out, curve, seen = work / "spec.json", work / "model", work / "curve.json", work / "trained_on.json"
-        spec.write_text(json.dumps({"family": model.family, "params": dict(model.metadata.params)}))
-        cmd = torchrun_command(torchrun, features_dir, slot, out, params=params, curve=curve, spec=spec, split=True, pool=pool, trained_on=seen)
-        if log:
-            log(f"under torchrun: {' '.join(cmd[1:6])} ...")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise UserError(f"the torchrun launch of the attention model failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
-        records = json.loads(seen.read_text())["records"]
-        if records != len(train):  # the launch splits and pools on its own: it must have read the stage's rows
-            raise UserError(f"the torchrun launch trained the attention model on {records} records, the stage's training side has {len(train)}")
-        trained = load_model(out, model.metadata.feature_schema)
-        model.__dict__.update(trained.__dict__)  # the trained weights in the object the stage scores and registers
-        return json.loads(curve.read_text())
+        try:  # the launch's files are read into `model` and the curve: nothing in `work` outlives the fit
+            spec, out, curve, seen = work / "spec.json", work / "model", work / "curve.json", work / "trained_on.json"
+            spec.write_text(json.dumps({"family": model.family, "params": dict(model.metadata.params)}))
+            cmd = torchrun_command(torchrun, features_dir, slot, out, params=params, curve=curve, spec=spec, split=True, pool=pool, trained_on=seen)
+            if log:
+                log(f"under torchrun: {' '.join(cmd[1:6])} ...")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise UserError(f"the torchrun launch of the attention model failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+            records = json.loads(seen.read_text())["records"]
+            if records != len(train):  # the launch splits and pools on its own: it must have read the stage's rows
+                raise UserError(f"the torchrun launch trained the attention model on {records} records, the stage's training side has {len(train)}")
+            trained = load_model(out, model.metadata.feature_schema)
+            model.__dict__.update(trained.__dict__)  # the trained weights in the object the stage scores and registers
+            return json.loads(curve.read_text())
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     return fit
 

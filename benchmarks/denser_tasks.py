@@ -1,0 +1,119 @@
+"""Denser tasks in the dataset (issue 27 item 2): within_task on a platform whose tasks
+`sample.extend` grew (docs/dataset-params-dense1.yaml, measured whole by `tensorcost dataset
+collect`, packed by `dataset pack --merge`), trained on the programs each task held before against
+all of them, scored on the same within_task test side as the split study.
+
+    .venv/bin/python benchmarks/denser_tasks.py --slot zen3-2c.avx2-t1 --out docs/results/denser_tasks-zen3-2c.json
+
+Which programs a grown task held before: the ones its earlier records (the platform's
+`superseded-<variant>.parquet`) measured. Three test sides: the whole within_task test side (the
+split table's cell), the grown tasks' part of it, and the grown tasks' earlier programs only (the
+test programs a model trained before the growth was scored on). Training sides: `earlier` (every
+task's earlier programs: what the dataset held before), `all`; and a curve over programs a grown
+task on its training side (other tasks whole), medians of `--seeds` draws. `--pooled` adds the
+best pooled variant of the split-levers study (the other CPU platforms' training sides, 63
+leaves, sqrt labels), trained on `earlier` and `all`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from common import CPU_SLOTS, bundled_feature_tables, command_line, rounded, split_sides, write_json
+from tensorcost import dataset
+from tensorcost import records as rec
+from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
+from tensorcost.params import load_params
+
+POOLED_BEST = {"num_leaves": 63, "min_data_in_leaf": 20, "label_transform": "sqrt"}  # split_levers.py "pooled 63 leaves sqrt"
+
+
+def earlier_programs(slot: str) -> set[tuple[str, str]]:
+    """(task, program) pairs the platform measured before its tasks grew (its superseded records)."""
+    path = dataset.superseded_records_path(slot)
+    if not path.exists():
+        raise SystemExit(f"{path}: no superseded records, so no task of {slot} grew (docs/DATASET.md, 'Denser tasks')")
+    t = rec.read_records(path)
+    return set(zip(t.column("task_id").to_pylist(), t.column("program_id").to_pylist()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--slot", default="zen3-2c.avx2-t1")
+    ap.add_argument("--preset", default="lightgbm_reg")
+    ap.add_argument("--sizes", default="26,52,104,156", help="programs a grown task on the training side (the curve); its whole side is added")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--pooled", action="store_true", help="also the pooled 63-leaves sqrt variant (featurizes the other CPU platforms)")
+    a = ap.parse_args()
+    t0 = time.time()
+    p = load_params()
+    split_params = p.split.model_dump()
+    spec = ModelSpec.preset(p, a.preset)
+    before = earlier_programs(a.slot)
+    grown = {t for t, _ in before}
+    tables = bundled_feature_tables([a.slot] + ([s for s in CPU_SLOTS if s != a.slot] if a.pooled else []))
+    table = tables[a.slot]
+    train, test = split_sides(table, "within_task", split_params)
+
+    def rows(side, grown_only: bool, earlier_only: bool) -> np.ndarray:
+        f = side.frame
+        keys = list(zip(f["task_id"].astype(str), f["program_id"].astype(str)))
+        in_grown = np.array([k[0] in grown for k in keys])
+        was_there = np.array([(k[0] not in grown) or (k in before) for k in keys])
+        return np.flatnonzero((in_grown if grown_only else True) & (was_there if earlier_only else True))
+
+    tests = {"within_task": test, "grown tasks": test.take(rows(test, True, False)), "grown tasks, earlier programs": test.take(rows(test, True, True))}
+    trains = {"earlier": train.take(rows(train, False, True)), "all": train}
+    per_task = train.frame.groupby("task_id").size()
+    result: dict = {"slot": a.slot, "preset": a.preset, "grown_tasks": len(grown), "tasks": int(table.frame["task_id"].nunique()),
+                    "train_rows": {k: len(v) for k, v in trains.items()}, "test_rows": {k: len(v) for k, v in tests.items()},
+                    "train_programs_per_grown_task": {"median": float(per_task[per_task.index.isin(grown)].median()),
+                                                      "earlier_median": float(trains["earlier"].frame.groupby("task_id").size()[lambda s: s.index.isin(grown)].median())},
+                    "figures": {}, "curve": {}}
+    variants = {a.preset: (spec, False)}
+    if a.pooled:
+        variants[f"{a.preset} pooled 63 leaves sqrt"] = (ModelSpec(spec.family, {**spec.params, **POOLED_BEST}), True)
+    for name, (vspec, pooled) in variants.items():
+        for tname, tr in trains.items():
+            side = joint_training_side(tables, a.slot, "within_task", split_params, tr) if pooled else tr
+            model, secs = fit(vspec, side)
+            result["figures"].setdefault(name, {})[tname] = {k: rounded(score(model, te)) for k, te in tests.items()} | {"train_rows": len(side), "train_s": round(secs, 1)}
+            print(f"{name}, trained on {tname} ({len(side)} rows): " + "; ".join(
+                f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in result["figures"][name][tname].items() if isinstance(v, dict)), flush=True)
+    # the curve: n programs of each grown task on the training side, the other tasks whole
+    f = train.frame
+    task_of = f["task_id"].astype(str).to_numpy()
+    is_grown = np.isin(task_of, sorted(grown))
+    sizes = [int(s) for s in a.sizes.split(",")]
+    for n in tqdm(sizes, desc="curve", unit="size"):
+        runs = []
+        for seed in range(a.seeds):
+            rng = np.random.default_rng(seed)
+            keep = [np.flatnonzero(~is_grown)]
+            for t in sorted(grown):
+                r = np.flatnonzero(task_of == t)
+                keep.append(r if len(r) <= n else rng.choice(r, n, replace=False))
+            model, _ = fit(spec, train.take(np.sort(np.concatenate(keep))))
+            runs.append({k: rounded(score(model, te)) for k, te in tests.items() if k != "grown tasks, earlier programs"})
+        result["curve"][str(n)] = {k: {m: float(np.median([r[k][m] for r in runs])) for m in ("pca", "top1", "top5")} | {"pca_runs": [r[k]["pca"] for r in runs]}
+                                   for k in runs[0]}
+    result["curve"]["all"] = {k: v for k, v in result["figures"][a.preset]["all"].items() if k in ("within_task", "grown tasks")}
+    result |= {"seconds": round(time.time() - t0, 1), "command": command_line(a)}
+    write_json(a.out, result)
+    print("\n| training side | " + " | ".join(tests) + " |\n| --- |" + " --- |" * len(tests))
+    for name, by_train in result["figures"].items():
+        for tname, figs in by_train.items():
+            print(f"| {name}, {tname} ({figs['train_rows']} rows) | " + " | ".join(" / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in tests) + " |")
+    print("\n| programs a grown task (train) | within_task | grown tasks |\n| --- | --- | --- |")
+    for n, c in result["curve"].items():
+        print(f"| {n} | " + " | ".join(" / ".join(f"{c[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in ("within_task", "grown tasks")) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
