@@ -3,7 +3,8 @@
 collect`, packed by `dataset pack --merge`), trained on the programs each task held before against
 all of them, scored on the same within_task test side as the split study.
 
-    .venv/bin/python benchmarks/denser_tasks.py --slot zen3-2c.avx2-t1 --out docs/results/denser_tasks-zen3-2c.json
+    .venv/bin/python benchmarks/denser_tasks.py --slot zen3-2c.avx2-t1 --pooled --out docs/results/denser_tasks-zen3-2c.json
+    .venv/bin/python benchmarks/denser_tasks.py --out docs/results/denser_tasks-zen3-2c.json --replot   # its plot (.png beside it)
 
 Which programs a grown task held before: the ones its earlier records (the platform's
 `superseded-<variant>.parquet`) measured. Three test sides: the whole within_task test side (the
@@ -18,7 +19,9 @@ leaves, sqrt labels), trained on `earlier` and `all`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -28,6 +31,7 @@ from tensorcost import dataset
 from tensorcost import records as rec
 from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
 from tensorcost.params import load_params
+from tensorcost.plots import programs_per_task_curves
 
 POOLED_BEST = {"num_leaves": 63, "min_data_in_leaf": 20, "label_transform": "sqrt"}  # split_levers.py "pooled 63 leaves sqrt"
 
@@ -41,6 +45,16 @@ def earlier_programs(slot: str) -> set[tuple[str, str]]:
     return set(zip(t.column("task_id").to_pylist(), t.column("program_id").to_pylist()))
 
 
+def plot(result: dict, out: Path) -> None:
+    """The curve (PCA, top-1, top-5 against training programs a grown task), the whole side at
+    its median programs a grown task."""
+    whole = str(int(result["train_programs_per_grown_task"]["median"]))
+    curves = {f"{result['preset']}, {side}": {"pooled": {"points": {(whole if n == "all" else n): c[side] for n, c in result["curve"].items()}}}
+              for side in ("within_task", "grown tasks")}
+    programs_per_task_curves(curves, f"{result['slot']}: {result['grown_tasks']} of {result['tasks']} tasks grown; within_task test side", out, dashed=None)
+    print(f"plot: {out}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -49,7 +63,10 @@ def main() -> int:
     ap.add_argument("--sizes", default="26,52,104,156", help="programs a grown task on the training side (the curve); its whole side is added")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--pooled", action="store_true", help="also the pooled 63-leaves sqrt variant (featurizes the other CPU platforms)")
+    ap.add_argument("--replot", action="store_true", help="only draw --out's plot again from --out")
     a = ap.parse_args()
+    if a.replot:
+        return plot(json.loads(Path(a.out).read_text()), Path(a.out).with_suffix(".png")) or 0
     t0 = time.time()
     p = load_params()
     split_params = p.split.model_dump()
@@ -105,6 +122,7 @@ def main() -> int:
     result["curve"]["all"] = {k: v for k, v in result["figures"][a.preset]["all"].items() if k in ("within_task", "grown tasks")}
     result |= {"seconds": round(time.time() - t0, 1), "command": command_line(a)}
     write_json(a.out, result)
+    plot(result, Path(a.out).with_suffix(".png"))
     print("\n| training side | " + " | ".join(tests) + " |\n| --- |" + " --- |" * len(tests))
     for name, by_train in result["figures"].items():
         for tname, figs in by_train.items():

@@ -133,10 +133,11 @@ def learning_curves(curves: dict, title: str, out: Path) -> None:
     plt.close(fig)
 
 
-def programs_per_task_curves(curves: dict, title: str, out: Path) -> None:
+def programs_per_task_curves(curves: dict, title: str, out: Path, dashed: str | None = "the bundled programs only") -> None:
     """PCA, top-1 and top-5 against the training programs a task, one colour per curve
     ({name: {"pooled": {"points": {n: figures}}, "bundled_only": ...}}, drawn at a point's
-    `train_programs_per_task` where it has one); dashed: bundled programs only."""
+    `train_programs_per_task` where it has one); dashed: the `bundled_only` side (`dashed` says
+    what it is in the title; None: no such side)."""
     plt = _plt()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -155,7 +156,7 @@ def programs_per_task_curves(curves: dict, title: str, out: Path) -> None:
         ax.set_ylabel({"pca": "PCA", "top1": "top-1", "top5": "top-5"}[metric])
         ax.grid(alpha=0.3)
     _legend_outside(axes[-1])
-    fig.suptitle(title + " (dashed: the bundled programs only)", fontsize=9)
+    fig.suptitle(title + (f" (dashed: {dashed})" if dashed else ""), fontsize=9)
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
