@@ -193,12 +193,18 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     out and named (`tasks_not_measured_whole`): collect again, pack again (a task packed already
     is in the set, so a second pack adds only the rest)."""
     dest = programs_dir(kind, root)
-    dest.mkdir(parents=True, exist_ok=True)
     src = work_dir / "data/programs"
     skip: set[str] = set()
     extended: set[str] = set()
     unfinished: set[str] = set()
+    if not (src / "tasks.json").exists():
+        raise MissingDataError(f"{src / 'tasks.json'}: no sampled run there: run `tensorcost dataset sample --work {work_dir}` first")
+    for t in targets:
+        if not (work_dir / "data/raw" / t / "parts").exists():
+            raise MissingDataError(f"{work_dir / 'data/raw' / t / 'parts'}: no records of {t} in this run: run "
+                                   f"`tensorcost dataset collect --work {work_dir} --target {t}` first (nothing was written)")
     run_records = {t: rec.read_records(work_dir / "data/raw" / t / "parts") for t in targets}
+    dest.mkdir(parents=True, exist_ok=True)
     if merge and (dest / "tasks.json").exists():
         old, new = json.loads((dest / "tasks.json").read_text()), json.loads((src / "tasks.json").read_text())
         have = {t["task_id"] for t in old["tasks"]}

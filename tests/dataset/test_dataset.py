@@ -335,3 +335,17 @@ def test_a_pack_killed_after_the_records_is_packed_again_to_the_same_dataset(tmp
         assert a.sort_by("program_id").equals(b.sort_by("program_id")), f
     assert len(read_records(root2 / "platforms/zen4-2c/superseded-avx2-t1.parquet")) == 2
     shutil.rmtree(tmp_path / "once")
+
+
+def test_pack_of_a_run_that_was_not_sampled_or_measured_says_what_to_run(tmp_path):
+    from tensorcost.errors import MissingDataError
+
+    root, work = tmp_path / "bundled", tmp_path / "work"
+    _set_with_programs(root / "programs/cpu", {"t0": ["p1"]})
+    snapshot = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(MissingDataError, match="dataset sample"):
+        dataset.pack(work, ["zen4-2c.avx2-t1"], "cpu", root, merge=True)
+    _set_with_programs(work / "data/programs", {"t0": ["p1", "p2"]})
+    with pytest.raises(MissingDataError, match="dataset collect --work .* --target zen4-2c.avx2-t1"):
+        dataset.pack(work, ["zen4-2c.avx2-t1"], "cpu", root, merge=True)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == snapshot
