@@ -1,6 +1,7 @@
 """Dataset-level analyses: cross-target agreement, noise, task selection, stats."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -349,3 +350,18 @@ def test_pack_of_a_run_that_was_not_sampled_or_measured_says_what_to_run(tmp_pat
     with pytest.raises(MissingDataError, match="dataset collect --work .* --target zen4-2c.avx2-t1"):
         dataset.pack(work, ["zen4-2c.avx2-t1"], "cpu", root, merge=True)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == snapshot
+
+
+def test_sampling_from_a_set_that_is_not_there_says_where_it_looked(tmp_path, monkeypatch):
+    """docs/dataset-params-dense1.yaml names the bundled set relative to the repository root: run
+    from another folder, the error says so before any work (it was a traceback)."""
+    from tensorcost.collect import sample_task_set_from
+    from tensorcost.errors import MissingDataError
+    from tensorcost.params import load_collection_params
+
+    monkeypatch.chdir(tmp_path)
+    params = load_collection_params(Path(__file__).resolve().parents[2] / "docs/dataset-params-dense1.yaml")
+    with pytest.raises(MissingDataError) as err:
+        sample_task_set_from(params, tmp_path / "out")
+    assert "sample.tasks_from: data/bundled/programs/cpu/tasks.json is not there" in str(err.value) and str(tmp_path) in str(err.value)
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .. import hardware
 from .. import records as rec
-from ..errors import UserError
+from ..errors import MissingDataError, UserError
 from ..hardware import Target
 from ..records import classify_op
 from ..safeio import atomic_output, write_text
@@ -327,6 +327,10 @@ def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) ->
     if sp is None:
         raise UserError("the collection params have no `sample` section")
     check_op_kinds(sp.op_kinds)
+    for key, where in (("tasks_from", sp.tasks_from), ("skip_tasks_of", sp.skip_tasks_of)):
+        if where and not (Path(where) / "tasks.json").exists():
+            raise MissingDataError(f"sample.{key}: {Path(where) / 'tasks.json'} is not there (a relative path is read from the folder "
+                                   f"you run in, {Path.cwd()}: the repository root for docs/dataset-params-*.yaml)")
     ref = hardware.codegen_target(sp.reference_target)  # sampling needs no device
     for t in params.targets:
         hw = hardware.codegen_target(t)
