@@ -5,6 +5,12 @@ a re-measure on the same platform should sit near its noise, far below another m
 
     .venv/bin/tensorcost dataset remeasure --target sapphirerapids-2c.avx2-t1 --seed 1 --out /tmp/remeasure.parquet
     .venv/bin/python benchmarks/remeasure_distance.py --target sapphirerapids-2c.avx2-t1 --remeasure /tmp/remeasure.parquet
+    .venv/bin/python benchmarks/remeasure_distance.py --target zen3-2c.avx2-t1 \
+        --remeasure data/bundled/platforms/zen3-2c/superseded-avx2-t1.parquet --own-programs   # grown tasks: both passes
+
+`--own-programs`: every program both files hold (not only those every other platform measured),
+and the level: today's latency over the re-measure's, its median per task, by the day the
+re-measure's records were taken.
 
 Relative difference of a program's latency: |a - b| / min(a, b); median and p90 over the programs
 valid on both sides, and the rank agreement (PCA within tasks) of the two sets of figures.
@@ -30,12 +36,34 @@ def distance(a, b) -> dict:
     return {"programs": len(m), "median": float(np.median(rel)), "p90": float(np.percentile(rel, 90)), "pca": pca}
 
 
+def own_programs(target: str, remeasure: str, cols: list[str]) -> int:
+    """Both passes on every program they share, and the level between them per task."""
+    import datetime
+
+    base = dataset.bundled_tables([target])[target].to_pandas()[cols]
+    again = rec.read_records(remeasure).to_pandas()[cols + ["measured_at"]]
+    d = distance(again[cols], base)
+    print(f"both passes, every shared program: {d['programs']} programs, median {d['median']:.1%}, p90 {d['p90']:.1%}, PCA {d['pca']:.3f}")
+    again["day"] = [datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d") for t in again["measured_at"]]
+    for day, sub in again.groupby("day"):
+        m = sub.merge(base, on=["task_id", "program_id"], suffixes=("_again", ""))
+        m = m[(m["error_no_again"] == 0) & (m["error_no"] == 0)]
+        ratio = (m["latency_s"] / m["latency_s_again"]).groupby(m["task_id"]).median()
+        d = distance(sub[cols], base)
+        print(f"re-measure taken {day}: {ratio.size} tasks, {d['programs']} programs; bundled / re-measure latency, median per task "
+              f"{ratio.min():.2f}-{ratio.max():.2f}; median difference {d['median']:.1%}, PCA {d['pca']:.3f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target", required=True, help="the bundled target the re-measure repeats")
     ap.add_argument("--remeasure", required=True, help="the Parquet file `tensorcost dataset remeasure` wrote")
+    ap.add_argument("--own-programs", action="store_true", help="every program both hold, and the level per task by measurement day")
     a = ap.parse_args()
     cols = ["task_id", "program_id", "latency_s", "error_no"]
+    if a.own_programs:
+        return own_programs(a.target, a.remeasure, cols)
     others = [t for t in dataset.bundled_targets() if t != a.target and t.endswith(a.target.split(".", 1)[1])]
     tables = {t: tb.to_pandas()[cols] for t, tb in dataset.bundled_tables([a.target, *others]).items()}
     again = rec.read_records(a.remeasure).to_pandas()[cols]
