@@ -41,8 +41,7 @@ def earlier_programs(slot: str) -> set[tuple[str, str]]:
     path = dataset.superseded_records_path(slot)
     if not path.exists():
         raise SystemExit(f"{path}: no superseded records, so no task of {slot} grew (docs/DATASET.md, 'Denser tasks')")
-    t = rec.read_records(path)
-    return set(zip(t.column("task_id").to_pylist(), t.column("program_id").to_pylist()))
+    return dataset.program_keys(rec.read_records(path))
 
 
 def plot(result: dict, out: Path) -> None:

@@ -218,7 +218,7 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
         if extended:
             entry["extended_tasks"] = len(extended)
         old["meta"].setdefault("merged", []).append(entry)
-        held_ids = set(zip(set_programs.column("task_id").to_pylist(), set_programs.column("program_id").to_pylist()))
+        held_ids = program_keys(set_programs)
         keep = [tid not in skip and (tid, pid) not in held_ids
                 for tid, pid in zip(run_programs.column("task_id").to_pylist(), run_programs.column("program_id").to_pylist())]
         merged = pa.concat_tables([set_programs, run_programs.filter(pa.array(keep, pa.bool_()))])
@@ -251,6 +251,11 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     if extended or unfinished:
         out |= {"tasks_extended": sorted(extended), "records_superseded": superseded_counts, "tasks_not_measured_whole": sorted(unfinished)}
     return out
+
+
+def program_keys(table: pa.Table) -> set[tuple[str, str]]:
+    """The (task id, program id) pairs of a records or programs table."""
+    return set(zip(table.column("task_id").to_pylist(), table.column("program_id").to_pylist()))
 
 
 def split_tasks(records: pa.Table, task_ids) -> tuple[pa.Table, pa.Table]:
@@ -294,7 +299,7 @@ def not_measured_whole(records: pa.Table, run_programs: pa.Table, tasks: set) ->
     error): an extended task replaces a target's earlier records only when measured whole."""
     if not tasks:
         return set()
-    measured = set(zip(records.column("task_id").to_pylist(), records.column("program_id").to_pylist()))
+    measured = program_keys(records)
     return {tid for tid, pid in zip(run_programs.column("task_id").to_pylist(), run_programs.column("program_id").to_pylist())
             if tid in tasks and (tid, pid) not in measured}
 

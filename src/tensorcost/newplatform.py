@@ -185,7 +185,7 @@ def missing_tasks(tasks: list, held, programs: dict | None = None) -> list:
     if held is None:
         return list(tasks)
     have = set(held.column("task_id").to_pylist())
-    measured = set(zip(held.column("task_id").to_pylist(), held.column("program_id").to_pylist())) if programs else set()
+    measured = dataset.program_keys(held) if programs else set()
     return [t for t in tasks if t.task_id not in have
             or (programs and any((t.task_id, rec.program_id(tr)) not in measured for tr in programs.get(t.task_id, [])))]
 
