@@ -13,7 +13,8 @@ test programs a model trained before the growth was scored on). Training sides: 
 task's earlier programs: what the dataset held before), `all`; and a curve over programs a grown
 task on its training side (other tasks whole), medians of `--seeds` draws. `--pooled` adds the
 best pooled variant of the split-levers study (the other CPU platforms' training sides, 63
-leaves, sqrt labels), trained on `earlier` and `all`.
+leaves, sqrt labels), trained on `earlier` and `all`. `--other-splits`: the same two training
+sides of other splits (by_family: unseen networks' families), no curve.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="26,52,104,156", help="programs a grown task on the training side (the curve); its whole side is added")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--pooled", action="store_true", help="also the pooled 63-leaves sqrt variant (featurizes the other CPU platforms)")
+    ap.add_argument("--other-splits", default="by_family,by_network,by_task",
+                    help="splits also scored trained on `earlier` and `all` (no curve); '' for none")
     ap.add_argument("--replot", action="store_true", help="only draw --out's plot again from --out")
     a = ap.parse_args()
     if a.replot:
@@ -101,6 +104,22 @@ def main() -> int:
             result["figures"].setdefault(name, {})[tname] = {k: rounded(score(model, te)) for k, te in tests.items()} | {"train_rows": len(side), "train_s": round(secs, 1)}
             print(f"{name}, trained on {tname} ({len(side)} rows): " + "; ".join(
                 f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in result["figures"][name][tname].items() if isinstance(v, dict)), flush=True)
+    # the other splits: the same two training sides (earlier, all) of each, scored on its whole test
+    # side and on the programs it held before (the test side the split table's cell was scored on)
+    for split in [x for x in a.other_splits.split(",") if x]:
+        sides = split_sides(table, split, split_params)
+        if sides is None:
+            continue
+        s_train, s_test = sides
+        s_tests = {split: s_test, f"{split}, earlier programs": s_test.take(rows(s_test, False, True))}
+        for name, (vspec, pooled) in variants.items():
+            for tname, tr in {"earlier": s_train.take(rows(s_train, False, True)), "all": s_train}.items():
+                side = joint_training_side(tables, a.slot, split, split_params, tr) if pooled else tr
+                model, secs = fit(vspec, side)
+                figs = {k: rounded(score(model, te)) for k, te in s_tests.items()}
+                result.setdefault("other_splits", {}).setdefault(split, {}).setdefault(name, {})[tname] = figs | {"train_rows": len(side), "train_s": round(secs, 1)}
+                print(f"{split}: {name}, trained on {tname} ({len(side)} rows): " + "; ".join(
+                    f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in figs.items()), flush=True)
     # the curve: n programs of each grown task on the training side, the other tasks whole
     f = train.frame
     task_of = f["task_id"].astype(str).to_numpy()
@@ -126,6 +145,12 @@ def main() -> int:
     for name, by_train in result["figures"].items():
         for tname, figs in by_train.items():
             print(f"| {name}, {tname} ({figs['train_rows']} rows) | " + " | ".join(" / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in tests) + " |")
+    for split, by_name in result.get("other_splits", {}).items():
+        print(f"\n| {split}: training side | {split} | {split}, earlier programs |\n| --- | --- | --- |")
+        for name, by_train in by_name.items():
+            for tname, figs in by_train.items():
+                print(f"| {name}, {tname} ({figs['train_rows']} rows) | " + " | ".join(
+                    " / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in (split, f"{split}, earlier programs")) + " |")
     print("\n| programs a grown task (train) | within_task | grown tasks |\n| --- | --- | --- |")
     for n, c in result["curve"].items():
         print(f"| {n} | " + " | ".join(" / ".join(f"{c[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in ("within_task", "grown tasks")) + " |")
