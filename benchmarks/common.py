@@ -75,8 +75,16 @@ def pca_changes(after: dict, before: dict, slots: Iterable[str]) -> str:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run (written into its JSON)."""
-    return "python " + Path(sys.argv[0]).as_posix() + " " + " ".join(f"--{k.replace('_', '-')} '{v}'" for k, v in vars(args).items())
+    """The command that reproduces this run (written into its JSON). A flag (`store_true`) is
+    written bare where set and left out where not: `--pooled 'True'` is no valid command line."""
+    parts = []
+    for k, v in vars(args).items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            parts += [flag] if v else []
+        elif v is not None:
+            parts.append(f"{flag} '{v}'")
+    return " ".join(["python", Path(sys.argv[0]).as_posix(), *parts])
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -99,16 +99,20 @@ PROFILES = {"study": Path("params-study.yaml"), "default": Path("params.yaml")}
 
 
 def add_host_platform(variants: list[str], noise_fraction: float, params_file: Path, *, run_dvc: bool = True, commit: bool = True, train: bool = False,
-                      log: Callable[[str], None] = print, profile: str = "study") -> dict:
-    """Measure this machine into the dataset (see the module docstring). Returns what was done."""
+                      log: Callable[[str], None] = print, profile: str = "study", programs_per_task: int = 0) -> dict:
+    """Measure this machine into the dataset (see the module docstring). Returns what was done.
+    `programs_per_task` > 0 measures only the first that many programs of each task (0: all)."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    if programs_per_task < 0:
+        raise UserError(f"--programs-per-task {programs_per_task}: must be 0 (every program) or more")
     params_yaml = PROFILES[profile]
     platform = hardware.host_platform()
     targets = [hardware.resolve_target(f"{platform.id}.{v}") for v in variants]
     measure = load_collection_params(params_file).measure
     task_dir = dataset.programs_dir("cpu")
     tasks, programs, meta = collect.load_task_set(task_dir)
+    programs = first_programs(programs, programs_per_task)
     results = {}
     extended = False
     for t in targets:
@@ -149,7 +153,8 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
             result["noise"] = dataset.relative_differences(table, rec.read_records(noise_file))
         results[t.id] = result
     added = add_to_catalog(platform)
-    command = "tensorcost platform add " + " ".join(f"--variant {v}" for v in variants) + (f" --noise-fraction {noise_fraction:g}" if noise_fraction != 0.05 else "")
+    command = ("tensorcost platform add " + " ".join(f"--variant {v}" for v in variants) + (f" --noise-fraction {noise_fraction:g}" if noise_fraction != 0.05 else "")
+               + (f" --programs-per-task {programs_per_task}" if programs_per_task else ""))
     pdir = dataset.platforms_dir() / platform.id
     source = pdir / "SOURCE.md"
     if extended and source.exists():  # the platform's history stays; the extension is a section of it
@@ -176,6 +181,13 @@ def add_host_platform(variants: list[str], noise_fraction: float, params_file: P
         _run(["git", "commit", "-q", "-m", f"dataset: platform {platform.id} ({', '.join(variants)}) measured by tensorcost platform add"], log)
         done["committed"] = True
     return done
+
+
+def first_programs(programs: dict, n: int) -> dict:
+    """The first `n` programs of each task in the set's order (0: all). A task grown by
+    `sample.extend` keeps the programs it held first, so n = 104 is the grown tasks' programs from
+    before they grew: every platform's records of a task are then one window's, whatever n."""
+    return {t: trs[:n] for t, trs in programs.items()} if n else programs
 
 
 def missing_tasks(tasks: list, held, programs: dict | None = None) -> list:

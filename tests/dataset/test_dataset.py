@@ -365,3 +365,25 @@ def test_sampling_from_a_set_that_is_not_there_says_where_it_looked(tmp_path, mo
         sample_task_set_from(params, tmp_path / "out")
     assert "sample.tasks_from: data/bundled/programs/cpu/tasks.json is not there" in str(err.value) and str(tmp_path) in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_every_grown_bundled_task_holds_its_earlier_programs_first():
+    """`platform add --programs-per-task N` measures each task's first N programs: for a task
+    `sample.extend` grew, the first ones must be those it held before (what every other platform
+    measured), or a capped platform would hold a mix no other platform holds."""
+    from tensorcost import collect
+    from tensorcost.records import program_id, read_records
+
+    tasks, programs, _ = collect.load_task_set(dataset.programs_dir("cpu"))
+    checked = 0
+    for target in dataset.bundled_targets():
+        path = dataset.superseded_records_path(target)
+        if not path.exists():
+            continue
+        earlier = dataset.program_keys(read_records(path))
+        for task in sorted({t for t, _ in earlier}):
+            ids = [program_id(tr) for tr in programs[task]]
+            n = sum((task, p) in earlier for p in ids)
+            assert n and all((task, p) in earlier for p in ids[:n]), f"{target}: task {task}'s earlier programs are not its first {n}"
+            checked += 1
+    assert checked  # the bundled set has grown tasks (zen3-2c)

@@ -135,8 +135,17 @@ MS_TRACE = (
 
 
 def _with_decisions(trace: str, decisions) -> str:
-    head = trace[: trace.rfind("[[", trace.rfind('"'))]
-    return head + json.dumps(decisions, separators=(",", ":")) + "]"
+    """`trace` with its decisions list (the last element: ints and lists only, no strings)
+    replaced, the instructions' text kept byte for byte. Found by matching brackets back from its
+    end: a trace without decisions ends in `[]]`, where looking for the last `[[` lands inside
+    the instructions."""
+    body = trace.rstrip()[:-1].rstrip()  # without the outer list's `]`: ends with the decisions' `]`
+    depth = 0
+    for i in range(len(body) - 1, -1, -1):
+        depth += {"]": 1, "[": -1}.get(body[i], 0)
+        if depth == 0:
+            return body[:i] + json.dumps(decisions, separators=(",", ":")) + "]"
+    raise ValueError(f"no decisions list at the end of {trace[-40:]!r}")
 
 
 def test_empty_batch():

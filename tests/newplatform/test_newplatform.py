@@ -120,3 +120,32 @@ def test_a_task_whose_programs_grew_is_measured_again_whole():
     held = pa.table({"task_id": ["a", "a", "b", "b"], "program_id": [program_id(tr) for tr in ('["x"]', '["y"]', '["x"]', '["y"]')]})
     assert [t.task_id for t in missing_tasks(tasks, held, programs)] == ["b", "c"]  # b grew, c lacks everything
     assert [t.task_id for t in missing_tasks(tasks, held)] == ["c"]  # task ids only: the old reading
+
+
+def test_programs_per_task_measures_a_grown_task_as_it_was_and_nothing_more():
+    """`platform add --programs-per-task 2`: a task grown from 2 to 3 programs, held with its 2
+    first, is whole at that cap (not measured again); without the cap it is measured again whole."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from tensorcost.newplatform import first_programs, missing_tasks
+    from tensorcost.records import program_id
+
+    tasks = [SimpleNamespace(task_id=t) for t in ("a", "b")]
+    programs = {"a": ['["x"]', '["y"]', '["z"]'], "b": ['["x"]']}
+    held = pa.table({"task_id": ["a", "a", "b"], "program_id": [program_id(tr) for tr in ('["x"]', '["y"]', '["x"]')]})
+    assert first_programs(programs, 2) == {"a": ['["x"]', '["y"]'], "b": ['["x"]']}
+    assert first_programs(programs, 0) is programs
+    assert missing_tasks(tasks, held, first_programs(programs, 2)) == []
+    assert [t.task_id for t in missing_tasks(tasks, held, programs)] == ["a"]
+
+
+def test_negative_programs_per_task_is_one_line_user_error():
+    import pytest
+
+    from tensorcost.errors import UserError
+    from tensorcost.newplatform import add_host_platform
+
+    with pytest.raises(UserError, match="--programs-per-task -1: must be 0"):
+        add_host_platform(["avx2-t1"], 0.0, REPO / "docs/dataset-params.yaml", programs_per_task=-1)
