@@ -14,7 +14,9 @@ task's earlier programs: what the dataset held before), `all`; and a curve over 
 task on its training side (other tasks whole), medians of `--seeds` draws. `--pooled` adds the
 best pooled variant of the split-levers study (the other CPU platforms' training sides, 63
 leaves, sqrt labels), trained on `earlier` and `all`. `--other-splits`: the same two training
-sides of other splits (by_family: unseen networks' families), no curve.
+sides of other splits (by_family: unseen networks' families), no curve; `by_hardware` among them
+(with --pooled) trains on the other platforms and scores the slot's earlier programs (measured on
+the training platforms too) apart from its new ones (measured nowhere else).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tqdm import tqdm
 from common import CPU_SLOTS, bundled_feature_tables, command_line, rounded, split_sides, write_json
 from tensorcost import dataset
 from tensorcost import records as rec
-from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
+from tensorcost.evaluation import ModelSpec, fit, joint_training_side, other_platforms, pool, score
 from tensorcost.params import load_params
 from tensorcost.plots import programs_per_task_curves
 
@@ -107,6 +109,20 @@ def main() -> int:
     # the other splits: the same two training sides (earlier, all) of each, scored on its whole test
     # side and on the programs it held before (the test side the split table's cell was scored on)
     for split in [x for x in a.other_splits.split(",") if x]:
+        if split == "by_hardware":  # trained on the other platforms (needs --pooled): the slot's earlier programs are on their training side
+            others = other_platforms(tables, a.slot)
+            if not others:
+                raise SystemExit("--other-splits by_hardware needs --pooled (the other platforms' tables)")
+            side = pool([tables[t] for t in others], a.slot)
+            new_rows = np.setdiff1d(np.arange(len(table)), rows(table, False, True))
+            s_tests = {split: table, f"{split}, earlier programs": table.take(rows(table, False, True)), f"{split}, new programs": table.take(new_rows)}
+            for name, (vspec, _) in variants.items():
+                model, secs = fit(vspec, side)
+                figs = {k: rounded(score(model, te)) for k, te in s_tests.items()}
+                result.setdefault("other_splits", {}).setdefault(split, {}).setdefault(name, {})["other platforms"] = figs | {"train_rows": len(side), "train_s": round(secs, 1)}
+                print(f"{split}: {name}, trained on the other platforms ({len(side)} rows): " + "; ".join(
+                    f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in figs.items()), flush=True)
+            continue
         sides = split_sides(table, split, split_params)
         if sides is None:
             continue
@@ -146,11 +162,12 @@ def main() -> int:
         for tname, figs in by_train.items():
             print(f"| {name}, {tname} ({figs['train_rows']} rows) | " + " | ".join(" / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in tests) + " |")
     for split, by_name in result.get("other_splits", {}).items():
-        print(f"\n| {split}: training side | {split} | {split}, earlier programs |\n| --- | --- | --- |")
+        sides = [k for k, v in next(iter(next(iter(by_name.values())).values())).items() if isinstance(v, dict)]
+        print(f"\n| {split}: training side | " + " | ".join(sides) + " |\n| --- |" + " --- |" * len(sides))
         for name, by_train in by_name.items():
             for tname, figs in by_train.items():
                 print(f"| {name}, {tname} ({figs['train_rows']} rows) | " + " | ".join(
-                    " / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in (split, f"{split}, earlier programs")) + " |")
+                    " / ".join(f"{figs[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in sides) + " |")
     print("\n| programs a grown task (train) | within_task | grown tasks |\n| --- | --- | --- |")
     for n, c in result["curve"].items():
         print(f"| {n} | " + " | ".join(" / ".join(f"{c[k][m]:.3f}" for m in ("pca", "top1", "top5")) for k in ("within_task", "grown tasks")) + " |")
