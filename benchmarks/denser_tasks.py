@@ -108,20 +108,23 @@ def main() -> int:
                 f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in result["figures"][name][tname].items() if isinstance(v, dict)), flush=True)
     # the other splits: the same two training sides (earlier, all) of each, scored on its whole test
     # side and on the programs it held before (the test side the split table's cell was scored on)
+    def fit_and_score(split: str, name: str, tname: str, vspec: ModelSpec, side, s_tests: dict) -> None:
+        model, secs = fit(vspec, side)
+        figs = {k: rounded(score(model, te)) for k, te in s_tests.items()}
+        result.setdefault("other_splits", {}).setdefault(split, {}).setdefault(name, {})[tname] = figs | {"train_rows": len(side), "train_s": round(secs, 1)}
+        print(f"{split}: {name}, trained on {tname} ({len(side)} rows): " + "; ".join(
+            f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in figs.items()), flush=True)
+
     for split in [x for x in a.other_splits.split(",") if x]:
         if split == "by_hardware":  # trained on the other platforms (needs --pooled): the slot's earlier programs are on their training side
             others = other_platforms(tables, a.slot)
             if not others:
                 raise SystemExit("--other-splits by_hardware needs --pooled (the other platforms' tables)")
-            side = pool([tables[t] for t in others], a.slot)
-            new_rows = np.setdiff1d(np.arange(len(table)), rows(table, False, True))
-            s_tests = {split: table, f"{split}, earlier programs": table.take(rows(table, False, True)), f"{split}, new programs": table.take(new_rows)}
+            earlier_rows = rows(table, False, True)
+            s_tests = {split: table, f"{split}, earlier programs": table.take(earlier_rows),
+                       f"{split}, new programs": table.take(np.setdiff1d(np.arange(len(table)), earlier_rows))}
             for name, (vspec, _) in variants.items():
-                model, secs = fit(vspec, side)
-                figs = {k: rounded(score(model, te)) for k, te in s_tests.items()}
-                result.setdefault("other_splits", {}).setdefault(split, {}).setdefault(name, {})["other platforms"] = figs | {"train_rows": len(side), "train_s": round(secs, 1)}
-                print(f"{split}: {name}, trained on the other platforms ({len(side)} rows): " + "; ".join(
-                    f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in figs.items()), flush=True)
+                fit_and_score(split, name, "other platforms", vspec, pool([tables[t] for t in others], a.slot), s_tests)
             continue
         sides = split_sides(table, split, split_params)
         if sides is None:
@@ -130,12 +133,7 @@ def main() -> int:
         s_tests = {split: s_test, f"{split}, earlier programs": s_test.take(rows(s_test, False, True))}
         for name, (vspec, pooled) in variants.items():
             for tname, tr in {"earlier": s_train.take(rows(s_train, False, True)), "all": s_train}.items():
-                side = joint_training_side(tables, a.slot, split, split_params, tr) if pooled else tr
-                model, secs = fit(vspec, side)
-                figs = {k: rounded(score(model, te)) for k, te in s_tests.items()}
-                result.setdefault("other_splits", {}).setdefault(split, {}).setdefault(name, {})[tname] = figs | {"train_rows": len(side), "train_s": round(secs, 1)}
-                print(f"{split}: {name}, trained on {tname} ({len(side)} rows): " + "; ".join(
-                    f"{k} {v['pca']:.3f} / {v['top1']:.3f} / {v['top5']:.3f}" for k, v in figs.items()), flush=True)
+                fit_and_score(split, name, tname, vspec, joint_training_side(tables, a.slot, split, split_params, tr) if pooled else tr, s_tests)
     # the curve: n programs of each grown task on the training side, the other tasks whole
     f = train.frame
     task_of = f["task_id"].astype(str).to_numpy()
