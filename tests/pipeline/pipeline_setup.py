@@ -44,8 +44,7 @@ def shrink_bundled(root: Path, tasks: int = 8, per_task: int = 16) -> None:
             continue
         everywhere = set.intersection(*(set(t.column("task_id").to_pylist()) for t in tables.values()))
         # a grown task's new programs are on the platform that grew it only (the noise files hold a sample)
-        measured = set.intersection(*(set(zip(t.column("task_id").to_pylist(), t.column("program_id").to_pylist()))
-                                      for f, t in tables.items() if not f.stem.startswith("noise-")))
+        measured = set.intersection(*(dataset.program_keys(t) for f, t in tables.items() if not f.stem.startswith("noise-")))
         shared = {t: [tr for tr in trs if (t, rec.program_id(tr)) in measured] for t, trs in programs.items() if t in everywhere}
         keep = {(t, rec.program_id(tr)) for t, trs in dataset.sample_programs(shared, tasks, per_task, 0).items() for tr in trs}
         for f, table in tables.items():
