@@ -17,8 +17,7 @@ from pathlib import Path
 
 from tensorcost.evaluation import ModelSpec, serving_problems, tree_model_keys
 from tensorcost.params import load_params
-
-SPLITS = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
+from tensorcost.splits import ALL_STRATEGIES as SPLITS  # the table's row order
 
 
 def load(paths: list[Path]) -> dict:

@@ -343,7 +343,7 @@ def dataset_pack(
 @app.command("study")
 def study(
     models: str = typer.Option(..., help="comma-separated model presets of params.yaml, e.g. attention,attention_concat"),
-    splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies"),
+    splits: str = typer.Option("within_task,by_network", help="comma-separated split strategies: within_task, by_task, by_network, by_family, by_hardware, by_hardware+<one of the first four> (the platform and that split's test programs unseen at once)"),
     out: str = typer.Option(..., help="JSON file for {slot: {split: {model: metrics}}}"),
     slots: Optional[str] = typer.Option(None, help="comma-separated slots to evaluate (default: every slot of params.yaml; the others still train by_hardware models)"),
     pool_platforms: bool = typer.Option(False, "--pool-platforms", help="train every split on its training side of all slots of the evaluated slot's kind (joint training over hardware; by_hardware does so anyway)"),

@@ -24,7 +24,7 @@ from .metrics import peak_score, random_expectation, ranking_report
 from .models import CostModel, create_model, family_class
 from .plots import pca_per_split, ranking_scatter, topk_per_network
 from .safeio import atomic_output
-from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS, assign_test, network_family
+from .splits import DEFAULT_TEST_FAMILIES, DEFAULT_TEST_NETWORKS, assign_test, hardware_split, network_family
 
 
 @dataclass(frozen=True)
@@ -246,13 +246,34 @@ def other_platforms(datasets: dict[str, FeatureTable], slot: str) -> list[str]:
     return [t for t, d in datasets.items() if d.platform_id != held.platform_id and d.kind == held.kind]
 
 
+def hardware_sides(datasets: dict, slot: str, program_split: str | None, split_params: dict):
+    """(training side, test side) with `slot`'s platform held out: trained on every other platform
+    of its kind (`other_platforms`), pooled; with a `program_split`, only that split's training
+    side of each of them, tested on `slot`'s test side of it (no test program, nor network, is
+    trained on anywhere). None where nothing is left to train or test on."""
+    others = other_platforms(datasets, slot)
+    if not others:
+        return None
+    data = datasets[slot]
+    if program_split is None:
+        return pool([datasets[t] for t in others], slot), data
+    mask = split_mask(program_split, data, split_params)
+    if not mask.any():
+        return None
+    parts = [datasets[t].take(np.flatnonzero(~split_mask(program_split, datasets[t], split_params))) for t in others]
+    parts = [d for d in parts if len(d)]
+    if not parts:
+        return None
+    return pool(parts, slot), data.take(np.flatnonzero(mask))
+
+
 def joint_training_side(datasets: dict, slot: str, strategy: str, split_params: dict, own_train=None):
     """`slot`'s training side of a split joined by the same split's training side of every other
     slot of its kind (the paper's joint training over hardware: the hardware features tell the
     platforms apart). Splits are keyed by task and program, never by slot, so a program on
     `slot`'s test side is on every slot's test side: nothing tested is seen on any machine."""
-    if strategy == "by_hardware":
-        raise ValueError("joint_training_side: by_hardware already trains on the other platforms")
+    if hardware_split(strategy)[0]:
+        raise ValueError(f"joint_training_side: {strategy} already trains on the other platforms")
     data = datasets[slot]
     if own_train is None:
         own_train = data.take(np.flatnonzero(~split_mask(strategy, data, split_params)))
@@ -281,6 +302,8 @@ def run_study(
     metrics: dict = {}
     per_network: dict = {}
     predictions: dict = {}
+    for strategy in strategies:  # a typo fails here, not after the models of the splits before it trained
+        hardware_split(strategy)
     unknown = [t for t in (only or []) if t not in datasets]
     if unknown:  # a typo would otherwise evaluate nothing and report an empty study as done
         raise ValueError(f"run_study: no dataset slot {unknown[0]!r} among {sorted(datasets)}")
@@ -290,12 +313,13 @@ def run_study(
         if only is not None and target not in only:
             continue
         for strategy in strategies:
-            if strategy == "by_hardware":
-                others = other_platforms(datasets, target)
-                if not others:
+            holds_hardware, program_split = hardware_split(strategy)
+            if holds_hardware:
+                sides = hardware_sides(datasets, target, program_split, split_params)
+                if sides is None:
                     bar.update(len(models))
                     continue
-                train, test = pool([datasets[t] for t in others], target), data
+                train, test = sides
             else:
                 mask = split_mask(strategy, data, split_params)
                 if mask.all() or not mask.any():

@@ -219,7 +219,9 @@ class TrainParams(Section):
 
 class EvaluateParams(Section):
     targets: list[str] = []  # the slots evaluated (empty: every slot); by_hardware trains on every other platform's slots
-    splits: list[Literal["within_task", "by_task", "by_network", "by_family", "by_hardware"]] = ["by_network", "by_hardware"]
+    # by_hardware+<split>: the platform held out *and* that split's test programs (splits.py)
+    splits: list[Literal["within_task", "by_task", "by_network", "by_family", "by_hardware", "by_hardware+within_task",
+                         "by_hardware+by_task", "by_hardware+by_network", "by_hardware+by_family"]] = ["by_network", "by_hardware"]
     models: list[str] = ["lightgbm_rank", "lightgbm_reg", "tvm_xgb", "attention", "random"]
 
 

@@ -13,7 +13,13 @@ on the same side on every target: records measured on several targets stay align
   network of a held-out family is out at once, so the test operators are structures training
   never saw (a user's own network), not cousins of training networks.
 - `by_hardware`: every record of the held-out target is test, every other target's is train
-  (the transfer setting).
+  (the transfer setting). Every bundled program is measured on every platform, so its test
+  programs are on the training side too, measured on other machines.
+- `by_hardware+<split>` (e.g. `by_hardware+within_task`, `by_hardware+by_family`): the held-out
+  target's test side of `<split>`, trained on the other targets' training sides of the same
+  split: programs (or networks) unseen on hardware unseen, what a user's own network meets on
+  their own machine. Splits are keyed by task and program, never by target, so no test program
+  is trained on anywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from .metrics import factorize
 from .zoo import architecture_family
 
 STRATEGIES = ("within_task", "by_task", "by_network", "by_family", "by_hardware")
+PROGRAM_SPLITS = ("within_task", "by_task", "by_network", "by_family")  # the splits keyed by task, program or network (not by target)
+HARDWARE_AND = "by_hardware+"
+# by_hardware composed with a program split: the hardware and the programs are unseen at once
+HARDWARE_COMPOSED = tuple(HARDWARE_AND + s for s in PROGRAM_SPLITS)
+ALL_STRATEGIES = STRATEGIES + HARDWARE_COMPOSED
 
 # TenSet/TLP's held-out networks, as family names of the zoo.
 DEFAULT_TEST_NETWORKS = ("resnet50", "mobilenet_v2", "resnext50_32x4d", "bert_base")
@@ -43,6 +54,19 @@ class SplitError(ValueError):
 def _unit_hash(key: str, seed: int) -> float:
     h = hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") / 2**64
+
+
+def hardware_split(strategy: str) -> tuple[bool, str | None]:
+    """(does `strategy` hold out a target whole, the program split it applies or None):
+    'within_task' -> (False, 'within_task'), 'by_hardware' -> (True, None),
+    'by_hardware+by_family' -> (True, 'by_family'). An unknown name raises SplitError."""
+    if strategy == "by_hardware":
+        return True, None
+    if strategy in PROGRAM_SPLITS:
+        return False, strategy
+    if strategy.startswith(HARDWARE_AND) and strategy[len(HARDWARE_AND):] in PROGRAM_SPLITS:
+        return True, strategy[len(HARDWARE_AND):]
+    raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(ALL_STRATEGIES)}")
 
 
 def network_family(network: str) -> str:
@@ -65,6 +89,11 @@ def assign_test(
 ) -> np.ndarray:
     """Boolean mask of test rows. `networks` holds each row's JSON {network: weight} (by_network);
     `targets` each row's target id (by_hardware)."""
+    if strategy.startswith(HARDWARE_AND):  # the held-out target's rows on the program split's test side
+        _, inner = hardware_split(strategy)
+        held = assign_test("by_hardware", task_ids, program_ids, targets=targets, test_target=test_target)
+        return held & assign_test(inner, task_ids, program_ids, test_fraction, seed, networks=networks,
+                                  test_networks=test_networks, test_families=test_families)
     if strategy == "within_task":
         _check_fraction(test_fraction)
         return np.fromiter((_unit_hash(f"{t}|{p}", seed) < test_fraction for t, p in zip(task_ids, program_ids)), dtype=bool, count=len(task_ids))
@@ -93,7 +122,7 @@ def assign_test(
         if targets is None or test_target is None:
             raise SplitError("by_hardware needs each row's target and the held-out target")
         return (targets.astype(str) == test_target).to_numpy() if isinstance(targets, pd.Series) else np.asarray(targets) == test_target
-    raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    raise SplitError(f"unknown split strategy {strategy!r}; valid: {', '.join(ALL_STRATEGIES)}")
 
 
 def evaluation_set_id(data_hash: str, strategy: str, test_fraction: float, seed: int) -> str:

@@ -213,6 +213,58 @@ def test_joint_training_side_pools_every_platform_and_never_a_tested_program(tmp
         assert v["pca"] == pytest.approx(p["pca"], abs=1e-9)
 
 
+def test_by_hardware_with_a_program_split_trains_on_no_tested_program_of_any_platform(tmp_path):
+    """`by_hardware+<split>`: the held-out slot's test side of the split, trained on the other
+    platforms' training sides of it; plain by_hardware tests every row of the slot and trains on
+    every row of the others (its test programs among them, measured on other machines)."""
+    from tensorcost.evaluation import hardware_sides, split_mask
+    from tensorcost.features import write_feature_store
+    from tensorcost.features.store import StoreView
+
+    tables = {"A": FeatureTable(_frame("A", 0.1), "A"), "B": FeatureTable(_frame("B", 0.3, seed=1), "B"),
+              "C": FeatureTable(_frame("C", 0.2, seed=2), "C")}
+    tables = {k: t.with_frame(t.frame.assign(n_tokens=0)) for k, t in tables.items()}
+    params = {"test_fraction": 0.3, "seed": 0, "test_networks": ["resnet50"]}
+    train, test = hardware_sides(tables, "A", None, params)
+    assert len(test) == len(tables["A"]) and set(train.frame["slot"]) == {"B", "C"}
+    for split in ("within_task", "by_task", "by_network"):
+        train, test = hardware_sides(tables, "A", split, params)
+        assert set(test.frame["slot"]) == {"A"} and set(train.frame["slot"]) == {"B", "C"}
+        assert len(test) == int(split_mask(split, tables["A"], params).sum()) < len(tables["A"])
+        tested = set(zip(test.frame["task_id"], test.frame["program_id"]))
+        assert not tested & set(zip(train.frame["task_id"], train.frame["program_id"])), split
+        assert len(train) == sum(int((~split_mask(split, tables[s], params)).sum()) for s in ("B", "C"))
+    assert hardware_sides({"A": tables["A"]}, "A", "within_task", params) is None  # no other platform
+
+    for slot, t in tables.items():
+        write_feature_store(t, tmp_path, slot, rows_per_fragment=50)
+    views = {slot: StoreView(tmp_path, slot) for slot in tables}
+    lgb = {"num_boost_round": 30, "min_data_in_leaf": 3, "num_threads": 1, "seed": 0, "deterministic": True}
+    specs = {"lightgbm_reg": ModelSpec("lightgbm", {**lgb, "objective": "regression"})}
+    splits = ["within_task", "by_hardware", "by_hardware+within_task"]
+    in_memory, _, _ = run_study(tables, splits, specs, params, only=["A"])
+    over_views, _, _ = run_study(views, splits, specs, params, only=["A"])
+    m = in_memory["A"]
+    assert m["by_hardware+within_task"]["lightgbm_reg"]["n_records"] == m["within_task"]["lightgbm_reg"]["n_records"]  # the same test rows
+    assert m["by_hardware"]["lightgbm_reg"]["n_records"] == len(tables["A"])
+    assert m["by_hardware+within_task"]["lightgbm_reg"]["pca"] != m["within_task"]["lightgbm_reg"]["pca"]  # trained elsewhere
+    assert over_views["A"]["by_hardware+within_task"]["lightgbm_reg"]["pca"] == pytest.approx(m["by_hardware+within_task"]["lightgbm_reg"]["pca"], abs=1e-9)
+
+
+def test_a_study_with_an_unknown_split_fails_before_training_anything():
+    ds = {"A": FeatureTable(_frame("A", 0.1), "A"), "B": FeatureTable(_frame("B", 0.3, seed=1), "B")}
+    trained = []
+
+    class Spy(ModelSpec):
+        def create(self, table, target=None):
+            trained.append(table)
+            return super().create(table, target)
+
+    with pytest.raises(ValueError, match="unknown split strategy 'by_hardwar'"):
+        run_study(ds, ["within_task", "by_hardwar"], {"random": Spy("random")}, {"test_fraction": 0.3, "seed": 0})
+    assert trained == []
+
+
 def test_study_figures_weigh_each_task_by_its_occurrences_over_the_networks():
     """One scoring for the study, the stages and every benchmark: top-k weigh a task by how often
     the networks hold it (t0 has task_weight 2); PCA counts pairs. Scores that rank t0 perfectly

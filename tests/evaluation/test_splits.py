@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tensorcost.splits import STRATEGIES, SplitError, assign_test, network_family
+from tensorcost.splits import ALL_STRATEGIES, STRATEGIES, SplitError, assign_test, hardware_split, network_family
 
 HASHED = ("within_task", "by_task")  # strategies driven by the seed and fraction
 
@@ -155,3 +155,38 @@ def test_the_evaluation_set_id_names_the_split_and_the_data():
     assert a == evaluation_set_id("h1", "within_task", 0.2, 0)  # a pruned variant's card names its unpruned test side alike
     assert len({a, evaluation_set_id("h2", "within_task", 0.2, 0), evaluation_set_id("h1", "by_task", 0.2, 0), evaluation_set_id("h1", "within_task", 0.3, 0),
                 evaluation_set_id("h1", "within_task", 0.2, 1)}) == 5
+
+
+def test_by_hardware_composed_with_a_split_tests_that_split_of_the_held_out_target_only():
+    tasks = [f"t{i % 7}" for i in range(400)]
+    programs = [f"p{i}" for i in range(400)]
+    targets = ["A" if i % 2 else "B" for i in range(400)]
+    inner = assign_test("within_task", tasks, programs, 0.3, seed=3)
+    mask = assign_test("by_hardware+within_task", tasks, programs, 0.3, seed=3, targets=targets, test_target="A")
+    held = np.array(targets) == "A"
+    assert mask.tolist() == (held & inner).tolist()
+    assert 0 < mask.sum() < held.sum()  # a part of A, nothing of B
+    by_task = assign_test("by_hardware+by_task", tasks, programs, 0.3, seed=3, targets=targets, test_target="A")
+    assert by_task.tolist() == (held & assign_test("by_task", tasks, programs, 0.3, seed=3)).tolist()
+    with pytest.raises(SplitError, match="held-out target"):
+        assign_test("by_hardware+within_task", tasks, programs, 0.3, seed=3, targets=targets)
+
+
+def test_split_names_parse_and_a_typo_names_the_valid_ones():
+    assert hardware_split("within_task") == (False, "within_task")
+    assert hardware_split("by_hardware") == (True, None)
+    assert hardware_split("by_hardware+by_family") == (True, "by_family")
+    for bad in ("by_hardware+by_hardware", "by_hardware+", "by_famly", "by_hardware+by_famly"):
+        with pytest.raises(SplitError, match="by_hardware\\+within_task"):
+            hardware_split(bad)
+    with pytest.raises(SplitError, match="unknown split strategy 'by_hardware\\+nope'"):
+        assign_test("by_hardware+nope", ["t"], ["p"], targets=["A"], test_target="A")
+
+
+def test_evaluate_params_accept_every_split_and_no_other():
+    import typing
+
+    from tensorcost.params import EvaluateParams
+
+    literal = typing.get_args(EvaluateParams.model_fields["splits"].annotation)[0]
+    assert set(typing.get_args(literal)) == set(ALL_STRATEGIES)
