@@ -13,7 +13,8 @@ test programs a model trained before the growth was scored on). Training sides: 
 task's earlier programs: what the dataset held before), `all`; and a curve over programs a grown
 task on its training side (other tasks whole), medians of `--seeds` draws. `--pooled` adds the
 best pooled variant of the split-levers study (the other CPU platforms' training sides, 63
-leaves, sqrt labels), trained on `earlier` and `all`. `--other-splits`: the same two training
+leaves, sqrt labels), trained on `earlier` and `all`. `--min-programs N`: only the tasks
+a later growth took to N programs or more count as grown. `--other-splits`: the same two training
 sides of other splits (by_family: unseen networks' families), no curve; `by_hardware` among them
 (with --pooled) trains on the other platforms and scores the slot's earlier programs (measured on
 the training platforms too) apart from its new ones (measured nowhere else).
@@ -67,6 +68,9 @@ def main() -> int:
     ap.add_argument("--pooled", action="store_true", help="also the pooled 63-leaves sqrt variant (featurizes the other CPU platforms)")
     ap.add_argument("--other-splits", default="by_family,by_network,by_task",
                     help="splits also scored trained on `earlier` and `all` (no curve); '' for none")
+    ap.add_argument("--min-programs", type=int, default=0,
+                    help="grown tasks: only those now holding at least this many programs (the last growth's: a task grown "
+                         "twice has its records of both earlier windows superseded, so `earlier` is what it held before the last)")
     ap.add_argument("--replot", action="store_true", help="only draw --out's plot again from --out")
     a = ap.parse_args()
     if a.replot:
@@ -76,9 +80,12 @@ def main() -> int:
     split_params = p.split.model_dump()
     spec = ModelSpec.preset(p, a.preset)
     before = earlier_programs(a.slot)
-    grown = {t for t, _ in before}
     tables = bundled_feature_tables([a.slot] + ([s for s in CPU_SLOTS if s != a.slot] if a.pooled else []))
     table = tables[a.slot]
+    held = table.frame["task_id"].astype(str).value_counts()  # one row a program in a slot (validate refuses duplicates)
+    grown = {t for t, _ in before if held.get(t, 0) >= a.min_programs}
+    if not grown:
+        raise SystemExit(f"no grown task of {a.slot} holds {a.min_programs} programs or more")
     train, test = split_sides(table, "within_task", split_params)
 
     def rows(side, grown_only: bool, earlier_only: bool) -> np.ndarray:
@@ -91,7 +98,7 @@ def main() -> int:
     tests = {"within_task": test, "grown tasks": test.take(rows(test, True, False)), "grown tasks, earlier programs": test.take(rows(test, True, True))}
     trains = {"earlier": train.take(rows(train, False, True)), "all": train}
     per_task = train.frame.groupby("task_id").size()
-    result: dict = {"slot": a.slot, "preset": a.preset, "grown_tasks": len(grown), "tasks": int(table.frame["task_id"].nunique()),
+    result: dict = {"slot": a.slot, "preset": a.preset, "grown_tasks": len(grown), "min_programs": a.min_programs, "tasks": int(table.frame["task_id"].nunique()),
                     "train_rows": {k: len(v) for k, v in trains.items()}, "test_rows": {k: len(v) for k, v in tests.items()},
                     "train_programs_per_grown_task": {"median": float(per_task[per_task.index.isin(grown)].median()),
                                                       "earlier_median": float(trains["earlier"].frame.groupby("task_id").size()[lambda s: s.index.isin(grown)].median())},

@@ -125,6 +125,10 @@ class HostParams(Section):
     tasks: NonNegInt = 12  # bundled tasks re-measured here (0: all), chosen by hash
     programs_per_task: NonNegInt = 24  # programs of each (0: all)
     seed: NonNegInt = 0
+    # fresh: programs of the chosen tasks the set does not hold (seed FRESH_SEED + seed), so the
+    # transfer's and by_hardware's test sides are programs no model trained on; bundled: the
+    # set's own (records line up with every platform's, program by program)
+    programs: Literal["fresh", "bundled"] = "fresh"
 
     @field_validator("target")
     @classmethod

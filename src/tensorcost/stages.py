@@ -107,13 +107,21 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def collect() -> None:
-    """Measure a sample of the bundled program set on this machine's target (resumable)."""
+    """Measure a sample of the bundled program set's tasks on this machine's target (resumable):
+    fresh programs of them (`host.programs`), or the set's own."""
     p = load_params()
     hw = _read_target(HOST_FILE)
     task_dir = dataset.programs_dir(hw.kind)
     tasks, programs, meta = col.load_task_set(task_dir)
     col.check_task_set_kind(meta, hw, task_dir)
     chosen = dataset.sample_programs(programs, p.host.tasks, p.host.programs_per_task, p.host.seed)
+    if p.host.programs == "fresh":  # programs no platform measured: the test sides downstream hold none a model trained on
+        with tqdm(total=len(chosen), desc="fresh programs", unit="task", disable=None) as bar:
+            sampled = col.fresh_sample(tasks, programs, chosen, meta, p.host.seed, progress=bar.update)
+        left_out = sorted(set(chosen) - set(sampled))
+        if left_out:
+            _echo(f"collect: {len(left_out)} task(s) left out, their design spaces hold no program the set lacks: {', '.join(left_out)}")
+        chosen = sampled
     tasks = [t for t in tasks if t.task_id in chosen]
     summary = col.collect_target(tasks, chosen, hw, RAW_DIR / HOST, p.measure)
     _echo(f"{hw.id}: {summary}")

@@ -15,7 +15,7 @@ import yaml
 
 from tensorcost import dataset
 from tensorcost import records as rec
-from tensorcost.collect import load_task_set
+from tensorcost.collect import fresh_sample, load_task_set
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -43,10 +43,14 @@ def _records(out: Path):
 def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     work = _workdir(tmp_path)
     target = json.loads((work / "data/host/target.json").read_text())["target_id"]
-    _, programs, _ = load_task_set(work / "data/bundled/programs/cpu")
-    chosen = dataset.sample_programs(programs, 3, 4, 0)
+    tasks, programs, meta = load_task_set(work / "data/bundled/programs/cpu")
+    # host.programs: fresh (the default): the bundled sample's tasks, programs the set lacks, drawn
+    # by a seed, so the run after the kill draws the same ones
+    chosen = fresh_sample(tasks, programs, dataset.sample_programs(programs, 3, 4, 0), meta, 0)
     expected = {rec.record_id(target, t, rec.program_id(tr)) for t, trs in chosen.items() for tr in trs}
     assert len(expected) == 12
+    held = {(t, rec.program_id(tr)) for t, trs in programs.items() for tr in trs}
+    assert not {(t, rec.program_id(tr)) for t, trs in chosen.items() for tr in trs} & held
 
     out = work / "data/raw/host"
     parts = out / "parts"

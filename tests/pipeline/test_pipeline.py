@@ -27,7 +27,9 @@ import pytest
 import yaml
 
 from pipeline.pipeline_setup import GIT, PRUNED, SOURCES, md5_tree, run
+from tensorcost import dataset
 from tensorcost import records as rec
+from tensorcost.collect import load_task_set
 from tensorcost.newplatform import add_to_profile
 from tensorcost.services import ServiceUnavailable, port_open
 from tensorcost.services.ssh_remote import SSHRemoteError, configure_dvc_remote, start_ssh_remote, stop_ssh_remote, verify_host_key
@@ -41,6 +43,10 @@ def test_host_measurement_and_bundled_slots(pipeline_run):
     assert summary["records"] == 16 and summary["database_records"] > 0
     t = rec.read_records(work / "data/records/host.parquet")
     assert set(t.column("target").to_pylist()) == {host}
+    # host.programs: fresh: the bundled tasks' programs no platform measured (no model trained on them)
+    _, programs, _ = load_task_set(work / "data/bundled/programs/cpu")
+    held = {(task, rec.program_id(tr)) for task, trs in programs.items() for tr in trs}
+    assert {task for task, _ in dataset.program_keys(t)} <= set(programs) and not dataset.program_keys(t) & held
     for slot in SOURCES:  # bundled records relabelled to their platform's target id
         t = rec.read_records(work / f"data/records/{slot}.parquet")
         assert set(t.column("target").to_pylist()) == {slot}

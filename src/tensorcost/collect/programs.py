@@ -318,6 +318,37 @@ def extend_programs(held: list[str], fresh: list[str], n: int) -> list[str]:
     return out
 
 
+def fresh_programs(tasks: list[Task], held: dict[str, list[str]], counts: dict[str, int], target, seed: int, progress=None) -> dict[str, list[str]]:
+    """For each task, up to `counts[task_id]` programs of its design space that `held[task_id]`
+    lacks (by program id): programs no platform of the set measured, so no model trained on the
+    set has seen them (a machine's test side then holds unseen programs on unseen hardware, what
+    its tuning runs meet). Drawn in this process (TVM imported once); a task whose design space
+    the set holds whole gets none."""
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        have = {rec.program_id(tr) for tr in held.get(task.task_id, [])}
+        want = counts.get(task.task_id, 0)
+        drawn = sample_programs(task, target, want + len(have), seed) if want else []  # enough even if every held one comes back
+        out[task.task_id] = [tr for tr in drawn if rec.program_id(tr) not in have][:want]
+        if progress:
+            progress(1)
+    return out
+
+
+FRESH_SEED = 1009  # a machine's fresh programs: the program sets were drawn at seeds 0, 7, 11 and grown at 13 and 17
+
+
+def fresh_sample(tasks: list[Task], programs: dict[str, list[str]], chosen: dict[str, list[str]], meta: dict, seed: int,
+                 progress=None) -> dict[str, list[str]]:
+    """`chosen` (a sample of a program set: task id -> programs) with each task's programs
+    replaced by as many fresh ones (`fresh_programs`, from the set's reference target's design
+    space at FRESH_SEED + `seed`); a task left without a fresh program is left out."""
+    target = tvm_target(hardware.codegen_target(meta["reference_target"]))
+    todo = [t for t in tasks if t.task_id in chosen]
+    fresh = fresh_programs(todo, programs, {t: len(v) for t, v in chosen.items()}, target, FRESH_SEED + seed, progress)
+    return {t: v for t, v in fresh.items() if v}
+
+
 def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) -> dict:
     """A collection run's first step (`CollectionParams`): tasks from the zoo's networks (or from
     an existing task set, `sample.tasks_from`), programs drawn once from the reference target's
