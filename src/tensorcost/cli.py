@@ -60,7 +60,7 @@ TRAIN_TARGET = typer.Option(..., help="target id (train.targets)")
 STAGE_COMMANDS: dict[str, tuple[str, tuple, str]] = {
     "host": ("host", (), "Resolve this machine's target (host.target) into data/host/target.json."),
     "registry": ("registry_location", (), "Record which model registry the stages register into."),
-    "collect": ("collect", (), "Measure a sample of the bundled program set on this machine."),
+    "collect": ("collect", (), "Measure a sample of the bundled tasks on this machine (programs no platform measured: host.programs)."),
     "records": ("records", (("target", str, SLOT),), "A slot's canonical records under their real target id."),
     "validate": ("validate", (("target", str, SLOT),), "Great Expectations checks on a slot's records."),
     "featurize": ("featurize", (("target", str, SLOT),), "A slot's feature store, published when the features suite passes."),

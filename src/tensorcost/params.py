@@ -118,7 +118,7 @@ def _target_id(value: str, allow_host: bool = False, allow_auto: bool = False) -
 
 
 class HostParams(Section):
-    """This machine's fresh measurement: a sample of the bundled CPU program set."""
+    """This machine's fresh measurement: a sample of the bundled CPU tasks (their programs: `programs`)."""
 
     target: str = "auto"  # auto: this platform with the first of `variants` it supports
     variants: list[str] = ["avx2-t1", "sse42-t2", "avx512-t1"]
