@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from .metrics import factorize
 from .zoo import architecture_family
 
@@ -47,8 +48,8 @@ DEFAULT_TEST_NETWORKS = ("resnet50", "mobilenet_v2", "resnext50_32x4d", "bert_ba
 DEFAULT_TEST_FAMILIES = ("transformer", "senet", "unet", "rnn", "video3d", "swin", "detection")
 
 
-class SplitError(ValueError):
-    pass
+class SplitError(UserError, ValueError):
+    """A split the data or the name cannot make (a one-line message: the CLI prints it alone)."""
 
 
 def _unit_hash(key: str, seed: int) -> float:

@@ -39,6 +39,7 @@ from .plots import learning_curves
 from .pyfunc import example_frame
 from .reports import evaluation_summary, ranking_summary, write_json, write_summary
 from .splits import evaluation_set_id as split_evaluation_set
+from .splits import hardware_split
 from .transfer import becomes_candidate, chosen_sources, transfer_study
 from .transfer import evaluation_set_id as transfer_evaluation_set
 from .tuning import compare_cost_models
@@ -498,6 +499,8 @@ def study(model_keys: list[str], splits: list[str], slots: list[str] | None, out
     reads params.yaml, writes only `out`). `pool_platforms`: train every split on all slots of
     the evaluated one's kind (`evaluation.joint_training_side`)."""
     p = load_params()
+    for split in splits:  # a typo: one line now, not after the stores are opened and models trained
+        hardware_split(split)
     unknown = sorted(set(slots or []) - set(p.targets))
     if unknown:
         raise UserError(f"--slots: {', '.join(unknown)} not a slot of params.yaml's targets ({', '.join(p.targets)})")

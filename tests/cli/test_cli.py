@@ -62,6 +62,14 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
     assert "zen9-2c" in line
 
 
+def test_a_misspelt_split_is_one_line_naming_the_valid_ones(tmp_path):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")  # no feature store there: the name is checked first
+    line = _one_line_error(_tc("study", "--models", "lightgbm_reg", "--splits", "within_task,by_hardware+by_famly",
+                               "--out", str(tmp_path / "study.json"), cwd=tmp_path))
+    assert "'by_hardware+by_famly'" in line and "by_hardware+by_family" in line
+    assert not (tmp_path / "study.json").exists()
+
+
 def test_an_aarch64_host_says_why_in_one_line(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     line = _one_line_error(_tc("stage", "host", cwd=tmp_path, cpuinfo=CPUINFO / "graviton2-aarch64.txt"))
