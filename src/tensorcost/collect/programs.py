@@ -326,10 +326,10 @@ def fresh_programs(tasks: list[Task], held: dict[str, list[str]], counts: dict[s
     the set holds whole gets none."""
     out: dict[str, list[str]] = {}
     for task in tasks:
-        have = {rec.program_id(tr) for tr in held.get(task.task_id, [])}
+        have = held.get(task.task_id, [])
         want = counts.get(task.task_id, 0)
         drawn = sample_programs(task, target, want + len(have), seed) if want else []  # enough even if every held one comes back
-        out[task.task_id] = [tr for tr in drawn if rec.program_id(tr) not in have][:want]
+        out[task.task_id] = extend_programs(have, drawn, len(have) + want)[len(have):]  # the drawn ones `have` lacks
         if progress:
             progress(1)
     return out
