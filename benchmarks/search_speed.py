@@ -23,7 +23,7 @@ def main() -> None:
     import tvm.s_tir.meta_schedule as ms
 
     from tensorcost import dataset
-    from tensorcost.collect import load_task_set
+    from tensorcost.collect import read_tasks
     from tensorcost.evaluation import ModelSpec
     from tensorcost.features import FeatureTable, featurize_table
     from tensorcost.hardware import HARDWARE_FEATURE_NAMES, catalog_target
@@ -46,7 +46,7 @@ def main() -> None:
     table = dataset.bundled_tables([args.target])[args.target]
     frame = featurize_table(table, hw.features(), HARDWARE_FEATURE_NAMES, slot=args.target)
     data = FeatureTable(frame, args.target)
-    tasks, _, _ = load_task_set(dataset.programs_dir("cpu"))
+    tasks, _ = read_tasks(dataset.programs_dir("cpu"))
     by_id = {t.task_id: t for t in tasks}
     sizes = frame.groupby("task_id").size().sort_values(ascending=False)
     report = {"target": args.target, "repeats": args.repeats, "tasks": []}

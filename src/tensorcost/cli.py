@@ -261,7 +261,7 @@ def dataset_remeasure(
     from .params import load_collection_params
 
     hw = hardware.resolve_target(target)
-    tasks, _, _ = collect.load_task_set(dataset.programs_dir(hw.kind))
+    tasks, _ = collect.read_tasks(dataset.programs_dir(hw.kind))
     first = dataset.relabel(records.read_records(dataset.bundled_records_path(target)), target)
     second = collect.remeasure(first, tasks, hw, fraction, seed, load_collection_params(params).measure)
     records.write_records(second, out)

@@ -26,7 +26,7 @@ from . import records as rec
 from .errors import MissingDataError
 from .metrics import pairwise_counts
 from .records import program_id
-from .safeio import atomic_output, write_text
+from .safeio import write_text
 
 BUNDLED_DIR = Path("data/bundled")
 NOT_TARGET_PREFIXES = ("noise-", "superseded-")  # files beside a platform's records that are not a target's
@@ -86,17 +86,21 @@ def _unit_hash(key: str, seed: int) -> float:
     return int.from_bytes(hashlib.blake2b(f"{seed}|{key}".encode(), digest_size=8).digest(), "little") / 2**64
 
 
+def sample_task_ids(task_ids: Iterable[str], tasks: int, seed: int) -> list[str]:
+    """The tasks `sample_programs` draws from a program set holding `task_ids` (0 = all), in its
+    order: a reader can then load only their programs (records.read_programs)."""
+    # salted: the split strategies hash the same (task, program) keys, and a sample drawn by the
+    # same hash would fall entirely on one side of a split
+    chosen = sorted(task_ids, key=lambda t: _unit_hash(f"sample|{t}", seed))
+    return chosen[:tasks] if tasks else chosen
+
+
 def sample_programs(programs: dict[str, list[str]], tasks: int, per_task: int, seed: int) -> dict[str, list[str]]:
     """A reproducible sample of a program set: `tasks` tasks and `per_task` programs of each,
     ranked by a seeded hash of their ids (0 = all). The same seed picks the same programs on
     every machine, so fresh measurements line up with the bundled ones."""
-    # salted: the split strategies hash the same (task, program) keys, and a sample drawn by the
-    # same hash would fall entirely on one side of a split
-    chosen = sorted(programs, key=lambda t: _unit_hash(f"sample|{t}", seed))
-    if tasks:
-        chosen = chosen[:tasks]
     out = {}
-    for t in chosen:
+    for t in sample_task_ids(programs, tasks, seed):
         ranked = sorted(programs[t], key=lambda tr: _unit_hash(f"sample|{t}|{program_id(tr)}", seed))
         out[t] = ranked[:per_task] if per_task else ranked
     return out
@@ -241,8 +245,7 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
         rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), path)
         counts[t] = table.num_rows
     if merge and (dest / "tasks.json").exists():
-        with atomic_output(dest / "programs.parquet") as tmp:
-            pq.write_table(merged, tmp)
+        rec.write_programs(merged, dest / "programs.parquet")
         write_text(dest / "tasks.json", json.dumps(old, indent=1))
     else:
         for name in ("tasks.json", "programs.parquet"):

@@ -80,6 +80,24 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
+def scratch_file(folder: str | Path, name: str) -> Iterator[Path]:
+    """A temporary file's path in `folder` (named as `atomic_output`'s, so a kill -9's leftover is
+    swept by the next write there), removed when the block ends however it ends: a spool that is
+    never a result."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale(folder, TMP_PREFIX)
+    tmp = folder / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}"
+    try:
+        yield tmp
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+@contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """`atomic_output` for a folder of files (a saved model): filled under a temporary name beside
     `path`, swapped in whole when the block succeeds; on failure `path` is left as it was."""

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -27,7 +26,7 @@ from .errors import MissingDataError, UserError
 from .evaluation import ModelSpec, fit, joint_training_side, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
 from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, store_hash
 from .features.build import featurize_file
-from .features.metaschedule import extract_ms_features, save_ms_features
+from .features.metaschedule import ms_features_of_records, valid_task_counts
 from .features.store import StoreView
 from .hardware import HARDWARE_FEATURE_NAMES, Target, describe_target
 from .models import family_class
@@ -113,9 +112,12 @@ def collect() -> None:
     p = load_params()
     hw = _read_target(HOST_FILE)
     task_dir = dataset.programs_dir(hw.kind)
-    tasks, programs, meta = col.load_task_set(task_dir)
+    tasks, meta = col.read_tasks(task_dir)
     col.check_task_set_kind(meta, hw, task_dir)
-    chosen = dataset.sample_programs(programs, p.host.tasks, p.host.programs_per_task, p.host.seed)
+    # the sampled tasks' programs only, never the set's (its row groups of other tasks are skipped)
+    task_ids = dataset.sample_task_ids(col.task_program_counts(task_dir), p.host.tasks, p.host.seed)
+    programs = col.read_task_programs(task_dir, task_ids)
+    chosen = dataset.sample_programs(programs, 0, p.host.programs_per_task, p.host.seed)
     if p.host.programs == "fresh":  # programs no platform measured: the test sides downstream hold none a model trained on
         with tqdm(total=len(chosen), desc="fresh programs", unit="task", disable=None) as bar:
             sampled = col.fresh_sample(tasks, programs, chosen, meta, p.host.seed, progress=bar.update)
@@ -195,20 +197,20 @@ def featurize(slot: str) -> None:
 
 
 def msfeatures(slot: str) -> None:
-    """MetaSchedule's PerStoreFeature vectors of every valid record (inputs of TVM's XGBoost)."""
+    """MetaSchedule's PerStoreFeature vectors of every valid record (inputs of TVM's XGBoost),
+    read and written a batch of records at a time (the records file is never held whole)."""
     _slot_params(slot)
     hw = _read_target(RECORDS_DIR / f"{slot}.target.json")
-    df = pd.read_parquet(RECORDS_DIR / f"{slot}.parquet", columns=["record_id", "task_id", "trace", "error_no"])
-    df = df[df["error_no"] == 0]
+    records_file = RECORDS_DIR / f"{slot}.parquet"
+    valid = valid_task_counts(records_file)
     task_dirs = [dataset.programs_dir("cpu"), dataset.programs_dir("gpu"), PROGRAMS_DIR]
     tasks = col.load_tasks(task_dirs)
-    missing = sorted(set(df["task_id"]) - set(tasks))
-    if missing:
+    missing = sorted(set(valid) - set(tasks))
+    if missing:  # before any extraction: a missing workload would stop the stage hours in
         raise MissingDataError(f"{slot}: no workload for tasks {missing[:5]} in {', '.join(f'{d}/tasks.json' for d in task_dirs)}")
-    with tqdm(total=len(df), desc=f"MetaSchedule features {slot}", unit="rec") as bar:
-        mats = extract_ms_features(tasks, list(zip(df["task_id"], df["trace"])), tvm_target(hw), bar.update, cache_dir=MS_CACHE)
-    n_rows = save_ms_features(FEATURES_DIR, slot, df["record_id"].tolist(), mats)
-    _echo(f"{slot}: {len(df)} records, {n_rows} store rows")
+    with tqdm(total=sum(valid.values()), desc=f"MetaSchedule features {slot}", unit="rec") as bar:
+        n_rows = ms_features_of_records(records_file, tasks, tvm_target(hw), FEATURES_DIR, slot, bar.update, cache_dir=MS_CACHE)
+    _echo(f"{slot}: {sum(valid.values())} records, {n_rows} store rows")
 
 
 def slot_data(slot: str) -> SlotData:

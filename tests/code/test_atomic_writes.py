@@ -31,13 +31,14 @@ WRITE_METHODS = {"write_text", "write_bytes", "savefig", "to_parquet", "to_csv",
 
 
 def _tmp_names(func: ast.AST) -> set[str]:
-    """Names bound by `with atomic_output(..) as x` / `atomic_folder` inside `func`."""
+    """Names bound by `with atomic_output(..) as x` / `atomic_folder` / `scratch_file` (a spool
+    removed at the block's end) inside `func`."""
     names = set()
     for node in ast.walk(func):
         if isinstance(node, ast.With):
             for item in node.items:
                 call = item.context_expr
-                if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) in ("atomic_output", "atomic_folder") \
+                if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) in ("atomic_output", "atomic_folder", "scratch_file") \
                         and isinstance(item.optional_vars, ast.Name):
                     names.add(item.optional_vars.id)
     return names

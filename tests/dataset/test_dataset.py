@@ -326,10 +326,12 @@ def test_a_pack_killed_after_the_records_is_packed_again_to_the_same_dataset(tmp
             raise KeyboardInterrupt("killed")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(dataset, "atomic_output", die_at_the_program_set)
+    import tensorcost.records.programs as program_table  # the program set's writer
+
+    monkeypatch.setattr(program_table, "atomic_output", die_at_the_program_set)
     with pytest.raises(KeyboardInterrupt):
         dataset.pack(work2, [target], "cpu", root2, merge=True)
-    monkeypatch.setattr(dataset, "atomic_output", real)
+    monkeypatch.setattr(program_table, "atomic_output", real)
     dataset.pack(work2, [target], "cpu", root2, merge=True)
     for f in ("programs/cpu/programs.parquet", "platforms/zen4-2c/avx2-t1.parquet", "platforms/zen4-2c/superseded-avx2-t1.parquet"):
         a, b = (read_records(r / f) if "platforms" in f else __import__("pyarrow.parquet").parquet.read_table(r / f) for r in (root, root2))

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,6 +31,7 @@ from pipeline.pipeline_setup import GIT, PRUNED, SOURCES, md5_tree, run
 from tensorcost import dataset
 from tensorcost import records as rec
 from tensorcost.collect import load_task_set
+from tensorcost.features.metaschedule import MS_FEATURE_DIM, load_ms_features
 from tensorcost.newplatform import add_to_profile
 from tensorcost.services import ServiceUnavailable, port_open
 from tensorcost.services.ssh_remote import SSHRemoteError, configure_dvc_remote, start_ssh_remote, stop_ssh_remote, verify_host_key
@@ -57,6 +59,12 @@ def test_host_measurement_and_bundled_slots(pipeline_run):
         val = json.loads((work / "reports/validation" / f"{slot}.json").read_text())
         assert val["success"] is True, slot
     assert (work / "reports/validation/host/data_docs/index.html").exists()
+    for slot in ("host", *SOURCES):  # the msfeatures stage (written a batch at a time): a matrix for every valid record
+        t = rec.read_records(work / f"data/records/{slot}.parquet")
+        valid = [r for r, e in zip(t.column("record_id").to_pylist(), t.column("error_no").to_pylist()) if e == 0]
+        mats = load_ms_features(work / "data/features", slot, valid)
+        assert len(mats) == len(valid) > 0 and all(m.ndim == 2 and m.shape[1] == MS_FEATURE_DIM for m in mats), slot
+        assert sum(len(m) for m in mats) == len(np.load(work / f"data/features/{slot}.ms_rows.npy", mmap_mode="r")), slot
 
 
 def test_every_family_registered_and_the_best_on_unseen_networks_is_candidate(pipeline_run):

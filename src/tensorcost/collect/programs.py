@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import hardware
 from .. import records as rec
 from ..errors import MissingDataError, UserError
 from ..hardware import Target
 from ..records import classify_op
-from ..safeio import atomic_output, write_text
+from ..records.programs import PROGRAMS_SCHEMA, program_task_counts, read_programs, write_programs
+from ..safeio import write_text
 from ..tvm_support import register_intrinsics_for, register_x86_intrinsics_only, structural_hash_hex, to_plain_json, trace_to_json, tvm_target, tvm_version, workload_info
 from ..zoo import ZOO_NAMES, get_network
 
@@ -239,12 +239,11 @@ def save_task_set(tasks: list[Task], programs: dict[str, list[str]], out_dir: Pa
         for tid, trs in programs.items()
         for tr in trs
     ]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())]))
-    with atomic_output(out_dir / "programs.parquet") as tmp:
-        pq.write_table(table, tmp)
+    write_programs(pa.Table.from_pylist(rows, schema=PROGRAMS_SCHEMA), out_dir / "programs.parquet")
 
 
-def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]:
+def read_tasks(in_dir: Path) -> tuple[list[Task], dict]:
+    """A task set's tasks (workloads included) and meta: its tasks.json alone, no program."""
     import tvm
 
     doc = json.loads((in_dir / "tasks.json").read_text())
@@ -255,12 +254,26 @@ def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]
         )
         for d in doc["tasks"]
     ]
-    programs: dict[str, list[str]] = {}
-    if not (in_dir / "programs.parquet").exists():
-        return tasks, programs, doc.get("meta", {})
-    for row in pq.read_table(in_dir / "programs.parquet").to_pylist():
-        programs.setdefault(row["task_id"], []).append(row["trace"])
-    return tasks, programs, doc.get("meta", {})
+    return tasks, doc.get("meta", {})
+
+
+def task_program_counts(in_dir: Path) -> dict[str, int]:
+    """Programs each task of a task set holds (its programs.parquet's task ids only; {} when none)."""
+    path = in_dir / "programs.parquet"
+    return program_task_counts(path) if path.exists() else {}
+
+
+def read_task_programs(in_dir: Path, task_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Task id -> traces of a task set's programs; with `task_ids`, of those tasks only (the row
+    groups holding them: `records.programs.read_programs`)."""
+    path = in_dir / "programs.parquet"
+    return read_programs(path, task_ids) if path.exists() else {}
+
+
+def load_task_set(in_dir: Path) -> tuple[list[Task], dict[str, list[str]], dict]:
+    """A task set whole: tasks, every program, meta (for the commands that measure all of it)."""
+    tasks, meta = read_tasks(in_dir)
+    return tasks, read_task_programs(in_dir), meta
 
 
 def load_tasks(dirs: Iterable[Path]) -> dict[str, Task]:
@@ -268,7 +281,7 @@ def load_tasks(dirs: Iterable[Path]) -> dict[str, Task]:
     out: dict[str, Task] = {}
     for d in dirs:
         if (Path(d) / "tasks.json").exists():
-            for t in load_task_set(Path(d))[0]:
+            for t in read_tasks(Path(d))[0]:
                 out.setdefault(t.task_id, t)
     return out
 
@@ -368,17 +381,19 @@ def sample_task_set_from(params, out_dir: Path, progress=None, on_tasks=None) ->
         if hw.kind != ref.kind:
             raise UserError(f"target {t} ({hw.kind}) cannot measure programs sampled for {ref.id} ({ref.kind}): sample a separate task set for each kind")
     target = tvm_target(ref)
-    held: dict[str, list[str]] = {}
+    held_counts: dict[str, int] = {}
     if sp.tasks_from:
-        tasks, held, _ = load_task_set(Path(sp.tasks_from))
+        tasks, _ = read_tasks(Path(sp.tasks_from))
+        held_counts = task_program_counts(Path(sp.tasks_from))
         networks = sorted({n for t in tasks for n in t.networks})
     else:
         tasks = extract_tasks(params.zoo.networks, target)
         networks = list(params.zoo.networks)
-    skip = {t.task_id for t in load_task_set(Path(sp.skip_tasks_of))[0]} if sp.skip_tasks_of else set()
+    skip = {t.task_id for t in read_tasks(Path(sp.skip_tasks_of))[0]} if sp.skip_tasks_of else set()
     if sp.extend:  # a task already holding the asked number of programs has nothing to gain, nor one of a single program (its space is one program)
-        skip |= {t.task_id for t in tasks if not 2 <= len(held.get(t.task_id, [])) < sp.programs_per_task}
+        skip |= {t.task_id for t in tasks if not 2 <= held_counts.get(t.task_id, 0) < sp.programs_per_task}
     tasks = select_tasks(tasks, sp.max_tasks, sp.min_flops, sp.max_flops, skip, sp.op_kinds_first, sp.op_kinds)
+    held = read_task_programs(Path(sp.tasks_from), [t.task_id for t in tasks]) if sp.extend and sp.tasks_from and tasks else {}
     if not tasks:
         raise UserError(f"no task of the networks {', '.join(networks)} fits the `sample` section "
                         f"(FLOPs {sp.min_flops:g}-{sp.max_flops:g}, op kinds {sp.op_kinds or 'any'}, not in {sp.skip_tasks_of or '-'}"

@@ -7,14 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..errors import UserError
 from ..records import program_id
-from ..safeio import atomic_output
+from ..safeio import atomic_output, scratch_file
 from ..tvm_support import apply_trace_json, register_intrinsics_for, to_plain_json
 
 MS_FEATURE_DIM = 164
@@ -108,17 +111,77 @@ def unpack_features(counts: np.ndarray, flat: np.ndarray) -> list[np.ndarray]:
     return [flat[offs[i]:offs[i + 1]] for i in range(len(counts))]
 
 
+COPY_ROWS = 65_536  # store rows a step when the spool becomes the .npy (16 MB of float32)
+
+
+def write_ms_features(directory: Path, target: str, batches: Iterable[tuple[Sequence[str], Sequence[np.ndarray]]]) -> int:
+    """<target>.ms_index.parquet (record id, store count) + <target>.ms_rows.npy from batches of
+    (record ids, matrices), written as they come: a batch at a time in memory, never the slot
+    (the rows are spooled to disk and laid out as the .npy once their number is known). Returns
+    the store rows written. Both files appear only when every batch is written."""
+    directory = Path(directory)
+    schema = pa.schema([("record_id", pa.string()), ("n_stores", pa.int32())])
+    n_rows = 0
+    # each file atomic, the rows renamed first; a kill between the two renames leaves a pair whose
+    # counts disagree, which the loader refuses (and the stage, whose outputs DVC did not record,
+    # runs again)
+    with atomic_output(directory / f"{target}.ms_index.parquet") as index_tmp, \
+            atomic_output(directory / f"{target}.ms_rows.npy") as rows_tmp, \
+            scratch_file(directory, f"{target}.ms_rows.spool") as spool:
+        with pq.ParquetWriter(index_tmp, schema) as index, open(spool, "wb") as out:
+            for record_ids, mats in batches:
+                counts, flat = pack_features(mats)
+                if len(counts) != len(record_ids):
+                    raise ValueError(f"{len(record_ids)} record ids for {len(counts)} feature matrices")
+                np.ascontiguousarray(flat, dtype="<f4").tofile(out)
+                index.write_table(pa.table({"record_id": pa.array(list(record_ids), pa.string()), "n_stores": pa.array(counts, pa.int32())}, schema=schema))
+                n_rows += len(flat)
+        if not n_rows:
+            np.save(rows_tmp, np.zeros((0, MS_FEATURE_DIM), "<f4"))
+        else:
+            rows = np.lib.format.open_memmap(rows_tmp, mode="w+", dtype="<f4", shape=(n_rows, MS_FEATURE_DIM))
+            with open(spool, "rb") as src:
+                for start in range(0, n_rows, COPY_ROWS):
+                    n = min(COPY_ROWS, n_rows - start)
+                    rows[start:start + n] = np.fromfile(src, dtype="<f4", count=n * MS_FEATURE_DIM).reshape(n, MS_FEATURE_DIM)
+            rows.flush()
+            del rows
+    return n_rows
+
+
 def save_ms_features(directory: Path, target: str, record_ids: Sequence[str], mats: Sequence[np.ndarray]) -> int:
-    """<target>.ms_index.parquet (record id, store count) + <target>.ms_rows.npy; returns rows."""
-    counts, flat = pack_features(mats)
-    directory.mkdir(parents=True, exist_ok=True)
-    # each file atomic; a kill between the two leaves a pair whose counts disagree, which the
-    # loader refuses (and the features stage, whose outputs DVC did not record, runs again)
-    with atomic_output(directory / f"{target}.ms_rows.npy") as tmp:
-        np.save(tmp, flat)
-    with atomic_output(directory / f"{target}.ms_index.parquet") as tmp:
-        pd.DataFrame({"record_id": list(record_ids), "n_stores": counts}).to_parquet(tmp, index=False)
-    return len(flat)
+    """`write_ms_features` of one batch held in memory; returns the store rows."""
+    return write_ms_features(directory, target, [(record_ids, mats)])
+
+
+BATCH_RECORDS = 4_096  # records a step of `ms_features_of_records` (their traces and matrices: a few MB)
+
+
+def valid_task_counts(records_file: Path) -> dict[str, int]:
+    """Valid records (error_no 0) a task of a records file, read a row group's two small columns
+    at a time."""
+    counts: dict[str, int] = {}
+    for batch in pq.ParquetFile(records_file).iter_batches(columns=["task_id", "error_no"]):
+        ids = batch.column("task_id").filter(pc.equal(batch.column("error_no"), 0))
+        for item in pc.value_counts(ids).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    return counts
+
+
+def ms_features_of_records(records_file: Path, tasks_by_id: dict, target, directory: Path, slot: str, progress=None,
+                           cache_dir: Path | None = None) -> int:
+    """The features of every valid record of a records file as `slot`'s pair in `directory`
+    (`write_ms_features`), `BATCH_RECORDS` records at a time: the file is never held whole.
+    Returns the store rows."""
+
+    def batches():
+        for batch in pq.ParquetFile(records_file).iter_batches(BATCH_RECORDS, columns=["record_id", "task_id", "trace", "error_no"]):
+            batch = batch.filter(pc.equal(batch.column("error_no"), 0))
+            if batch.num_rows:
+                rows = list(zip(batch.column("task_id").to_pylist(), batch.column("trace").to_pylist()))
+                yield batch.column("record_id").to_pylist(), extract_ms_features(tasks_by_id, rows, target, progress, cache_dir=cache_dir)
+
+    return write_ms_features(directory, slot, batches())
 
 
 def ms_feature_slots(directory: Path) -> list[str]:
@@ -129,16 +192,22 @@ def ms_feature_slots(directory: Path) -> list[str]:
 
 
 def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) -> list[np.ndarray] | None:
-    """The matrices of `record_ids`, in that order; None when the target has none."""
+    """The matrices of `record_ids`, in that order; None when the target has none. The rows file
+    is mapped, not read: only the asked records' rows are copied into memory."""
     index_file = directory / f"{target}.ms_index.parquet"
     if not index_file.exists():
         return None
     idx = pd.read_parquet(index_file)
     rows_file = directory / f"{target}.ms_rows.npy"
-    flat = np.load(rows_file, allow_pickle=False)
+    flat = np.load(rows_file, mmap_mode="r", allow_pickle=False)
     counts = idx["n_stores"].to_numpy()
-    if int(counts.sum()) != len(flat):
-        raise UserError(f"{rows_file}: {len(flat)} rows where {index_file.name} counts {int(counts.sum())} (a write was cut short); "
-                        "run its stage again (dvc repro --force msfeatures)")
-    mats = dict(zip(idx["record_id"], unpack_features(counts, flat)))
-    return [mats[r] for r in record_ids]
+    if flat.ndim != 2 or flat.shape[1] != MS_FEATURE_DIM or int(counts.sum()) != len(flat):
+        raise UserError(f"{rows_file}: {flat.shape} rows where {index_file.name} counts {int(counts.sum())} of {MS_FEATURE_DIM} features "
+                        "(a write was cut short); run its stage again (dvc repro --force msfeatures)")
+    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    where = pd.Index(idx["record_id"]).get_indexer(pd.Index(record_ids))
+    if (where < 0).any():
+        lost = [r for r, w in zip(record_ids, where) if w < 0]
+        raise UserError(f"{index_file}: no MetaSchedule features of {len(lost)} record(s), e.g. {lost[0]} "
+                        "(features of other records): run its stage again (dvc repro --force msfeatures)")
+    return [np.array(flat[offsets[i]:offsets[i + 1]]) for i in where]

@@ -1,9 +1,10 @@
 """Records: the canonical table (one row per measured program on one target), its readers and
 writers, the op kinds of workloads, the TenSet importer (with its optional C scanner) and
-dataset-level views. Pure Python + Arrow: no TVM, MLflow, GX or torch.
+dataset-level views, a program set's table (`records.programs`: read by task). Pure Python + Arrow: no TVM, MLflow, GX or torch.
 """
 
 from .ops import OP_KINDS, classify_op
+from .programs import PROGRAMS_SCHEMA, program_task_counts, read_programs, write_programs
 from .schema import (
     COLUMNS,
     RECORDS_SCHEMA,
@@ -18,6 +19,6 @@ from .schema import (
 )
 
 __all__ = [
-    "COLUMNS", "OP_KINDS", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op",
-    "program_id", "read_records", "record_id", "to_table", "write_records",
+    "COLUMNS", "OP_KINDS", "PROGRAMS_SCHEMA", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op",
+    "program_id", "program_task_counts", "read_programs", "read_records", "record_id", "to_table", "write_programs", "write_records",
 ]

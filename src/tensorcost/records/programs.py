@@ -1,0 +1,73 @@
+"""A program set's table (`programs.parquet`: task id, program id, trace), read by task.
+
+Written sorted by task (a task's programs keep their order: the first ones are those every
+platform measured) in row groups of `ROW_GROUP_ROWS`, so a reader that wants a few tasks reads
+the row groups whose task-id range holds them and nothing else: the collect stage's host sample
+costs the sample, not the set (TenSet's ~8.6M programs a platform would be ~24 GB of traces).
+Files written before this layout are read the same way, a row group at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..safeio import atomic_output
+
+PROGRAMS_SCHEMA = pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())])
+ROW_GROUP_ROWS = 4_096  # ~11 MB of traces a row group
+
+
+def write_programs(table: pa.Table, path: str | Path) -> None:
+    """`table` (PROGRAMS_SCHEMA's columns) to `path`, atomically: sorted by task id, stable."""
+    table = table.select(PROGRAMS_SCHEMA.names).cast(PROGRAMS_SCHEMA)
+    table = table.take(pc.sort_indices(table, sort_keys=[("task_id", "ascending")]))  # a stable sort
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+
+
+def program_task_counts(path: str | Path) -> dict[str, int]:
+    """Programs a task holds, in the file's task order; reads the task-id column a row group at a
+    time (memory: the tasks, not the programs)."""
+    counts: dict[str, int] = {}
+    pf = pq.ParquetFile(path)
+    for i in range(pf.num_row_groups):
+        for item in pc.value_counts(pf.read_row_group(i, columns=["task_id"]).column("task_id")).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    return counts
+
+
+def _task_range(pf: pq.ParquetFile, i: int) -> tuple[str, str] | None:
+    """(min, max) task id of row group `i` from its statistics; None when it has none."""
+    col = pf.schema_arrow.get_field_index("task_id")
+    stats = pf.metadata.row_group(i).column(col).statistics
+    if stats is None or not stats.has_min_max:
+        return None
+    return stats.min, stats.max
+
+
+def read_programs(path: str | Path, task_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Task id -> its programs' traces, in file order; with `task_ids`, those tasks' only: row
+    groups whose task-id statistics hold none of them are skipped, the others are read one at a
+    time and filtered (memory: the asked programs and one row group)."""
+    pf = pq.ParquetFile(path)
+    wanted = None if task_ids is None else sorted(set(task_ids))
+    out: dict[str, list[str]] = {}
+    for i in range(pf.num_row_groups):
+        if wanted is not None:
+            bounds = _task_range(pf, i)
+            if bounds is not None:
+                at = bisect.bisect_left(wanted, bounds[0])
+                if at == len(wanted) or wanted[at] > bounds[1]:
+                    continue
+        group = pf.read_row_group(i, columns=["task_id", "trace"])
+        if wanted is not None:
+            group = group.filter(pc.is_in(group.column("task_id"), value_set=pa.array(wanted, pa.string())))
+        for task, trace in zip(group.column("task_id").to_pylist(), group.column("trace").to_pylist()):
+            out.setdefault(task, []).append(trace)
+    return out
