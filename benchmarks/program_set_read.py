@@ -7,8 +7,10 @@ The bundled CPU program set (data/bundled/programs/cpu/programs.parquet) is copi
 times with renamed task ids (k x its tasks and programs: real traces, the sizes a larger set
 would have) and written as the program set is written now (`records.write_programs`: sorted by
 task, row groups of 4,096 programs); at one copy also as the packs wrote it before (one row
-group, a grown task's programs appended at the end). Each (size, read) runs in a fresh process:
-peak RSS over the process's RSS after its imports, and seconds. "whole" reads every program
+group, a grown task's programs appended at the end). Each (size, read) runs in `--repeats` fresh
+processes (medians): peak anonymous RSS over the process's after its imports and one pass over the
+task ids (the Parquet reader's thread pools and allocator arenas: the baseline), the RSS still
+held after (Arrow's allocator keeps what it freed), and seconds. "whole" reads every program
 (`read_programs(path)`); "sample" is the collect stage's path: the task ids' counts, the seeded
 draw of `--tasks` tasks (`dataset.sample_task_ids`), and those tasks' programs only.
 """
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +32,32 @@ SOURCE = REPO / "data/bundled/programs/cpu/programs.parquet"
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's anonymous resident memory now (file pages it maps are the page cache's, and
+    the imports' own peak would hide the data's in ru_maxrss)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
+
+
+class PeakRSS:
+    """The highest `_rss_mb()` seen while the block runs (sampled every millisecond)."""
+
+    def __enter__(self):
+        self.peak, self._stop = _rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
 
 
 def write_copies(out: Path, copies: int, layout: str) -> Path:
@@ -55,15 +83,17 @@ def measure(path: Path, mode: str, tasks: int, seed: int) -> dict:
     from tensorcost import dataset
     from tensorcost.records import program_task_counts, read_programs
 
+    program_task_counts(path)  # warm-up: the Parquet reader's thread pools and allocator arenas belong to the baseline
     base = _rss_mb()
     t0 = time.perf_counter()
-    if mode == "whole":
-        programs = read_programs(path)
-    else:
-        programs = read_programs(path, dataset.sample_task_ids(program_task_counts(path), tasks, seed))
+    with PeakRSS() as rss:
+        if mode == "whole":
+            programs = read_programs(path)
+        else:
+            programs = read_programs(path, dataset.sample_task_ids(program_task_counts(path), tasks, seed))
     seconds = time.perf_counter() - t0
     return {"programs_read": sum(map(len, programs.values())), "tasks_read": len(programs), "seconds": round(seconds, 3),
-            "rss_after_imports_mb": round(base, 1), "peak_over_imports_mb": round(_rss_mb() - base, 1)}
+            "rss_after_imports_mb": round(base, 1), "peak_over_imports_mb": round(rss.peak - base, 1), "held_after_mb": round(_rss_mb() - base, 1)}
 
 
 def main() -> None:
@@ -71,6 +101,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--tasks", type=int, default=8, help="host.tasks of params.yaml")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="fresh processes a (size, read); medians reported, ranges kept in the JSON")
     ap.add_argument("--out", required=True)
     ap.add_argument("--measure", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)  # the child process
     args = ap.parse_args()
@@ -87,16 +118,20 @@ def main() -> None:
             path = write_copies(Path(tmp), copies, layout)
             meta = pq.ParquetFile(path).metadata
             for mode in ("whole", "sample"):
-                out = subprocess.run([sys.executable, __file__, "--measure", str(path), mode, "--tasks", str(args.tasks), "--seed", str(args.seed), "--out", "-"],
-                                     check=True, capture_output=True, text=True).stdout
+                runs = [json.loads(subprocess.run([sys.executable, __file__, "--measure", str(path), mode, "--tasks", str(args.tasks), "--seed", str(args.seed),
+                                                   "--out", "-"], check=True, capture_output=True, text=True).stdout) for _ in range(args.repeats)]
+                median = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_over_imports_mb", "held_after_mb")}
+                spread = {f"{k}_range": [min(r[k] for r in runs), max(r[k] for r in runs)] for k in ("seconds", "peak_over_imports_mb")}
                 rows.append({"copies": copies, "layout": layout, "programs": meta.num_rows, "row_groups": meta.num_row_groups,
-                             "file_mb": round(path.stat().st_size / 2**20, 1), "read": mode, **json.loads(out)})
+                             "file_mb": round(path.stat().st_size / 2**20, 1), "read": mode, "repeats": args.repeats,
+                             "programs_read": runs[0]["programs_read"], "tasks_read": runs[0]["tasks_read"], **median, **spread})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "tasks": args.tasks, "rows": rows}, indent=1))
-    print("| programs | layout | row groups | read | programs read | seconds | peak over imports (MB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| programs | layout | row groups | read | programs read | seconds | peak over imports (MB) | held after (MB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['programs']:,} | {r['layout']} | {r['row_groups']} | {r['read']} | {r['programs_read']:,} | {r['seconds']} | {r['peak_over_imports_mb']} |")
+        print(f"| {r['programs']:,} | {r['layout']} | {r['row_groups']} | {r['read']} | {r['programs_read']:,} | {r['seconds']} | "
+              f"{r['peak_over_imports_mb']} | {r['held_after_mb']} |")
 
 
 if __name__ == "__main__":
