@@ -83,25 +83,28 @@ def topk_per_network(by_net: dict, title: str, out: Path) -> None:
 
 
 def pca_per_split(metrics: dict, out: Path) -> None:
-    """PCA per split strategy, one panel per target, one bar per model."""
+    """PCA per split strategy, one panel per target, one bar per model: a model has one colour in
+    every panel (panels may hold different models) and the legend names every model."""
     plt = _plt()
     out.parent.mkdir(parents=True, exist_ok=True)
     targets = sorted(metrics)
+    every = sorted({m for t in targets for v in metrics[t].values() for m in v})
+    palette = dict(zip(every, colours(len(every))))
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.6), squeeze=False)
     for ax, t in zip(axes[0], targets):
         splits = list(metrics[t])
-        models = sorted({m for v in metrics[t].values() for m in v})
+        models = [m for m in every if any(m in v for v in metrics[t].values())]
         width = 0.8 / max(1, len(models))
         x = np.arange(len(splits))
-        palette = colours(len(models))
         for i, m in enumerate(models):
-            ax.bar(x + i * width, [metrics[t][s].get(m, {}).get("pca", np.nan) for s in splits], width, label=m, color=palette[i])
+            ax.bar(x + i * width, [metrics[t][s].get(m, {}).get("pca", np.nan) for s in splits], width, label=m, color=palette[m])
         ax.axhline(0.5, color="k", lw=0.6, ls="--")
         ax.set_xticks(x + width * (len(models) - 1) / 2, splits, rotation=15, fontsize=8)
         ax.set_ylim(0.3, 1.0)
         ax.set_title(t, fontsize=9)
         ax.set_ylabel("PCA")
-    _legend_outside(axes[0][-1])
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in every]
+    axes[0][-1].legend(handles, every, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)

@@ -85,3 +85,22 @@ def test_dvc_bar_plots_have_one_bar_per_model(tmp_path):
     for name in ("pca_per_split.csv", "topk_per_network.csv"):
         rows = list(csv.DictReader(open(tmp_path / "plots" / name)))
         assert len({r["bar"] for r in rows}) == len(rows) == 2, name  # DVC draws a bar per distinct `bar`
+
+
+def test_pca_per_split_gives_a_model_one_colour_in_every_panel(tmp_path, monkeypatch):
+    """Panels of different models (one platform's study ran attention, another's did not): a
+    model's bars have its colour everywhere and the legend names every model once."""
+    captured = {}
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, out: (captured.setdefault("fig", fig), real_save(fig, out)))
+    cell = {"pca": 0.7, "top5": 0.8}
+    metrics = {"a": {"s": {"attention": cell, "lightgbm_reg": cell}}, "b": {"s": {"lightgbm_joint": cell, "lightgbm_reg": cell}}}
+    plots.pca_per_split(metrics, tmp_path / "pca.png")
+    fig = captured["fig"]
+    colour_of = {}
+    for ax in fig.axes:
+        for bars in ax.containers:
+            colour_of.setdefault(bars.get_label(), set()).update(tuple(p.get_facecolor()) for p in bars.patches)
+    assert set(colour_of) == {"attention", "lightgbm_joint", "lightgbm_reg"} and all(len(c) == 1 for c in colour_of.values())
+    assert len({next(iter(c)) for c in colour_of.values()}) == 3
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["attention", "lightgbm_joint", "lightgbm_reg"]
