@@ -161,10 +161,11 @@ def valid_task_counts(records_file: Path) -> dict[str, int]:
     """Valid records (error_no 0) a task of a records file, read a row group's two small columns
     at a time."""
     counts: dict[str, int] = {}
-    for batch in pq.ParquetFile(records_file).iter_batches(columns=["task_id", "error_no"]):
-        ids = batch.column("task_id").filter(pc.equal(batch.column("error_no"), 0))
-        for item in pc.value_counts(ids).to_pylist():
-            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    with pq.ParquetFile(records_file) as pf:
+        for batch in pf.iter_batches(columns=["task_id", "error_no"]):
+            ids = batch.column("task_id").filter(pc.equal(batch.column("error_no"), 0))
+            for item in pc.value_counts(ids).to_pylist():
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts
 
 
@@ -175,11 +176,12 @@ def ms_features_of_records(records_file: Path, tasks_by_id: dict, target, direct
     Returns the store rows."""
 
     def batches():
-        for batch in pq.ParquetFile(records_file).iter_batches(BATCH_RECORDS, columns=["record_id", "task_id", "trace", "error_no"]):
-            batch = batch.filter(pc.equal(batch.column("error_no"), 0))
-            if batch.num_rows:
-                rows = list(zip(batch.column("task_id").to_pylist(), batch.column("trace").to_pylist()))
-                yield batch.column("record_id").to_pylist(), extract_ms_features(tasks_by_id, rows, target, progress, cache_dir=cache_dir)
+        with pq.ParquetFile(records_file) as pf:
+            for batch in pf.iter_batches(BATCH_RECORDS, columns=["record_id", "task_id", "trace", "error_no"]):
+                batch = batch.filter(pc.equal(batch.column("error_no"), 0))
+                if batch.num_rows:
+                    rows = list(zip(batch.column("task_id").to_pylist(), batch.column("trace").to_pylist()))
+                    yield batch.column("record_id").to_pylist(), extract_ms_features(tasks_by_id, rows, target, progress, cache_dir=cache_dir)
 
     return write_ms_features(directory, slot, batches())
 

@@ -35,10 +35,10 @@ def program_task_counts(path: str | Path) -> dict[str, int]:
     """Programs a task holds, in the file's task order; reads the task-id column a row group at a
     time (memory: the tasks, not the programs)."""
     counts: dict[str, int] = {}
-    pf = pq.ParquetFile(path)
-    for i in range(pf.num_row_groups):
-        for item in pc.value_counts(pf.read_row_group(i, columns=["task_id"]).column("task_id")).to_pylist():
-            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    with pq.ParquetFile(path) as pf:
+        for i in range(pf.num_row_groups):
+            for item in pc.value_counts(pf.read_row_group(i, columns=["task_id"]).column("task_id")).to_pylist():
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts
 
 
@@ -55,19 +55,19 @@ def read_programs(path: str | Path, task_ids: Iterable[str] | None = None) -> di
     """Task id -> its programs' traces, in file order; with `task_ids`, those tasks' only: row
     groups whose task-id statistics hold none of them are skipped, the others are read one at a
     time and filtered (memory: the asked programs and one row group)."""
-    pf = pq.ParquetFile(path)
     wanted = None if task_ids is None else sorted(set(task_ids))
     out: dict[str, list[str]] = {}
-    for i in range(pf.num_row_groups):
-        if wanted is not None:
-            bounds = _task_range(pf, i)
-            if bounds is not None:
-                at = bisect.bisect_left(wanted, bounds[0])
-                if at == len(wanted) or wanted[at] > bounds[1]:
-                    continue
-        group = pf.read_row_group(i, columns=["task_id", "trace"])
-        if wanted is not None:
-            group = group.filter(pc.is_in(group.column("task_id"), value_set=pa.array(wanted, pa.string())))
-        for task, trace in zip(group.column("task_id").to_pylist(), group.column("trace").to_pylist()):
-            out.setdefault(task, []).append(trace)
+    with pq.ParquetFile(path) as pf:
+        for i in range(pf.num_row_groups):
+            if wanted is not None:
+                bounds = _task_range(pf, i)
+                if bounds is not None:
+                    at = bisect.bisect_left(wanted, bounds[0])
+                    if at == len(wanted) or wanted[at] > bounds[1]:
+                        continue
+            group = pf.read_row_group(i, columns=["task_id", "trace"])
+            if wanted is not None:
+                group = group.filter(pc.is_in(group.column("task_id"), value_set=pa.array(wanted, pa.string())))
+            for task, trace in zip(group.column("task_id").to_pylist(), group.column("trace").to_pylist()):
+                out.setdefault(task, []).append(trace)
     return out
