@@ -19,40 +19,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from anon_memory import PeakRSS, anon_rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rss_mb() -> float:
-    """This process's anonymous resident memory now (file pages it maps are the page cache's, and
-    the imports' own peak would hide the data's in ru_maxrss)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
-
-
-class PeakRSS:
-    """The highest `_rss_mb()` seen while the block runs (sampled every millisecond)."""
-
-    def __enter__(self):
-        self.peak, self._stop = _rss_mb(), threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
 
 
 def write_copies(slot: str, copies: int, out: Path) -> Path:
@@ -83,7 +55,7 @@ def run(records_file: Path, slot: str, mode: str, cache: Path, out_dir: Path) ->
 
     tasks = load_tasks([REPO / dataset.programs_dir("cpu")])
     target = tvm_target(catalog_target(slot))
-    base = _rss_mb()
+    base = anon_rss_mb()
     t0 = time.perf_counter()
     with PeakRSS() as rss:
         if mode == "batches":

@@ -23,41 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from anon_memory import PeakRSS, anon_rss_mb
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "data/bundled/programs/cpu/programs.parquet"
-
-
-def _rss_mb() -> float:
-    """This process's anonymous resident memory now (file pages it maps are the page cache's, and
-    the imports' own peak would hide the data's in ru_maxrss)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
-
-
-class PeakRSS:
-    """The highest `_rss_mb()` seen while the block runs (sampled every millisecond)."""
-
-    def __enter__(self):
-        self.peak, self._stop = _rss_mb(), threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
 
 
 def write_copies(out: Path, copies: int, layout: str) -> Path:
@@ -84,7 +56,7 @@ def measure(path: Path, mode: str, tasks: int, seed: int) -> dict:
     from tensorcost.records import program_task_counts, read_programs
 
     program_task_counts(path)  # warm-up: the Parquet reader's thread pools and allocator arenas belong to the baseline
-    base = _rss_mb()
+    base = anon_rss_mb()
     t0 = time.perf_counter()
     with PeakRSS() as rss:
         if mode == "whole":
@@ -93,7 +65,7 @@ def measure(path: Path, mode: str, tasks: int, seed: int) -> dict:
             programs = read_programs(path, dataset.sample_task_ids(program_task_counts(path), tasks, seed))
     seconds = time.perf_counter() - t0
     return {"programs_read": sum(map(len, programs.values())), "tasks_read": len(programs), "seconds": round(seconds, 3),
-            "rss_after_imports_mb": round(base, 1), "peak_over_imports_mb": round(rss.peak - base, 1), "held_after_mb": round(_rss_mb() - base, 1)}
+            "rss_after_imports_mb": round(base, 1), "peak_over_imports_mb": round(rss.peak - base, 1), "held_after_mb": round(anon_rss_mb() - base, 1)}
 
 
 def main() -> None:
