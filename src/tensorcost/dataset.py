@@ -26,6 +26,7 @@ from . import records as rec
 from .errors import MissingDataError
 from .metrics import pairwise_counts
 from .records import program_id
+from .records.sorted_files import is_sorted, merge_sorted
 from .safeio import write_text
 
 BUNDLED_DIR = Path("data/bundled")
@@ -212,7 +213,9 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     if merge and (dest / "tasks.json").exists():
         old, new = json.loads((dest / "tasks.json").read_text()), json.loads((src / "tasks.json").read_text())
         have = {t["task_id"] for t in old["tasks"]}
-        set_programs, run_programs = pq.read_table(dest / "programs.parquet"), pq.read_table(src / "programs.parquet")
+        run_programs = pq.read_table(src / "programs.parquet")
+        # the set's programs of the run's tasks only, their ids without traces: never the set whole
+        set_programs = rec.read_program_ids(dest / "programs.parquet", run_programs.column("task_id").unique().to_pylist())
         extended = extended_tasks(set_programs, run_programs, have)
         unfinished = set().union(*(not_measured_whole(table, run_programs, extended) for table in run_records.values()))
         extended -= unfinished
@@ -225,7 +228,7 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
         held_ids = program_keys(set_programs)
         keep = [tid not in skip and (tid, pid) not in held_ids
                 for tid, pid in zip(run_programs.column("task_id").to_pylist(), run_programs.column("program_id").to_pylist())]
-        merged = pa.concat_tables([set_programs, run_programs.filter(pa.array(keep, pa.bool_()))])
+        additions = run_programs.filter(pa.array(keep, pa.bool_()))
     counts = {}
     superseded_counts = {}
     # the records first, the program set last: a pack killed in between is packed again whole
@@ -235,17 +238,14 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
         table = table.filter(pc.invert(pc.is_in(table["task_id"], value_set=pa.array(sorted(skip), pa.string()))))
         path = bundled_records_path(t, root)
         if merge and path.exists():
-            kept, earlier = split_tasks(rec.read_records(path), extended)
-            run_now = set(_measurements(table))
-            earlier = earlier.filter(pa.array([k not in run_now for k in _measurements(earlier)], pa.bool_()))
-            if earlier.num_rows:
-                keep_superseded(t, earlier, root)
-                superseded_counts[t] = earlier.num_rows
-            table, _ = merge_records([kept, table])
-        rec.write_records(table.sort_by([("task_id", "ascending"), ("program_id", "ascending")]), path)
-        counts[t] = table.num_rows
+            counts[t], moved = merge_target_records(t, path, table, extended, root)
+            if moved:
+                superseded_counts[t] = moved
+        else:
+            rec.write_records(table.sort_by([(k, "ascending") for k in RECORD_KEYS]), path)
+            counts[t] = table.num_rows
     if merge and (dest / "tasks.json").exists():
-        rec.write_programs(merged, dest / "programs.parquet")
+        rec.merge_programs(dest / "programs.parquet", additions)
         write_text(dest / "tasks.json", json.dumps(old, indent=1))
     else:
         for name in ("tasks.json", "programs.parquet"):
@@ -254,6 +254,48 @@ def pack(work_dir: Path, targets: list[str], kind: str, root: Path = BUNDLED_DIR
     if extended or unfinished:
         out |= {"tasks_extended": sorted(extended), "records_superseded": superseded_counts, "tasks_not_measured_whole": sorted(unfinished)}
     return out
+
+
+RECORD_KEYS = ["task_id", "program_id"]  # a packed records file's order
+SCAN_BATCH_ROWS = 65_536  # a batch of a few id columns
+
+
+def merge_target_records(target_id: str, path: Path, run: pa.Table, extended: set, root: Path = BUNDLED_DIR) -> tuple[int, int]:
+    """A target's packed records file (`path`) with a run's records merged in, as `pack --merge`
+    does: the target's earlier records of `extended` tasks move to its superseded file (except
+    measurements the run holds: a pack done again) and the run's records take their place; a
+    record the file holds already keeps the file's row. Streamed: the file is read a batch at a
+    time, twice (memory: a batch, the run's records and the extended tasks' earlier ones, never
+    the file). Returns (records in the file, records moved to the superseded file)."""
+    run, _ = merge_records([run])
+    grown = pa.array(sorted(extended), pa.string())
+    run_ids = run.column("record_id").unique()
+    earlier_parts, held = [], set()
+    with pq.ParquetFile(path) as pf:
+        rec.check_schema(pf.schema_arrow, str(path))
+        for batch in pf.iter_batches(batch_size=rec.COPY_BATCH_ROWS, columns=list(rec.COLUMNS)):
+            part = pa.Table.from_batches([batch]).cast(rec.RECORDS_SCHEMA)
+            is_grown = pc.is_in(part.column("task_id"), value_set=grown)
+            earlier_parts.append(part.filter(is_grown))
+            others = part.filter(pc.invert(is_grown))
+            held.update(others.filter(pc.is_in(others.column("record_id"), value_set=run_ids)).column("record_id").to_pylist())
+    earlier = pa.concat_tables(earlier_parts) if earlier_parts else rec.RECORDS_SCHEMA.empty_table()
+    run_now = set(_measurements(run))
+    earlier = earlier.filter(pa.array([k not in run_now for k in _measurements(earlier)], pa.bool_()))
+    if earlier.num_rows:
+        keep_superseded(target_id, earlier, root)
+    run = run.filter(pc.invert(pc.is_in(run.column("record_id"), value_set=pa.array(sorted(held), pa.string()))))
+
+    def drop_grown(part: pa.Table) -> pa.Table:
+        return part.filter(pc.invert(pc.is_in(part.column("task_id"), value_set=grown)))
+
+    if is_sorted(path, RECORD_KEYS):
+        rows = merge_sorted(path, run, path, RECORD_KEYS, rec.RECORDS_SCHEMA, rec.COPY_BATCH_ROWS, transform=drop_grown, compression="zstd")
+    else:  # a file another writer left unsorted: sorted whole, once
+        table = pa.concat_tables([drop_grown(rec.read_records(path)), run.select(rec.COLUMNS).cast(rec.RECORDS_SCHEMA)])
+        rec.write_records(table.sort_by([(k, "ascending") for k in RECORD_KEYS]), path)
+        rows = table.num_rows
+    return rows, earlier.num_rows
 
 
 def program_keys(table: pa.Table) -> set[tuple[str, str]]:
@@ -277,11 +319,17 @@ def keep_superseded(target_id: str, earlier: pa.Table, root: Path = BUNDLED_DIR)
     superseded-<variant>.parquet (a second pass of those programs, from another session); a
     measurement it holds already is not appended twice."""
     path = superseded_records_path(target_id, root)
-    older = rec.read_records(path) if path.exists() else None
-    if older is not None:
-        held = set(_measurements(older))
-        earlier = earlier.filter(pa.array([k not in held for k in _measurements(earlier)], pa.bool_()))
-    rec.write_records(pa.concat_tables([x.select(rec.COLUMNS).cast(rec.RECORDS_SCHEMA) for x in (older, earlier) if x is not None]), path)
+    if not path.exists():
+        rec.write_records(earlier, path)
+        return path
+    # the file read a batch at a time: its measurements of these records only, then copied with them after
+    ids, held = earlier.column("record_id").unique(), set()
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=["record_id", "measured_at", "latency_s"]):
+            part = pa.Table.from_batches([batch])
+            held.update(_measurements(part.filter(pc.is_in(part.column("record_id"), value_set=ids))))
+    earlier = earlier.filter(pa.array([k not in held for k in _measurements(earlier)], pa.bool_()))
+    rec.copy_records(path, path, then=earlier)
     return path
 
 

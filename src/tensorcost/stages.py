@@ -134,18 +134,19 @@ def records(slot: str) -> None:
     """A slot's canonical records under their real target id: this machine's fresh measurement,
     or the slot's records file (bundled or imported), relabelled to the slot's target id."""
     p = _slot_params(slot)
+    out = RECORDS_DIR / f"{slot}.parquet"
+    # copied a batch at a time: a platform's records (traces and all) are never one table
     if slot == HOST:
         hw = _read_target(RAW_DIR / HOST / "target.json")
-        table = rec.read_records(RAW_DIR / HOST / "parts")
+        rows = rec.copy_records(RAW_DIR / HOST / "parts", out)
     else:
         hw = hardware.describe_target(slot)
         path = Path(p.targets[slot])
         if not path.exists():
             raise MissingDataError(f"{path}: the records of {slot} are not there; bundled targets: {', '.join(dataset.bundled_targets())}")
-        table = dataset.relabel(rec.read_records(path), slot)
-    rec.write_records(table, RECORDS_DIR / f"{slot}.parquet")
+        rows = rec.copy_records(path, out, transform=lambda part: dataset.relabel(part, slot))
     safeio.write_text(RECORDS_DIR / f"{slot}.target.json", json.dumps(hw.to_dict(), indent=1, sort_keys=True))
-    _echo(f"{slot}: {table.num_rows} records of {hw.id}")
+    _echo(f"{slot}: {rows} records of {hw.id}")
 
 
 def validate(slot: str) -> None:

@@ -177,18 +177,23 @@ def _set_with_programs(where, programs_by_task):
                    where / "programs.parquet")
 
 
-def test_pack_merge_extends_a_task_measured_whole_and_keeps_its_earlier_records(tmp_path):
+@pytest.mark.parametrize("held_order", ["as packed", "unsorted"])
+def test_pack_merge_extends_a_task_measured_whole_and_keeps_its_earlier_records(tmp_path, held_order):
     """A run that measured every program the set has of a task, and more, extends it: the new
     programs join the set, the target's records of the task are the run's (one window), the
-    earlier ones move to superseded-<variant>.parquet; other tasks and other targets stay."""
+    earlier ones move to superseded-<variant>.parquet; other tasks and other targets stay. A
+    records file another writer left unsorted is merged the same, and written sorted."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from tensorcost.records import read_records, write_records
 
     root, work, target = tmp_path / "bundled", tmp_path / "work", "zen4-2c.avx2-t1"
     _set_with_programs(root / "programs/cpu", {"t0": ["p1", "p2", "p3"], "t1": ["p1", "p2"]})
-    write_records(to_table(_rows(target, {"p1": 1.0, "p2": 2.0, "p3": 3.0}, task="t0") + _rows(target, {"p1": 4.0, "p2": 5.0}, task="t1")),
-                  dataset.bundled_records_path(target, root))
+    held_records = to_table(_rows(target, {"p1": 1.0, "p2": 2.0, "p3": 3.0}, task="t0") + _rows(target, {"p1": 4.0, "p2": 5.0}, task="t1"))
+    if held_order == "unsorted":
+        held_records = held_records.take(pa.array([4, 0, 3, 2, 1]))
+    write_records(held_records, dataset.bundled_records_path(target, root))
     other = dataset.bundled_records_path("zen5-2c.avx2-t1", root)
     write_records(to_table(_rows("zen5-2c.avx2-t1", {"p1": 1.5, "p2": 2.5, "p3": 3.5}, task="t0")), other)
     before_other = other.read_bytes()
@@ -212,6 +217,8 @@ def test_pack_merge_extends_a_task_measured_whole_and_keeps_its_earlier_records(
     assert dataset.bundled_targets(root) == [target, "zen5-2c.avx2-t1"]  # the superseded file is not a target
     meta = json.loads((root / "programs/cpu/tasks.json").read_text())["meta"]["merged"][-1]
     assert meta["extended_tasks"] == 1 and meta["tasks"] == 0
+    keys = [(r["task_id"], r["program_id"]) for r in held]
+    assert keys == sorted(keys)
 
 
 def test_pack_merge_leaves_out_a_task_not_measured_whole_until_collect_finishes_it(tmp_path):
@@ -326,12 +333,15 @@ def test_a_pack_killed_after_the_records_is_packed_again_to_the_same_dataset(tmp
             raise KeyboardInterrupt("killed")
         return real(path, *a, **k)
 
-    import tensorcost.records.programs as program_table  # the program set's writer
+    import tensorcost.records.programs as program_table  # the program set's writers: whole, and merged a batch at a time
+    import tensorcost.records.sorted_files as sorted_files
 
-    monkeypatch.setattr(program_table, "atomic_output", die_at_the_program_set)
+    for module in (program_table, sorted_files):
+        monkeypatch.setattr(module, "atomic_output", die_at_the_program_set)
     with pytest.raises(KeyboardInterrupt):
         dataset.pack(work2, [target], "cpu", root2, merge=True)
-    monkeypatch.setattr(program_table, "atomic_output", real)
+    for module in (program_table, sorted_files):
+        monkeypatch.setattr(module, "atomic_output", real)
     dataset.pack(work2, [target], "cpu", root2, merge=True)
     for f in ("programs/cpu/programs.parquet", "platforms/zen4-2c/avx2-t1.parquet", "platforms/zen4-2c/superseded-avx2-t1.parquet"):
         a, b = (read_records(r / f) if "platforms" in f else __import__("pyarrow.parquet").parquet.read_table(r / f) for r in (root, root2))

@@ -70,3 +70,52 @@ def test_the_collect_stage_sample_reads_only_its_tasks_and_draws_what_the_whole_
         part = read_task_programs(where, task_ids)
         assert set(part) == set(task_ids) and (not tasks or len(part) == tasks)
         assert dataset.sample_programs(part, 0, per_task, seed) == dataset.sample_programs(whole, tasks, per_task, seed)
+
+
+def _read(path) -> pa.Table:
+    return pq.read_table(path).cast(PROGRAMS_SCHEMA)
+
+
+def test_a_merge_a_row_group_at_a_time_writes_what_writing_both_whole_writes(tmp_path, monkeypatch):
+    """`merge_programs` (dataset pack --merge): new tasks before, between and after the set's,
+    grown tasks whose programs span row groups; the file equals `write_programs` of the two
+    concatenated, row groups included, and reads no more than a row group of the set at a time."""
+    monkeypatch.setattr(programs_table, "ROW_GROUP_ROWS", 7)
+    held = _table(["b", "d", "f"], 9)  # 27 programs: row groups of 7 cut through every task
+    path = tmp_path / "programs.parquet"
+    write_programs(held, path)
+    fresh = _table(["a", "d", "c", "z", "b"], 4)
+    fresh = fresh.set_column(2, "trace", pa.array([t + "-new" for t in fresh.column("trace").to_pylist()]))
+    expected = tmp_path / "expected.parquet"
+    write_programs(pa.concat_tables([held, fresh]), expected)
+
+    batches = []
+    real = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, **kw: batches.append(kw.get("batch_size")) or real(self, **kw))
+    assert programs_table.merge_programs(path, fresh) == 47
+    assert _read(path).equals(_read(expected))
+    assert [pq.ParquetFile(p).metadata.num_row_groups for p in (path, expected)] == [7, 7]
+    assert 7 in batches  # the set read 7 programs at a time
+    merged = _whole(path)
+    assert merged["d"][:9] == _whole(expected)["d"][:9] and all(t.endswith("-new") for t in merged["d"][9:])
+
+
+def test_a_merge_into_a_set_of_the_earlier_layout_writes_the_task_layout(tmp_path):
+    path = tmp_path / "programs.parquet"
+    held = _table(["b", "a", "c"], 5)
+    pq.write_table(held, path)  # unsorted, one row group: what packs wrote before
+    fresh = _table(["a", "e"], 2).slice(0, 3)
+    expected = tmp_path / "expected.parquet"
+    write_programs(pa.concat_tables([held, fresh]), expected)
+    assert programs_table.merge_programs(path, fresh, tmp_path / "out.parquet") == 18
+    assert _read(tmp_path / "out.parquet").equals(_read(expected))
+    assert _read(path).equals(held)  # the input untouched when the output is elsewhere
+
+
+def test_program_ids_of_some_tasks_come_without_their_traces(tmp_path):
+    path = tmp_path / "programs.parquet"
+    write_programs(_table(["x", "y", "z"], 3), path)
+    ids = programs_table.read_program_ids(path, ["z", "x"])
+    assert ids.column_names == ["task_id", "program_id"]
+    assert ids.column("task_id").to_pylist() == ["x"] * 3 + ["z"] * 3
+    assert programs_table.read_program_ids(path, ["nothere"]).num_rows == 0

@@ -4,13 +4,15 @@ dataset-level views, a program set's table (`records.programs`: read by task). P
 """
 
 from .ops import OP_KINDS, classify_op
-from .programs import PROGRAMS_SCHEMA, program_task_counts, read_programs, write_programs
+from .programs import PROGRAMS_SCHEMA, merge_programs, program_task_counts, read_program_ids, read_programs, write_programs
 from .schema import (
     COLUMNS,
+    COPY_BATCH_ROWS,
     RECORDS_SCHEMA,
     RECORDS_SCHEMA_VERSION,
     RecordsSchemaError,
     check_schema,
+    copy_records,
     program_id,
     read_records,
     record_id,
@@ -19,6 +21,6 @@ from .schema import (
 )
 
 __all__ = [
-    "COLUMNS", "OP_KINDS", "PROGRAMS_SCHEMA", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op",
-    "program_id", "program_task_counts", "read_programs", "read_records", "record_id", "to_table", "write_programs", "write_records",
+    "COLUMNS", "COPY_BATCH_ROWS", "OP_KINDS", "PROGRAMS_SCHEMA", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op", "copy_records",
+    "merge_programs", "program_id", "program_task_counts", "read_program_ids", "read_programs", "read_records", "record_id", "to_table", "write_programs", "write_records",
 ]

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..safeio import atomic_output
+from .sorted_files import is_sorted, merge_sorted
 
 PROGRAMS_SCHEMA = pa.schema([("task_id", pa.string()), ("program_id", pa.string()), ("trace", pa.string())])
 ROW_GROUP_ROWS = 4_096  # ~11 MB of traces a row group
@@ -51,12 +52,10 @@ def _task_range(pf: pq.ParquetFile, i: int) -> tuple[str, str] | None:
     return stats.min, stats.max
 
 
-def read_programs(path: str | Path, task_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
-    """Task id -> its programs' traces, in file order; with `task_ids`, those tasks' only: row
-    groups whose task-id statistics hold none of them are skipped, the others are read one at a
-    time and filtered (memory: the asked programs and one row group)."""
+def _task_row_groups(path: str | Path, task_ids: Iterable[str] | None, columns: list[str]) -> Iterable[pa.Table]:
+    """The file's rows of `task_ids` (all with None), a row group at a time: row groups whose
+    task-id statistics hold none of them are skipped, the others read and filtered."""
     wanted = None if task_ids is None else sorted(set(task_ids))
-    out: dict[str, list[str]] = {}
     with pq.ParquetFile(path) as pf:
         for i in range(pf.num_row_groups):
             if wanted is not None:
@@ -65,9 +64,39 @@ def read_programs(path: str | Path, task_ids: Iterable[str] | None = None) -> di
                     at = bisect.bisect_left(wanted, bounds[0])
                     if at == len(wanted) or wanted[at] > bounds[1]:
                         continue
-            group = pf.read_row_group(i, columns=["task_id", "trace"])
+            group = pf.read_row_group(i, columns=columns)
             if wanted is not None:
                 group = group.filter(pc.is_in(group.column("task_id"), value_set=pa.array(wanted, pa.string())))
-            for task, trace in zip(group.column("task_id").to_pylist(), group.column("trace").to_pylist()):
-                out.setdefault(task, []).append(trace)
+            yield group
+
+
+def read_programs(path: str | Path, task_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Task id -> its programs' traces, in file order; with `task_ids`, those tasks' only (memory:
+    the asked programs and one row group)."""
+    out: dict[str, list[str]] = {}
+    for group in _task_row_groups(path, task_ids, ["task_id", "trace"]):
+        for task, trace in zip(group.column("task_id").to_pylist(), group.column("trace").to_pylist()):
+            out.setdefault(task, []).append(trace)
     return out
+
+
+def read_program_ids(path: str | Path, task_ids: Iterable[str]) -> pa.Table:
+    """The (task id, program id) rows of `task_ids`' programs, in file order, without their traces."""
+    parts = list(_task_row_groups(path, task_ids, ["task_id", "program_id"]))
+    schema = pa.schema([PROGRAMS_SCHEMA.field("task_id"), PROGRAMS_SCHEMA.field("program_id")])
+    return pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
+
+
+def merge_programs(path: str | Path, additions: pa.Table, out: str | Path | None = None) -> int:
+    """The program set at `path` with `additions` (PROGRAMS_SCHEMA's columns) joined, written to
+    `out` (default: `path`, replaced atomically) as `write_programs` writes the two together: by
+    task, a task's programs in the set first. Read and written a row group at a time (memory: the
+    additions and a row group, never the set); a set written before the task layout is rewritten
+    whole, once. Returns the programs written."""
+    out = path if out is None else out
+    if not is_sorted(path, ["task_id"]):
+        table = pa.concat_tables([pq.read_table(path, columns=PROGRAMS_SCHEMA.names).cast(PROGRAMS_SCHEMA),
+                                  additions.select(PROGRAMS_SCHEMA.names).cast(PROGRAMS_SCHEMA)])
+        write_programs(table, out)
+        return table.num_rows
+    return merge_sorted(path, additions, out, ["task_id"], PROGRAMS_SCHEMA, ROW_GROUP_ROWS)

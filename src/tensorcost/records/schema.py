@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -83,15 +83,53 @@ def check_schema(schema: pa.Schema, where: str) -> None:
         raise RecordsSchemaError(f"{where}: not a canonical records table: " + "; ".join(problems))
 
 
-def read_records(paths: str | Path | Iterable[str | Path]) -> pa.Table:
-    """Read one or more canonical records files (or directories of them) into one table."""
+def records_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """The records files of `paths`: files as given, directories searched for *.parquet (sorted)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    paths = [Path(p) for p in paths]
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in paths:
         files.extend(sorted(p.rglob("*.parquet")) if p.is_dir() else [p])
     if not files:
         raise MissingDataError(f"no records files under {[str(p) for p in paths]}")
+    return files
+
+
+COPY_BATCH_ROWS = 4_096  # ~12 MB of traces a batch, a row group of the copy (the reader holds a few times a batch)
+
+
+def copy_records(paths: str | Path | Iterable[str | Path], out: str | Path,
+                 transform: Callable[[pa.Table], pa.Table] | None = None, batch_rows: int = COPY_BATCH_ROWS,
+                 then: pa.Table | None = None) -> int:
+    """Every record of `paths` (files or directories, as `read_records`) written to `out` in
+    their order, `transform`ed a batch at a time, and the records of `then` after them: memory is
+    one batch, never the file (a TenSet platform's records, traces and all, are ~24 GB). Every
+    source's schema is checked before a row is written; `out` is replaced atomically (a killed
+    copy leaves the old file, and `out` may be one of the sources). Returns the rows written."""
+    files = records_files(paths)
+    for f in files:
+        with pq.ParquetFile(f) as pf:
+            check_schema(pf.schema_arrow, str(f))
+    rows = 0
+    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, RECORDS_SCHEMA, compression="zstd") as writer:
+        for f in files:
+            with pq.ParquetFile(f) as pf:
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
+                    part = pa.Table.from_batches([batch]).cast(RECORDS_SCHEMA)
+                    if transform is not None:
+                        part = transform(part).select(list(COLUMNS)).cast(RECORDS_SCHEMA)
+                    writer.write_table(part)
+                    rows += part.num_rows
+        if then is not None and then.num_rows:
+            writer.write_table(then.select(list(COLUMNS)).cast(RECORDS_SCHEMA), row_group_size=batch_rows)
+            rows += then.num_rows
+    return rows
+
+
+def read_records(paths: str | Path | Iterable[str | Path]) -> pa.Table:
+    """Read one or more canonical records files (or directories of them) into one table."""
+    files = records_files(paths)
     tables = []
     for f in files:
         t = pq.read_table(f)
