@@ -271,8 +271,7 @@ def merge_target_records(target_id: str, path: Path, run: pa.Table, extended: se
     grown = pa.array(sorted(extended), pa.string())
     run_ids = run.column("record_id").unique()
     earlier_parts, held = [], set()
-    with pq.ParquetFile(path) as pf:
-        rec.check_schema(pf.schema_arrow, str(path))
+    with rec.open_records_file(path) as pf:
         for batch in pf.iter_batches(batch_size=rec.COPY_BATCH_ROWS, columns=list(rec.COLUMNS)):
             part = pa.Table.from_batches([batch]).cast(rec.RECORDS_SCHEMA)
             is_grown = pc.is_in(part.column("task_id"), value_set=grown)
@@ -366,7 +365,7 @@ def merge_records(sources: list) -> tuple:
     for rid in table.column("record_id").to_pylist():
         keep.append(rid not in seen)
         seen.add(rid)
-    merged = table.filter(pa.array(keep))
+    merged = table.filter(pa.array(keep, pa.bool_()))  # typed: an empty list would be nulls
     return merged, table.num_rows - merged.num_rows
 
 

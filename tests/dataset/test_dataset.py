@@ -220,6 +220,22 @@ def test_pack_merge_extends_a_task_measured_whole_and_keeps_its_earlier_records(
     keys = [(r["task_id"], r["program_id"]) for r in held]
     assert keys == sorted(keys)
 
+    # the same pack again (a user repeating the command): the tasks are in the set, nothing changes
+    files = [root / "programs/cpu/programs.parquet", dataset.bundled_records_path(target, root), dataset.superseded_records_path(target, root)]
+    before = [pq.read_table(f) for f in files]
+    again = dataset.pack(work, [target], "cpu", root, merge=True)
+    assert again["tasks_already_in_the_set"] == ["t0"] and again["records"] == {target: 7}
+    assert all(pq.read_table(f).equals(b) for f, b in zip(files, before))
+
+    # a records file cut short is named, and nothing of the dataset is written
+    path = dataset.bundled_records_path(target, root)
+    path.write_bytes(path.read_bytes()[:100])
+    from tensorcost.records import RecordsSchemaError
+
+    with pytest.raises(RecordsSchemaError, match="avx2-t1.parquet: not a readable Parquet records file"):
+        dataset.pack(work, [target], "cpu", root, merge=True)
+    assert pq.read_table(files[0]).equals(before[0]) and pq.read_table(files[2]).equals(before[2])
+
 
 def test_pack_merge_leaves_out_a_task_not_measured_whole_until_collect_finishes_it(tmp_path):
     """A collect stopped early: the task it measured whole is extended, the one it did not is

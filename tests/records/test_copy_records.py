@@ -73,3 +73,14 @@ def test_no_records_files_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="no records files under"):
         copy_records(tmp_path / "empty", tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_file_cut_short_is_named_and_nothing_is_written(tmp_path, sample):
+    src = tmp_path / "src.parquet"
+    write_records(sample, src)
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])  # a copy killed half way, a full disk
+    with pytest.raises(RecordsSchemaError, match=r"src\.parquet: not a readable Parquet records file"):
+        copy_records(src, tmp_path / "out.parquet")
+    with pytest.raises(RecordsSchemaError, match=r"src\.parquet: not a readable Parquet records file"):
+        read_records(src)
+    assert not (tmp_path / "out.parquet").exists()

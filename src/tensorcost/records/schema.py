@@ -96,6 +96,21 @@ def records_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def open_records_file(path: str | Path) -> pq.ParquetFile:
+    """A records file opened for reading a batch at a time, its schema checked: a missing file,
+    a file that is not Parquet (cut short, overwritten) or one without the canonical columns is
+    a clear error naming it, before anything reads a row."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"{path}: no records file there")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecordsSchemaError(f"{path}: not a readable Parquet records file ({exc})") from exc
+    check_schema(pf.schema_arrow, str(path))
+    return pf
+
+
 COPY_BATCH_ROWS = 4_096  # ~12 MB of traces a batch, a row group of the copy (the reader holds a few times a batch)
 
 
@@ -109,12 +124,11 @@ def copy_records(paths: str | Path | Iterable[str | Path], out: str | Path,
     copy leaves the old file, and `out` may be one of the sources). Returns the rows written."""
     files = records_files(paths)
     for f in files:
-        with pq.ParquetFile(f) as pf:
-            check_schema(pf.schema_arrow, str(f))
+        open_records_file(f).close()
     rows = 0
     with atomic_output(out) as tmp, pq.ParquetWriter(tmp, RECORDS_SCHEMA, compression="zstd") as writer:
         for f in files:
-            with pq.ParquetFile(f) as pf:
+            with open_records_file(f) as pf:
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
                     part = pa.Table.from_batches([batch]).cast(RECORDS_SCHEMA)
                     if transform is not None:
@@ -132,8 +146,8 @@ def read_records(paths: str | Path | Iterable[str | Path]) -> pa.Table:
     files = records_files(paths)
     tables = []
     for f in files:
-        t = pq.read_table(f)
-        check_schema(t.schema, str(f))
+        with open_records_file(f) as pf:
+            t = pf.read()
         # Cast: files from other writers may differ only in nullability flags.
         tables.append(t.select(list(COLUMNS)).cast(RECORDS_SCHEMA))
     return pa.concat_tables(tables)
