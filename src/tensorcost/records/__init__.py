@@ -22,6 +22,8 @@ from .schema import (
 )
 
 __all__ = [
-    "COLUMNS", "COPY_BATCH_ROWS", "OP_KINDS", "PROGRAMS_SCHEMA", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION", "RecordsSchemaError", "check_schema", "classify_op", "copy_records",
-    "merge_programs", "open_records_file", "program_id", "program_task_counts", "read_program_ids", "read_programs", "read_records", "record_id", "to_table", "write_programs", "write_records",
+    "COLUMNS", "COPY_BATCH_ROWS", "OP_KINDS", "PROGRAMS_SCHEMA", "RECORDS_SCHEMA", "RECORDS_SCHEMA_VERSION",
+    "RecordsSchemaError", "check_schema", "classify_op", "copy_records", "merge_programs",
+    "open_records_file", "program_id", "program_task_counts", "read_program_ids", "read_programs",
+    "read_records", "record_id", "to_table", "write_programs", "write_records",
 ]
