@@ -323,7 +323,7 @@ def keep_superseded(target_id: str, earlier: pa.Table, root: Path = BUNDLED_DIR)
         return path
     # the file read a batch at a time: its measurements of these records only, then copied with them after
     ids, held = earlier.column("record_id").unique(), set()
-    with pq.ParquetFile(path) as pf:
+    with rec.open_records_file(path) as pf:  # a superseded file cut short is named, not a traceback
         for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=["record_id", "measured_at", "latency_s"]):
             part = pa.Table.from_batches([batch])
             held.update(_measurements(part.filter(pc.is_in(part.column("record_id"), value_set=ids))))
