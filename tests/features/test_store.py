@@ -3,6 +3,7 @@ tasks, parallel and resumable featurizing, and learners that read it a fragment 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -123,6 +124,37 @@ def test_lightgbm_from_fragments_equals_lightgbm_from_memory(tmp_path, in_memory
     pa_ = pairwise_comparison_accuracy(te_m.frame["task_id"], a.predict(te_m), te_m.frame["latency_s"])
     pb = pairwise_comparison_accuracy(te_v.frame["task_id"], b.predict(te_v), te_v.frame["latency_s"])
     assert pa_ > 0.6 and abs(pa_ - pb) < 1e-9
+
+
+@pytest.mark.parametrize("objective", ["regression", "lambdarank"])
+def test_a_lightgbm_warm_start_from_fragments_equals_one_from_memory_and_reads_a_fragment_at_a_time(tmp_path, in_memory, objective, monkeypatch):
+    """Fine-tuning (transfer's k% of a new machine) from a store view: the initial scores are
+    read a fragment at a time and the new trees stacked after the source's, as LightGBM's own
+    warm start does from memory."""
+    write_feature_store(in_memory, tmp_path, SLOT, rows_per_fragment=300)
+    view = StoreView(tmp_path, SLOT)
+    memory = view.materialize()
+    tasks = sorted(set(memory.frame["task_id"]))
+    source_rows = np.flatnonzero(memory.frame["task_id"].isin(tasks[:6]).to_numpy())
+    tune_rows = np.flatnonzero(memory.frame["task_id"].isin(tasks[6:10]).to_numpy())
+    spec = ModelSpec("lightgbm", {"objective": objective, "num_boost_round": 20, "finetune_rounds": 7, "num_threads": 1, "group_relative": True})
+    source = spec.create(memory)
+    source.fit(memory.take(source_rows))
+    a, b = copy.deepcopy(source), copy.deepcopy(source)
+    a.fit(memory.take(tune_rows), warm_start=True)
+    read: list[int] = []
+    whole = StoreView.materialize
+    monkeypatch.setattr(StoreView, "materialize", lambda self, *args, **kw: read.append(len(self)) or whole(self, *args, **kw))
+    b.fit(view.take(tune_rows), warm_start=True)
+    largest = np.unique(np.asarray(view.fragment), return_counts=True)[1].max()  # fragments hold whole tasks: ~300 rows
+    assert read and max(read) <= largest < len(tune_rows)  # never the fine-tuning side whole
+    assert a.booster.num_trees() == b.booster.num_trees() == source.booster.num_trees() + 7
+    monkeypatch.undo()
+    test = memory.take(np.flatnonzero(memory.frame["task_id"].isin(tasks[10:]).to_numpy()))
+    np.testing.assert_allclose(b.predict(test), a.predict(test), rtol=0, atol=1e-9)
+    assert np.abs(a.predict(test) - source.predict(test)).max() > 1e-6  # the new trees changed the scores
+    b.save(tmp_path / "tuned")  # the stacked model is a LightGBM text model like any other: checked and loaded
+    np.testing.assert_array_equal(type(b).load(tmp_path / "tuned").predict(test), b.predict(test))
 
 
 def test_the_store_hash_names_its_content(tmp_path, in_memory):

@@ -226,6 +226,30 @@ def _tree_problem(block: bytes, n_features: int) -> str | None:
     return None
 
 
+_TREE_LINE = re.compile(r"^Tree=\d+\n", re.M)
+
+
+def stack_boosters(first, then):
+    """One LightGBM booster whose raw score is `first`'s plus `then`'s: `first`'s header and
+    trees, then `then`'s trees numbered after them. What LightGBM's warm start (`init_model`)
+    builds, for a continuation trained apart on `first`'s raw scores as initial scores (the
+    streamed fine-tune: LightGBM cannot score Sequence data itself). Only the header and trees
+    are given to LightGBM, as `check_model_text` does on load."""
+    import lightgbm as lgb
+
+    def parts(text: str) -> tuple[str, list[str]]:
+        end = text.index("\nend of trees\n") + 1
+        starts = [m.start() for m in _TREE_LINE.finditer(text, 0, end)]
+        blocks = [text[a:b] for a, b in zip(starts, starts[1:] + [end])]
+        return text[:starts[0]] if starts else text[:text.index("\n\n") + 2], [_TREE_LINE.sub("", b, count=1) for b in blocks]
+
+    head, trees = parts(first.model_to_string())
+    _, more = parts(then.model_to_string())
+    blocks = [f"Tree={i}\n{b}" for i, b in enumerate(trees + more)]
+    head = re.sub(r"(?m)^tree_sizes=.*$", "tree_sizes=" + " ".join(str(len(b.encode())) for b in blocks), head)
+    return lgb.Booster(model_str=head + "".join(blocks) + "end of trees\n\npandas_categorical:null\n")
+
+
 def _fragment_rows(view):
     """(fragment index, the view's rows in it) in view order."""
     frag = np.asarray(view.fragment)
@@ -303,21 +327,25 @@ class LightGBMCostModel(CostModel):
             return np.sqrt(np.clip(np.asarray(labels, dtype=np.float64), 0.0, None))
         return labels
 
-    def _dataset(self, table: FeatureTable, reference=None):
+    def _dataset(self, table: FeatureTable, reference=None, init_from=None):
+        """LightGBM's Dataset of `table`; with `init_from` (a booster) its raw scores as the
+        rows' initial scores (a warm start trained apart, then `stack_boosters`)."""
         import lightgbm as lgb
 
         if not isinstance(table, FeatureTable):  # a store view: binned from fragments, never one float matrix
-            return self._streamed_dataset(table, reference)
+            return self._streamed_dataset(table, reference, init_from)
         order, sizes = _group_sizes(table.groups)
         x, y = self._inputs(table)[order], self._fit_labels(table.labels[order])
+        init = init_from.predict(x, raw_score=True) if init_from is not None and len(x) else None
         if self.metadata.objective == "lambdarank":
-            return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, free_raw_data=True)
-        return lgb.Dataset(x, y, reference=reference, free_raw_data=True)
+            return lgb.Dataset(x, self.relevance(y), group=sizes, reference=reference, init_score=init, free_raw_data=True)
+        return lgb.Dataset(x, y, reference=reference, init_score=init, free_raw_data=True)
 
-    def _streamed_dataset(self, view, reference=None):
+    def _streamed_dataset(self, view, reference=None, init_from=None):
         """LightGBM's Dataset from a store view through `lightgbm.Sequence`s, one a fragment:
         LightGBM samples rows for its bins, then pushes batches; a Sequence holds one fragment's
-        inputs at a time. Groups are whole inside fragments, so rows keep the view's order."""
+        inputs at a time. Groups are whole inside fragments, so rows keep the view's order.
+        `init_from`'s raw scores (initial scores) are read a fragment at a time too."""
         import lightgbm as lgb
 
         model = self
@@ -341,12 +369,14 @@ class LightGBMCostModel(CostModel):
             def __len__(self):
                 return self.n
 
-        seqs, labels, sizes = [], [], []
+        seqs, labels, sizes, init = [], [], [], []
         for frag, rows in _fragment_rows(view):
             part = view.take(rows)
             seqs.append(FragmentSequence(lambda part=part: part.materialize(self.inputs), len(rows)))
             seqs[-1].batch_size = len(rows)
             labels.append(part.labels)
+            if init_from is not None:
+                init.append(init_from.predict(self._inputs(part.materialize(self.inputs)), raw_score=True))
             groups = part.groups
             cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]])
             sizes += np.diff(cuts).tolist()  # groups are contiguous in a fragment: sizes in row order
@@ -355,9 +385,10 @@ class LightGBMCostModel(CostModel):
         # (20), not ours: a small view (a pruned task's rows) lost every feature and grew one-leaf
         # trees. Off, the trees are the in-memory ones (the filter only skips unsplittable features).
         ds_params = {"feature_pre_filter": False}
+        init_score = np.concatenate(init) if init else None
         if self.metadata.objective == "lambdarank":
-            return lgb.Dataset(seqs, self.relevance(y), group=sizes, reference=reference, free_raw_data=True, params=ds_params)
-        return lgb.Dataset(seqs, y, reference=reference, free_raw_data=True, params=ds_params)
+            return lgb.Dataset(seqs, self.relevance(y), group=sizes, reference=reference, init_score=init_score, free_raw_data=True, params=ds_params)
+        return lgb.Dataset(seqs, y, reference=reference, init_score=init_score, free_raw_data=True, params=ds_params)
 
     def fit(self, train: FeatureTable, valid: FeatureTable | None = None, *, warm_start: bool = False, seed: int | None = None, log=None) -> dict[str, list[float]]:
         """Train (or, with `warm_start`, add `finetune_rounds` trees to the current ones); with
@@ -373,19 +404,23 @@ class LightGBMCostModel(CostModel):
         if self.metadata.objective == "lambdarank":
             params["label_gain"] = list(range(31))
             params.setdefault("eval_at", [1, 5])
-        if warm_start and self.booster is not None and not isinstance(train, FeatureTable):
-            # LightGBM 4.7 cannot score Sequence data for a warm start's initial scores: a
-            # fine-tuning set (k% of a new machine's records) is read whole
-            train = train.materialize(self.inputs)
-        data = self._dataset(train)
+        warm = warm_start and self.booster is not None
+        # LightGBM 4.7 cannot score Sequence data for a warm start's initial scores: a store
+        # view's (k% of a new machine's records, read a fragment at a time) are ours, the new
+        # trees are trained apart on them and stacked after the current ones
+        apart = self.booster if warm and not isinstance(train, FeatureTable) else None
+        data = self._dataset(train, init_from=apart)
         evals: dict = {}
         kwargs: dict = {}
         if valid is not None:
-            kwargs = {"valid_sets": [self._dataset(valid, reference=data)], "valid_names": ["valid"], "callbacks": [lgb.record_evaluation(evals)]}
-        if warm_start and self.booster is not None:
-            kwargs["init_model"] = self.booster
+            kwargs = {"valid_sets": [self._dataset(valid, reference=data, init_from=apart)], "valid_names": ["valid"],
+                      "callbacks": [lgb.record_evaluation(evals)]}
+        if warm:
             rounds, params["learning_rate"] = finetune_rounds, finetune_lr
-        self.booster = lgb.train(params, data, num_boost_round=rounds, **kwargs)
+            if apart is None:
+                kwargs["init_model"] = self.booster
+        booster = lgb.train(params, data, num_boost_round=rounds, **kwargs)
+        self.booster = stack_boosters(apart, booster) if apart is not None else booster
         return {f"valid_{k}".replace("@", "_at_"): list(map(float, v)) for k, v in evals.get("valid", {}).items()}
 
     def predict(self, table: FeatureTable) -> np.ndarray:
