@@ -10,8 +10,8 @@ The parent featurizes the slot's bundled records once and writes a feature store
 copies of them under --work (task ids suffixed per copy: a machine with that many more tasks),
 trains the source slot's `lightgbm_reg` preset on its bundled records and saves it. Each mode runs
 in a fresh process: it loads the source, then fine-tunes it on the whole store (k = 100%), read
-whole (`view.materialize()`, the former path) or as the view. Reports the peak RSS over the
-child's baseline after loading, bytes a row, the seconds, and how far the two modes' scores on
+whole (`view.materialize()`, the former path) or as the view. Reports the peak anonymous RSS over
+the child's after loading (anon_memory.py), bytes a row, the seconds, and how far the two modes' scores on
 the first copy differ (the same trees either way: expect ~1e-12).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -28,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from anon_memory import PeakRSS, anon_rss_mb  # noqa: E402
+
 MODES = ("whole", "view")
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _build(work: Path, slot: str, source: str, copies: int) -> tuple[Path, Path]:
@@ -41,7 +39,6 @@ def _build(work: Path, slot: str, source: str, copies: int) -> tuple[Path, Path]
     from tensorcost.features import FeatureTable, write_feature_store
     from tensorcost.params import load_params
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from common import bundled_feature_tables
 
     store, model_dir = work / f"store-{copies}", work / "source-model"
@@ -71,11 +68,12 @@ def measure(store: Path, slot: str, model_dir: Path, mode: str, first_rows: int)
     model = load_model(model_dir)
     view = StoreView(store, slot)
     rows = len(view)
-    base = _peak_mb()
+    base = anon_rss_mb()
     t0 = time.perf_counter()
-    model.fit(view.materialize(model.inputs) if mode == "whole" else view, warm_start=True)
+    with PeakRSS() as rss:
+        model.fit(view.materialize(model.inputs) if mode == "whole" else view, warm_start=True)
     seconds = time.perf_counter() - t0
-    peak = _peak_mb() - base
+    peak = rss.peak - base
     scores = model.predict(view.take(np.arange(min(first_rows, rows))))
     return {"mode": mode, "rows": rows, "peak_mb": round(peak, 1), "bytes_per_row": round(peak * 2**20 / rows), "seconds": round(seconds, 2),
             "trees": model.booster.num_trees(), "scores": scores.tolist()}

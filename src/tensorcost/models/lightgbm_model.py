@@ -375,8 +375,8 @@ class LightGBMCostModel(CostModel):
             seqs.append(FragmentSequence(lambda part=part: part.materialize(self.inputs), len(rows)))
             seqs[-1].batch_size = len(rows)
             labels.append(part.labels)
-            if init_from is not None:
-                init.append(init_from.predict(self._inputs(part.materialize(self.inputs)), raw_score=True))
+            if init_from is not None:  # through the Sequence's cache: it holds one fragment's inputs at a time
+                init.append(init_from.predict(seqs[-1]._x(), raw_score=True))
             groups = part.groups
             cuts = np.concatenate([[0], np.flatnonzero(groups[1:] != groups[:-1]) + 1, [len(groups)]])
             sizes += np.diff(cuts).tolist()  # groups are contiguous in a fragment: sizes in row order
