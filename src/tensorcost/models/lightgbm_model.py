@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, StrictBool
@@ -13,6 +13,9 @@ from pydantic import Field, StrictBool
 from ..features import FeatureTable
 from ..features.metaschedule import MS_FEATURE_DIM
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MODEL_FILE = "model.txt"  # LightGBM's own text format: loads without executing code
 MAX_MODEL_BYTES = 1 << 30
@@ -229,7 +232,7 @@ def _tree_problem(block: bytes, n_features: int) -> str | None:
 _TREE_LINE = re.compile(r"^Tree=\d+\n", re.M)
 
 
-def stack_boosters(first, then):
+def stack_boosters(first: lgb.Booster, then: lgb.Booster) -> lgb.Booster:
     """One LightGBM booster whose raw score is `first`'s plus `then`'s: `first`'s header and
     trees, then `then`'s trees numbered after them. What LightGBM's warm start (`init_model`)
     builds, for a continuation trained apart on `first`'s raw scores as initial scores (the
