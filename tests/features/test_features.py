@@ -338,3 +338,29 @@ def test_a_loop_tiled_in_three_levels_has_no_fourth_inner_level():
     got = dict(zip(LOOP_FEATURE_NAMES, loop_features(Decisions([], tiles=[[4, 2, 8]]))))
     assert got["tiled_last0_log_in3"] == got["tiled_last0_log_in4"] == pytest.approx(6.0)
     assert got["tiled_last0_log_in1"] == 3.0 and got["tiled_last0_log_in2"] == 4.0
+
+
+def test_lane_features_count_a_tile_in_the_machines_float32_lanes():
+    import math
+
+    from tensorcost.features.cross import LANE_FEATURE_NAMES, LANE_INPUTS, lane_features
+
+    names = ["other"] + list(LANE_INPUTS)
+    rows = []
+    for vector_bytes, tile, present in ((32, 8, True), (32, 7, True), (32, 12, True), (64, 8, True), (32, 8, False), (0, 5, True)):
+        r = dict.fromkeys(names, 0.0)
+        r["hw_vector_bytes"] = math.log2(1 + vector_bytes)
+        r["tiled_last0_log_extent"] = 6.0 if present else 0.0
+        r["tiled_last0_log_in1"] = math.log2(tile) if tile > 1 else 0.0
+        rows.append([r[n] for n in names])
+    out = lane_features(np.asarray(rows, np.float32), names)
+    col = {n: out[:, i] for i, n in enumerate(LANE_FEATURE_NAMES)}
+    rem, full, div = col["lanes_last0_in1_remainder"], col["lanes_last0_in1_full"], col["lanes_last0_in1_divides"]
+    # AVX2: 8 lanes; 8 fills one register, 7 none, 12 one and half of another; AVX-512: 16 lanes, 8 fills half;
+    # a loop the program lacks reads 0; no SIMD: one lane, every tile divides
+    np.testing.assert_allclose(rem, [0.0, 7 / 8, 0.5, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(full, [1.0, 0.0, 1.0, 0.0, 0.0, math.log2(6)], rtol=1e-6)
+    np.testing.assert_array_equal(div, [1, 0, 0, 0, 0, 1])
+    assert out.shape == (6, len(LANE_FEATURE_NAMES)) and not out[:, 6:].any()  # the loops these programs lack
+    with pytest.raises(ValueError, match="tiled_last2_log_in2"):
+        lane_features(np.zeros((1, 3), np.float32), ["hw_vector_bytes", "tiled_last0_log_in1", "tiled_last0_log_extent"])

@@ -274,18 +274,88 @@ def test_feature_fraction_and_l2_reach_lightgbm_and_stay_deterministic(tmp_path)
         LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, feature_fraction=0.0)
 
 
-def test_sqrt_label_transform_fits_the_square_root_and_round_trips(tmp_path):
-    # the regression fits sqrt(label): its mean prediction on its own rows is the square roots'
-    # mean, not the labels'; the setting travels with the model and a typo is refused
+@pytest.mark.parametrize("transform, fitted", [("sqrt", np.sqrt), ("log", lambda y: np.log2(np.clip(y, 2.0 ** -20, None)))])
+def test_label_transform_fits_the_transformed_label_and_round_trips(tmp_path, transform, fitted):
+    # the regression fits f(label): its mean prediction on its own rows is the mean of f(label),
+    # not the labels'; the setting travels with the model and a typo is refused
     table = _table(10, 30, seed=1)
     labels = table.labels
-    assert abs(np.sqrt(labels).mean() - labels.mean()) > 0.05  # the two are told apart
-    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", label_transform="sqrt", **SMALL)
+    assert abs(fitted(labels).mean() - labels.mean()) > 0.05  # the two are told apart
+    model = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", label_transform=transform, **SMALL)
     model.fit(table)
-    assert model.predict(table).mean() == pytest.approx(np.sqrt(labels).mean(), abs=0.02)
+    assert model.predict(table).mean() == pytest.approx(fitted(labels).mean(), abs=0.02 * max(1.0, float(np.ptp(fitted(labels)))))
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
-    assert loaded.metadata.params["label_transform"] == "sqrt"
+    assert loaded.metadata.params["label_transform"] == transform
     np.testing.assert_allclose(loaded.predict(table), model.predict(table))
     with pytest.raises(ModelFormatError, match="label_transform"):
-        LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, label_transform="log")
+        LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, label_transform="log10")
+
+
+def _lane_table(seed: int):
+    """Programs whose speed is whether the last loop's innermost tile fills whole 8-lane (AVX2
+    float32) registers: a modular fact the log2 tile column alone does not show."""
+    import math
+
+    from helpers import feature_table
+    from tensorcost.features.cross import LANE_INPUTS
+
+    names = list(LANE_INPUTS) + ["noise"]
+    rng = np.random.default_rng(seed)
+    n = 12 * 40
+    x = np.zeros((n, len(names)), np.float32)
+    tile = rng.integers(1, 257, n)
+    x[:, names.index("hw_vector_bytes")] = math.log2(1 + 32)
+    x[:, names.index("tiled_last0_log_extent")] = 10.0
+    x[:, names.index("tiled_last0_log_in1")] = np.log2(tile)
+    x[:, names.index("tiled_last0_log_in2")] = np.log2(2 * tile)
+    x[:, -1] = rng.random(n)
+    latency = np.where(tile % 8 == 0, 1.0, 3.0)
+    return names, feature_table(x, np.repeat([f"g{seed}-{g}" for g in range(12)], 40), latency)
+
+
+def test_lane_features_show_the_trees_whether_a_tile_fills_the_vector_registers(tmp_path):
+    from tensorcost.features.cross import LANE_FEATURE_NAMES
+
+    names, train = _lane_table(1)
+    _, test = _lane_table(2)
+    lat = test.frame["latency_s"].to_numpy()
+    with_lanes = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", names, objective="regression", lane_features=True, **SMALL)
+    with_lanes.fit(train)
+    plain = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", names, objective="regression", **SMALL)
+    plain.fit(train)
+    assert pairwise_comparison_accuracy(test.groups, with_lanes.predict(test), lat) > 0.99
+    assert pairwise_comparison_accuracy(test.groups, plain.predict(test), lat) < 0.8
+    assert with_lanes.booster.num_feature() == len(names) + len(LANE_FEATURE_NAMES) == with_lanes.n_inputs
+    with_lanes.save(tmp_path / "m")
+    again = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
+    assert again.metadata.params["lane_features"] is True
+    np.testing.assert_array_equal(again.predict(test), with_lanes.predict(test))
+    # a model asked for lane features on a layout without the columns they come from says which
+    bare = LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", lane_features=True, **SMALL)
+    with pytest.raises(ValueError, match="hw_vector_bytes"):
+        bare.fit(_table(4, 10, seed=3))
+
+
+def test_joint_model_can_read_the_main_store_row_beside_the_pooled_ones(tmp_path):
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM
+    from tensorcost.models.lightgbm_model import LightGBMJointCostModel, pooled_ms_features
+
+    pad, accumulate = np.zeros((1, MS_FEATURE_DIM), np.float32), np.ones((1, MS_FEATURE_DIM), np.float32)
+    pad[0, 0], accumulate[0, :7] = 0.5, [9, 1, 0, 0, 0, 0, 0]  # float work: the accumulation store has the most
+    pooled = pooled_ms_features([np.concatenate([pad, accumulate]), np.zeros((0, MS_FEATURE_DIM), np.float32)], main_store=True)
+    assert pooled.shape == (2, 3 * MS_FEATURE_DIM + 1)
+    np.testing.assert_array_equal(pooled[0, 2 * MS_FEATURE_DIM + 1:], accumulate[0])
+    assert pooled[0, 2 * MS_FEATURE_DIM] == 2 and not pooled[1].any()
+    table = _table(6, 20, seed=1)
+    table.ms_features = [np.random.default_rng(i).uniform(size=(3, MS_FEATURE_DIM)).astype(np.float32) for i in range(len(table))]
+    model = LightGBMJointCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, objective="regression", ms_pooling="mean_max_main", **SMALL)
+    model.fit(table)
+    assert model.booster.num_feature() == N_FEATURES + 3 * MS_FEATURE_DIM + 1 == model.n_inputs
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m", expected_feature_schema="tc-feat-test")
+    np.testing.assert_array_equal(again.predict(table), model.predict(table))
+    with pytest.raises(ModelFormatError, match="ms_pooling"):
+        LightGBMJointCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, ms_pooling="median")
+    with pytest.raises(ModelFormatError, match="ms_pooling"):  # a plain LightGBM model has no MetaSchedule features to pool
+        LightGBMCostModel.create("testcpu-1c.avx2-t1", "tc-feat-test", NAMES, ms_pooling="mean_max_main")

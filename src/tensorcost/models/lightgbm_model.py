@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, StrictBool
 
 from ..features import FeatureTable
+from ..features.cross import LANE_FEATURE_NAMES, lane_features
 from ..features.metaschedule import MS_FEATURE_DIM
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, artifact_file, make_config
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.txt"  # LightGBM's own text format: loads without executing code
 MAX_MODEL_BYTES = 1 << 30
+LOG_LABEL_FLOOR = 2.0 ** -20  # `label_transform: log`: a program a million times slower than its task's best fits as one
 
 
 class LightGBMConfig(FamilyConfig):
@@ -37,15 +39,20 @@ class LightGBMConfig(FamilyConfig):
     # a ranking is decided within a task, and the deviation from the task's own programs is what
     # carries over to operators whose absolute feature values no training task had (issue 13).
     group_relative: StrictBool = False
-    # What the trees fit: the label `min_latency / latency` itself (TenSet's), or its square root,
-    # which spreads the slow programs' labels (most of a task's pairs) away from 0. A monotone map:
-    # predictions rank the same way either way. Measured: benchmarks/label_transform.py.
-    label_transform: Literal["identity", "sqrt"] = "identity"
+    # What the trees fit: the label `min_latency / latency` itself (TenSet's), its square root,
+    # which spreads the slow programs' labels (most of a task's pairs) away from 0, or its log2
+    # (clipped at LOG_LABEL_FLOOR), which spreads them evenly: each halving of speed is worth the
+    # same. Monotone maps: predictions rank the same way either way, but the squared error weighs
+    # pairs differently. Measured: benchmarks/label_transform.py.
+    label_transform: Literal["identity", "sqrt", "log"] = "identity"
     # LightGBM's own regularizers, by their LightGBM names: each tree reads a random share of the
     # features (seeded: still deterministic; many correlated columns describe one tile), and an L2
     # penalty on leaf values. The presets keep LightGBM's defaults (benchmarks/split_levers.py).
     feature_fraction: float = Field(1.0, gt=0.0, le=1.0)
     lambda_l2: float = Field(0.0, ge=0.0)
+    # Also read the hardware x program cross columns of features.cross (the innermost tiles in the
+    # machine's vector lanes), derived from the flat columns at input time.
+    lane_features: StrictBool = False
 
 
 def group_deviation(x: np.ndarray, groups: Sequence[str]) -> np.ndarray:
@@ -283,16 +290,17 @@ class LightGBMCostModel(CostModel):
 
     @classmethod
     def create(cls, target: str, feature_schema: str, feature_names: list[str], **params) -> "LightGBMCostModel":
-        cfg = make_config(LightGBMConfig, params, "lightgbm params")
+        cfg = make_config(cls.Config, params, f"{cls.family} params")
         return cls(ModelMetadata(family=cls.family, feature_schema=feature_schema, target=target, objective=cfg.objective, feature_names=feature_names,
                                  params=cfg.model_dump()))
 
     def _lgb_params(self) -> dict:
         """LightGBM's own params, and (apart) the rounds of a fit and of a warm start."""
-        p = make_config(LightGBMConfig, self.metadata.params, "lightgbm params").model_dump()
+        p = make_config(self.Config, self.metadata.params, f"{self.family} params").model_dump()
         rounds, finetune_rounds, truncation = p.pop("num_boost_round"), p.pop("finetune_rounds"), p.pop("lambdarank_truncation_level")
         finetune_lr = p.pop("finetune_learning_rate")
-        p.pop("label_transform")  # ours (_fit_labels), not LightGBM's
+        for ours in ("label_transform", "lane_features", "ms_pooling"):  # ours (_fit_labels, _inputs), not LightGBM's
+            p.pop(ours, None)
         base = {"objective": p.pop("objective"), "verbosity": -1, "num_threads": p.pop("num_threads")}
         if base["objective"] == "lambdarank":
             # Labels are throughputs in (0, 1]; lambdarank needs integer relevance grades.
@@ -306,11 +314,18 @@ class LightGBMCostModel(CostModel):
 
     @property
     def n_inputs(self) -> int:
-        """Columns the booster reads: the flat features, twice with `group_relative`."""
-        n = len(self.metadata.feature_names) + self.n_extra_inputs
+        """Columns the booster reads: the flat features, the lane columns, a subclass's extra
+        ones; twice with `group_relative`."""
+        n = len(self.metadata.feature_names) + self.n_lane_inputs + self.n_extra_inputs
         return 2 * n if self.metadata.params.get("group_relative") else n
 
-    n_extra_inputs: ClassVar[int] = 0  # columns a subclass adds after the flat features
+    @property
+    def n_lane_inputs(self) -> int:
+        return len(LANE_FEATURE_NAMES) if self.metadata.params.get("lane_features") else 0
+
+    @property
+    def n_extra_inputs(self) -> int:  # columns a subclass adds after the flat (and lane) features
+        return 0
 
     def _extra_inputs(self, table: FeatureTable) -> np.ndarray | None:
         return None
@@ -319,15 +334,23 @@ class LightGBMCostModel(CostModel):
         x = table.flat
         if x.ndim != 2 or (len(x) and x.shape[1] != len(self.metadata.feature_names)):
             raise ValueError(f"expected features of shape (n, {len(self.metadata.feature_names)}), got {x.shape}")
+        parts = [x]
+        if self.n_lane_inputs:
+            parts.append(lane_features(x, self.metadata.feature_names))
         extra = self._extra_inputs(table)
         if extra is not None:
-            x = np.concatenate([x, extra.astype(x.dtype, copy=False)], axis=1)
+            parts.append(extra)
+        if len(parts) > 1:
+            x = np.concatenate([p.astype(x.dtype, copy=False) for p in parts], axis=1)
         return group_relative_features(x, table.groups) if self.metadata.params.get("group_relative") and len(x) else x
 
     def _fit_labels(self, labels: np.ndarray) -> np.ndarray:
         """The labels the trees fit (`label_transform`)."""
-        if self.metadata.params.get("label_transform", "identity") == "sqrt":
+        transform = self.metadata.params.get("label_transform", "identity")
+        if transform == "sqrt":
             return np.sqrt(np.clip(np.asarray(labels, dtype=np.float64), 0.0, None))
+        if transform == "log":
+            return np.log2(np.clip(np.asarray(labels, dtype=np.float64), LOG_LABEL_FLOOR, None))
         return labels
 
     def _dataset(self, table: FeatureTable, reference=None, init_from=None):
@@ -452,17 +475,31 @@ class LightGBMCostModel(CostModel):
             raise ModelFormatError(f"{path}: LightGBM cannot load it: {str(exc).strip()[:300]}") from None
 
 
-def pooled_ms_features(matrices: Sequence[np.ndarray]) -> np.ndarray:
+MS_FLOAT_OP_COLUMNS = 7  # PerStoreFeature's first columns: a store's float ops by kind (mad, add/sub, mul, div/mod, cmp, math, other)
+
+
+def pooled_ms_features(matrices: Sequence[np.ndarray], main_store: bool = False) -> np.ndarray:
     """One row a program from MetaSchedule's per-store feature matrices (a row a buffer store):
-    their mean and their maximum over the stores, and the store count. A tree model needs fixed
-    columns; XGBoost in MetaSchedule instead sums per-store predictions."""
-    out = np.zeros((len(matrices), 2 * MS_FEATURE_DIM + 1), dtype=np.float32)
+    their mean and their maximum over the stores, the store count and, with `main_store`, the row
+    of the store with the most float work (a conv2d's accumulation, not its padding or epilogue:
+    the mean and maximum mix the two). A tree model needs fixed columns; XGBoost in MetaSchedule
+    instead sums per-store predictions."""
+    width = 2 * MS_FEATURE_DIM + 1 + (MS_FEATURE_DIM if main_store else 0)
+    out = np.zeros((len(matrices), width), dtype=np.float32)
     for i, m in enumerate(matrices):
         m = np.asarray(m, dtype=np.float32).reshape(-1, MS_FEATURE_DIM)
         if len(m):
             out[i, :MS_FEATURE_DIM], out[i, MS_FEATURE_DIM:2 * MS_FEATURE_DIM] = m.mean(axis=0), m.max(axis=0)
-        out[i, -1] = len(m)
+            if main_store:
+                out[i, 2 * MS_FEATURE_DIM + 1:] = m[int(np.argmax(m[:, :MS_FLOAT_OP_COLUMNS].sum(axis=1)))]
+        out[i, 2 * MS_FEATURE_DIM] = len(m)
     return out
+
+
+class LightGBMJointConfig(LightGBMConfig):
+    # how a program's per-store matrix becomes columns: mean and max over stores (and the count),
+    # or those and the main store's own row (`pooled_ms_features`; benchmarks/within_task_levers.py)
+    ms_pooling: Literal["mean_max", "mean_max_main"] = "mean_max"
 
 
 class LightGBMJointCostModel(LightGBMCostModel):
@@ -472,9 +509,16 @@ class LightGBMJointCostModel(LightGBMCostModel):
 
     family = "lightgbm_joint"
     inputs = ("flat", "ms_features")
+    Config = LightGBMJointConfig
 
-    n_extra_inputs = 2 * MS_FEATURE_DIM + 1
+    @property
+    def n_extra_inputs(self) -> int:
+        return 2 * MS_FEATURE_DIM + 1 + (MS_FEATURE_DIM if self._main_store else 0)
+
+    @property
+    def _main_store(self) -> bool:
+        return self.metadata.params.get("ms_pooling", "mean_max") == "mean_max_main"
 
     def _extra_inputs(self, table: FeatureTable) -> np.ndarray:
         table.require(self.inputs, self.family)
-        return pooled_ms_features(table.ms_features)
+        return pooled_ms_features(table.ms_features, main_store=self._main_store)

@@ -1,0 +1,102 @@
+"""What is left to pull for within-task ranking (issue 27 item 2), once more programs a task
+stopped helping (denser_tasks.py): the label the trees fit, their size, the hardware x program
+lane columns (`lane_features`), and MetaSchedule's per-store features with the main store's row
+(`lightgbm_joint`, `ms_pooling`). Each bundled CPU platform's own training side of each split,
+scored as the split study scores (network-weighted PCA / top-1 / top-5).
+
+    .venv/bin/python benchmarks/within_task_levers.py --out docs/results/within_task_levers.json
+    # the joint variants read MetaSchedule features of a slot's records (the msfeatures stage's
+    # files: a clone's data/features after `dvc repro msfeatures` with that slot in params.yaml):
+    .venv/bin/python benchmarks/within_task_levers.py --slots zen3-2c.avx2-t1 --ms-dir <dir> --out ...
+
+A lever is kept only where it measures better on every platform's cell, not on one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common import bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, split_benchmark_args, write_json
+from tensorcost.errors import UserError
+from tensorcost.evaluation import ModelSpec, fit, score
+from tensorcost.features.metaschedule import load_ms_features
+from tensorcost.params import load_params
+
+WIDE = {"num_leaves": 127, "min_data_in_leaf": 20}
+# name -> (family: the preset's or lightgbm_joint, params over the preset's)
+VARIANTS = {
+    "preset": (None, {}),
+    "lanes": (None, {"lane_features": True}),
+    "sqrt": (None, {"label_transform": "sqrt"}),
+    "sqrt, lanes": (None, {"label_transform": "sqrt", "lane_features": True}),
+    "log": (None, {"label_transform": "log"}),
+    "127 leaves, log": (None, {**WIDE, "label_transform": "log"}),
+    "127 leaves, log, lanes": (None, {**WIDE, "label_transform": "log", "lane_features": True}),
+    "127 leaves, sqrt, lanes": (None, {**WIDE, "label_transform": "sqrt", "lane_features": True}),
+}
+JOINT_VARIANTS = {
+    "joint, 127 leaves, log": ("lightgbm_joint", {**WIDE, "label_transform": "log"}),
+    "joint + main store, 127 leaves, log": ("lightgbm_joint", {**WIDE, "label_transform": "log", "ms_pooling": "mean_max_main"}),
+    "joint + main store, 127 leaves, log, lanes": ("lightgbm_joint", {**WIDE, "label_transform": "log", "ms_pooling": "mean_max_main", "lane_features": True}),
+}
+
+
+def main() -> int:
+    ap = split_benchmark_args(__doc__, ("within_task", "by_family"))
+    ap.add_argument("--preset", default="lightgbm_reg")
+    ap.add_argument("--ms-dir", default=None, help="a directory of MetaSchedule features (<slot>.ms_index.parquet, <slot>.ms_rows.npy): adds the joint variants for its slots")
+    ap.add_argument("--variants", default=None, help="semicolon-separated names (names hold commas; default: all that the data allows)")
+    a = ap.parse_args()
+    t0 = time.time()
+    p = load_params()
+    split_params = p.split.model_dump()
+    base = ModelSpec.preset(p, a.preset)
+    slots, splits = a.slots.split(","), a.splits.split(",")
+    tables = bundled_feature_tables(slots)
+    with_ms = set()
+    if a.ms_dir:
+        for s, t in tables.items():
+            try:
+                ms = load_ms_features(Path(a.ms_dir), s, t.frame["record_id"].tolist())
+            except UserError as exc:  # features of another version of the slot's records: its joint variants are skipped
+                print(f"{s}: no joint variants ({str(exc)[:160]})")
+                continue
+            if ms is not None:
+                t.ms_features = ms
+                with_ms.add(s)
+    variants = VARIANTS | (JOINT_VARIANTS if with_ms else {})
+    if a.variants:
+        unknown = set(a.variants.split(";")) - set(variants)
+        if unknown:
+            raise SystemExit(f"--variants: unknown {sorted(unknown)}; known: {sorted(variants)}")
+        variants = {k: v for k, v in variants.items() if k in a.variants.split(";")}
+    results: dict = {}
+    jobs = [(s, sp, name) for s in tables for sp in splits for name in variants if s in with_ms or variants[name][0] is None]
+    sides = {}
+    for s, sp, name in tqdm(jobs, desc="fits", unit="fit"):
+        if (s, sp) not in sides:
+            sides[(s, sp)] = split_sides(tables[s], sp, split_params)
+        if sides[(s, sp)] is None:
+            continue
+        train, test = sides[(s, sp)]
+        family, params = variants[name]
+        model, secs = fit(ModelSpec(family or base.family, {**base.params, **params}), train)
+        results.setdefault(sp, {}).setdefault(name, {})[s] = rounded(score(model, test)) | {"train_s": round(secs, 1)}
+        tqdm.write(f"{s} {sp} {name}: " + " / ".join(f"{results[sp][name][s][k]:.3f}" for k in ("pca", "top1", "top5")) + f" ({secs:.0f} s)")
+    write_json(a.out, {"preset": a.preset, "params": base.params, "variants": {k: {"family": v[0] or base.family, "params": v[1]} for k, v in variants.items()},
+                       "slots": slots, "ms_slots": sorted(with_ms), "results": results, "seconds": round(time.time() - t0, 1), "command": command_line(a)})
+    for sp, by_name in results.items():
+        names = list(by_name)
+        print(f"\n{sp}: PCA / top-1 / top-5, mean over the platforms each variant ran on; PCA change against `preset` per platform ({', '.join(x.split('.')[0] for x in slots)})\n")
+        print("| variant | platforms | mean | PCA change per platform |\n| --- | --- | --- | --- |")
+        for name in names:
+            changes = pca_changes(by_name[name], by_name["preset"], slots) if "preset" in by_name and name != "preset" else ""
+            print(f"| {name} | {len(by_name[name])} | {mean_cell(by_name[name].values())} | {changes} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
