@@ -2,14 +2,19 @@
 stopped helping (denser_tasks.py): the label the trees fit, their size, the hardware x program
 lane columns (`lane_features`), and MetaSchedule's per-store features with the main store's row
 (`lightgbm_joint`, `ms_pooling`). Each bundled CPU platform's own training side of each split,
-scored as the split study scores (network-weighted PCA / top-1 / top-5).
+scored as the split study scores (network-weighted PCA / top-1 / top-5); `--splits by_hardware`
+trains on the other platforms of --slots and scores the whole platform (what a new machine's
+zero-shot model meets; programs other platforms measured are among them).
 
     .venv/bin/python benchmarks/within_task_levers.py --out docs/results/within_task_levers.json
-    # the joint variants read MetaSchedule features of a slot's records (the msfeatures stage's
-    # files: a clone's data/features after `dvc repro msfeatures` with that slot in params.yaml):
-    .venv/bin/python benchmarks/within_task_levers.py --slots zen3-2c.avx2-t1 --ms-dir <dir> --out ...
+    .venv/bin/python benchmarks/within_task_levers.py --splits by_hardware --variants "preset;lanes;sqrt, lanes" --out ...
+    # the joint variants read MetaSchedule features of each slot's records from --ms-dir, extracted
+    # there first where missing (the msfeatures stage's function; ~16 min for Zen 3's records):
+    .venv/bin/python benchmarks/within_task_levers.py --ms-dir /tmp/msfeatures --out ...
 
-A lever is kept only where it measures better on every platform's cell, not on one.
+A lever is kept where it measures better on the platforms as a whole, not on one. Every
+variant starts from --preset with `lane_features` off (`preset` below is lightgbm_reg as it was
+before the lanes were kept, twenty-sixth session), so the figures do not move with the preset.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from tqdm import tqdm
 
 from common import bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, split_benchmark_args, write_json
 from tensorcost.errors import UserError
-from tensorcost.evaluation import ModelSpec, fit, score
+from tensorcost.evaluation import ModelSpec, fit, other_platforms, pool, score
 from tensorcost.features.metaschedule import load_ms_features
 from tensorcost.params import load_params
 
@@ -44,10 +49,28 @@ JOINT_VARIANTS = {
 }
 
 
+def extract_ms_features(slot: str, directory: Path) -> None:
+    """The msfeatures stage's work on a bundled slot's records file, into `directory` (the
+    feature cache beside it: a second slot of the same tasks reads most of it back)."""
+    from tqdm import tqdm as bar
+
+    from tensorcost import dataset
+    from tensorcost.collect import load_tasks
+    from tensorcost.features.metaschedule import ms_features_of_records
+    from tensorcost.hardware.catalog import catalog_target
+    from tensorcost.tvm_support import tvm_target
+
+    tasks = load_tasks([dataset.programs_dir("cpu")])
+    with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
+        ms_features_of_records(dataset.bundled_records_path(slot), tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
+                               cache_dir=directory / "cache")
+
+
 def main() -> int:
     ap = split_benchmark_args(__doc__, ("within_task", "by_family"))
     ap.add_argument("--preset", default="lightgbm_reg")
-    ap.add_argument("--ms-dir", default=None, help="a directory of MetaSchedule features (<slot>.ms_index.parquet, <slot>.ms_rows.npy): adds the joint variants for its slots")
+    ap.add_argument("--ms-dir", default=None, help="a directory of MetaSchedule features (<slot>.ms_index.parquet, <slot>.ms_rows.npy; "
+                                                   "extracted there first where missing): adds the joint variants")
     ap.add_argument("--variants", default=None, help="semicolon-separated names (names hold commas; default: all that the data allows)")
     a = ap.parse_args()
     t0 = time.time()
@@ -59,6 +82,8 @@ def main() -> int:
     with_ms = set()
     if a.ms_dir:
         for s, t in tables.items():
+            if not (Path(a.ms_dir) / f"{s}.ms_index.parquet").exists():
+                extract_ms_features(s, Path(a.ms_dir))
             try:
                 ms = load_ms_features(Path(a.ms_dir), s, t.frame["record_id"].tolist())
             except UserError as exc:  # features of another version of the slot's records: its joint variants are skipped
@@ -77,16 +102,17 @@ def main() -> int:
     jobs = [(s, sp, name) for s in tables for sp in splits for name in variants if s in with_ms or variants[name][0] is None]
     sides = {}
     for s, sp, name in tqdm(jobs, desc="fits", unit="fit"):
-        if (s, sp) not in sides:
-            sides[(s, sp)] = split_sides(tables[s], sp, split_params)
+        if (s, sp) not in sides:  # by_hardware: the other platforms' records pooled against this one's (needs them in --slots)
+            others = other_platforms(tables, s) if sp == "by_hardware" else []
+            sides[(s, sp)] = ((pool([tables[t] for t in others], s), tables[s]) if others else None) if sp == "by_hardware" else split_sides(tables[s], sp, split_params)
         if sides[(s, sp)] is None:
             continue
         train, test = sides[(s, sp)]
         family, params = variants[name]
-        model, secs = fit(ModelSpec(family or base.family, {**base.params, **params}), train)
+        model, secs = fit(ModelSpec(family or base.family, {**base.params, "lane_features": False, **params}), train)
         results.setdefault(sp, {}).setdefault(name, {})[s] = rounded(score(model, test)) | {"train_s": round(secs, 1)}
         tqdm.write(f"{s} {sp} {name}: " + " / ".join(f"{results[sp][name][s][k]:.3f}" for k in ("pca", "top1", "top5")) + f" ({secs:.0f} s)")
-    write_json(a.out, {"preset": a.preset, "params": base.params, "variants": {k: {"family": v[0] or base.family, "params": v[1]} for k, v in variants.items()},
+    write_json(a.out, {"preset": a.preset, "params": {**base.params, "lane_features": False}, "variants": {k: {"family": v[0] or base.family, "params": v[1]} for k, v in variants.items()},
                        "slots": slots, "ms_slots": sorted(with_ms), "results": results, "seconds": round(time.time() - t0, 1), "command": command_line(a)})
     for sp, by_name in results.items():
         names = list(by_name)
