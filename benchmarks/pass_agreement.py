@@ -19,17 +19,22 @@ from tensorcost import records as rec
 COLUMNS = ["task_id", "program_id", "latency_s", "error_no"]
 
 
+def latest_earlier_pass(slot: str):
+    """The slot's superseded records (COLUMNS), one row a program: a task grown twice holds two
+    earlier passes of its first programs, and the latest of each is the one paired with today's."""
+    before = rec.read_records(dataset.superseded_records_path(slot)).to_pandas()[COLUMNS + ["measured_at"]]
+    return before.sort_values("measured_at", kind="stable").drop_duplicates(["task_id", "program_id"], keep="last")[COLUMNS]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slot", default="zen3-2c.avx2-t1")
     ap.add_argument("--min-programs", type=int, default=416, help="tasks holding at least this many valid records now")
     a = ap.parse_args()
     now = dataset.bundled_tables([a.slot])[a.slot].to_pandas()[COLUMNS]
-    before = rec.read_records(dataset.superseded_records_path(a.slot)).to_pandas()[COLUMNS + ["measured_at"]]
     held = now[now.error_no == 0].groupby("task_id").size()
     tasks = held[held >= a.min_programs].index
-    # a task grown twice holds two earlier passes of its first programs: the latest of each
-    latest = before.sort_values("measured_at", kind="stable").drop_duplicates(["task_id", "program_id"], keep="last")[COLUMNS]
+    latest = latest_earlier_pass(a.slot)
     latest, now = latest[latest.task_id.isin(tasks)], now[now.task_id.isin(tasks)]
     whole = distance(latest, now)
     out = {"slot": a.slot, "min_programs": a.min_programs, "tasks": len(tasks), "programs_in_both": whole["programs"], "pca": round(whole["pca"], 3),

@@ -1,6 +1,6 @@
 """Where the within-task gap is (issue 27 item 2): per task of a slot's within_task test side, the
 model's PCA against the two-pass agreement of the same task's programs (pass_agreement.py's
-pairing: the latest earlier pass of a grown task against today's), grouped by operator kind.
+pairing, `latest_earlier_pass`: the latest earlier pass of a grown task against today's), grouped by operator kind.
 
     .venv/bin/python benchmarks/within_task_gap.py --slot zen3-2c.avx2-t1 --pooled --out docs/results/within_task_gap-zen3-2c.json
 
@@ -18,15 +18,12 @@ import pandas as pd
 
 from common import CPU_SLOTS, bundled_feature_tables, command_line, split_sides, write_json
 from denser_tasks import POOLED_BEST
+from pass_agreement import COLUMNS, latest_earlier_pass
 from remeasure_distance import distance
 from tensorcost import dataset
-from tensorcost import records as rec
 from tensorcost.evaluation import ModelSpec, fit, joint_training_side, predict
 from tensorcost.metrics import pairwise_counts
 from tensorcost.params import load_params
-
-COLUMNS = ["task_id", "program_id", "latency_s", "error_no"]
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,8 +46,7 @@ def main() -> int:
     raw = dataset.bundled_tables([a.slot])[a.slot].to_pandas()
     op_of = raw.drop_duplicates("task_id").set_index("task_id")["op_kind"]
     now = raw[COLUMNS]
-    before = rec.read_records(dataset.superseded_records_path(a.slot)).to_pandas()
-    latest = before.sort_values("measured_at", kind="stable").drop_duplicates(["task_id", "program_id"], keep="last")[COLUMNS]
+    latest = latest_earlier_pass(a.slot)
     rows = []
     for task, g in f.groupby("task_id"):
         good, pairs = pairwise_counts(g["score"].to_numpy(), g["latency_s"].to_numpy())
