@@ -130,3 +130,29 @@ def small_featurized_table(tasks: int = 3, per_task: int = 10, seed: int = 0):
     rows = [record_row(i, task_id=f"{t:016x}", latency=float(rng.uniform(1e-4, 1e-3))) for t in range(tasks) for i in range(per_task)]
     frame = featurize_table(to_table(rows), [1.0] * len(HARDWARE_FEATURE_NAMES), HARDWARE_FEATURE_NAMES)
     return FeatureTable(frame, "t")
+
+
+# loop structure (tc-feat-5): a Reorder, postproc loop nests with parallel / vectorized fuses and
+# a reduction's rewrite
+STRUCT_TRACE = (
+    '[[["GetSBlock",[],["C","main"],["b0"]],'
+    '["GetSBlock",[],["P","main"],["b1"]],'
+    '["GetLoops",["b0"],[],["l1","l2"]],'
+    '["SamplePerfectTile",["l1"],[4,64],["v3","v4","v5","v6"]],'
+    '["Split",["l1","v3","v4","v5","v6"],[true,false],["l7","l8","l9","l10"]],'
+    '["SamplePerfectTile",["l2"],[2,64],["v11","v12"]],'
+    '["Split",["l2","v11","v12"],[true,false],["l13","l14"]],'
+    '["Reorder",["l7","l13","l8","l9","l14","l10"],[],[]],'
+    '["SampleComputeLocation",["b1"],[],["l15"]],'
+    '["ComputeAt",["b1","l15"],[true,-1],[]],'
+    '["EnterPostproc",[],[],[]],'
+    '["GetLoops",["b1"],[],["l16","l17","l18","l19"]],'
+    '["Fuse",["l16","l17"],[1],["l20"]],'
+    '["Parallel",["l20"],[],[]],'
+    '["GetLoops",["b0"],[],["l21","l22","l23","l24","l25","l26"]],'
+    '["Fuse",["l25","l26"],[1],["l27"]],'
+    '["Vectorize",["l27"],[],[]],'
+    '["GetLoops",["b0"],[],["l28","l29","l30","l31","l32","l33"]],'
+    '["DecomposeReduction",["b0","l30"],[],["b34"]]],'
+    "[[3,[2,4,8,1]],[5,[16,4]],[8,1]]]"
+)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tensorcost.features import encode as E
 from tensorcost.features.encode import encode_programs
+from helpers import STRUCT_TRACE
 from tensorcost.features.program import COMPACT_DIM, FLAT_PROGRAM_DIM, TraceParseError, encode_programs_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,6 +203,26 @@ def test_small_trace_variants():
         MS_TRACE.replace('["Annotate",["b0","v15"]', '["Annotate",["b0","v15","v3","7"]'),
         MS_TRACE.replace('["EnterPostproc",[],[],[]],', ""),  # no postproc part
         MS_TRACE.replace('["GetSBlock",[],["C","main"],["b0"]],', ""),
+        STRUCT_TRACE,
+        _with_decisions(STRUCT_TRACE, [[3, [1, 1, 1, 1]], [5, [64, 1]], [8, -2]]),
+        _with_decisions(STRUCT_TRACE, [[3, [2, 0, 8, 1]], [5, [16, -4]], [8, 0]]),  # factors below 1: unknown extent
+        _with_decisions(STRUCT_TRACE, [[3, [2**29, 2**29, 8, 1]], [5, [2**29, 4]], [8, 3]]),  # large products
+        _with_decisions(STRUCT_TRACE, [[5, [16, 4]], [3, [2, 4, 8, 1]]]),  # no location decision
+        STRUCT_TRACE.replace('"l1","v3","v4"', '"l1","None","v4"'),  # a factor left to inference
+        STRUCT_TRACE.replace('"l1","v3","v4"', '"l1",3,"v4"'),  # constant factors
+        STRUCT_TRACE.replace('"l1","v3","v4"', '"l1",2.5,"v4"'),
+        STRUCT_TRACE.replace('"l1","v3","v4"', '"l1",NaN,"v4"'),
+        STRUCT_TRACE.replace('"l1","v3","v4"', '"l1",1e308,"v4"').replace('"l2","v11"', '"l2",1e308'),
+        STRUCT_TRACE.replace('["Fuse",["l16","l17"],[1],["l20"]],', ""),  # parallel without a fuse
+        STRUCT_TRACE.replace('["Fuse",["l16","l17"]', '["Fuse",["l16","l17","l18","l19","a","b","c"]'),  # more loops than reordered
+        STRUCT_TRACE.replace('["Reorder",["l7","l13","l8","l9","l14","l10"],[],[]],', ""),  # no Reorder
+        STRUCT_TRACE.replace('["Reorder",["l7","l13"', '["Reorder",[7,"l13"'),
+        STRUCT_TRACE.replace('"Reorder",["l7","l13","l8","l9","l14","l10"]', '"Reorder",["l7","l13","l8","l9","l14","l10","l99"]'),
+        STRUCT_TRACE.replace('["GetLoops",["b1"],[],["l16","l17","l18","l19"]],', ""),  # first nest gone
+        STRUCT_TRACE.replace('"DecomposeReduction"', '"Decompose"'),
+        STRUCT_TRACE.replace('["EnterPostproc",[],[],[]],', ""),
+        STRUCT_TRACE.replace('["GetSBlock",[],["C","main"],["b0"]],', '["EnterPostproc",[],[],[]],'),  # postproc first
+        STRUCT_TRACE.replace('["Split",["l2","v11","v12"],[true,false],["l13","l14"]]', '["Split",["l2","v11","v12"],[true,false],"l13"]'),
     ]
     assert_same(variants)
     assert_same(variants[::-1])

@@ -352,6 +352,7 @@ def test_lane_features_count_a_tile_in_the_machines_float32_lanes():
         r["hw_vector_bytes"] = math.log2(1 + vector_bytes)
         r["tiled_last0_log_extent"] = 6.0 if present else 0.0
         r["tiled_last0_log_in1"] = math.log2(tile) if tile > 1 else 0.0
+        r["vector_log_extent"] = math.log2(tile) if present else -1.0  # the same tile vectorized; -1: unknown
         rows.append([r[n] for n in names])
     out = lane_features(np.asarray(rows, np.float32), names)
     col = {n: out[:, i] for i, n in enumerate(LANE_FEATURE_NAMES)}
@@ -361,6 +362,30 @@ def test_lane_features_count_a_tile_in_the_machines_float32_lanes():
     np.testing.assert_allclose(rem, [0.0, 7 / 8, 0.5, 0.5, 0.0, 0.0])
     np.testing.assert_allclose(full, [1.0, 0.0, 1.0, 0.0, 0.0, math.log2(6)], rtol=1e-6)
     np.testing.assert_array_equal(div, [1, 0, 0, 0, 0, 1])
-    assert out.shape == (6, len(LANE_FEATURE_NAMES)) and not out[:, 6:].any()  # the loops these programs lack
+    assert out.shape == (6, len(LANE_FEATURE_NAMES)) and not out[:, 6:-2].any()  # the loops these programs lack
+    np.testing.assert_allclose(col["lanes_vectorized_remainder"], rem)  # the vectorized loop counts alike; unknown reads 0
+    np.testing.assert_allclose(col["lanes_vectorized_full"], full, rtol=1e-6)
     with pytest.raises(ValueError, match="tiled_last2_log_in2"):
         lane_features(np.zeros((1, 3), np.float32), ["hw_vector_bytes", "tiled_last0_log_in1", "tiled_last0_log_extent"])
+
+
+def test_structure_features_read_locations_and_what_the_postprocessor_fused():
+    from tensorcost.features.program import STRUCTURE_ABSENT, STRUCTURE_FEATURE_NAMES
+    from helpers import STRUCT_TRACE
+
+    def structure(trace):
+        return dict(zip(STRUCTURE_FEATURE_NAMES, tokenize_trace(trace)[1].structure))
+
+    got = structure(STRUCT_TRACE)
+    # one location decision (under loop 1); the first loop nest fuses 2 loops into its parallel loop:
+    # the Reorder's first two, factors 2 and 16; the largest nest (the reduction's rewrite aside)
+    # vectorizes 2: the last two, 4 and 1
+    assert got == {"location_first0": 1.0, "location_first1": -3.0, "location_first2": -3.0,
+                   "parallel_log_extent": 5.0, "vector_log_extent": 2.0}
+    assert structure(STRUCT_TRACE.replace("[[3,[2,4,8,1]],[5,[16,4]],[8,1]]]", "[[3,[1,1,1,1]],[5,[64,1]],[8,-2]]]"))["parallel_log_extent"] == 6.0
+    inferred = structure(STRUCT_TRACE.replace('"l1","v3","v4"', '"l1","None","v4"'))
+    assert inferred["parallel_log_extent"] == -1.0 and inferred["vector_log_extent"] == 2.0
+    assert structure(STRUCT_TRACE.replace('["EnterPostproc",[],[],[]],', ""))["parallel_log_extent"] == -1.0
+    ansor = tokenize_trace('[["SP",2,0,1024,[2,1,4],1]]')[1]
+    assert flat_program_features(*tokenize_trace('[["SP",2,0,1024,[2,1,4],1]]'))[-len(STRUCTURE_FEATURE_NAMES):] == STRUCTURE_ABSENT
+    assert ansor.structure is None

@@ -52,7 +52,8 @@ _N_LOOP = len(P.LOOP_FEATURE_NAMES)
 _C_DEC = _N_KINDS + _N_ANN
 _C_LOOP = _C_DEC + _N_DEC
 _C_SUM = _C_LOOP + _N_LOOP
-assert _C_SUM + 5 == FLAT_PROGRAM_DIM
+_C_STRUCT = _C_SUM + 5
+assert _C_STRUCT + len(P.STRUCTURE_FEATURE_NAMES) == FLAT_PROGRAM_DIM
 
 # The decisions text of a row: valid JSON (checked) whose layout (the text without digits and
 # '-') equals the plan's, so it holds the same lists with integers in the same places; anything
@@ -152,6 +153,7 @@ class _Plan:
         tiles: list[list[int]] = []
         categoricals: list[int] = []
         locations: list[int] = []
+        walk = P.StructureWalk()  # the reference's walk, over column references
 
         def flat(d) -> list[int]:
             if isinstance(d, _Sym):
@@ -165,6 +167,7 @@ class _Plan:
             if not isinstance(inst, list) or len(inst) != 4:
                 raise _NoPlan
             kind, inputs, attrs, outputs = inst
+            walk.step(kind, inputs, outputs, var_value)
             numbers: list = []  # float constants or ("x", column)
             ann_key = None
             decision = dec_by_inst.get(idx)
@@ -243,14 +246,18 @@ class _Plan:
         self.split2 = [t for t in tiles if len(t) == 2]
         self.categoricals = categoricals
         self.locations = locations
+        if walk.blocks is not None:  # EnterPostproc inside the schedule text: the reference walks it
+            raise _NoPlan
+        self.reorder_src = walk.reorder_factors()  # None | [float | ("x", column) | None]
 
 
-_insts: dict = {}  # instruction body text -> (compact row, names) | None
+_insts: dict = {}  # instruction body text -> (compact row, names, (kind, n inputs, n outputs)) | None
 
 
 def _const_inst(body: str):
     """Compact token row of one instruction `[` body `]]` without decision and variable inputs
-    (None where it does not qualify), and the names among its string inputs."""
+    (None where it does not qualify), the names among its string inputs, and (kind, number of
+    inputs, number of outputs) for the structure walk."""
     try:
         inst = _loads_exact("[" + body + "]]")
         if not isinstance(inst, list) or len(inst) != 4:
@@ -281,13 +288,14 @@ def _const_inst(body: str):
                 return None
             row.append(float(_const_slog2_f32(x)))
         row.extend([0.0] * (COMPACT_DIM - len(row)))
-        return _PACK_ROW(*row), frozenset(names)  # values already float32-exact
+        return _PACK_ROW(*row), frozenset(names), (kind, P._size(inputs), P._size(outputs))  # values already float32-exact
     except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError):
         return None
 
 
 class _Post:
-    """Compiled postproc part: constant tokens only."""
+    """Compiled postproc part: constant tokens only, and what the postprocessor fused
+    (`StructureWalk.postproc_fuses`)."""
 
     def __init__(self, post: str):
         bodies = post[1:-2].split("]],[")
@@ -301,6 +309,10 @@ class _Post:
         self.T = np.frombuffer(b"".join([r[0] for r in entries]), dtype=np.float32).reshape(len(entries), COMPACT_DIM)
         self.n_tok = len(entries)
         self.names = frozenset().union(*[r[1] for r in entries])
+        walk = P.StructureWalk(in_postproc=True)  # the text starts with EnterPostproc
+        for kind, n_in, n_out in (r[2] for r in entries):
+            walk.postproc_step(kind, n_in, n_out)
+        self.fuses = walk.postproc_fuses()
 
 
 _plans: dict = {}  # schedule text -> {layout: _Plan | None}
@@ -493,7 +505,8 @@ def _flat_from_compact(compact: np.ndarray, decisions) -> list[float]:
     slog2 = P.slog2
     logs = [slog2(d) for d in decisions] or [0.0]
     summary = [float(len(compact)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
-    return kind_counts.tolist() + ann_counts.tolist() + P.decision_features(decisions) + P.loop_features(decisions) + summary
+    return (kind_counts.tolist() + ann_counts.tolist() + P.decision_features(decisions) + P.loop_features(decisions) + summary
+            + list(P.STRUCTURE_ABSENT))  # an Ansor step list: no MetaSchedule structure
 
 
 def _reference_row(trace):
@@ -521,10 +534,11 @@ def _seq_sum(cols: list[np.ndarray], g: int) -> np.ndarray:
     return acc
 
 
-def _eval_plan(plan: _Plan, V: np.ndarray):
-    """Vectorized plan evaluation for g rows. Returns (ok mask, tokens (g, n_tok, 8) float32,
-    flat features (g, FLAT_PROGRAM_DIM): the decision features and decision summaries only; the
-    counts, the token count and the annotation maximum are read off the final tokens)."""
+def _eval_plan(plan: _Plan, V: np.ndarray, fuses: list):
+    """Vectorized plan evaluation for g rows (`fuses`: each row's postproc part's
+    `postproc_fuses`). Returns (ok mask, tokens (g, n_tok, 8) float32, flat features (g,
+    FLAT_PROGRAM_DIM): the decision features, decision summaries and structure only; the counts,
+    the token count and the annotation maximum are read off the final tokens)."""
     g = len(V)
     ok = np.ones(g, dtype=bool)
     if plan.n_values:
@@ -634,7 +648,46 @@ def _eval_plan(plan: _Plan, V: np.ndarray):
         for x in logs[1:]:
             m = np.maximum(m, x)
         feats[:, _C_SUM + 3] = m
+    _structure_columns(plan, X, fuses, feats)
     return ok, toks, feats
+
+
+def _log_extent_column(sources: list | None, X: np.ndarray) -> np.ndarray:
+    """program._log_extent of each row's factors (`sources`: floats and column references), in
+    the same product order."""
+    g = len(X)
+    if sources is None or any(s is None for s in sources):
+        return np.full(g, P.UNKNOWN_EXTENT)
+    e = np.ones(g)
+    valid = np.ones(g, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite product reads unknown, as in the reference
+        for s in sources:
+            v = X[:, s[1]] if isinstance(s, tuple) else np.full(g, s)
+            valid &= v >= 1
+            e = e * v
+    valid &= np.isfinite(e)
+    return np.where(valid, _through_distinct(np.where(valid, e, 1.0), math.log2), P.UNKNOWN_EXTENT)
+
+
+def _structure_columns(plan: _Plan, X: np.ndarray, fuses: list, feats: np.ndarray) -> None:
+    """program.structure_features, column-wise: rows are grouped by their postproc part's fuses."""
+    c = _C_STRUCT
+    for j in range(P.STRUCTURE_LOCATIONS):
+        feats[:, c + j] = X[:, plan.locations[j]] if j < len(plan.locations) else P.NO_LOCATION
+    c += P.STRUCTURE_LOCATIONS
+    feats[:, c] = feats[:, c + 1] = P.UNKNOWN_EXTENT
+    src = plan.reorder_src
+    if src is None:
+        return
+    n = len(src)
+    by_fuses: dict = {}
+    for i, f in enumerate(fuses):
+        if f is not None:
+            by_fuses.setdefault(f, []).append(i)
+    for (k, m), rows in by_fuses.items():
+        r = np.array(rows, dtype=np.int64)
+        feats[r, c] = _log_extent_column(src[:k] if k <= n else None, X[r])
+        feats[r, c + 1] = _log_extent_column(src[n - m:] if m <= n else None, X[r])
 
 
 def _loop_columns(plan: _Plan, L2, level_rows: list, feats: np.ndarray, g: int) -> None:
@@ -745,7 +798,7 @@ def _encode(traces: Sequence[str]):
                 continue
         else:
             V = np.zeros((len(rows), 0), dtype=np.int64)
-        ok, toks, f = _eval_plan(plan, V)
+        ok, toks, f = _eval_plan(plan, V, [None if p is None else p.fuses for p in pinfos])
         rows_a = np.array(rows, dtype=np.int64)
         post_n = np.array([0 if p is None else p.n_tok for p in pinfos], dtype=np.int64)
         if not ok.all():

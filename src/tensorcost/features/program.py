@@ -63,6 +63,8 @@ class Decisions(list):
         self.tiles: list[list[float]] = [list(t) for t in tiles]
         self.categoricals: list[float] = list(categoricals)
         self.locations: list[float] = list(locations)
+        self.structure: list[float] | None = None  # STRUCTURE_FEATURE_NAMES where the trace is MetaSchedule's
+
 
 class TraceParseError(ValueError):
     """A trace that is not valid MetaSchedule trace JSON nor an Ansor step list."""
@@ -94,6 +96,110 @@ def _token(kind: str, ann_key: str | None, numbers: list[float]) -> list[float]:
     return tok
 
 
+# Program structure that the tiles alone do not say (tc-feat-5; measured: benchmarks/structure_features.py).
+# Where producers are computed: the first compute-location decisions in trace order (a pool's two
+# or three `SampleComputeLocation`s decide its speed; within a task the same blocks come in the
+# same order; -2 inline, -1 root, k under loop k, NO_LOCATION absent). What MetaSchedule's
+# postprocessor makes parallel and vectorized: it fuses the first block's outer loops into one
+# parallel loop and the largest block's inner loops into one vectorized loop (the trace after
+# `EnterPostproc` records how many); their extents are the products of those loops' split factors
+# in the multi-level tiling's order (the last `Reorder`). log2 of each, UNKNOWN_EXTENT where the
+# trace does not tell (no postprocessor part, a factor left to inference, an Ansor step list).
+STRUCTURE_LOCATIONS = 3
+STRUCTURE_FEATURE_NAMES = tuple(f"location_first{j}" for j in range(STRUCTURE_LOCATIONS)) + ("parallel_log_extent", "vector_log_extent")
+NO_LOCATION = -3.0
+UNKNOWN_EXTENT = -1.0
+STRUCTURE_ABSENT = [NO_LOCATION] * STRUCTURE_LOCATIONS + [UNKNOWN_EXTENT, UNKNOWN_EXTENT]
+
+
+def _size(x) -> int:
+    return len(x) if isinstance(x, list) else 0
+
+
+class StructureWalk:
+    """Follows a MetaSchedule trace instruction by instruction for STRUCTURE_FEATURE_NAMES: each
+    split loop's factor and the last `Reorder` before `EnterPostproc`, then, block by block (one a
+    `GetLoops`), how many loops the postprocessor fused into its parallel and vectorized loops and
+    whether it is a reduction's rewrite (`DecomposeReduction`: not a loop nest the rule fused).
+    Factors are whatever `var_value` maps a sampled variable to (a float here, a column reference
+    in the batch encoder), so both encoders share this walk."""
+
+    def __init__(self, in_postproc: bool = False):
+        self.factor: dict = {}
+        self.reorder: list | None = None
+        self.blocks: list[list] | None = [] if in_postproc else None  # [loops, parallel fused, vectorized fused, reduction rewrite]
+        self._fused = 0
+
+    def step(self, kind, inputs, outputs, var_value: dict) -> None:
+        if self.blocks is not None:
+            self.postproc_step(kind, _size(inputs), _size(outputs))
+        elif kind == "Split" and isinstance(inputs, list) and inputs and isinstance(outputs, list):
+            for name, v in zip(outputs, inputs[1:]):
+                if not isinstance(name, str):
+                    continue
+                if isinstance(v, str) and v in var_value:
+                    self.factor[name] = var_value[v]
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.factor[name] = float(v)
+                else:
+                    self.factor[name] = None  # "None": the extent's remainder, not in the trace
+        elif kind == "Reorder" and _size(inputs) >= 2:
+            self.reorder = list(inputs)
+        elif kind == "EnterPostproc":
+            self.blocks = []
+
+    def postproc_step(self, kind, n_inputs: int, n_outputs: int) -> None:
+        if kind == "GetLoops":
+            self.blocks.append([n_outputs, 0, 0, False])
+            self._fused = 0
+        elif not self.blocks:
+            return
+        elif kind == "Fuse":
+            self._fused = n_inputs
+        elif kind == "Parallel":
+            self.blocks[-1][1] = max(self.blocks[-1][1], self._fused or 1)
+        elif kind == "Vectorize":
+            self.blocks[-1][2] = max(self.blocks[-1][2], self._fused or 1)
+        elif kind == "DecomposeReduction":
+            self.blocks[-1][3] = True
+
+    def reorder_factors(self) -> list | None:
+        if self.reorder is None:
+            return None
+        return [self.factor.get(x) if isinstance(x, str) else None for x in self.reorder]
+
+    def postproc_fuses(self) -> tuple[int, int] | None:
+        """(loops fused into the first block's parallel loop, into the largest block's vectorized
+        loop); None without a postprocessor part or a loop nest in it."""
+        if self.blocks is None:
+            return None
+        nests = [b for b in self.blocks if not b[3]]
+        if not nests:
+            return None
+        largest = max(nests, key=lambda b: b[0])
+        return nests[0][1], largest[2]
+
+
+def _log_extent(factors) -> float:
+    if factors is None or any(f is None or not f >= 1 for f in factors):
+        return UNKNOWN_EXTENT
+    e = 1.0
+    for f in factors:
+        e = e * f
+    return math.log2(e) if math.isfinite(e) else UNKNOWN_EXTENT
+
+
+def structure_features(locations: Sequence[float], reorder_factors: list | None, fuses: tuple[int, int] | None) -> list[float]:
+    """STRUCTURE_FEATURE_NAMES from the compute-location decisions, the tiled loops' factors in
+    their final order and `StructureWalk.postproc_fuses`."""
+    locs = [float(locations[j]) if j < len(locations) else NO_LOCATION for j in range(STRUCTURE_LOCATIONS)]
+    if fuses is None or reorder_factors is None:
+        return locs + [UNKNOWN_EXTENT, UNKNOWN_EXTENT]
+    k, m = fuses
+    n = len(reorder_factors)
+    return locs + [_log_extent(reorder_factors[:k] if k <= n else None), _log_extent(reorder_factors[n - m:] if m <= n else None)]
+
+
 def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[float]], list[float]]:
     dec_by_inst = {int(i): d for i, d in decisions}
     var_value: dict[str, float] = {}
@@ -102,10 +208,12 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
     tiles: list[list[float]] = []
     categoricals: list[float] = []
     locations: list[float] = []
+    structure = StructureWalk()
     for idx, inst in enumerate(insts):
         if not isinstance(inst, list) or len(inst) != 4:
             raise TraceParseError(f"instruction {idx}: expected [kind, inputs, attrs, outputs], got {inst!r:.80}")
         kind, inputs, attrs, outputs = inst
+        structure.step(kind, inputs, outputs, var_value)
         numbers: list[float] = []
         ann_key = None
         decision = dec_by_inst.get(idx)
@@ -143,7 +251,9 @@ def _tokenize_metaschedule(insts: list, decisions: list) -> tuple[list[list[floa
             if not numbers:
                 numbers = [float(len(outputs))]
         tokens.append(_token(kind, ann_key, numbers))
-    return tokens, Decisions(decision_values, tiles, categoricals, locations)
+    decisions = Decisions(decision_values, tiles, categoricals, locations)
+    decisions.structure = structure_features(locations, structure.reorder_factors(), structure.postproc_fuses())
+    return tokens, decisions
 
 
 def _tokenize_ansor(steps: list) -> tuple[list[list[float]], list[float]]:
@@ -321,8 +431,8 @@ def loop_features(decisions: Sequence[float]) -> list[float]:
 
 def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> list[float]:
     """Fixed-length program features for tree models: primitive counts, annotation counts,
-    the decisions by meaning (DECISION_FEATURE_NAMES), loop by loop (LOOP_FEATURE_NAMES) and
-    summaries."""
+    the decisions by meaning (DECISION_FEATURE_NAMES), loop by loop (LOOP_FEATURE_NAMES),
+    summaries and the structure (STRUCTURE_FEATURE_NAMES)."""
     n_kinds, n_ann = len(VOCAB), len(ANN_KEYS)
     if len(tokens):
         kind_counts = tokens[:, :n_kinds].sum(axis=0)
@@ -337,11 +447,12 @@ def flat_program_features(tokens: np.ndarray, decisions: Sequence[float]) -> lis
         max_ann_val = 0.0
     logs = [slog2(d) for d in decisions] or [0.0]
     summary = [float(len(tokens)), float(len(decisions)), float(sum(logs)), float(max(logs)), max_ann_val]
+    structure = getattr(decisions, "structure", None) or STRUCTURE_ABSENT
     return (list(map(float, kind_counts)) + list(map(float, ann_counts)) + decision_features(decisions) + loop_features(decisions)
-            + summary)
+            + summary + list(structure))
 
 
-FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + len(LOOP_FEATURE_NAMES) + 5
+FLAT_PROGRAM_DIM = len(VOCAB) + len(ANN_KEYS) + len(DECISION_FEATURE_NAMES) + len(LOOP_FEATURE_NAMES) + 5 + len(STRUCTURE_FEATURE_NAMES)
 
 
 # -- compact tokens: what a token matrix holds, in 8 numbers a primitive instead of TOKEN_DIM.

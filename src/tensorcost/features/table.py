@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..hardware.catalog import HARDWARE_FEATURE_NAMES
-from .program import ANN_KEYS, COMPACT_DIM, DECISION_FEATURE_NAMES, LOOP_FEATURE_NAMES, TOKEN_DIM, VOCAB, compact_tokens, dense_tokens, flat_program_features
+from .program import ANN_KEYS, COMPACT_DIM, DECISION_FEATURE_NAMES, LOOP_FEATURE_NAMES, STRUCTURE_FEATURE_NAMES, TOKEN_DIM, VOCAB, compact_tokens, dense_tokens, flat_program_features
 from .workload import WORKLOAD_FEATURE_NAMES, workload_features
 
 N_HARDWARE = len(HARDWARE_FEATURE_NAMES)  # the flat vector ends with the hardware features, `is_gpu` first
 
 # Bump whenever the meaning or layout of any feature changes: models record it and refuse a mismatch.
-FEATURE_SCHEMA_VERSION = "tc-feat-4"  # 2: platform hardware features (catalog v2), a `slot` column; 3: decisions by meaning; 4: tiles loop by loop
+FEATURE_SCHEMA_VERSION = "tc-feat-5"  # 2: platform hardware features (catalog v2), a `slot` column; 3: decisions by meaning; 4: tiles loop by loop; 5: structure (compute locations, parallel / vectorized extents)
 
 # The per-row metadata columns of a feature table, in order (the numbers live beside them).
 META_COLUMNS = ("record_id", "task_id", "program_id", "slot", "target", "task_weight", "networks", "latency_s", "label", "n_tokens")
@@ -227,6 +227,7 @@ def flat_feature_names(hardware_names: Sequence[str]) -> list[str]:
     names = [f"count_{k}" for k in VOCAB] + [f"ann_{k}" for k in ANN_KEYS]
     names += list(DECISION_FEATURE_NAMES) + list(LOOP_FEATURE_NAMES)
     names += ["n_tokens", "n_decisions", "sum_log_decisions", "max_log_decision", "max_ann_value"]
+    names += list(STRUCTURE_FEATURE_NAMES)
     names += list(WORKLOAD_FEATURE_NAMES) + [f"hw_{h}" for h in hardware_names]
     return names
 
