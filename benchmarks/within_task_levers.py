@@ -15,6 +15,8 @@ zero-shot model meets; programs other platforms measured are among them).
 A lever is kept where it measures better on the platforms as a whole, not on one. Every
 variant starts from --preset with `lane_features` off (`preset` below is lightgbm_reg as it was
 before the lanes were kept, twenty-sixth session), so the figures do not move with the preset.
+The committed results were featurized with tc-feat-4; since tc-feat-5 every variant also reads the
+structure columns (benchmarks/structure_features.py measures those).
 """
 
 from __future__ import annotations

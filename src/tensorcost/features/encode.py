@@ -652,42 +652,47 @@ def _eval_plan(plan: _Plan, V: np.ndarray, fuses: list):
     return ok, toks, feats
 
 
-def _log_extent_column(sources: list | None, X: np.ndarray) -> np.ndarray:
-    """program._log_extent of each row's factors (`sources`: floats and column references), in
-    the same product order."""
+def _log_extent_rows(X: np.ndarray, counts: np.ndarray, sources_of) -> np.ndarray:
+    """program._log_extent of each row's factors: `counts` holds each row's fused loop count (-1:
+    none), `sources_of(count)` the factors' sources (floats and column references) or None. Each
+    count's rows multiply in the reference's order; one log2 pass over the column."""
     g = len(X)
-    if sources is None or any(s is None for s in sources):
-        return np.full(g, P.UNKNOWN_EXTENT)
     e = np.ones(g)
-    valid = np.ones(g, dtype=bool)
+    valid = np.zeros(g, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):  # an infinite product reads unknown, as in the reference
-        for s in sources:
-            v = X[:, s[1]] if isinstance(s, tuple) else np.full(g, s)
-            valid &= v >= 1
-            e = e * v
-    valid &= np.isfinite(e)
-    return np.where(valid, _through_distinct(np.where(valid, e, 1.0), math.log2), P.UNKNOWN_EXTENT)
+        for k in np.unique(counts).tolist():
+            sources = sources_of(k) if k >= 0 else None
+            if sources is None or any(s is None for s in sources):
+                continue
+            rows = np.flatnonzero(counts == k)
+            ek = np.ones(len(rows))
+            vk = np.ones(len(rows), dtype=bool)
+            for s in sources:
+                v = X[rows, s[1]] if isinstance(s, tuple) else s
+                vk &= v >= 1
+                ek = ek * v
+            vk &= np.isfinite(ek)
+            e[rows] = np.where(vk, ek, 1.0)
+            valid[rows] = vk
+    return np.where(valid, _through_distinct(e, math.log2), P.UNKNOWN_EXTENT)
 
 
 def _structure_columns(plan: _Plan, X: np.ndarray, fuses: list, feats: np.ndarray) -> None:
-    """program.structure_features, column-wise: rows are grouped by their postproc part's fuses."""
+    """program.structure_features, column-wise."""
     c = _C_STRUCT
     for j in range(P.STRUCTURE_LOCATIONS):
         feats[:, c + j] = X[:, plan.locations[j]] if j < len(plan.locations) else P.NO_LOCATION
     c += P.STRUCTURE_LOCATIONS
-    feats[:, c] = feats[:, c + 1] = P.UNKNOWN_EXTENT
     src = plan.reorder_src
-    if src is None:
+    if src is None or not len(X):
+        feats[:, c] = feats[:, c + 1] = P.UNKNOWN_EXTENT
         return
     n = len(src)
-    by_fuses: dict = {}
-    for i, f in enumerate(fuses):
-        if f is not None:
-            by_fuses.setdefault(f, []).append(i)
-    for (k, m), rows in by_fuses.items():
-        r = np.array(rows, dtype=np.int64)
-        feats[r, c] = _log_extent_column(src[:k] if k <= n else None, X[r])
-        feats[r, c + 1] = _log_extent_column(src[n - m:] if m <= n else None, X[r])
+    g = len(X)
+    ks = np.fromiter((-1 if f is None else f[0] for f in fuses), dtype=np.int64, count=g)
+    ms = np.fromiter((-1 if f is None else f[1] for f in fuses), dtype=np.int64, count=g)
+    feats[:, c] = _log_extent_rows(X, ks, lambda k: src[:k] if k <= n else None)
+    feats[:, c + 1] = _log_extent_rows(X, ms, lambda m: src[n - m:] if m <= n else None)
 
 
 def _loop_columns(plan: _Plan, L2, level_rows: list, feats: np.ndarray, g: int) -> None:
