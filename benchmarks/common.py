@@ -14,7 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from tensorcost import dataset
-from tensorcost.evaluation import split_mask
+from tensorcost.evaluation import other_platforms, pool, split_mask
 from tensorcost.features import FeatureTable, featurize_records
 from tensorcost.hardware import HARDWARE_FEATURE_NAMES
 from tensorcost.hardware.catalog import catalog_target
@@ -56,6 +56,15 @@ def split_sides(table: FeatureTable, split: str, split_params: dict) -> tuple[Fe
     if mask.all() or not mask.any():
         return None
     return table.take(np.flatnonzero(~mask)), table.take(np.flatnonzero(mask))
+
+
+def benchmark_sides(tables: dict[str, FeatureTable], slot: str, split: str, split_params: dict):
+    """(training side, test side) of `slot` under `split`; by_hardware: the other platforms of
+    `tables` pooled against the whole slot. None where the split leaves one side empty."""
+    if split == "by_hardware":
+        others = other_platforms(tables, slot)
+        return (pool([tables[t] for t in others], slot), tables[slot]) if others else None
+    return split_sides(tables[slot], split, split_params)
 
 
 def rounded(report: dict) -> dict:

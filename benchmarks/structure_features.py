@@ -22,8 +22,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from common import bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_benchmark_args, split_sides, write_json
-from tensorcost.evaluation import ModelSpec, fit, other_platforms, pool, score
+from common import benchmark_sides, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_benchmark_args, write_json
+from tensorcost.evaluation import ModelSpec, fit, score
 from tensorcost.features import FeatureTable
 from tensorcost.features.program import STRUCTURE_ABSENT, STRUCTURE_FEATURE_NAMES
 from tensorcost.params import load_params
@@ -76,11 +76,7 @@ def main() -> int:
     for name, sp, s in tqdm(jobs, desc="fits", unit="fit"):
         if current != name:
             current, views = name, {t: variant_table(tab, *VARIANTS[name]) for t, tab in tables.items()}
-        if sp == "by_hardware":
-            others = other_platforms(views, s)
-            sides = (pool([views[t] for t in others], s), views[s]) if others else None
-        else:
-            sides = split_sides(views[s], sp, split_params)
+        sides = benchmark_sides(views, s, sp, split_params)
         if sides is None:
             continue
         model, secs = fit(spec, sides[0])

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common import bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_sides, split_benchmark_args, write_json
+from common import benchmark_sides, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_benchmark_args, write_json
 from tensorcost.errors import UserError
-from tensorcost.evaluation import ModelSpec, fit, other_platforms, pool, score
+from tensorcost.evaluation import ModelSpec, fit, score
 from tensorcost.features.metaschedule import load_ms_features
 from tensorcost.params import load_params
 
@@ -105,8 +105,7 @@ def main() -> int:
     sides = {}
     for s, sp, name in tqdm(jobs, desc="fits", unit="fit"):
         if (s, sp) not in sides:  # by_hardware: the other platforms' records pooled against this one's (needs them in --slots)
-            others = other_platforms(tables, s) if sp == "by_hardware" else []
-            sides[(s, sp)] = ((pool([tables[t] for t in others], s), tables[s]) if others else None) if sp == "by_hardware" else split_sides(tables[s], sp, split_params)
+            sides[(s, sp)] = benchmark_sides(tables, s, sp, split_params)
         if sides[(s, sp)] is None:
             continue
         train, test = sides[(s, sp)]
