@@ -13,6 +13,8 @@ platform) or the same programs (within_task hashes task and program, so a test p
 on every platform): no test program is seen on any machine.
 
 Variants with `params` change the preset (e.g. more leaves); `pooled` variants train on the pool.
+`--train-pca` also scores each model on its own training side: a model far above its test figure
+there is limited by what carries over to new programs, one near it by what it can fit at all.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ VARIANTS = {
     "own ff0.5 l2": (False, {"feature_fraction": 0.5, "lambda_l2": 1.0}),
     "own ff0.5 sqrt": (False, {"feature_fraction": 0.5, "label_transform": "sqrt"}),
     "pooled 63 leaves ff0.5 sqrt": (True, {"num_leaves": 63, "min_data_in_leaf": 20, "feature_fraction": 0.5, "label_transform": "sqrt"}),
+    # capacity: trees that can fit their training side whole, and 2.5x the rounds (with --train-pca: bias or variance?)
+    "own 255 leaves": (False, {"num_leaves": 255, "min_data_in_leaf": 2}),
+    "own 4000 rounds": (False, {"num_boost_round": 4000}),
 }
 
 
@@ -49,6 +54,7 @@ def main() -> int:
     ap = split_benchmark_args(__doc__, OWN_SPLITS)
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {'; '.join(VARIANTS)}")
+    ap.add_argument("--train-pca", action="store_true", help="also score each model on its training side")
     a = ap.parse_args()
     t0 = time.time()
     p = load_params()
@@ -77,19 +83,22 @@ def main() -> int:
                 r = score(model, test)
                 results.setdefault(name, {}).setdefault(sp, {})[s] = {k: r[k] for k in ("pca", "top1", "top5", "n_tasks")} | {
                     "train_rows": len(train), "train_s": round(train_s, 2)}
+                if a.train_pca:
+                    results[name][sp][s]["train_pca"] = round(score(model, train)["pca"], 4)
             print(f"{name} / {sp}: " + ", ".join(f"{s.split('.')[0]} {r['pca']:.3f}" for s, r in results[name][sp].items()), flush=True)
     out = {"preset": a.preset, "params": base.params, "slots": slots, "variants": {n: {"pooled": VARIANTS[n][0], "overrides": VARIANTS[n][1]} for n in names},
            "results": results, "seconds": round(time.time() - t0, 1), "command": command_line(a)}
     write_json(a.out, out)
     for sp in splits:
         print(f"\n{sp}: PCA / top-1 / top-5 (train rows, median)\n")
-        print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | mean PCA |")
-        print("| --- |" + " --- |" * (len(slots) + 1))
+        print("| variant | " + " | ".join(s.split(".")[0] for s in slots) + " | mean PCA |" + (" mean training-side PCA |" if a.train_pca else ""))
+        print("| --- |" + " --- |" * (len(slots) + 1 + a.train_pca))
         for name in names:
             by_slot = results[name][sp]
             cells = [" / ".join(f"{by_slot[s][m]:.3f}" for m in ("pca", "top1", "top5")) if s in by_slot else "-" for s in slots]
             print(f"| {name} ({int(np.median([r['train_rows'] for r in by_slot.values()]))}) | " + " | ".join(cells)
-                  + f" | {np.mean([r['pca'] for r in by_slot.values()]):.3f} |")
+                  + f" | {np.mean([r['pca'] for r in by_slot.values()]):.3f} |"
+                  + (f" {np.mean([r['train_pca'] for r in by_slot.values()]):.3f} |" if a.train_pca else ""))
     return 0
 
 
