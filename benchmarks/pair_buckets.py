@@ -3,7 +3,9 @@ one slot, bucketed by how far apart their latencies are (|log2 ratio|), with the
 each bucket beside the two-pass agreement of the same programs (the noise ceiling:
 pass_agreement.py's pairing); then the clearly-apart pairs (latency ratio >= 2^0.8, ~1.74x) by
 the faster program's speed within its task (`min_latency / latency`). Pairs are counted
-unweighted here (the split study weights tasks by their networks).
+unweighted here (the split study weights tasks by their networks); a pair counts when its latencies
+differ, a tie in the model's scores counts half (as the package's PCA counts it). Counted a task at
+a time, a block of pairs at once: memory does not grow with the test side's pairs.
 
     .venv/bin/python benchmarks/pair_buckets.py --slot zen3-2c.avx2-t1 --transforms identity,sqrt --out docs/results/pair_buckets-zen3-2c.json
 
@@ -30,32 +32,58 @@ CLEAR = 0.8
 SPEED_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
 
 
-def task_pairs(frame: pd.DataFrame, score: str) -> pd.DataFrame:
-    """Every untied pair of programs within a task: |log2 latency ratio|, whether `score` (higher:
-    faster) orders it as the latencies do, and the faster one's speed within the task."""
-    parts = []
-    for _, g in frame.groupby("task_id", sort=False):
-        if len(g) < 2:
-            continue
-        s, lat = g[score].to_numpy(), g["latency_s"].to_numpy()
-        i, j = np.triu_indices(len(g), 1)
-        keep = (s[i] != s[j]) & (lat[i] != lat[j])
-        i, j = i[keep], j[keep]
+class BucketCounts:
+    """Pairs and rightly-ordered pairs per bucket, accumulated a task at a time (a task's pairs are
+    made in blocks of rows and dropped: memory holds one block, not the test side's pairs). A pair
+    counts when the latencies differ; a tie in the score counts half, as `metrics.pairwise_counts`
+    counts it, so the `all` row is the package's unweighted PCA."""
+
+    def __init__(self) -> None:
+        self.ratio_pairs = np.zeros(len(RATIO_EDGES) - 1, np.int64)
+        self.ratio_right = np.zeros(len(RATIO_EDGES) - 1)
+        self.speed_pairs = np.zeros(len(SPEED_EDGES) - 1, np.int64)
+        self.speed_right = np.zeros(len(SPEED_EDGES) - 1)
+
+    def add_task(self, scores: np.ndarray, latencies: np.ndarray, block: int = 512) -> None:
+        s, lat = np.asarray(scores, np.float64), np.asarray(latencies, np.float64)
+        n = len(lat)
         speed = lat.min() / lat
-        parts.append(pd.DataFrame({"log2_ratio": np.abs(np.log2(lat[i] / lat[j])),
-                                   "right": np.sign(s[i] - s[j]) == np.sign(lat[j] - lat[i]),
-                                   "faster_speed": np.maximum(speed[i], speed[j])}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["log2_ratio", "right", "faster_speed"])
+        for a in range(0, n - 1, block):
+            i, j = np.nonzero(np.arange(a, min(n, a + block))[:, None] < np.arange(n)[None, :])
+            i = i + a
+            keep = lat[i] != lat[j]
+            i, j = i[keep], j[keep]
+            right = np.where(s[i] == s[j], 0.5, (np.sign(s[i] - s[j]) == np.sign(lat[j] - lat[i])).astype(np.float64))
+            ratio = np.abs(np.log2(lat[i] / lat[j]))
+            # left-closed ratio buckets ([0, 0.05), ...); right-closed speed buckets ((0.1, 0.2], ...), the first holding 0
+            rb = np.searchsorted(RATIO_EDGES, ratio, side="right") - 1
+            self.ratio_pairs += np.bincount(rb, minlength=len(self.ratio_pairs))
+            self.ratio_right += np.bincount(rb, right, minlength=len(self.ratio_right))
+            clear = ratio >= CLEAR
+            sb = np.clip(np.searchsorted(SPEED_EDGES, np.maximum(speed[i], speed[j])[clear], side="left") - 1, 0, len(self.speed_pairs) - 1)
+            self.speed_pairs += np.bincount(sb, minlength=len(self.speed_pairs))
+            self.speed_right += np.bincount(sb, right[clear], minlength=len(self.speed_right))
+
+    def tables(self) -> dict:
+        def table(pairs, right, edges, closed_right):
+            total = max(int(pairs.sum()), 1)
+            return [{"bucket": (f"({lo:g}, {hi:g}]" if closed_right and k else f"[{lo:g}, {hi:g}]" if closed_right else f"[{lo:g}, {hi:g})"),
+                     "pairs": int(n), "share": round(int(n) / total, 4), "pca": round(float(r / n), 4) if n else None}
+                    for k, (lo, hi, n, r) in enumerate(zip(edges[:-1], edges[1:], pairs, right))]
+
+        pairs = int(self.ratio_pairs.sum())
+        return {"pca": round(float(self.ratio_right.sum() / pairs), 4) if pairs else None, "pairs": pairs,
+                "by_ratio": table(self.ratio_pairs, self.ratio_right, RATIO_EDGES, False),
+                "clear_pairs_by_faster_speed": table(self.speed_pairs, self.speed_right, SPEED_EDGES, True)}
 
 
-def bucket_table(pairs: pd.DataFrame, column: str, edges) -> list[dict]:
-    """Share of pairs and PCA per bucket of `column` (right-closed for speed, left-closed for ratio)."""
-    cut = pd.cut(pairs[column], list(edges), right=column == "faster_speed", include_lowest=True)
-    out = []
-    for interval, g in pairs.groupby(cut, observed=False):
-        out.append({"bucket": str(interval), "pairs": int(len(g)), "share": round(len(g) / max(len(pairs), 1), 4),
-                    "pca": round(float(g["right"].mean()), 4) if len(g) else None})
-    return out
+def bucket_counts(frame: pd.DataFrame, score: str) -> dict:
+    """`BucketCounts.tables` of `score` (higher: faster) over the tasks of `frame`."""
+    counts = BucketCounts()
+    for _, g in frame.groupby("task_id", sort=False):
+        if len(g) >= 2:
+            counts.add_task(g[score].to_numpy(), g["latency_s"].to_numpy())
+    return counts.tables()
 
 
 def plot(results: dict, out) -> None:
@@ -111,11 +139,7 @@ def main() -> int:
     results = {}
     for col in columns + (["two_pass"] if earlier is not None else []):
         rows = frame.dropna(subset=["two_pass"]) if col == "two_pass" else frame
-        pairs = task_pairs(rows, col)
-        clear = pairs[pairs.log2_ratio >= CLEAR]
-        results[col] = {"pca": round(float(pairs["right"].mean()), 4), "pairs": int(len(pairs)),
-                        "by_ratio": bucket_table(pairs, "log2_ratio", RATIO_EDGES),
-                        "clear_pairs_by_faster_speed": bucket_table(clear, "faster_speed", SPEED_EDGES)}
+        results[col] = bucket_counts(rows, col)
     write_json(a.out, {"slot": a.slot, "preset": a.preset, "params": base.params, "results": results,
                        "seconds": round(time.time() - t0, 1), "command": command_line(a)})
     plot(results, Path(a.out).with_suffix(".png"))

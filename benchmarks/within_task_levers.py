@@ -48,24 +48,34 @@ JOINT_VARIANTS = {
     "joint, 127 leaves, log": ("lightgbm_joint", {**WIDE, "label_transform": "log"}),
     "joint + main store, 127 leaves, log": ("lightgbm_joint", {**WIDE, "label_transform": "log", "ms_pooling": "mean_max_main"}),
     "joint + main store, 127 leaves, log, lanes": ("lightgbm_joint", {**WIDE, "label_transform": "log", "ms_pooling": "mean_max_main", "lane_features": True}),
+    # the preset since the twenty-eighth session (sqrt, lanes) with MetaSchedule's features beside ours
+    "joint, sqrt, lanes": ("lightgbm_joint", {"label_transform": "sqrt", "lane_features": True}),
+    "joint + main store, sqrt, lanes": ("lightgbm_joint", {"label_transform": "sqrt", "ms_pooling": "mean_max_main", "lane_features": True}),
 }
 
 
 def extract_ms_features(slot: str, directory: Path) -> None:
-    """The msfeatures stage's work on a bundled slot's records file, into `directory` (the
-    feature cache beside it: a second slot of the same tasks reads most of it back)."""
+    """The msfeatures stage's work on a bundled slot's records, into `directory` (the feature
+    cache beside it: a second slot of the same tasks reads most of it back). The records as the
+    records stage writes them, relabelled to the slot: files measured under a host label get new
+    record ids there (`dataset.relabel`), and features keyed by the file's ids would not match."""
     from tqdm import tqdm as bar
 
     from tensorcost import dataset
+    from tensorcost import records as rec
     from tensorcost.collect import load_tasks
     from tensorcost.features.metaschedule import ms_features_of_records
     from tensorcost.hardware.catalog import catalog_target
     from tensorcost.tvm_support import tvm_target
 
     tasks = load_tasks([dataset.programs_dir("cpu")])
+    directory.mkdir(parents=True, exist_ok=True)
+    relabelled = directory / f"{slot}.records.parquet"
+    rec.write_records(dataset.bundled_tables([slot])[slot], relabelled)
     with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
-        ms_features_of_records(dataset.bundled_records_path(slot), tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
+        ms_features_of_records(relabelled, tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
                                cache_dir=directory / "cache")
+    relabelled.unlink()
 
 
 def main() -> int:
