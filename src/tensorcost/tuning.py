@@ -86,7 +86,7 @@ def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: i
             self.base = model
             self.current = model
             self.workloads: dict[str, list[float]] = {}
-            self.measured: dict[str, list[tuple[str, float]]] = {}  # task key -> (trace, seconds)
+            self.measured: dict[str, list[tuple[str, float, object]]] = {}  # task key -> (trace, seconds, MetaSchedule features or None)
             self.n_predicted = 0
             self.predict_seconds = 0.0
             self.n_updates = 0
@@ -113,11 +113,14 @@ def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: i
             if self.mode != "online":
                 return
             key = self._key(context)
-            for cand, res in zip(candidates, results):
-                sec = measured_latency(res)
-                if sec is not None and sec > 0:
-                    self.measured.setdefault(key, []).append((trace_to_json(cand.sch.trace), sec))
-                    self._new += 1
+            secs = [measured_latency(res) for res in results]
+            valid = [i for i, sec in enumerate(secs) if sec is not None and sec > 0]
+            # a model that reads MetaSchedule's features refits on them too: extracted now, while the
+            # candidates (their schedules) are at hand; the traces alone would need the task's module
+            mats = extract_from_candidates(context, [candidates[i] for i in valid]) if valid and "ms_features" in self.base.inputs else [None] * len(valid)
+            for i, mat in zip(valid, mats):
+                self.measured.setdefault(key, []).append((trace_to_json(candidates[i].sch.trace), secs[i], mat))
+                self._new += 1
             if self._new >= min_new:
                 self._refit()
 
@@ -127,8 +130,10 @@ def make_registry_cost_model(model, hw: Target, mode: str = "frozen", min_new: i
             for key, rows in self.measured.items():
                 if len(rows) < 2:
                     continue  # nothing to rank yet
-                part = table_from_traces([t for t, _ in rows], self.workloads[key], hw_feats, target=model.metadata.target, task_id=key)
-                lat = np.array([s for _, s in rows])
+                part = table_from_traces([t for t, _, _ in rows], self.workloads[key], hw_feats, target=model.metadata.target, task_id=key)
+                if "ms_features" in self.base.inputs:
+                    part.ms_features = [m for _, _, m in rows]
+                lat = np.array([s for _, s, _ in rows])
                 part.frame["latency_s"] = lat
                 part.frame["label"] = per_task_labels([key] * len(rows), lat)
                 parts.append(part)

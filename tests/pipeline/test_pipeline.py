@@ -125,6 +125,7 @@ def test_transfer_to_this_machine(pipeline_run):
         assert set(curves[peer]) == {"25", "100"}, peer
     # the default, and the sources blended where there are two (on a host of a source's platform there is one)
     assert "pooled:lightgbm_reg" in curves and ("zero_shot:blend" in curves) == (len(sources) > 1)
+    assert "pooled:lightgbm_joint" in curves  # MetaSchedule's features beside ours, on the sources' and this machine's msfeatures
     # served: the best measured approach, or the pooled default when the sample cannot tell (the CI says which)
     choice, reg = study["choice"], study["registered"]
     assert choice["default"] == "pooled:lightgbm_reg" and choice["approach"] in curves and choice["reason"]

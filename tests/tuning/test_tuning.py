@@ -120,6 +120,48 @@ def test_online_mode_learns_from_the_search_measurements_and_frozen_does_not(tra
     assert online.base is model  # the pre-trained model itself is never modified
 
 
+@pytest.fixture(scope="module")
+def trained_joint(trained):
+    """`lightgbm_joint` (our features and MetaSchedule's per-store features) on the same task, its
+    MetaSchedule features extracted offline from the records' traces, as the msfeatures stage does."""
+    from tensorcost.collect import load_tasks
+    from tensorcost.features.metaschedule import extract_ms_features
+    from tensorcost.tvm_support import tvm_target
+
+    _, table, data, hw = trained
+    valid = data.take(np.flatnonzero(data.frame["latency_s"].to_numpy() > 0))
+    traces = dict(zip(table.column("record_id").to_pylist(), table.column("trace").to_pylist()))
+    rows = [(t, traces[r]) for t, r in zip(valid.frame["task_id"], valid.frame["record_id"])]
+    valid.ms_features = extract_ms_features(load_tasks([dataset.programs_dir("cpu")]), rows, tvm_target(hw))
+    model = ModelSpec("lightgbm_joint", {"objective": "regression", "num_boost_round": 20, "num_threads": 1}).create(valid)
+    model.fit(valid)
+    return model, valid
+
+
+@pytest.mark.slow
+def test_a_model_reading_metaschedule_features_tunes_frozen_and_online(trained, trained_joint):
+    """A served model that reads MetaSchedule's features scores live candidates as it scored their
+    records (the features extracted live match the offline ones) and, online, refits on the
+    features of the candidates it measured (the traces alone would not give them)."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from tensorcost.tuning import make_registry_cost_model
+    from tensorcost.tvm_support import register_x86_intrinsics_only, tvm_target
+
+    _, table, _, hw = trained
+    model, valid = trained_joint
+    assert "ms_features" in model.inputs
+    register_x86_intrinsics_only()
+    task, cands, results, _ = _candidates_and_results(table, 24)
+    ctx = ms.TuneContext(task.mod, target=tvm_target(hw), task_name=task.task_name, num_threads=1)
+    frozen, online = make_registry_cost_model(model, hw, "frozen"), make_registry_cost_model(model, hw, "online", min_new=16)
+    np.testing.assert_allclose(frozen.predict(ctx, cands), model.predict(valid)[:24], rtol=1e-5)  # no skew between the stage and the search
+    before = online.predict(ctx, cands)
+    online.update(ctx, cands, results)
+    assert online.n_refits == 1 and all(m is not None and m.ndim == 2 for rows in online.measured.values() for _, _, m in rows)
+    assert not np.allclose(online.predict(ctx, cands), before) and online.base is model
+
+
 def test_bad_modes_and_uris_are_one_line_errors(trained):
     from tensorcost.errors import UserError
     from tensorcost.registry import load_uri
