@@ -57,7 +57,7 @@ class ModelSpec:
         if fit is not None:
             curves = fit(model, train, test, log)
         else:
-            curves = model.fit(model_input(train, model.inputs), model_input(test, model.inputs), log=log)
+            curves = model.fit(model_input(train, model), model_input(test, model), log=log)
         train_s = time.perf_counter() - t0
         return TrainResult(model, score(model, test), curves, train_s)
 
@@ -67,17 +67,17 @@ def model_specs(params, names) -> dict[str, ModelSpec]:
     return {k: ModelSpec.preset(params, k) for k in names}
 
 
-def model_input(table, inputs: Sequence[str]):
-    """What a model of `inputs` reads from `table`: a store view as it is (the learners and
-    predictors read it a fragment at a time), except where MetaSchedule features are needed,
-    which live beside the store: then the rows whole, with them."""
-    if table is None or isinstance(table, FeatureTable) or "ms_features" not in inputs:
+def model_input(table, model: CostModel):
+    """What `model` reads from `table`: a store view as it is (the learners and predictors read
+    it a fragment at a time, MetaSchedule features included where the model streams them), except
+    for a model that reads MetaSchedule features whole (TVM's XGBoost): then the rows whole, with them."""
+    if table is None or isinstance(table, FeatureTable) or "ms_features" not in model.inputs or model.streams_ms_features:
         return table
-    return table.materialize(tuple(inputs))
+    return table.materialize(tuple(model.inputs))
 
 
 def predict(model: CostModel, table) -> np.ndarray:
-    return np.asarray(model.predict(model_input(table, model.inputs)), dtype=np.float64)
+    return np.asarray(model.predict(model_input(table, model)), dtype=np.float64)
 
 
 def study_figures(test, scores: np.ndarray) -> dict:
@@ -228,7 +228,7 @@ def fit(spec: ModelSpec, train: FeatureTable) -> tuple[CostModel, float]:
     """`spec` trained on `train`, and the seconds it took."""
     model = spec.create(train)
     t0 = time.perf_counter()
-    model.fit(model_input(train, model.inputs))
+    model.fit(model_input(train, model))
     return model, time.perf_counter() - t0
 
 

@@ -147,7 +147,7 @@ def transfer_study(
                 continue
             bar.set_postfix_str(f"k={key}% finetune {name}")
             model = copy.deepcopy(source)
-            model.fit(model_input(train, model.inputs), warm_start=True, seed=seed)
+            model.fit(model_input(train, model), warm_start=True, seed=seed)
             scored(f"finetune:{name}", key, model, n)
             bar.update(1)
             if keep_finetuned_at is not None and abs(k - keep_finetuned_at) < 1e-9:

@@ -157,6 +157,35 @@ def test_a_lightgbm_warm_start_from_fragments_equals_one_from_memory_and_reads_a
     np.testing.assert_array_equal(type(b).load(tmp_path / "tuned").predict(test), b.predict(test))
 
 
+def test_a_joint_model_reads_metaschedule_features_a_fragment_at_a_time(tmp_path, in_memory, monkeypatch):
+    """`lightgbm_joint` (flat and MetaSchedule features) from a store view trains and scores as from
+    memory, and never holds the view whole: each fragment's Sequence reads that fragment's rows of
+    the msfeatures files. (The matrices are random, keyed by the real records' ids: this is the
+    data path, not the features' worth.)"""
+    from tensorcost.evaluation import fit, predict
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM, save_ms_features
+
+    write_feature_store(in_memory, tmp_path, SLOT, rows_per_fragment=300)
+    view = StoreView(tmp_path, SLOT)
+    ids = view.frame["record_id"].astype(str).tolist()
+    rng = np.random.default_rng(0)
+    save_ms_features(tmp_path, SLOT, ids, [rng.normal(size=(int(k), MS_FEATURE_DIM)).astype(np.float32) for k in rng.integers(1, 5, size=len(ids))])
+    memory = view.materialize(("flat", "ms_features"))
+    assert memory.ms_features is not None and len(memory.ms_features) == len(memory)
+    test = memory.frame["task_id"].isin(sorted(set(memory.frame["task_id"]))[::4]).to_numpy()
+    spec = ModelSpec("lightgbm_joint", {"objective": "regression", "num_boost_round": 30, "num_threads": 1})
+    a, _ = fit(spec, memory.take(np.flatnonzero(~test)))
+    read: list[int] = []
+    whole = StoreView.materialize
+    monkeypatch.setattr(StoreView, "materialize", lambda self, *args, **kw: read.append(len(self)) or whole(self, *args, **kw))
+    b, _ = fit(spec, view.take(np.flatnonzero(~test)))
+    from_view = predict(b, view.take(np.flatnonzero(test)))
+    largest = np.unique(np.asarray(view.fragment), return_counts=True)[1].max()
+    assert read and max(read) <= largest < int((~test).sum())  # never the training side whole
+    monkeypatch.undo()
+    np.testing.assert_allclose(from_view, predict(a, memory.take(np.flatnonzero(test))), rtol=0, atol=1e-9)
+
+
 def test_the_store_hash_names_its_content(tmp_path, in_memory):
     write_feature_store(in_memory, tmp_path, SLOT)
     h = store_hash(tmp_path, SLOT)

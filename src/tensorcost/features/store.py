@@ -377,6 +377,8 @@ class StoreView:
             # the view's labels, not the file's: a view relabelled (a pruned variant: labels from
             # its kept rows alone) trains on what it says
             part.frame["label"] = self.frame["label"].to_numpy()[start:end]
+            if "ms_features" in inputs:  # the fragment's rows only: mapped, never the slot's whole file
+                self._attach_ms_features(part)
             yield part
 
     def materialize(self, inputs: Iterable[str] = NUMBER_COLUMNS) -> FeatureTable:
@@ -384,18 +386,25 @@ class StoreView:
         features (the msfeatures stage's files beside the store; None where a slot has none)."""
         inputs = tuple(inputs)
         parts = list(self.iter_tables(inputs))
-        table = FeatureTable.concat(parts, self.slot) if parts else FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names, feature_schema=self.feature_schema)
+        if parts:
+            return FeatureTable.concat(parts, self.slot)  # ms_features: each fragment's, concatenated (None if any slot has none)
+        table = FeatureTable(self.frame.copy(), self.slot, feature_names=self.feature_names, feature_schema=self.feature_schema)
         if "ms_features" in inputs:
-            slots = table.frame["slot"].astype(str).to_numpy()
-            ids = table.frame["record_id"].astype(str).to_numpy()
-            ms: list | None = [None] * len(table)
-            for s in dict.fromkeys(slots):
-                rows = np.flatnonzero(slots == s)
-                mats = load_ms_features(self.directory, s, ids[rows])
-                if mats is None:
-                    ms = None
-                    break
-                for i, m in zip(rows, mats):
-                    ms[i] = m
-            table.ms_features = ms
+            self._attach_ms_features(table)
         return table
+
+    def _attach_ms_features(self, table: FeatureTable) -> None:
+        """`table.ms_features`: its rows' MetaSchedule features, read from the msfeatures stage's
+        files beside the store by slot and record id; None where a slot has none."""
+        slots = table.frame["slot"].astype(str).to_numpy()
+        ids = table.frame["record_id"].astype(str).to_numpy()
+        ms: list | None = [None] * len(table)
+        for s in dict.fromkeys(slots):
+            rows = np.flatnonzero(slots == s)
+            mats = load_ms_features(self.directory, s, ids[rows])
+            if mats is None:
+                ms = None
+                break
+            for i, m in zip(rows, mats):
+                ms[i] = m
+        table.ms_features = ms

@@ -181,6 +181,9 @@ class CostModel(ABC):
     embeds: ClassVar[bool] = False
     # A blend of other models: its params' `members` name presets of params.yaml (params resolves them).
     member_presets: ClassVar[bool] = False
+    # Trains and predicts from a store view a fragment at a time, MetaSchedule features included
+    # (the view reads each fragment's rows of them); otherwise a model reading them gets the rows whole.
+    streams_ms_features: ClassVar[bool] = False
     Config: ClassVar[type[FamilyConfig]]
 
     def __init__(self, metadata: ModelMetadata):

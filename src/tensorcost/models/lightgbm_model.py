@@ -282,6 +282,7 @@ class LightGBMCostModel(CostModel):
     inputs = ("flat",)
     can_warm_start = True
     tree_model = True
+    streams_ms_features = True  # a fragment's Sequence materializes that fragment alone (lightgbm_joint)
     Config = LightGBMConfig
 
     def __init__(self, metadata: ModelMetadata, booster=None):
