@@ -100,3 +100,46 @@ def write_json(path: str | Path, payload: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
+
+
+def extract_ms_features(slot: str, directory: Path) -> None:
+    """The msfeatures stage's work on a bundled slot's records, into `directory` (the feature
+    cache beside it: a second slot of the same tasks reads most of it back). The records as the
+    records stage writes them, relabelled to the slot: files measured under a host label get new
+    record ids there (`dataset.relabel`), and features keyed by the file's ids would not match."""
+    from tqdm import tqdm as bar
+
+    from tensorcost import records as rec
+    from tensorcost.collect import load_tasks
+    from tensorcost.features.metaschedule import ms_features_of_records
+    from tensorcost.tvm_support import tvm_target
+
+    tasks = load_tasks([dataset.programs_dir("cpu")])
+    directory.mkdir(parents=True, exist_ok=True)
+    relabelled = directory / f"{slot}.records.parquet"
+    rec.write_records(dataset.bundled_tables([slot])[slot], relabelled)
+    with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
+        ms_features_of_records(relabelled, tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
+                               cache_dir=directory / "cache")
+    relabelled.unlink()
+
+def attach_ms_features(tables: dict[str, FeatureTable], directory: Path) -> set[str]:
+    """Each table's MetaSchedule features from `directory` (extracted there first where missing);
+    returns the slots that have them (a slot whose features belong to another version of its
+    records is skipped, and the output says so)."""
+    from tensorcost.errors import UserError
+    from tensorcost.features.metaschedule import load_ms_features
+
+    with_ms = set()
+    for s, t in tables.items():
+        if not (directory / f"{s}.ms_index.parquet").exists():
+            extract_ms_features(s, directory)
+        try:
+            ms = load_ms_features(directory, s, t.frame["record_id"].tolist())
+        except UserError as exc:
+            print(f"{s}: no MetaSchedule features ({str(exc)[:160]})")
+            continue
+        if ms is not None:
+            t.ms_features = ms
+            with_ms.add(s)
+    return with_ms

@@ -20,10 +20,11 @@ there is limited by what carries over to new programs, one near it by what it ca
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
-from common import OWN_SPLITS, bundled_feature_tables, command_line, split_sides, split_benchmark_args, write_json
+from common import OWN_SPLITS, attach_ms_features, bundled_feature_tables, command_line, split_sides, split_benchmark_args, write_json
 from tensorcost.evaluation import ModelSpec, fit, joint_training_side, score
 from tensorcost.params import load_params
 
@@ -47,6 +48,9 @@ VARIANTS = {
     # capacity: trees that can fit their training side whole, and 2.5x the rounds (with --train-pca: bias or variance?)
     "own 255 leaves": (False, {"num_leaves": 255, "min_data_in_leaf": 2}),
     "own 4000 rounds": (False, {"num_boost_round": 4000}),
+    # MetaSchedule's per-store features beside ours (`lightgbm_joint`; needs --ms-dir)
+    "own joint": (False, {"family": "lightgbm_joint"}),
+    "pooled joint": (True, {"family": "lightgbm_joint"}),
 }
 
 
@@ -55,6 +59,7 @@ def main() -> int:
     ap.add_argument("--preset", default="lightgbm_reg")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {'; '.join(VARIANTS)}")
     ap.add_argument("--train-pca", action="store_true", help="also score each model on its training side")
+    ap.add_argument("--ms-dir", default=None, help="MetaSchedule features of the slots (extracted there first where missing): the joint variants need them")
     a = ap.parse_args()
     t0 = time.time()
     p = load_params()
@@ -67,11 +72,18 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown variant {unknown[0]!r}; known: {'; '.join(VARIANTS)}")
     tables = bundled_feature_tables(slots)
+    if any(VARIANTS[n][1].get("family") == "lightgbm_joint" for n in names):
+        if not a.ms_dir:
+            ap.error("the joint variants read MetaSchedule features: give --ms-dir")
+        missing = set(slots) - attach_ms_features(tables, Path(a.ms_dir))
+        if missing:
+            ap.error(f"no MetaSchedule features for {sorted(missing)}")
     sides = {(s, sp): split_sides(tables[s], sp, split_params) for s in slots for sp in splits}
     results: dict = {}
     for name in names:
         pooled, overrides = VARIANTS[name]
-        spec = ModelSpec(base.family, {**base.params, **overrides})
+        overrides = dict(overrides)
+        spec = ModelSpec(overrides.pop("family", base.family), {**base.params, **overrides})
         for sp in splits:
             for s in slots:
                 if sides[(s, sp)] is None:

@@ -26,10 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common import benchmark_sides, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_benchmark_args, write_json
-from tensorcost.errors import UserError
+from common import attach_ms_features, benchmark_sides, bundled_feature_tables, command_line, mean_cell, pca_changes, rounded, split_benchmark_args, write_json
 from tensorcost.evaluation import ModelSpec, fit, score
-from tensorcost.features.metaschedule import load_ms_features
 from tensorcost.params import load_params
 
 WIDE = {"num_leaves": 127, "min_data_in_leaf": 20}
@@ -54,30 +52,6 @@ JOINT_VARIANTS = {
 }
 
 
-def extract_ms_features(slot: str, directory: Path) -> None:
-    """The msfeatures stage's work on a bundled slot's records, into `directory` (the feature
-    cache beside it: a second slot of the same tasks reads most of it back). The records as the
-    records stage writes them, relabelled to the slot: files measured under a host label get new
-    record ids there (`dataset.relabel`), and features keyed by the file's ids would not match."""
-    from tqdm import tqdm as bar
-
-    from tensorcost import dataset
-    from tensorcost import records as rec
-    from tensorcost.collect import load_tasks
-    from tensorcost.features.metaschedule import ms_features_of_records
-    from tensorcost.hardware.catalog import catalog_target
-    from tensorcost.tvm_support import tvm_target
-
-    tasks = load_tasks([dataset.programs_dir("cpu")])
-    directory.mkdir(parents=True, exist_ok=True)
-    relabelled = directory / f"{slot}.records.parquet"
-    rec.write_records(dataset.bundled_tables([slot])[slot], relabelled)
-    with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
-        ms_features_of_records(relabelled, tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
-                               cache_dir=directory / "cache")
-    relabelled.unlink()
-
-
 def main() -> int:
     ap = split_benchmark_args(__doc__, ("within_task", "by_family"))
     ap.add_argument("--preset", default="lightgbm_reg")
@@ -91,19 +65,7 @@ def main() -> int:
     base = ModelSpec.preset(p, a.preset)
     slots, splits = a.slots.split(","), a.splits.split(",")
     tables = bundled_feature_tables(slots)
-    with_ms = set()
-    if a.ms_dir:
-        for s, t in tables.items():
-            if not (Path(a.ms_dir) / f"{s}.ms_index.parquet").exists():
-                extract_ms_features(s, Path(a.ms_dir))
-            try:
-                ms = load_ms_features(Path(a.ms_dir), s, t.frame["record_id"].tolist())
-            except UserError as exc:  # features of another version of the slot's records: its joint variants are skipped
-                print(f"{s}: no joint variants ({str(exc)[:160]})")
-                continue
-            if ms is not None:
-                t.ms_features = ms
-                with_ms.add(s)
+    with_ms = attach_ms_features(tables, Path(a.ms_dir)) if a.ms_dir else set()
     variants = VARIANTS | (JOINT_VARIANTS if with_ms else {})
     if a.variants:
         unknown = set(a.variants.split(";")) - set(variants)
