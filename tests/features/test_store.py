@@ -163,13 +163,14 @@ def test_a_joint_model_reads_metaschedule_features_a_fragment_at_a_time(tmp_path
     the msfeatures files. (The matrices are random, keyed by the real records' ids: this is the
     data path, not the features' worth.)"""
     from tensorcost.evaluation import fit, predict
-    from tensorcost.features.metaschedule import MS_FEATURE_DIM, save_ms_features
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM, _open_reader, save_ms_features
 
     write_feature_store(in_memory, tmp_path, SLOT, rows_per_fragment=300)
     view = StoreView(tmp_path, SLOT)
     ids = view.frame["record_id"].astype(str).tolist()
     rng = np.random.default_rng(0)
     save_ms_features(tmp_path, SLOT, ids, [rng.normal(size=(int(k), MS_FEATURE_DIM)).astype(np.float32) for k in rng.integers(1, 5, size=len(ids))])
+    _open_reader.cache_clear()
     memory = view.materialize(("flat", "ms_features"))
     assert memory.ms_features is not None and len(memory.ms_features) == len(memory)
     test = memory.frame["task_id"].isin(sorted(set(memory.frame["task_id"]))[::4]).to_numpy()
@@ -182,6 +183,7 @@ def test_a_joint_model_reads_metaschedule_features_a_fragment_at_a_time(tmp_path
     from_view = predict(b, view.take(np.flatnonzero(test)))
     largest = np.unique(np.asarray(view.fragment), return_counts=True)[1].max()
     assert read and max(read) <= largest < int((~test).sum())  # never the training side whole
+    assert _open_reader.cache_info().misses == 1  # the features' index read once, not once a fragment
     monkeypatch.undo()
     np.testing.assert_allclose(from_view, predict(a, memory.take(np.flatnonzero(test))), rtol=0, atol=1e-9)
 

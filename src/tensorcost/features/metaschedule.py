@@ -4,6 +4,7 @@ inputs of TVM's XGBoost cost model. TVM is imported inside the functions that ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -193,23 +194,51 @@ def ms_feature_slots(directory: Path) -> list[str]:
     return sorted(p.name[: -len(suffix)] for p in directory.glob(f"*{suffix}")) if directory.is_dir() else []
 
 
+class MSFeatureReader:
+    """One slot's MetaSchedule features opened once: the index read (record ids, store counts),
+    the rows file mapped. `take` copies only the asked records' rows into memory, so a store view
+    read a fragment at a time pays the index once, not once a fragment."""
+
+    def __init__(self, index_file: Path, rows_file: Path):
+        idx = pd.read_parquet(index_file, columns=["record_id", "n_stores"])
+        self.index_file = index_file
+        self.flat = np.load(rows_file, mmap_mode="r", allow_pickle=False)
+        counts = idx["n_stores"].to_numpy()
+        if self.flat.ndim != 2 or self.flat.shape[1] != MS_FEATURE_DIM or int(counts.sum()) != len(self.flat):
+            raise UserError(f"{rows_file}: {self.flat.shape} rows where {index_file.name} counts {int(counts.sum())} of {MS_FEATURE_DIM} features "
+                            "(a write was cut short); run its stage again (dvc repro --force msfeatures)")
+        self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        self.ids = pd.Index(idx["record_id"])
+
+    def take(self, record_ids: Sequence[str]) -> list[np.ndarray]:
+        where = self.ids.get_indexer(pd.Index(record_ids))
+        if (where < 0).any():
+            lost = [r for r, w in zip(record_ids, where) if w < 0]
+            raise UserError(f"{self.index_file}: no MetaSchedule features of {len(lost)} record(s), e.g. {lost[0]} "
+                            "(features of other records): run its stage again (dvc repro --force msfeatures)")
+        return [np.array(self.flat[self.offsets[i]:self.offsets[i + 1]]) for i in where]
+
+
+@functools.lru_cache(maxsize=8)
+def _open_reader(index_file: str, rows_file: str, stamp: tuple) -> MSFeatureReader:
+    return MSFeatureReader(Path(index_file), Path(rows_file))
+
+
+def ms_feature_reader(directory: Path, target: str) -> MSFeatureReader | None:
+    """The reader of `target`'s features in `directory` (None when it has none), shared between
+    calls while the files stay as they are (keyed by their size and modification time: a
+    rewritten pair is opened anew)."""
+    index_file, rows_file = Path(directory) / f"{target}.ms_index.parquet", Path(directory) / f"{target}.ms_rows.npy"
+    if not index_file.exists():
+        return None
+    if not rows_file.exists():
+        raise UserError(f"{rows_file}: missing beside {index_file.name} (a write was cut short); run its stage again (dvc repro --force msfeatures)")
+    a, b = index_file.stat(), rows_file.stat()
+    return _open_reader(str(index_file.resolve()), str(rows_file.resolve()), (a.st_mtime_ns, a.st_size, b.st_mtime_ns, b.st_size))
+
+
 def load_ms_features(directory: Path, target: str, record_ids: Sequence[str]) -> list[np.ndarray] | None:
     """The matrices of `record_ids`, in that order; None when the target has none. The rows file
     is mapped, not read: only the asked records' rows are copied into memory."""
-    index_file = directory / f"{target}.ms_index.parquet"
-    if not index_file.exists():
-        return None
-    idx = pd.read_parquet(index_file)
-    rows_file = directory / f"{target}.ms_rows.npy"
-    flat = np.load(rows_file, mmap_mode="r", allow_pickle=False)
-    counts = idx["n_stores"].to_numpy()
-    if flat.ndim != 2 or flat.shape[1] != MS_FEATURE_DIM or int(counts.sum()) != len(flat):
-        raise UserError(f"{rows_file}: {flat.shape} rows where {index_file.name} counts {int(counts.sum())} of {MS_FEATURE_DIM} features "
-                        "(a write was cut short); run its stage again (dvc repro --force msfeatures)")
-    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    where = pd.Index(idx["record_id"]).get_indexer(pd.Index(record_ids))
-    if (where < 0).any():
-        lost = [r for r, w in zip(record_ids, where) if w < 0]
-        raise UserError(f"{index_file}: no MetaSchedule features of {len(lost)} record(s), e.g. {lost[0]} "
-                        "(features of other records): run its stage again (dvc repro --force msfeatures)")
-    return [np.array(flat[offsets[i]:offsets[i + 1]]) for i in where]
+    reader = ms_feature_reader(directory, target)
+    return None if reader is None else reader.take(record_ids)
