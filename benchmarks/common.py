@@ -118,10 +118,13 @@ def extract_ms_features(slot: str, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     relabelled = directory / f"{slot}.records.parquet"
     rec.write_records(dataset.bundled_tables([slot])[slot], relabelled)
-    with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
-        ms_features_of_records(relabelled, tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
-                               cache_dir=directory / "cache")
-    relabelled.unlink()
+    try:
+        with bar(desc=f"MetaSchedule features {slot}", unit="rec") as progress:
+            ms_features_of_records(relabelled, tasks, tvm_target(catalog_target(slot)), directory, slot, progress.update,
+                                   cache_dir=directory / "cache")
+    finally:  # a failed or interrupted extraction leaves no copy of the records behind
+        relabelled.unlink(missing_ok=True)
+
 
 def attach_ms_features(tables: dict[str, FeatureTable], directory: Path) -> set[str]:
     """Each table's MetaSchedule features from `directory` (extracted there first where missing);
