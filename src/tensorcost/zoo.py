@@ -313,10 +313,10 @@ def _tiny_resnet():
     return TinyResNet().eval()
 
 
-def _mlp():
+def _mlp(width: int = 256, hidden: int = 512):
     from torch import nn
 
-    return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+    return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, 10)).eval()
 
 
 # --------------------------------------------------------------------------- operator structures TenSet's zoo lacks
@@ -530,6 +530,11 @@ def _all_networks() -> dict[str, NetworkSpec]:
     specs = [
         NetworkSpec("tiny_resnet", "tiny_resnet", _tiny_resnet, (1, 3, 32, 32)),
         NetworkSpec("mlp", "mlp", _mlp, (8, 256)),
+        # the MLP at the row counts of sequence models (16-256): matrix products of many rows, which the
+        # training families otherwise hold only at 1 and 8 rows (issue 27, fifth CPU program set)
+        *(NetworkSpec(f"mlp-b{b}-256", "mlp", _mlp, (b, 256)) for b in (16, 32, 64, 128, 256)),
+        # ... and 384 wide (1,536 hidden): other inner dimensions (docs/dataset-params-zoo6.yaml: measured, not merged)
+        *(NetworkSpec(f"mlp-b{b}-384", "mlp", lambda: _mlp(384, 1536), (b, 384)) for b in (16, 32, 64, 128)),
         *_image_variants("resnet18", lambda: _resnet("basic", [2, 2, 2, 2])),
         *_image_variants("resnet50", lambda: _resnet("bottleneck", [3, 4, 6, 3])),
         *_image_variants("resnext50_32x4d", lambda: _resnet("bottleneck", [3, 4, 6, 3], width=4, groups=32)),
