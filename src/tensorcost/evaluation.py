@@ -46,7 +46,7 @@ class ModelSpec:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return family_class(self.family).inputs
+        return family_class(self.family).inputs_of(self.params)
 
     def train_and_score(self, train: FeatureTable, test: FeatureTable, log=None, fit=None) -> "TrainResult":
         """Train on `train` (learning curves on `test` where the family records them) and report

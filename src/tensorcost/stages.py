@@ -23,7 +23,7 @@ from . import collect as col
 from . import dataset, hardware, pruning, registry, rpc, safeio, validation
 from . import records as rec
 from .errors import MissingDataError, UserError
-from .evaluation import ModelSpec, fit, joint_training_side, model_specs, pick_candidate, pool, random_floor, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
+from .evaluation import ModelSpec, fit, joint_training_side, model_specs, pick_candidate, pool, random_floor, reuse_trained, run_study, serving_problems, train_models, train_test, tree_model_keys, write_study_reports
 from .features import FEATURE_SCHEMA_VERSION, flat_feature_names, fragment_paths, store_hash
 from .features.build import featurize_file
 from .features.metaschedule import ms_features_of_records, valid_task_counts
@@ -424,9 +424,15 @@ def transfer() -> None:
     source_slots = [n for n in names if n in p.targets]
     if tp.pooled and source_slots:
         records = pool([StoreView(FEATURES_DIR, s) for s in source_slots], "pooled")
-        for key in tp.pooled:
-            _echo(f"transfer: {key} trained on {len(records)} records of {', '.join(source_slots)} pooled")
-            pooled[key], _ = fit(ModelSpec.preset(p, key), records)
+        trained: dict = {}
+        specs = {key: ModelSpec.preset(p, key) for key in tp.pooled}
+        # single models first, then the blends, which reuse them (not trained again); `pooled` keeps
+        # the params' order: its first is the default a new machine gets
+        for key in sorted(specs, key=lambda k: family_class(specs[k].family).member_presets):
+            blended = reuse_trained(specs[key], trained, records)
+            _echo(f"transfer: {key} {'blended from' if blended else 'trained on'} {len(records)} records of {', '.join(source_slots)} pooled")
+            trained[key] = blended or fit(specs[key], records)
+        pooled = {key: trained[key][0] for key in tp.pooled}
     study = transfer_study(sources, data, tp.fractions, peers, test_fraction=tp.test_fraction, seed=tp.seed, log=_echo, pooled=pooled,
                            select_metrics=p.train.candidate_metrics, confidence=tp.confidence)
     curves = study.curves

@@ -118,6 +118,56 @@ def test_bad_member_lists_are_one_line():
         create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "lightgbm", "params": {"num_leaves": 1}}])
 
 
+def _with_ms_features(table, seed: int):
+    """`table` with MetaSchedule-like per-store matrices whose first column carries the ranking
+    (random elsewhere): a joint member can read them, a flat-only member cannot."""
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM
+
+    rng = np.random.default_rng(seed)
+    lat = table.frame["latency_s"].to_numpy()
+    mats = []
+    for x in -np.log(lat):
+        m = rng.normal(size=(int(rng.integers(1, 4)), MS_FEATURE_DIM)).astype(np.float32)
+        m[:, 0] = x
+        mats.append(m)
+    table.ms_features = mats
+    return table
+
+
+def test_a_blend_with_a_member_reading_metaschedule_features_reads_them_too(tmp_path):
+    """A blend of `lightgbm_reg` and `lightgbm_joint` (docs/RESULTS.md, thirtieth session): the blend
+    reads what its members read (known from the params before it exists, as the stages ask), scores
+    as its members' scaled sum, round-trips, and refuses rows without the features in one line."""
+    from tensorcost.errors import UserError
+    from tensorcost.evaluation import ModelSpec
+
+    joint = {"name": "joint", "family": "lightgbm_joint", "params": {**LGB, "objective": "regression"}}
+    members = [MEMBERS[0], joint]
+    spec = ModelSpec("ensemble", {"members": members})
+    assert spec.inputs == ("flat", "ms_features")
+    assert ModelSpec("ensemble", {"members": MEMBERS}).inputs == ("flat",)
+    train, test = _with_ms_features(_table(0), 0), _with_ms_features(_table(1), 1)
+    model = create_model("ensemble", "t", "tc-feat-test", NAMES, members=members)
+    assert model.inputs == ("flat", "ms_features") and model.streams_ms_features
+    model.fit(train)
+    spreads = model.metadata.extra["spreads"]
+    expected = model.members[0].predict(test) / spreads[0] + model.members[1].predict(test) / spreads[1]
+    np.testing.assert_allclose(model.predict(test), expected, rtol=1e-12)
+    # the blend's scores move with the MetaSchedule features (the flat-only member never sees them)
+    shuffled = _with_ms_features(_table(1), 1)
+    shuffled.ms_features = shuffled.ms_features[::-1]
+    assert np.abs(model.predict(shuffled) - model.predict(test)).max() > 1e-6
+    np.testing.assert_array_equal(model.members[0].predict(shuffled), model.members[0].predict(test))
+    model.save(tmp_path / "ens")
+    again = load_model(tmp_path / "ens", "tc-feat-test")
+    assert again.inputs == ("flat", "ms_features")
+    np.testing.assert_array_equal(again.predict(test), model.predict(test))
+    with pytest.raises((UserError, ValueError), match="[Mm]eta[Ss]chedule|ms_features"):
+        again.predict(_table(2))
+    with pytest.raises(ModelFormatError, match="'tvm_xgb' reads MetaSchedule's features whole"):
+        create_model("ensemble", "t", "s", NAMES, members=[MEMBERS[0], {"family": "tvm_xgb"}])
+
+
 def test_warm_start_fine_tunes_the_members_and_recalibrates(trained):
     import copy
 

@@ -167,3 +167,26 @@ def test_the_card_names_the_registry_versions_the_chosen_model_came_from():
     assert chosen_sources("zero_shot:zen5-2c.avx2-t1", pulled) == "tensorcost-zen5-2c.avx2-t1/3"
     assert chosen_sources("zero_shot:blend", pulled) == "tensorcost-zen5-2c.avx2-t1/3,tensorcost-zen4-2c.avx2-t1/1"
     assert chosen_sources("pooled:lightgbm_reg", pulled) == chosen_sources("lightgbm_reg", pulled) == ""
+
+
+def test_sources_reading_metaschedule_features_are_blended_too():
+    """A source whose candidate reads MetaSchedule's features (lightgbm_joint, ensemble_trees) still
+    joins the zero-shot blend, which then reads them; one reading them whole (TVM's XGBoost) does not."""
+    from helpers import feature_table, synthetic_ranking_data
+    from tensorcost.features.metaschedule import MS_FEATURE_DIM
+    from tensorcost.models import create_model
+    from tensorcost.transfer import blend_sources
+
+    x, _, latency, groups = synthetic_ranking_data(seed=0, n_tasks=6)
+    data = feature_table(x, [f"t{g}" for g in groups], latency)
+    rng = np.random.default_rng(0)
+    data.ms_features = [rng.normal(size=(2, MS_FEATURE_DIM)).astype(np.float32) for _ in range(len(data))]
+    names = [f"f{i}" for i in range(x.shape[1])]
+    params = {"objective": "regression", "num_boost_round": 20, "num_threads": 1, "min_data_in_leaf": 5}
+    flat, joint = create_model("lightgbm", "a", "s", names, **params), create_model("lightgbm_joint", "b", "s", names, **params)
+    flat.fit(data)
+    joint.fit(data)
+    blend = blend_sources({"a": flat, "b": joint}, data)
+    assert blend is not None and "ms_features" in blend.inputs
+    assert np.isfinite(blend.predict(data)).all()
+    assert blend_sources({"a": flat, "x": create_model("tvm_xgb", "c", "s", names)}, data) is None

@@ -172,7 +172,7 @@ class CostModel(ABC):
     """Ranks programs of one task: higher score = predicted faster."""
 
     family: ClassVar[str]
-    inputs: ClassVar[tuple[str, ...]]  # feature-table columns read: "flat", "tokens", "ms_features"
+    inputs: ClassVar[tuple[str, ...]]  # feature-table columns read: "flat", "tokens", "ms_features" (a blend: its members')
     can_warm_start: ClassVar[bool] = False
     # Gradient-boosted trees: the reference a model of another kind must come near to be served
     # (evaluation.serving_problems; issue 27: the attention model earns its place or steps aside).
@@ -188,6 +188,12 @@ class CostModel(ABC):
 
     def __init__(self, metadata: ModelMetadata):
         self.metadata = metadata
+
+    @classmethod
+    def inputs_of(cls, params: dict) -> tuple[str, ...]:
+        """The columns a model of this family with `params` reads, known before it exists (a
+        blend reads what its members read)."""
+        return cls.inputs
 
     @classmethod
     @abstractmethod

@@ -27,6 +27,7 @@ from . import FAMILIES, create_model, family_class, load_model
 from .base import CostModel, FamilyConfig, ModelFormatError, ModelMetadata, make_config
 
 MAX_MEMBERS = 8
+MEMBER_INPUTS = ("tokens", "flat", "ms_features")  # what members may read; a blend reads the union of its members'
 
 
 class MemberSpec(BaseModel):
@@ -52,8 +53,13 @@ class EnsembleConfig(FamilyConfig):
             # one level of nesting (a blend of platforms' models, some of them blends): never deeper
             if m.family == "ensemble" and any(isinstance(x, dict) and x.get("family") == "ensemble" for x in (m.params.get("members") or [])):
                 raise ValueError(f"ensemble member {m.name or m.family!r} is a blend of blends: an ensemble nests one level at most")
-            if not set(family_class(m.family).inputs) <= set(EnsembleCostModel.inputs):
-                raise ValueError(f"member family {m.family!r} reads {family_class(m.family).inputs}; an ensemble's members read only {EnsembleCostModel.inputs}")
+            member = family_class(m.family)
+            if not set(member.inputs) <= set(MEMBER_INPUTS):
+                raise ValueError(f"member family {m.family!r} reads {member.inputs}; an ensemble's members read only {MEMBER_INPUTS}")
+            # a member that reads MetaSchedule's features whole would make the blend read them whole
+            if "ms_features" in member.inputs and not member.streams_ms_features:
+                raise ValueError(f"member family {m.family!r} reads MetaSchedule's features whole; a member may read them only a fragment "
+                                 f"at a time (the LightGBM family, e.g. lightgbm_joint)")
             make_config(family_class(m.family).Config, m.params, f"ensemble member {m.name or m.family}")
         return v
 
@@ -73,7 +79,7 @@ def within_task_spread(scores: np.ndarray, groups: np.ndarray) -> float:
 
 class EnsembleCostModel(CostModel):
     family = "ensemble"
-    inputs = ("tokens", "flat")  # the union its members may read (no ms_features: see MemberSpec check)
+    inputs = ("tokens", "flat")  # a blend's own: its members' union (`inputs_of`, and each instance's)
     member_presets = True
     can_warm_start = True  # warm-starts the members that can; the others keep their weights
     Config = EnsembleConfig
@@ -81,6 +87,17 @@ class EnsembleCostModel(CostModel):
     def __init__(self, metadata: ModelMetadata, members: list[CostModel]):
         super().__init__(metadata)
         self.members = members
+        # what the blend reads is what its members read: a member reading MetaSchedule's features
+        # (lightgbm_joint) makes the blend read them, and it streams them only if every such member does
+        self.inputs = tuple(dict.fromkeys(i for m in members for i in m.inputs))
+        self.streams_ms_features = all(m.streams_ms_features for m in members if "ms_features" in m.inputs)
+
+    @classmethod
+    def inputs_of(cls, params: dict) -> tuple[str, ...]:
+        members = params.get("members") or []
+        if not members or not all(isinstance(m, dict) and m.get("family") in FAMILIES for m in members):
+            return cls.inputs
+        return tuple(dict.fromkeys(i for m in members for i in family_class(m["family"]).inputs_of(m.get("params") or {})))
 
     @property
     def config(self) -> EnsembleConfig:
