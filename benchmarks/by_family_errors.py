@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import attach_ms_features, bundled_feature_tables, command_line, split_benchmark_args, split_sides, write_json
+from common import attach_ms_features, bundled_feature_tables, command_line, seen_halves, split_benchmark_args, split_sides, write_json
 from tensorcost import dataset
-from tensorcost.evaluation import ModelSpec, fit, joint_training_side, network_weights, pool, predict, split_mask
+from tensorcost.evaluation import ModelSpec, fit, joint_training_side, network_weights, pool, predict
 from tensorcost.features import FeatureTable
 from tensorcost.metrics import figures_from_stats, task_stats
 from tensorcost.params import load_params
-from tensorcost.pruning import kept_table
 from tensorcost.zoo import architecture_family
 
 
@@ -39,13 +38,6 @@ def task_info() -> dict[str, dict]:
     return {t["task_id"]: {"op_kind": t["op_kind"], "name": t["task_name"],
                            "families": sorted({architecture_family(n) for n in t["networks"]})}
             for t in json.loads(path.read_text())["tasks"]}
-
-
-def halves(table: FeatureTable, split_params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of half A and half B of each task's programs (within_task's hash at 0.5: the same
-    programs on every platform)."""
-    b = split_mask("within_task", table, {**split_params, "test_fraction": 0.5})
-    return np.flatnonzero(~b), np.flatnonzero(b)
 
 
 def per_task_stats(model, test: FeatureTable) -> dict[str, np.ndarray]:
@@ -87,8 +79,8 @@ def main() -> int:
     info = task_info()
     sides = {s: split_sides(tables[s], "by_family", split_params) for s in slots}
     # the seen ceiling: every platform's half A of the test tasks, labelled from A alone
-    half_a = {s: kept_table(test, halves(test, split_params)[0]) for s, (_, test) in sides.items()}
-    half_b = {s: test.take(halves(test, split_params)[1]) for s, (_, test) in sides.items()}
+    halves = {s: seen_halves(test, split_params) for s, (_, test) in sides.items()}
+    half_a, half_b = {s: h[0] for s, h in halves.items()}, {s: h[1] for s, h in halves.items()}
 
     stats: dict = defaultdict(lambda: defaultdict(dict))  # model -> setting -> slot -> task -> stats
     for key in models:

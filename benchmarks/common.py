@@ -58,6 +58,16 @@ def split_sides(table: FeatureTable, split: str, split_params: dict) -> tuple[Fe
     return table.take(np.flatnonzero(~mask)), table.take(np.flatnonzero(mask))
 
 
+def seen_halves(test: FeatureTable, split_params: dict) -> tuple[FeatureTable, FeatureTable]:
+    """(half A, half B) of each test task's programs, within_task's hash at 0.5 (the same programs
+    on every platform): A labelled from its own programs, so B's latencies reach no label of a
+    model trained with A (the `seen` ceiling: what a model reaches on tasks it has seen half of)."""
+    from tensorcost.pruning import kept_table
+
+    half_b = split_mask("within_task", test, {**split_params, "test_fraction": 0.5})
+    return kept_table(test, np.flatnonzero(~half_b)), test.take(np.flatnonzero(half_b))
+
+
 def benchmark_sides(tables: dict[str, FeatureTable], slot: str, split: str, split_params: dict):
     """(training side, test side) of `slot` under `split`; by_hardware: the other platforms of
     `tables` pooled against the whole slot. None where the split leaves one side empty."""

@@ -80,13 +80,10 @@ def ceiling(p, keys: list[str], train, test) -> dict:
     held-out families (unseen) and once with the other half (A) added (seen): the gap between
     the two is what not having seen a family costs; `seen` bounds what the model and features
     reach on these tasks at all."""
-    from tensorcost.evaluation import split_mask
+    from common import seen_halves
     from tensorcost.features import FeatureTable
-    from tensorcost.pruning import kept_table
 
-    half_b = split_mask("within_task", test, {**p.split.model_dump(), "test_fraction": 0.5})
-    # half A labelled from its own programs: B's latencies reach training through no label
-    a, b = kept_table(test, np.flatnonzero(~half_b)), test.take(np.flatnonzero(half_b))
+    a, b = seen_halves(test, p.split.model_dump())
     seen_train = FeatureTable.concat([train, a], train.slot)
     out = {}
     for key in keys:
